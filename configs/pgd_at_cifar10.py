@@ -1,0 +1,28 @@
+r"""PGD-AT (Madry et al. 2018) on CIFAR-10 with ResNet-18: one l-inf PGD-10 expert.
+
+The same budget and optimizer as the robust expert of configs/generalist_cifar10.py
+(120 epochs, lr [0, 40, 80, 120] -> [0.01, 0.01, 0.001, 0.0001], wd 3.5e-3,
+eps 8/255, step 2/255, 10 steps), so a comparison isolates the Generalist
+machinery. No sync; the 'global' learner reported beside it is its EMA.
+
+Paper run (TFDS cifar10; not timed here, no GPU):
+  python -m generalist_jax.main --config=configs/pgd_at_cifar10.py --workdir=runs/pgd_at_cifar10
+
+Smoke run (5,000 images, BN SmallCNN, 3 epochs; about 5 minutes on 2 CPU cores):
+  python -m generalist_jax.main --config=configs/pgd_at_cifar10.py:smoke \
+      --workdir=runs/pgd_at_smoke --config.data.source=npz --config.data.path=/path/to/cifar10.npz
+"""
+from generalist_jax import config_lib
+
+
+def get_config(arg: str | None = None):
+  c = config_lib.base_config()
+  c.experts = config_lib.generalist_experts()
+  del c.experts['natural']
+  config_lib.single_expert(c, 'robust')
+  c.eval.best_metric = 'robust/pgd_acc'
+  if arg == 'smoke':
+    config_lib.smoke(c)
+  elif arg:
+    raise ValueError(f"unknown config arg {arg!r}; use ':smoke' or nothing.")
+  return c

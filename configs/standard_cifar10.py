@@ -1,0 +1,27 @@
+r"""Standard (clean) training on CIFAR-10 with ResNet-18: one natural expert.
+
+The same budget and optimizer as the natural expert of configs/generalist_cifar10.py
+(120 epochs, lr [0, 40, 80, 120] -> [0.01, 0.01, 0.001, 0.0001], wd 5e-4).
+Validation still reports PGD accuracy; the best checkpoint is picked on clean accuracy.
+
+Paper run (TFDS cifar10; not timed here, no GPU):
+  python -m generalist_jax.main --config=configs/standard_cifar10.py --workdir=runs/standard_cifar10
+
+Smoke run (5,000 images, BN SmallCNN, 3 epochs; about 2 minutes on 2 CPU cores):
+  python -m generalist_jax.main --config=configs/standard_cifar10.py:smoke \
+      --workdir=runs/standard_smoke --config.data.source=npz --config.data.path=/path/to/cifar10.npz
+"""
+from generalist_jax import config_lib
+
+
+def get_config(arg: str | None = None):
+  c = config_lib.base_config()
+  c.experts = config_lib.generalist_experts()
+  del c.experts['robust']
+  config_lib.single_expert(c, 'natural')
+  c.eval.best_metric = 'natural/clean_acc'
+  if arg == 'smoke':
+    config_lib.smoke(c)
+  elif arg:
+    raise ValueError(f"unknown config arg {arg!r}; use ':smoke' or nothing.")
+  return c

@@ -1,0 +1,304 @@
+"""Building blocks for `configs/*.py` and the up-front config validation.
+
+Every field that decides a run lives in one `ml_collections.ConfigDict`; the
+files in `configs/` only change values. `validate_config` runs before any data
+is read or anything compiles, and names the field and what would be valid.
+"""
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+EPS_8 = 8 / 255
+STEP_2 = 2 / 255
+
+
+
+def pgd_attack(eps=EPS_8, step_size=STEP_2, steps=10, norm='linf', loss='ce',
+               restarts=1) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      kind='pgd',            # attack family
+      norm=norm,             # threat model: 'linf'
+      eps=eps,               # radius, pixel units in [0, 1]
+      step_size=step_size,   # per-step size
+      steps=steps,           # iterations K
+      loss=loss,             # 'ce' or 'margin' (CW)
+      random_start=True,     # uniform start in the ball
+      restarts=restarts,     # keep the highest-loss restart per example
+      unroll='auto',         # 'auto': unroll on CPU (faster there), else rolled
+  ))
+
+
+def sgd(lr_epochs=(0, 40, 80, 120), lr_values=(0.01, 0.01, 0.001, 0.0001),
+        weight_decay=5e-4, schedule='piecewise_linear', lr=0.1,
+        momentum=0.9) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      name='sgd',
+      momentum=momentum,
+      nesterov=False,
+      weight_decay=weight_decay,  # coupled, added to the gradient (PyTorch SGD)
+      schedule=schedule,          # 'piecewise_linear' | 'cosine' | 'constant'
+      lr_epochs=lr_epochs,        # piecewise_linear knots, in epochs
+      lr_values=lr_values,        # piecewise_linear values at the knots
+      lr=lr,                      # peak lr for 'cosine' and 'constant'
+  ))
+
+
+def expert(task, optimizer, mix_values, attack=None) -> ml_collections.ConfigDict:
+  cfg = ml_collections.ConfigDict(dict(
+      task=task,              # key of generalist_jax.tasks.TASKS
+      optimizer=optimizer,
+      mix_values=mix_values,  # mixing weight at each of meta.mix_epochs
+  ))
+  cfg.attack = attack if attack is not None else pgd_attack()
+  return cfg
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every config; one line per field."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0                          # init, attacks, data order
+  c.batch_size = 128                  # global batch
+  c.num_epochs = 120
+
+  c.data = ml_collections.ConfigDict(dict(
+      source='tfds',                  # 'tfds' or 'npz'
+      name='cifar10',                 # tfds name (or a label for npz)
+      data_dir=ml_collections.FieldReference(None, field_type=str),  # tfds data dir
+      path='',                        # .npz file (source='npz')
+      val_size=1000,                  # held out from train for model selection
+      split_seed=0,                   # fixes the validation split across runs
+      train_size=ml_collections.FieldReference(None, field_type=int),  # subset
+      test_size=ml_collections.FieldReference(None, field_type=int),   # subset
+      augment='crop_flip',            # 'crop_flip' | 'crop' | 'none'
+      num_classes=ml_collections.FieldReference(None, field_type=int),  # npz: default max label + 1
+      num_threads=2,                  # grain reader threads
+      prefetch=4,                     # batches prepared ahead of the device
+  ))
+
+  c.model = ml_collections.ConfigDict(dict(
+      name='resnet18',                # one of models.MODEL_NAMES
+      width=1.0,                      # channel multiplier (small CPU runs)
+      depth=34,                       # wide_resnet only
+      widen_factor=10,                # wide_resnet only
+      batch_norm=True,                # small_cnn only
+  ))
+
+  c.experts = ml_collections.ConfigDict()   # name -> expert(); sorted by name
+
+  c.meta = ml_collections.ConfigDict(dict(
+      ema_max_decay=0.999,            # EMA decay min(max, (t+1)/(t+10))
+      mix_epochs=(0, 40, 80, 120),    # knots of every expert's mix_values
+      sync=ml_collections.ConfigDict(dict(
+          kind='reference',           # 'reference' | 'every_steps' | 'never'
+          start_epoch=75,             # first epoch that may sync
+          every_epochs=5,             # reference: epochs e with e % this == 0
+          every_steps=100,            # every_steps: period in steps
+      )),
+  ))
+
+  c.eval = ml_collections.ConfigDict(dict(
+      every_epochs=1,                 # validation interval
+      batch_size=256,
+      val_attack=pgd_attack(steps=10),    # model selection attack
+      test_attack=pgd_attack(steps=20),   # final test attack (PGD-20)
+      best_metric='global/pgd_acc',   # validation metric that picks 'best'
+      final_test=True,                # test last and best-on-val at the end
+  ))
+
+  c.checkpoint = ml_collections.ConfigDict(dict(
+      keep=3,                         # last N checkpoints kept (+ best)
+      every_steps=0,                  # 0: at the end of every epoch
+  ))
+  c.log_every_steps = 50
+  c.progress_bar = True
+  return c
+
+
+# ----------------------------------------------------------------------------
+# Validation.
+# ----------------------------------------------------------------------------
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field."""
+
+
+def _check(ok: bool, field: str, message: str):
+  if not ok:
+    raise ConfigError(f'config.{field}: {message}')
+
+
+def _check_attack(attack, field: str):
+  _check(attack.kind == 'pgd', f'{field}.kind', f"{attack.kind!r} is unknown; use 'pgd'.")
+  _check(attack.norm in ('linf',), f'{field}.norm', f"{attack.norm!r} is unknown; use 'linf'.")
+  _check(attack.loss in ('ce', 'margin'), f'{field}.loss',
+         f"{attack.loss!r} is unknown; use 'ce' or 'margin'.")
+  _check(attack.eps >= 0, f'{field}.eps', f'must be >= 0, got {attack.eps}.')
+  _check(attack.step_size >= 0, f'{field}.step_size', f'must be >= 0, got {attack.step_size}.')
+  _check(attack.steps >= 1, f'{field}.steps', f'must be >= 1, got {attack.steps}.')
+  _check(attack.restarts >= 1, f'{field}.restarts', f'must be >= 1, got {attack.restarts}.')
+
+
+def _check_increasing(values, field: str):
+  _check(all(b > a for a, b in zip(values, values[1:])), field,
+         f'knots must increase strictly, got {tuple(values)}.')
+
+
+def validate_config(c) -> None:
+  """Raises ConfigError on the first impossible value, before any work."""
+  # Local imports: configs import this module and should stay light.
+  from generalist_jax import data, models, tasks
+  tfds_names = tuple(data.SUPPORTED_TFDS_DATASETS)
+
+  _check(c.num_epochs >= 1, 'num_epochs', f'must be >= 1, got {c.num_epochs}.')
+  _check(c.batch_size >= 1, 'batch_size', f'must be >= 1, got {c.batch_size}.')
+  _check(c.data.source in ('tfds', 'npz'), 'data.source',
+         f"{c.data.source!r} is unknown; use 'tfds' or 'npz'.")
+  if c.data.source == 'tfds':
+    _check(c.data.name in tfds_names, 'data.name',
+           f'{c.data.name!r} is not supported; use one of {tfds_names} '
+           "or data.source='npz' with data.path.")
+  else:
+    _check(bool(c.data.path), 'data.path', "data.source='npz' needs the path of an .npz file.")
+  _check(c.data.val_size >= 1, 'data.val_size',
+         f'must be >= 1 (a validation split picks checkpoints), got {c.data.val_size}.')
+  _check(c.data.augment in data.AUGMENTATIONS, 'data.augment',
+         f'{c.data.augment!r} is unknown; use one of {data.AUGMENTATIONS}.')
+  _check(c.model.name in models.MODEL_NAMES, 'model.name',
+         f'{c.model.name!r} is unknown; use one of {models.MODEL_NAMES}.')
+  _check(c.model.width > 0, 'model.width', f'must be > 0, got {c.model.width}.')
+
+  names = list(c.experts.keys())
+  _check(len(names) >= 1, 'experts', 'define at least one expert.')
+  knots = tuple(c.meta.mix_epochs)
+  _check_increasing(knots, 'meta.mix_epochs')
+  _check(knots[0] <= 0 and knots[-1] >= c.num_epochs, 'meta.mix_epochs',
+         f'knots {knots} must cover training, from 0 to num_epochs={c.num_epochs}.')
+  for name in names:
+    e = c.experts[name]
+    _check(e.task in tasks.TASKS, f'experts.{name}.task',
+           f'{e.task!r} is unknown; registered tasks: {sorted(tasks.TASKS)}.')
+    if e.task != 'natural':
+      _check_attack(e.attack, f'experts.{name}.attack')
+    _check(len(e.mix_values) == len(knots), f'experts.{name}.mix_values',
+           f'needs one value per meta.mix_epochs knot ({len(knots)}), got {len(e.mix_values)}.')
+    _check(all(v >= 0 for v in e.mix_values), f'experts.{name}.mix_values',
+           f'weights must be >= 0, got {tuple(e.mix_values)}.')
+    o = e.optimizer
+    field = f'experts.{name}.optimizer'
+    _check(o.name == 'sgd', f'{field}.name', f"{o.name!r} is unknown; use 'sgd'.")
+    _check(o.weight_decay >= 0, f'{field}.weight_decay', f'must be >= 0, got {o.weight_decay}.')
+    _check(o.schedule in ('piecewise_linear', 'cosine', 'constant'), f'{field}.schedule',
+           f"{o.schedule!r} is unknown; use 'piecewise_linear', 'cosine' or 'constant'.")
+    if o.schedule == 'piecewise_linear':
+      _check(len(o.lr_epochs) == len(o.lr_values) >= 1, f'{field}.lr_values',
+             f'needs one value per lr_epochs knot: {len(o.lr_epochs)} knots, '
+             f'{len(o.lr_values)} values.')
+      _check_increasing(tuple(o.lr_epochs), f'{field}.lr_epochs')
+      _check(o.lr_epochs[0] <= 0 and o.lr_epochs[-1] >= c.num_epochs, f'{field}.lr_epochs',
+             f'knots {tuple(o.lr_epochs)} do not fit training: they must run from 0 to '
+             f'num_epochs={c.num_epochs} (scale them with the epochs).')
+      _check(all(v >= 0 for v in o.lr_values), f'{field}.lr_values', 'must be >= 0.')
+    else:
+      _check(o.lr >= 0, f'{field}.lr', f'must be >= 0, got {o.lr}.')
+  for i in range(len(knots)):
+    total = sum(c.experts[n].mix_values[i] for n in names)
+    _check(math.isclose(total, 1.0, abs_tol=1e-6), 'experts.*.mix_values',
+           f'mixing weights must sum to 1 at every knot; at epoch {knots[i]} they sum '
+           f'to {total:.6g} ({ {n: c.experts[n].mix_values[i] for n in names} }).')
+
+  s = c.meta.sync
+  _check(s.kind in ('reference', 'every_steps', 'never'), 'meta.sync.kind',
+         f"{s.kind!r} is unknown; use 'reference', 'every_steps' or 'never'.")
+  if s.kind != 'never':
+    _check(len(names) >= 2, 'meta.sync.kind',
+           "syncing one expert with its own EMA changes the baseline; use 'never'.")
+    limit = c.num_epochs if s.kind == 'reference' else c.num_epochs - 1
+    _check(0 <= s.start_epoch <= limit, 'meta.sync.start_epoch',
+           f'{s.start_epoch} is outside training (0..{limit} for num_epochs={c.num_epochs}); '
+           'no sync would ever happen. Scale it with the epochs or use kind=\'never\'.')
+    if s.kind == 'reference':
+      _check(s.every_epochs >= 1, 'meta.sync.every_epochs', f'must be >= 1, got {s.every_epochs}.')
+      _check(any(e % s.every_epochs == 0 for e in range(max(s.start_epoch, 1), c.num_epochs + 1)),
+             'meta.sync.every_epochs',
+             f'no epoch in {max(s.start_epoch, 1)}..{c.num_epochs} is a multiple of '
+             f'{s.every_epochs}; no sync would ever happen.')
+    else:
+      _check(s.every_steps >= 1, 'meta.sync.every_steps', f'must be >= 1, got {s.every_steps}.')
+  _check(0 < c.meta.ema_max_decay < 1, 'meta.ema_max_decay',
+         f'must be in (0, 1), got {c.meta.ema_max_decay}.')
+
+  _check(c.eval.every_epochs >= 1, 'eval.every_epochs', f'must be >= 1, got {c.eval.every_epochs}.')
+  _check(c.eval.batch_size >= 1, 'eval.batch_size', f'must be >= 1, got {c.eval.batch_size}.')
+  _check_attack(c.eval.val_attack, 'eval.val_attack')
+  _check_attack(c.eval.test_attack, 'eval.test_attack')
+  learner, _, metric = c.eval.best_metric.partition('/')
+  _check(learner in names + ['global'] and metric in ('clean_acc', 'pgd_acc', 'sum_acc'),
+         'eval.best_metric', f"{c.eval.best_metric!r}: use '<learner>/<metric>' with learner in "
+         f"{names + ['global']} and metric in ('clean_acc', 'pgd_acc', 'sum_acc').")
+  _check(c.checkpoint.keep >= 1, 'checkpoint.keep', f'must be >= 1, got {c.checkpoint.keep}.')
+  _check(c.checkpoint.every_steps >= 0, 'checkpoint.every_steps', 'must be >= 0 (0: every epoch).')
+  _check(c.log_every_steps >= 1, 'log_every_steps', f'must be >= 1, got {c.log_every_steps}.')
+
+
+# ----------------------------------------------------------------------------
+# Presets shared by the configs in configs/.
+# ----------------------------------------------------------------------------
+
+# The reference schedules (DESIGN.md section 2), in epochs out of 120.
+REFERENCE_EPOCHS = 120
+RESNET_LR_EPOCHS = (0, 40, 80, 120)
+RESNET_LR_VALUES = (0.01, 0.01, 0.001, 0.0001)
+ROBUST_MIX = (1.0, 1.0, 1.0, 0.4)      # beta at (0, E/3, 2E/3, E)
+
+
+def generalist_experts(lr_epochs=RESNET_LR_EPOCHS, lr_values=RESNET_LR_VALUES,
+                       robust_wd=3.5e-3, natural_wd=5e-4) -> ml_collections.ConfigDict:
+  """The CVPR'23 pair: a natural expert and an l-inf PGD-10 expert."""
+  return ml_collections.ConfigDict(dict(
+      natural=expert('natural', sgd(lr_epochs, lr_values, natural_wd),
+                     mix_values=tuple(1.0 - b for b in ROBUST_MIX)),
+      robust=expert('pgd', sgd(lr_epochs, lr_values, robust_wd),
+                    mix_values=ROBUST_MIX, attack=pgd_attack(steps=10)),
+  ))
+
+
+def single_expert(c, name: str) -> None:
+  """Turns a config into a plain single-model baseline: weight 1, no sync.
+  The global learner is then just the EMA of that one expert."""
+  c.meta.sync.kind = 'never'
+  c.experts[name].mix_values = (1.0,) * len(c.meta.mix_epochs)
+
+
+def scale_epochs(c, num_epochs: int) -> None:
+  """Rescales every epoch knot (lr, mixing, sync start) to `num_epochs`."""
+  ratio = num_epochs / c.num_epochs
+  c.num_epochs = num_epochs
+  c.meta.mix_epochs = tuple(k * ratio for k in c.meta.mix_epochs)
+  c.meta.sync.start_epoch = int(round(c.meta.sync.start_epoch * ratio))
+  for name in c.experts.keys():
+    opt = c.experts[name].optimizer
+    opt.lr_epochs = tuple(k * ratio for k in opt.lr_epochs)
+
+
+def smoke(c) -> None:
+  """CPU scale: a 5,000-image CIFAR-10 subset, a narrow BN SmallCNN, 3 epochs.
+
+  Sync becomes 'every_steps' (half an epoch) from the rescaled start epoch,
+  since the reference's 'every 5th epoch' means nothing in 3 epochs.
+  """
+  c.data.train_size = 5000
+  c.data.val_size = 500
+  c.data.test_size = 1000
+  c.model.name = 'small_cnn'
+  c.model.batch_norm = True
+  c.model.width = 0.5
+  c.batch_size = 128
+  scale_epochs(c, 3)
+  c.meta.sync.kind = 'every_steps' if c.meta.sync.kind != 'never' else 'never'
+  c.meta.sync.every_steps = 19
+  c.eval.batch_size = 500
+  c.eval.val_attack.steps = 5
+  c.eval.val_attack.step_size = 2.5 * c.eval.val_attack.eps / 5
+  c.log_every_steps = 10

@@ -1,0 +1,34 @@
+r"""Train (or resume) a Generalist run from an ml_collections config.
+
+  python -m generalist_jax.main --config=configs/generalist_cifar10.py[:smoke] \
+      --workdir=runs/generalist [--config.num_epochs=60 ...]
+
+Starting the same command again resumes from the workdir's latest checkpoint.
+"""
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from generalist_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, logs).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  # orbax logs every save at INFO; our own progress goes to the bar and stdout.
+  logging.set_verbosity(logging.WARNING)
+  results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  for which, r in results.items():
+    print(f"test ({which}, step {r['step']}): " + ', '.join(
+        f"{n} {100 * m['clean_acc']:.2f}/{100 * m['pgd_acc']:.2f}"
+        for n, m in r['learners'].items()) + ' (clean/PGD %)')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,366 @@
+"""Training: every expert's update and the meta-update in ONE jitted step, and
+the loop around it (data, validation, checkpoints, logs).
+
+    state --train_step(batch)--> state
+      for each expert i:  x_i = task_i.inputs(expert_i in BN-eval mode, x, y)
+                          loss_i, grads_i -> optax update
+      meta:  ema_i <- ema(ema_i, expert_i);  global <- ema(global, sum_i w_i(t) ema_i)
+             expert_i <- global  if sync(t)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import pathlib
+import time
+from typing import Any, Callable, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint.utils as ocp_utils
+import tqdm
+
+from generalist_jax import attacks
+from generalist_jax import checkpointing
+from generalist_jax import config_lib
+from generalist_jax import data as data_lib
+from generalist_jax import meta
+from generalist_jax import metric_writer
+from generalist_jax import models
+from generalist_jax import schedules
+from generalist_jax import tasks as tasks_lib
+
+GLOBAL = 'global'
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array            # updates done so far; also the data position
+  experts: tuple             # variables {'params', 'batch_stats'} per expert
+  opt_states: tuple          # optax state per expert
+  emas: tuple                # EMA variables per expert
+  global_learner: Any        # variables of the global learner
+  key: jax.Array             # raw uint32 PRNG key for attacks
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """Everything static a run derives from its config (not checkpointed)."""
+  model: Any
+  expert_names: tuple
+  tasks: tuple
+  optimizers: tuple
+  lr_schedules: tuple
+  mix_schedule: Callable
+  sync_schedule: Callable
+  ema_max_decay: float
+  steps_per_epoch: int
+  total_steps: int
+
+
+class NonFiniteError(FloatingPointError):
+  """A loss or gradient stopped being finite; the run stops before saving."""
+
+
+def learner_names(setup: Setup) -> list[str]:
+  return list(setup.expert_names) + [GLOBAL]
+
+
+def learners(state: TrainState, setup: Setup) -> dict:
+  """name -> variables, for every expert and the global learner."""
+  out = dict(zip(setup.expert_names, state.experts))
+  out[GLOBAL] = state.global_learner
+  return out
+
+
+def make_optimizer(opt_config, lr_schedule) -> optax.GradientTransformation:
+  # Weight decay added to the gradient before momentum, as torch.optim.SGD.
+  return optax.chain(
+      optax.add_decayed_weights(opt_config.weight_decay),
+      optax.sgd(lr_schedule, momentum=opt_config.momentum or None,
+                nesterov=opt_config.nesterov))
+
+
+def make_setup(config, info: data_lib.DatasetInfo, steps_per_epoch: int) -> Setup:
+  names = tuple(config.experts.keys())   # ConfigDict keys come sorted
+  expert_cfgs = [config.experts[n] for n in names]
+  lr_fns = tuple(schedules.make_lr_schedule(e.optimizer, config.num_epochs, steps_per_epoch)
+                 for e in expert_cfgs)
+  return Setup(
+      model=models.create_model(config.model, info.num_classes, info.mean, info.std),
+      expert_names=names,
+      tasks=tuple(tasks_lib.make_task(e) for e in expert_cfgs),
+      optimizers=tuple(make_optimizer(e.optimizer, fn) for e, fn in zip(expert_cfgs, lr_fns)),
+      lr_schedules=lr_fns,
+      mix_schedule=schedules.make_mix_schedule(
+          config.meta.mix_epochs, [e.mix_values for e in expert_cfgs], steps_per_epoch),
+      sync_schedule=schedules.make_sync_schedule(config.meta.sync, steps_per_epoch),
+      ema_max_decay=float(config.meta.ema_max_decay),
+      steps_per_epoch=steps_per_epoch,
+      total_steps=steps_per_epoch * config.num_epochs,
+  )
+
+
+def create_train_state(setup: Setup, image_shape: tuple, seed: int) -> TrainState:
+  """All experts, EMAs and the global learner start from the same weights."""
+  init_key, attack_key = jax.random.split(jax.random.PRNGKey(seed))
+  variables = models.init_variables(setup.model, init_key, image_shape)
+  copy = lambda: jax.tree.map(jnp.array, variables)   # distinct buffers (donation)
+  experts = tuple(copy() for _ in setup.expert_names)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      experts=experts,
+      opt_states=tuple(tx.init(e['params']) for tx, e in zip(setup.optimizers, experts)),
+      emas=tuple(copy() for _ in setup.expert_names),
+      global_learner=copy(),
+      key=attack_key)
+
+
+def _expert_update(setup: Setup, i: int, variables, opt_state, x, y, key):
+  model, task, tx = setup.model, setup.tasks[i], setup.optimizers[i]
+
+  def logits_eval(inputs):   # BN in eval mode: the attack never moves statistics
+    return models.apply_model(model, variables, inputs, train=False)[0]
+
+  x_task = jax.lax.stop_gradient(task.inputs(logits_eval, x, y, key))
+
+  def loss_fn(params):
+    logits, batch_stats = models.apply_model(
+        model, {'params': params, 'batch_stats': variables['batch_stats']}, x_task, train=True)
+    return task.loss(logits, y), (logits, batch_stats)
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      variables['params'])
+  updates, opt_state = tx.update(grads, opt_state, variables['params'])
+  params = optax.apply_updates(variables['params'], updates)
+  metrics = {'loss': loss,
+             'train_acc': jnp.mean(jnp.argmax(logits, -1) == y),
+             'grad_norm': optax.global_norm(grads)}
+  return {'params': params, 'batch_stats': batch_stats}, opt_state, metrics
+
+
+def train_step(setup: Setup, state: TrainState, batch: dict):
+  """One update of every expert, then the meta-update. Pure; jit it."""
+  x, y = batch['image'], batch['label']
+  key, step_key = jax.random.split(state.key)
+  experts, opt_states, metrics = [], [], {}
+  for i, name in enumerate(setup.expert_names):
+    variables, opt_state, m = _expert_update(
+        setup, i, state.experts[i], state.opt_states[i], x, y, jax.random.fold_in(step_key, i))
+    experts.append(variables)
+    opt_states.append(opt_state)
+    metrics.update({f'train/{name}/{k}': v for k, v in m.items()})
+    metrics[f'schedule/{name}/lr'] = setup.lr_schedules[i](state.step)
+
+  weights = setup.mix_schedule(state.step)
+  sync = setup.sync_schedule(state.step)
+  experts, emas, global_learner = meta.meta_update(
+      experts, state.emas, state.global_learner,
+      decay=schedules.ema_decay(state.step, setup.ema_max_decay), weights=weights, sync=sync)
+  for i, name in enumerate(setup.expert_names):
+    metrics[f'schedule/{name}/mix_weight'] = weights[i]
+  metrics['schedule/sync'] = sync.astype(jnp.float32)
+  new_state = state.replace(step=state.step + 1, experts=tuple(experts),
+                            opt_states=tuple(opt_states), emas=tuple(emas),
+                            global_learner=global_learner, key=key)
+  return new_state, metrics
+
+
+# ----------------------------------------------------------------------------
+# Evaluation: per-example flags, aggregated on the host.
+# ----------------------------------------------------------------------------
+
+def make_eval_fn(model, attack_config) -> Callable:
+  """jitted (variables, x, y, key) -> per-example clean/attacked correctness and loss."""
+  attack = attacks.make_attack(attack_config)
+
+  @jax.jit
+  def evaluate_batch(variables, x, y, key):
+    def logits_fn(inputs):
+      return models.apply_model(model, variables, inputs, train=False)[0]
+    logits = logits_fn(x)
+    adv_logits = logits_fn(attack(logits_fn, x, y, key))
+    return {'clean': jnp.argmax(logits, -1) == y,
+            'pgd': jnp.argmax(adv_logits, -1) == y,
+            'loss': attacks.cross_entropy(logits, y),
+            'pgd_loss': attacks.cross_entropy(adv_logits, y)}
+
+  return evaluate_batch
+
+
+def evaluate_flags(eval_fn, variables, images, labels, batch_size: int, seed: int) -> dict:
+  """Per-example flags over a whole split (numpy, length = len(labels))."""
+  key = jax.random.PRNGKey(seed)
+  chunks = []
+  for b, (x, y, n_valid) in enumerate(data_lib.eval_batches(images, labels, batch_size)):
+    out = eval_fn(variables, x, y, jax.random.fold_in(key, b))
+    chunks.append({k: np.asarray(v)[:n_valid] for k, v in out.items()})
+  return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def summarize(flags: dict) -> dict:
+  return {'clean_acc': float(flags['clean'].mean()),
+          'pgd_acc': float(flags['pgd'].mean()),
+          'sum_acc': float(flags['clean'].mean() + flags['pgd'].mean()),
+          'loss': float(flags['loss'].mean()),
+          'pgd_loss': float(flags['pgd_loss'].mean())}
+
+
+def evaluate_learners(eval_fn, state, setup, split, batch_size, seed) -> dict:
+  """{'<learner>/<metric>': value} for every expert and the global learner."""
+  images, labels = split
+  out = {}
+  for name, variables in learners(state, setup).items():
+    summary = summarize(evaluate_flags(eval_fn, variables, images, labels, batch_size, seed))
+    out.update({f'{name}/{k}': v for k, v in summary.items()})
+  return out
+
+
+# ----------------------------------------------------------------------------
+# The loop.
+# ----------------------------------------------------------------------------
+
+def _mean_metrics(pending: list) -> dict:
+  stacked = jax.device_get(pending)   # the one host sync per log interval
+  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+
+
+def _check_finite(scalars: dict, step: int, expert_names) -> None:
+  for name in expert_names:
+    for metric in ('loss', 'grad_norm'):
+      value = scalars.get(f'train/{name}/{metric}')
+      if value is not None and not math.isfinite(value):
+        raise NonFiniteError(
+            f'expert {name!r}: {metric} is {value} in the log interval ending at step '
+            f'{step}. Nothing was saved after the last good checkpoint; lower the lr of '
+            f'experts.{name}.optimizer or check the data, then start the same command again.')
+
+
+def _write_config(config, workdir: pathlib.Path) -> None:
+  path = workdir / 'config.json'
+  text = config.to_json_best_effort(indent=2, sort_keys=True)
+  if path.exists() and path.read_text() != text:
+    logging.warning('config differs from %s (resuming with the new one); the old one '
+                    'is kept as config.previous.json', path)
+    path.replace(workdir / 'config.previous.json')
+  path.write_text(text)
+
+
+def _best_value(metrics: dict, best_metric: str) -> float:
+  return metrics[f'val/{best_metric}']
+
+
+def write_table(path_stem: pathlib.Path, results: dict, description: str) -> None:
+  """`<stem>.json` and a Markdown table, one row per learner."""
+  path_stem.parent.mkdir(parents=True, exist_ok=True)
+  path_stem.with_suffix('.json').write_text(json.dumps(results, indent=2, sort_keys=True))
+  rows = ['| learner | clean acc | PGD acc |', '|---|---|---|']
+  for name, m in results['learners'].items():
+    rows.append(f"| {name} | {100 * m['clean_acc']:.2f} | {100 * m['pgd_acc']:.2f} |")
+  path_stem.with_suffix('.md').write_text(f'{description}\n\n' + '\n'.join(rows) + '\n')
+
+
+def final_test(config, setup, ckpts, template, dataset, workdir: pathlib.Path) -> dict:
+  """Test-set clean and PGD accuracy of the last and the best-on-validation state."""
+  eval_fn = make_eval_fn(setup.model, config.eval.test_attack)
+  attack = config.eval.test_attack
+  results = {}
+  for which in ('last', 'best'):
+    restored = ckpts.restore(template, which)
+    if restored is None:
+      continue
+    state, ckpt_meta = restored
+    per_learner = {}
+    for name, variables in learners(state, setup).items():
+      per_learner[name] = summarize(evaluate_flags(
+          eval_fn, variables, *dataset.test, config.eval.batch_size, config.seed + 1))
+    results[which] = {'step': int(state.step), 'meta': ckpt_meta, 'learners': per_learner,
+                      'n_test': int(len(dataset.test[1])), 'attack': attack.to_dict()}
+    write_table(workdir / 'eval' / f'test_{which}', results[which],
+                f"Test set ({len(dataset.test[1])} images), checkpoint '{which}' at step "
+                f"{int(state.step)}: {attack.norm} PGD-{attack.steps}, eps={attack.eps:.5f}, "
+                f'step={attack.step_size:.5f}, restarts={attack.restarts}.')
+  return results
+
+
+def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None) -> dict:
+  """Trains (or resumes) the run in `workdir`; returns the final test results.
+
+  `stop_after_steps` ends this invocation early, as a kill would (tests use it).
+  """
+  config_lib.validate_config(config)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  dataset = data_lib.load_dataset(config.data)
+  steps_per_epoch = data_lib.steps_per_epoch(dataset, config.batch_size)
+  setup = make_setup(config, dataset.info, steps_per_epoch)
+  _write_config(config, workdir)
+
+  state = create_train_state(setup, dataset.info.image_shape, config.seed)
+  template = jax.tree.map(ocp_utils.to_shape_dtype_struct, state)  # survives donation
+  ckpts = checkpointing.RunCheckpoints(workdir / 'checkpoints', config.checkpoint.keep)
+  run_meta = {'best_value': -math.inf, 'best_step': -1}
+  restored = ckpts.restore(template)
+  if restored is not None:
+    state, run_meta = restored
+    print(f'resumed {workdir} from step {int(state.step)} of {setup.total_steps}')
+  start_step = int(state.step)
+
+  writer = metric_writer.MetricWriter(workdir, start_step)
+  step_fn = jax.jit(lambda s, b: train_step(setup, s, b), donate_argnums=0)
+  val_eval_fn = make_eval_fn(setup.model, config.eval.val_attack)
+  batches = data_lib.train_batches(
+      dataset, config.batch_size, seed=config.seed, start_step=start_step,
+      augment=config.data.augment, num_threads=config.data.num_threads,
+      prefetch=config.data.prefetch)
+  ckpt_every = config.checkpoint.every_steps or steps_per_epoch
+  end_step = setup.total_steps if stop_after_steps is None else min(
+      setup.total_steps, start_step + stop_after_steps)
+
+  bar = tqdm.tqdm(total=setup.total_steps * config.batch_size,
+                  initial=start_step * config.batch_size, unit='img', unit_scale=True,
+                  disable=not config.progress_bar, mininterval=2.0, dynamic_ncols=True)
+  pending, interval_start = [], time.perf_counter()
+  for step in range(start_step, end_step):
+    state, metrics = step_fn(state, next(batches))
+    pending.append(metrics)
+    done = step + 1
+    bar.update(config.batch_size)
+    epoch_end = done % steps_per_epoch == 0
+    if done % config.log_every_steps == 0 or epoch_end or done == end_step:
+      scalars = _mean_metrics(pending)
+      _check_finite(scalars, done, setup.expert_names)
+      elapsed = time.perf_counter() - interval_start
+      scalars['perf/img_per_sec'] = len(pending) * config.batch_size / elapsed
+      scalars['epoch'] = done / steps_per_epoch
+      writer.write(done, scalars)
+      pending, interval_start = [], time.perf_counter()
+    epoch = done // steps_per_epoch
+    if epoch_end and (epoch % config.eval.every_epochs == 0 or done == setup.total_steps):
+      val = evaluate_learners(val_eval_fn, state, setup, dataset.val,
+                              config.eval.batch_size, config.seed + 1)
+      val = {f'val/{k}': v for k, v in val.items()}
+      writer.write(done, val)
+      bar.write(f'epoch {epoch}: ' + ', '.join(
+          f'{n} {100 * val[f"val/{n}/clean_acc"]:.1f}/{100 * val[f"val/{n}/pgd_acc"]:.1f}'
+          for n in learner_names(setup)) + ' (val clean/PGD %)')
+      if _best_value(val, config.eval.best_metric) > run_meta['best_value']:
+        run_meta = {'best_value': _best_value(val, config.eval.best_metric), 'best_step': done}
+        ckpts.save(done, state, dict(run_meta, epoch=epoch, data_position=done), best=True)
+    if done % ckpt_every == 0 or done == setup.total_steps:
+      ckpts.save(done, state, dict(run_meta, epoch=done / steps_per_epoch, data_position=done))
+    interval_start = time.perf_counter() if epoch_end else interval_start
+  bar.close()
+  ckpts.wait()
+  writer.close()
+
+  results = {}
+  if int(state.step) == setup.total_steps and config.eval.final_test:
+    results = final_test(config, setup, ckpts, template, dataset, workdir)
+  ckpts.close()
+  return results
