@@ -173,8 +173,9 @@ def validate_config(c) -> None:
   _check(len(names) >= 1, 'experts', 'define at least one expert.')
   knots = tuple(c.meta.mix_epochs)
   _check_increasing(knots, 'meta.mix_epochs')
-  _check(knots[0] <= 0 and knots[-1] >= c.num_epochs, 'meta.mix_epochs',
-         f'knots {knots} must cover training, from 0 to num_epochs={c.num_epochs}.')
+  _check(knots[0] == 0 and math.isclose(knots[-1], c.num_epochs), 'meta.mix_epochs',
+         f'knots {knots} must run from 0 to num_epochs={c.num_epochs} (rescale them with '
+         'the epochs, e.g. --config=FILE.py:epochs=N).')
   for name in names:
     e = c.experts[name]
     _check(e.task in tasks.TASKS, f'experts.{name}.task',
@@ -196,9 +197,11 @@ def validate_config(c) -> None:
              f'needs one value per lr_epochs knot: {len(o.lr_epochs)} knots, '
              f'{len(o.lr_values)} values.')
       _check_increasing(tuple(o.lr_epochs), f'{field}.lr_epochs')
-      _check(o.lr_epochs[0] <= 0 and o.lr_epochs[-1] >= c.num_epochs, f'{field}.lr_epochs',
+      _check(o.lr_epochs[0] == 0 and math.isclose(o.lr_epochs[-1], c.num_epochs),
+             f'{field}.lr_epochs',
              f'knots {tuple(o.lr_epochs)} do not fit training: they must run from 0 to '
-             f'num_epochs={c.num_epochs} (scale them with the epochs).')
+             f'num_epochs={c.num_epochs} (rescale them with the epochs, e.g. '
+             '--config=FILE.py:epochs=N).')
       _check(all(v >= 0 for v in o.lr_values), f'{field}.lr_values', 'must be >= 0.')
     else:
       _check(o.lr >= 0, f'{field}.lr', f'must be >= 0, got {o.lr}.')
@@ -282,23 +285,50 @@ def scale_epochs(c, num_epochs: int) -> None:
     opt.lr_epochs = tuple(k * ratio for k in opt.lr_epochs)
 
 
-def smoke(c) -> None:
-  """CPU scale: a 5,000-image CIFAR-10 subset, a narrow BN SmallCNN, 3 epochs.
+def smoke(c, num_epochs: int = 3, train_size: int = 5000) -> None:
+  """CPU scale: a CIFAR-10 subset (5,000 images), a narrow BN SmallCNN, 3 epochs.
 
-  Sync becomes 'every_steps' (half an epoch) from the rescaled start epoch,
-  since the reference's 'every 5th epoch' means nothing in 3 epochs.
+  Sync becomes 'every_steps' (about half an epoch) from the rescaled start
+  epoch, since the reference's 'every step of every 5th epoch' has no
+  counterpart in a handful of epochs.
   """
-  c.data.train_size = 5000
+  c.data.train_size = train_size
   c.data.val_size = 500
   c.data.test_size = 1000
   c.model.name = 'small_cnn'
   c.model.batch_norm = True
   c.model.width = 0.5
   c.batch_size = 128
-  scale_epochs(c, 3)
-  c.meta.sync.kind = 'every_steps' if c.meta.sync.kind != 'never' else 'never'
-  c.meta.sync.every_steps = 19
+  scale_epochs(c, num_epochs)
+  if c.meta.sync.kind != 'never':
+    c.meta.sync.kind = 'every_steps'
+    c.meta.sync.every_steps = max(1, train_size // c.batch_size // 2)
   c.eval.batch_size = 500
   c.eval.val_attack.steps = 5
   c.eval.val_attack.step_size = 2.5 * c.eval.val_attack.eps / 5
   c.log_every_steps = 10
+
+
+def apply_arg(c, arg: str | None):
+  """The config arg after ':' in --config=file.py:ARG, big_vision style:
+  comma-separated 'smoke' and key=value pairs, e.g. 'smoke,epochs=10,train_size=10000'.
+
+  smoke: the CPU scale of `smoke()`; epochs=N rescales every epoch knot;
+  train_size=N and test_size=N subset the data (test_size=0: the full test set).
+  """
+  opts = dict(part.split('=', 1) if '=' in part else (part, '1')
+              for part in (arg or '').split(',') if part)
+  unknown = set(opts) - {'smoke', 'epochs', 'train_size', 'test_size'}
+  if unknown:
+    raise ValueError(f'unknown config arg keys {sorted(unknown)}; use smoke, epochs=N, '
+                     'train_size=N, test_size=N (e.g. ":smoke,epochs=10").')
+  if 'smoke' in opts:
+    smoke(c, num_epochs=int(opts.get('epochs', 3)),
+          train_size=int(opts.get('train_size', 5000)))
+  elif 'epochs' in opts:
+    scale_epochs(c, int(opts['epochs']))
+  if 'train_size' in opts and 'smoke' not in opts:
+    c.data.train_size = int(opts['train_size'])
+  if 'test_size' in opts:
+    c.data.test_size = int(opts['test_size']) or None
+  return c

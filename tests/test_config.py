@@ -1,0 +1,101 @@
+"""Bad config values fail before any work, naming the field and what is valid."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from generalist_jax import config_lib
+from generalist_jax import train
+from tests.conftest import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load(path, arg=None):
+  sys.path.insert(0, os.path.join(ROOT, 'configs'))
+  try:
+    module = __import__(path)
+  finally:
+    sys.path.pop(0)
+  return module.get_config(arg)
+
+
+@pytest.mark.parametrize('name', ['generalist_cifar10', 'pgd_at_cifar10', 'standard_cifar10'])
+@pytest.mark.parametrize('arg', [None, 'smoke', 'smoke,epochs=10,train_size=10000'])
+def test_shipped_configs_validate(name, arg):
+  config_lib.validate_config(load(name, arg))
+
+
+def test_generalist_config_is_the_reference_setup():
+  c = load('generalist_cifar10')
+  assert c.num_epochs == 120 and c.batch_size == 128 and c.model.name == 'resnet18'
+  assert c.experts.robust.optimizer.weight_decay == 3.5e-3
+  assert c.experts.natural.optimizer.weight_decay == 5e-4
+  assert tuple(c.experts.robust.optimizer.lr_values) == (0.01, 0.01, 0.001, 0.0001)
+  assert tuple(c.experts.robust.mix_values) == (1.0, 1.0, 1.0, 0.4)
+  assert c.experts.robust.attack.steps == 10 and abs(c.experts.robust.attack.eps - 8 / 255) < 1e-12
+  assert (c.meta.sync.kind, c.meta.sync.start_epoch, c.meta.sync.every_epochs) == ('reference', 75, 5)
+
+
+def test_epochs_arg_rescales_every_knot():
+  c = load('generalist_cifar10', 'epochs=12')
+  assert c.num_epochs == 12
+  assert tuple(c.experts.natural.optimizer.lr_epochs) == (0, 4, 8, 12)
+  assert tuple(c.meta.mix_epochs) == (0, 4, 8, 12)
+  assert c.meta.sync.start_epoch == round(75 / 10)
+  with pytest.raises(ValueError, match='unknown config arg'):
+    load('generalist_cifar10', 'smok')
+
+
+def _mutations():
+  def set_(path, value):
+    def apply(c):
+      *parents, leaf = path.split('.')
+      node = c
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+    return apply
+  return [
+      (set_('model.name', 'resnet50'), 'model.name', 'small_cnn'),
+      (set_('data.name', 'imagenet'), 'data.name', 'npz'),
+      (set_('experts.robust.attack.eps', -0.1), 'experts.robust.attack.eps', '>= 0'),
+      (set_('experts.robust.attack.steps', 0), 'experts.robust.attack.steps', '>= 1'),
+      (set_('num_epochs', 5), 'meta.mix_epochs', 'num_epochs=5'),
+      (set_('experts.robust.optimizer.lr_epochs', (0, 40, 80, 100)),
+       'experts.robust.optimizer.lr_epochs', 'do not fit training'),
+      (set_('experts.natural.mix_values', (0.0, 0.0, 0.0, 0.5)), 'mix_values', 'sum to 1'),
+      (set_('experts.robust.task', 'fgsm_free'), 'experts.robust.task', 'natural'),
+      (set_('meta.sync.start_epoch', 500), 'meta.sync.start_epoch', 'outside training'),
+      (set_('data.augment', 'mixup'), 'data.augment', 'crop_flip'),
+      (set_('eval.best_metric', 'global/auc'), 'eval.best_metric', 'pgd_acc'),
+      (set_('experts.robust.optimizer.schedule', 'step'), 'schedule', 'cosine'),
+  ]
+
+
+@pytest.mark.parametrize('mutate,field,hint', _mutations())
+def test_bad_values_name_the_field_and_the_fix(mutate, field, hint):
+  c = load('generalist_cifar10')
+  mutate(c)
+  with pytest.raises(config_lib.ConfigError) as err:
+    config_lib.validate_config(c)
+  assert field in str(err.value) and hint in str(err.value)
+
+
+def test_missing_npz_fails_with_the_path(tmp_path):
+  config = tiny_config(tmp_path / 'nowhere.npz')
+  with pytest.raises(ValueError, match='nowhere.npz'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
+
+
+def test_cli_override_error_reaches_the_user(tmp_path):
+  """`--config.<field>=<value>` overrides work and a bad one stops the CLI early."""
+  proc = subprocess.run(
+      [sys.executable, '-m', 'generalist_jax.main',
+       '--config=configs/generalist_cifar10.py:smoke', f'--workdir={tmp_path / "run"}',
+       '--config.experts.robust.attack.eps=-0.5'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert 'config.experts.robust.attack.eps: must be >= 0, got -0.5' in proc.stderr
