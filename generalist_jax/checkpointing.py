@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import time
 from typing import Any
 
 import orbax.checkpoint as ocp
 
 
 def _manager(directory: pathlib.Path, keep: int) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  # Orbax writes each step into a temporary folder and renames it when complete,
+  # and deletes old steps only after the new one is finalised. Temporary folders
+  # left by a kill never held a complete checkpoint: they are cleaned at start.
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                         cleanup_tmp_directories=True)
   return ocp.CheckpointManager(directory, options=options, item_names=('state', 'meta'))
 
 
@@ -24,11 +29,14 @@ class RunCheckpoints:
 
   def __init__(self, directory: str | pathlib.Path, keep: int):
     directory = pathlib.Path(directory).absolute()
+    self.quarantine = directory / 'unreadable'
     self.last = _manager(directory / 'last', keep)
     self.best = _manager(directory / 'best', 1)
 
   def save(self, step: int, state: Any, meta: dict, *, best: bool = False) -> None:
     manager = self.best if best else self.last
+    if step in manager.all_steps():
+      return   # a resumed run redoing a step: same state (determinism), keep the first
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                meta=ocp.args.JsonSave(meta)))
 
@@ -38,8 +46,9 @@ class RunCheckpoints:
   def restore(self, template: Any, which: str = 'last', step: int | None = None):
     """Restores `step` (default: newest that reads back) as (state, meta), or None.
 
-    A checkpoint that fails to read is reported and skipped in favour of the
-    one before it; nothing is deleted.
+    A checkpoint that fails to read is reported, moved aside into
+    `checkpoints/unreadable/` (kept for inspection, never deleted) and skipped in
+    favour of the one before it.
     """
     manager = getattr(self, which)
     candidates = [step] if step is not None else self.steps(which)[::-1]
@@ -51,11 +60,23 @@ class RunCheckpoints:
         if step is not None:
           raise ValueError(f'checkpoint {which}/{s} in {manager.directory} cannot be '
                            f'read: {err}') from err
-        logging.error('checkpoint %s/%d in %s cannot be read (%s); trying the one '
-                      'before it.', which, s, manager.directory, err)
+        moved = self._quarantine(manager, which, s)
+        logging.error('checkpoint %s/%d cannot be read (%s: %s); moved it to %s and '
+                      'fell back to the one before it.', which, s, type(err).__name__,
+                      err, moved)
+        print(f'WARNING: checkpoint {which}/{s} is unreadable ({type(err).__name__}); '
+              f'moved to {moved}, falling back to the previous one.')
         continue
       return restored.state, restored.meta
     return None
+
+  def _quarantine(self, manager, which: str, step: int) -> pathlib.Path:
+    """Moves an unreadable step out of orbax's sight so the run can redo it."""
+    self.quarantine.mkdir(parents=True, exist_ok=True)
+    target = self.quarantine / f'{which}_{step}_{time.strftime("%Y%m%d-%H%M%S")}'
+    (pathlib.Path(manager.directory) / str(step)).rename(target)
+    manager.reload()
+    return target
 
   def wait(self) -> None:
     self.last.wait_until_finished()

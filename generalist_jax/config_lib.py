@@ -145,14 +145,67 @@ def _check_increasing(values, field: str):
          f'knots must increase strictly, got {tuple(values)}.')
 
 
+def _type_name(value) -> str:
+  return type(value).__name__
+
+
+def _compatible(value, ref) -> bool:
+  if ref is None or value is None:
+    return True
+  if isinstance(ref, bool) or isinstance(value, bool):
+    return isinstance(value, bool) == isinstance(ref, bool)
+  if isinstance(ref, int):
+    return isinstance(value, int)
+  if isinstance(ref, float):     # an int where a float is expected is fine
+    return isinstance(value, (int, float))
+  if isinstance(ref, (tuple, list)):
+    return isinstance(value, (tuple, list))
+  return isinstance(value, type(ref))
+
+
+def _check_schema(c, ref, path: str) -> None:
+  """Every field of `c` exists in the reference config, with a compatible type."""
+  for key in c.keys():
+    field = f'{path}{key}'
+    if key not in ref:
+      close = [k for k in ref.keys() if k[:3] == key[:3]]
+      _check(False, field, f'unknown field{"; did you mean " + close[0] + "?" if close else ""} '
+             f'Known fields here: {sorted(ref.keys())}.')
+    value, expected = c[key], ref[key]
+    if isinstance(expected, ml_collections.ConfigDict):
+      _check(isinstance(value, ml_collections.ConfigDict), field,
+             f'must be a ConfigDict, got {_type_name(value)}.')
+      _check_schema(value, expected, field + '.')
+    else:
+      _check(_compatible(value, expected), field,
+             f'must be a {_type_name(expected)}, got {_type_name(value)} ({value!r}).')
+
+
+def _reference_schema() -> ml_collections.ConfigDict:
+  ref = base_config()
+  del ref.experts
+  return ref
+
+
 def validate_config(c) -> None:
   """Raises ConfigError on the first impossible value, before any work."""
+  schema = _reference_schema()
+  _check_schema(ml_collections.ConfigDict({k: c[k] for k in c.keys() if k != 'experts'}),
+                schema, '')
+  template = expert('natural', sgd(), mix_values=())
+  for name in c.experts.keys():
+    _check_schema(c.experts[name], template, f'experts.{name}.')
+
   # Local imports: configs import this module and should stay light.
   from generalist_jax import data, models, tasks
   tfds_names = tuple(data.SUPPORTED_TFDS_DATASETS)
 
   _check(c.num_epochs >= 1, 'num_epochs', f'must be >= 1, got {c.num_epochs}.')
   _check(c.batch_size >= 1, 'batch_size', f'must be >= 1, got {c.batch_size}.')
+  import jax  # local: keep config files free of a jax import
+  devices = jax.device_count()
+  _check(c.batch_size % devices == 0, 'batch_size',
+         f'{c.batch_size} does not split over {devices} devices; use a multiple of {devices}.')
   _check(c.data.source in ('tfds', 'npz'), 'data.source',
          f"{c.data.source!r} is unknown; use 'tfds' or 'npz'.")
   if c.data.source == 'tfds':

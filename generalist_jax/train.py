@@ -9,11 +9,14 @@ the loop around it (data, validation, checkpoints, logs).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import pathlib
+import signal
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -140,7 +143,8 @@ def _expert_update(setup: Setup, i: int, variables, opt_state, x, y, key):
   params = optax.apply_updates(variables['params'], updates)
   metrics = {'loss': loss,
              'train_acc': jnp.mean(jnp.argmax(logits, -1) == y),
-             'grad_norm': optax.global_norm(grads)}
+             'grad_norm': optax.global_norm(grads),
+             'param_norm': optax.global_norm(params)}   # non-finite params stop the run
   return {'params': params, 'batch_stats': batch_stats}, opt_state, metrics
 
 
@@ -232,13 +236,35 @@ def _mean_metrics(pending: list) -> dict:
 
 def _check_finite(scalars: dict, step: int, expert_names) -> None:
   for name in expert_names:
-    for metric in ('loss', 'grad_norm'):
+    for metric in ('loss', 'grad_norm', 'param_norm'):
       value = scalars.get(f'train/{name}/{metric}')
       if value is not None and not math.isfinite(value):
         raise NonFiniteError(
             f'expert {name!r}: {metric} is {value} in the log interval ending at step '
             f'{step}. Nothing was saved after the last good checkpoint; lower the lr of '
             f'experts.{name}.optimizer or check the data, then start the same command again.')
+
+
+class PreemptionGuard:
+  """Turns SIGTERM (preemption, scancel, docker stop) into a request that the loop
+  answers after the current step: save a checkpoint, exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 def _write_config(config, workdir: pathlib.Path) -> None:
@@ -249,10 +275,6 @@ def _write_config(config, workdir: pathlib.Path) -> None:
                     'is kept as config.previous.json', path)
     path.replace(workdir / 'config.previous.json')
   path.write_text(text)
-
-
-def _best_value(metrics: dict, best_metric: str) -> float:
-  return metrics[f'val/{best_metric}']
 
 
 def write_table(path_stem: pathlib.Path, results: dict, description: str) -> None:
@@ -293,6 +315,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
 
   `stop_after_steps` ends this invocation early, as a kill would (tests use it).
   """
+  # Set-up: validate before any work, then data, model, state.
   config_lib.validate_config(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -301,6 +324,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   setup = make_setup(config, dataset.info, steps_per_epoch)
   _write_config(config, workdir)
 
+  # Restore: the newest readable checkpoint decides where this run continues.
   state = create_train_state(setup, dataset.info.image_shape, config.seed)
   template = jax.tree.map(ocp_utils.to_shape_dtype_struct, state)  # survives donation
   ckpts = checkpointing.RunCheckpoints(workdir / 'checkpoints', config.checkpoint.keep)
@@ -318,49 +342,76 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
       dataset, config.batch_size, seed=config.seed, start_step=start_step,
       augment=config.data.augment, num_threads=config.data.num_threads,
       prefetch=config.data.prefetch)
-  ckpt_every = config.checkpoint.every_steps or steps_per_epoch
   end_step = setup.total_steps if stop_after_steps is None else min(
       setup.total_steps, start_step + stop_after_steps)
 
+  ckpt_every = config.checkpoint.every_steps or steps_per_epoch
+
+  # Loop. The host reads device values only at log points; every checkpoint is
+  # preceded by one, so no non-finite state is ever saved.
   bar = tqdm.tqdm(total=setup.total_steps * config.batch_size,
                   initial=start_step * config.batch_size, unit='img', unit_scale=True,
                   disable=not config.progress_bar, mininterval=2.0, dynamic_ncols=True)
   pending, interval_start = [], time.perf_counter()
-  for step in range(start_step, end_step):
-    state, metrics = step_fn(state, next(batches))
-    pending.append(metrics)
-    done = step + 1
-    bar.update(config.batch_size)
-    epoch_end = done % steps_per_epoch == 0
-    if done % config.log_every_steps == 0 or epoch_end or done == end_step:
-      scalars = _mean_metrics(pending)
-      _check_finite(scalars, done, setup.expert_names)
-      elapsed = time.perf_counter() - interval_start
-      scalars['perf/img_per_sec'] = len(pending) * config.batch_size / elapsed
-      scalars['epoch'] = done / steps_per_epoch
-      writer.write(done, scalars)
-      pending, interval_start = [], time.perf_counter()
-    epoch = done // steps_per_epoch
-    if epoch_end and (epoch % config.eval.every_epochs == 0 or done == setup.total_steps):
-      val = evaluate_learners(val_eval_fn, state, setup, dataset.val,
-                              config.eval.batch_size, config.seed + 1)
-      val = {f'val/{k}': v for k, v in val.items()}
-      writer.write(done, val)
-      bar.write(f'epoch {epoch}: ' + ', '.join(
-          f'{n} {100 * val[f"val/{n}/clean_acc"]:.1f}/{100 * val[f"val/{n}/pgd_acc"]:.1f}'
-          for n in learner_names(setup)) + ' (val clean/PGD %)')
-      if _best_value(val, config.eval.best_metric) > run_meta['best_value']:
-        run_meta = {'best_value': _best_value(val, config.eval.best_metric), 'best_step': done}
-        ckpts.save(done, state, dict(run_meta, epoch=epoch, data_position=done), best=True)
-    if done % ckpt_every == 0 or done == setup.total_steps:
-      ckpts.save(done, state, dict(run_meta, epoch=done / steps_per_epoch, data_position=done))
-    interval_start = time.perf_counter() if epoch_end else interval_start
-  bar.close()
-  ckpts.wait()
-  writer.close()
+  with contextlib.ExitStack() as cleanup:
+    # On any error too: finish saves already under way (all checked finite),
+    # then release orbax's threads and the log files.
+    cleanup.callback(ckpts.close)
+    cleanup.callback(writer.close)
+    cleanup.callback(ckpts.wait)
+    preemption = cleanup.enter_context(PreemptionGuard())
+    for step in range(start_step, end_step):
+      state, metrics = step_fn(state, next(batches))
+      pending.append(metrics)
+      done, epoch = step + 1, (step + 1) // steps_per_epoch
+      bar.update(config.batch_size)
+      epoch_end = done % steps_per_epoch == 0
+      validate = epoch_end and (epoch % config.eval.every_epochs == 0
+                                or done == setup.total_steps)
+      save = done % ckpt_every == 0 or done == setup.total_steps or preemption.requested
+      if done % config.log_every_steps == 0 or epoch_end or save or done == end_step:
+        scalars = _mean_metrics(pending)
+        _check_finite(scalars, done, setup.expert_names)
+        scalars['perf/img_per_sec'] = (len(pending) * config.batch_size
+                                       / (time.perf_counter() - interval_start))
+        scalars['epoch'] = done / steps_per_epoch
+        writer.write(done, scalars)
+        pending = []
+      if validate:
+        run_meta = _validate_and_keep_best(config, setup, dataset, state, run_meta,
+                                           val_eval_fn, ckpts, writer, bar, done)
+      if save:
+        ckpts.save(done, state, dict(run_meta, epoch=done / steps_per_epoch,
+                                     data_position=done))
+      if not pending:   # interval timing excludes validation and checkpoint time
+        interval_start = time.perf_counter()
+      if preemption.requested:
+        ckpts.wait()
+        bar.write(f'SIGTERM: saved step {done}; start the same command again to resume.')
+        break
+    bar.close()
+    ckpts.wait()
 
-  results = {}
-  if int(state.step) == setup.total_steps and config.eval.final_test:
-    results = final_test(config, setup, ckpts, template, dataset, workdir)
-  ckpts.close()
+    # Final test of the last and the best-on-validation checkpoints.
+    results = {}
+    if int(state.step) == setup.total_steps and config.eval.final_test:
+      results = final_test(config, setup, ckpts, template, dataset, workdir)
   return results
+
+
+def _validate_and_keep_best(config, setup, dataset, state, run_meta, eval_fn, ckpts,
+                            writer, bar, step: int) -> dict:
+  """Validation of every learner; saves `checkpoints/best` when the metric improves."""
+  val = evaluate_learners(eval_fn, state, setup, dataset.val, config.eval.batch_size,
+                          config.seed + 1)
+  val = {f'val/{k}': v for k, v in val.items()}
+  writer.write(step, val)
+  bar.write(f'epoch {step // setup.steps_per_epoch}: ' + ', '.join(
+      f'{n} {100 * val[f"val/{n}/clean_acc"]:.1f}/{100 * val[f"val/{n}/pgd_acc"]:.1f}'
+      for n in learner_names(setup)) + ' (val clean/PGD %)')
+  value = val[f'val/{config.eval.best_metric}']
+  if value > run_meta['best_value']:
+    run_meta = {'best_value': value, 'best_step': step}
+    ckpts.save(step, state, dict(run_meta, epoch=step / setup.steps_per_epoch,
+                                 data_position=step), best=True)
+  return run_meta

@@ -1,8 +1,6 @@
-"""Shared fixtures: a tiny config and a tiny .npz dataset made on the spot."""
+"""Shared fixtures: a tiny .npz dataset made on the spot, the XLA cache."""
 import numpy as np
 import pytest
-
-from generalist_jax import config_lib
 
 
 def write_tiny_npz(path, n_train=48, n_test=16, shape=(32, 32, 3), num_classes=10, seed=0):
@@ -18,35 +16,6 @@ def write_tiny_npz(path, n_train=48, n_test=16, shape=(32, 32, 3), num_classes=1
 @pytest.fixture
 def tiny_npz(tmp_path):
   return write_tiny_npz(tmp_path / 'tiny.npz')
-
-
-def tiny_config(npz_path=None, num_epochs=2):
-  """Generalist with a 1/8-width BN SmallCNN, batch 8, PGD-2: seconds per run."""
-  c = config_lib.base_config()
-  c.experts = config_lib.generalist_experts()
-  for name in c.experts.keys():
-    c.experts[name].attack.steps = 2
-    c.experts[name].attack.step_size = 4 / 255
-  config_lib.scale_epochs(c, num_epochs)
-  c.meta.sync.kind = 'every_steps'
-  c.meta.sync.start_epoch = 1
-  c.meta.sync.every_steps = 3
-  c.model.name = 'small_cnn'
-  c.model.width = 0.125
-  c.batch_size = 8
-  c.data.val_size = 8
-  c.data.augment = 'crop_flip'
-  c.data.num_threads = 1
-  if npz_path is not None:
-    c.data.source = 'npz'
-    c.data.path = str(npz_path)
-  c.eval.batch_size = 16
-  c.eval.val_attack.steps = 2
-  c.eval.test_attack.steps = 2
-  c.checkpoint.every_steps = 2
-  c.log_every_steps = 2
-  c.progress_bar = False
-  return c
 
 
 @pytest.fixture(scope='session', autouse=True)

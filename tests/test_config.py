@@ -1,13 +1,15 @@
 """Bad config values fail before any work, naming the field and what is valid."""
 import os
+from contextlib import nullcontext
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 
 from generalist_jax import config_lib
 from generalist_jax import train
-from tests.conftest import tiny_config
+from tests.tiny_config import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,6 +83,34 @@ def test_bad_values_name_the_field_and_the_fix(mutate, field, hint):
   with pytest.raises(config_lib.ConfigError) as err:
     config_lib.validate_config(c)
   assert field in str(err.value) and hint in str(err.value)
+
+
+def test_unknown_fields_are_rejected_with_a_suggestion():
+  c = load('generalist_cifar10')
+  with c.unlocked() if hasattr(c, 'unlocked') else nullcontext():
+    c.optimiser = 1
+  with pytest.raises(config_lib.ConfigError, match='config.optimiser: unknown field'):
+    config_lib.validate_config(c)
+  c = load('generalist_cifar10')
+  c.experts.robust.attack.epsilon = 0.1
+  with pytest.raises(config_lib.ConfigError, match='did you mean eps'):
+    config_lib.validate_config(c)
+
+
+@pytest.mark.parametrize('path,value,message', [
+    (('batch_size',), '128', 'config.batch_size: must be a int, got str'),
+    (('experts', 'robust', 'attack', 'steps'), 2.5,
+     'config.experts.robust.attack.steps: must be a int, got float'),
+    (('model', 'batch_norm'), 'yes', 'config.model.batch_norm: must be a bool'),
+])
+def test_wrong_types_in_a_config_file_are_named(path, value, message):
+  raw = load('generalist_cifar10').to_dict()
+  node = raw
+  for key in path[:-1]:
+    node = node[key]
+  node[path[-1]] = value
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate_config(ml_collections.ConfigDict(raw))
 
 
 def test_missing_npz_fails_with_the_path(tmp_path):

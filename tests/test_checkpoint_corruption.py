@@ -1,0 +1,31 @@
+"""A damaged latest checkpoint is reported, kept aside, and the run falls back to
+the previous good one."""
+import pytest
+
+from tests import run_helpers
+from tests.run_helpers import EPOCHS, assert_same_state, final_state
+
+
+@pytest.fixture(scope='module')
+def straight_run(tmp_path_factory):
+  return run_helpers.straight_run(tmp_path_factory)
+
+
+from generalist_jax import train
+from tests.tiny_config import tiny_config
+
+
+def test_corrupt_latest_checkpoint_falls_back_and_is_kept(tmp_path, straight_run):
+  npz, cache, expected = straight_run
+  workdir = tmp_path / 'corrupt'
+  config = tiny_config(npz, num_epochs=EPOCHS)
+  config.eval.final_test = False
+  train.train_and_evaluate(config, str(workdir), stop_after_steps=6)
+  latest = workdir / 'checkpoints' / 'last' / '6'
+  for f in (latest / 'state').rglob('*'):
+    if f.is_file() and f.stat().st_size > 0 and 'metadata' not in f.name:
+      f.write_bytes(b'garbage')                          # damage every data file
+  train.train_and_evaluate(config, str(workdir))
+  quarantined = list((workdir / 'checkpoints' / 'unreadable').iterdir())
+  assert [q.name.split('_')[:2] for q in quarantined] == [['last', '6']]
+  assert_same_state(final_state(workdir, npz), expected)

@@ -1,0 +1,33 @@
+"""SIGTERM (preemption): checkpoint, clean exit within a bounded time, exact resume."""
+import signal
+import time
+
+import pytest
+
+from tests import run_helpers
+from tests.run_helpers import assert_same_state, cli, final_state, progress
+
+
+@pytest.fixture(scope='module')
+def straight_run(tmp_path_factory):
+  return run_helpers.straight_run(tmp_path_factory)
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, straight_run):
+  npz, cache, expected = straight_run
+  workdir = tmp_path / 'preempted'
+  proc = cli(workdir, npz, cache)
+  while progress(workdir)[0] < 2 and proc.poll() is None:
+    time.sleep(0.01)
+  sent = time.time()
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=60)
+  assert proc.returncode == 0, out
+  assert time.time() - sent < 30                       # bounded
+  assert 'SIGTERM: saved step' in out
+  saved = int(out.split('SIGTERM: saved step ')[1].split(';')[0])
+  assert saved < 20 and (workdir / 'checkpoints' / 'last' / str(saved)).exists()
+  proc = cli(workdir, npz, cache)
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0 and f'from step {saved}' in out, out
+  assert_same_state(final_state(workdir, npz), expected)
