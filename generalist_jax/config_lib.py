@@ -385,3 +385,13 @@ def apply_arg(c, arg: str | None):
   if 'test_size' in opts:
     c.data.test_size = int(opts['test_size']) or None
   return c
+
+
+def validate_for_data(c, steps_per_epoch: int) -> None:
+  """Checks that need the dataset's size (known only once it is read)."""
+  s = c.meta.sync
+  if s.kind == 'every_steps':
+    window = (c.num_epochs - s.start_epoch) * steps_per_epoch
+    _check(s.every_steps <= window, 'meta.sync.every_steps',
+           f'{s.every_steps} is longer than the {window} steps from epoch {s.start_epoch} '
+           f'to the end ({steps_per_epoch} steps an epoch); no sync would ever happen.')

@@ -321,6 +321,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   workdir.mkdir(parents=True, exist_ok=True)
   dataset = data_lib.load_dataset(config.data)
   steps_per_epoch = data_lib.steps_per_epoch(dataset, config.batch_size)
+  config_lib.validate_for_data(config, steps_per_epoch)
   setup = make_setup(config, dataset.info, steps_per_epoch)
   _write_config(config, workdir)
 

@@ -113,6 +113,14 @@ def test_wrong_types_in_a_config_file_are_named(path, value, message):
     config_lib.validate_config(ml_collections.ConfigDict(raw))
 
 
+def test_sync_period_longer_than_training_is_rejected_once_the_data_is_known(tmp_path, tiny_npz):
+  config = tiny_config(tiny_npz)        # 5 steps an epoch, 2 epochs, sync from epoch 1
+  config.meta.sync.every_steps = 6
+  with pytest.raises(config_lib.ConfigError, match='meta.sync.every_steps: 6 is longer than the 5'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
+
+
 def test_missing_npz_fails_with_the_path(tmp_path):
   config = tiny_config(tmp_path / 'nowhere.npz')
   with pytest.raises(ValueError, match='nowhere.npz'):
