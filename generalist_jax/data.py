@@ -228,16 +228,22 @@ def _split_indices(
   return np.sort(train_idx), np.sort(val_idx)
 
 
-def _check_test_size(test_size, n_test: int, what: str) -> int:
+def _test_indices(test_size, n_test: int, split_seed: int, what: str) -> np.ndarray:
+  """All test examples, or a fixed random subset of `test_size` of them.
+
+  Random, not the first N: files are often sorted by class (the CIFAR-10 JPEG
+  archive is), and the first N would then hold only a few classes.
+  """
   if test_size is None:
-    return n_test
+    return np.arange(n_test)
   test_size = int(test_size)
   if test_size > n_test:
     raise ValueError(
         f'data.test_size={test_size} but {what} only has {n_test} test'
         ' examples. Lower data.test_size or set it to None.'
     )
-  return test_size
+  rng = np.random.default_rng([int(split_seed), 0x7E57])
+  return np.sort(rng.permutation(n_test)[:test_size])
 
 
 # --- TFDS --------------------------------------------------------------------
@@ -343,9 +349,9 @@ def _load_tfds(
   train_idx, val_idx = _split_indices(
       len(sources['train']), val_size, split_seed, train_size, what
   )
-  n_test = _check_test_size(test_size, len(sources['test']), what)
+  test_idx = _test_indices(test_size, len(sources['test']), split_seed, what)
   val = _read_examples(sources['train'], val_idx, spec.image_shape)
-  test = _read_examples(sources['test'], range(n_test), spec.image_shape)
+  test = _read_examples(sources['test'], test_idx, spec.image_shape)
   info = DatasetInfo(
       num_classes=spec.num_classes,
       image_shape=tuple(spec.image_shape),
@@ -506,7 +512,7 @@ def _load_npz(
   train_idx, val_idx = _split_indices(
       len(x_train), val_size, split_seed, train_size, what
   )
-  n_test = _check_test_size(test_size, len(x_test), what)
+  test_idx = _test_indices(test_size, len(x_test), split_seed, what)
   mean, std = _channel_stats(x_train)
   info = DatasetInfo(
       num_classes=num_classes,
@@ -524,8 +530,8 @@ def _load_npz(
           y_train[val_idx].astype(np.int32),
       ),
       test=(
-          np.ascontiguousarray(x_test[:n_test]),
-          y_test[:n_test].astype(np.int32),
+          np.ascontiguousarray(x_test[test_idx]),
+          y_test[test_idx].astype(np.int32),
       ),
   )
 
@@ -611,14 +617,21 @@ def train_batches(
     augment: str = 'crop_flip',
     num_threads: int = 2,
     prefetch: int = 2,
+    process_index: int = 0,
+    process_count: int = 1,
 ) -> Iterator[dict]:
-  """Infinite iterator of augmented training batches.
+  """Infinite iterator of augmented training batches (this process's share).
 
   Yields ``{'image': float32 [0,1] (batch_size, H, W, C), 'label': int32
   (batch_size,)}``. Each epoch is a fresh permutation of ``dataset.train``
   (remainder dropped, so an epoch is ``steps_per_epoch`` batches). Batch ``k``
   depends only on ``(seed, k)``; ``start_step=s`` yields batches ``s, s+1,
   ...``. ``num_threads`` threads build up to ``prefetch`` batches ahead.
+
+  With several processes (hosts), process ``p`` of ``P`` yields rows
+  ``[p * b, (p + 1) * b)`` of every global batch, ``b = batch_size / P``, and
+  reads and augments only those examples; stacked in process order they are
+  exactly the single-process batches.
   """
   if augment not in AUGMENTATIONS:
     raise ValueError(
@@ -628,16 +641,23 @@ def train_batches(
     raise ValueError(f'start_step must be >= 0, got {start_step}.')
   if seed < 0:
     raise ValueError(f'seed must be >= 0, got {seed}.')
-  steps_per_epoch(dataset, batch_size)  # raises if no full batch
+  steps = steps_per_epoch(dataset, batch_size)  # raises if no full batch
+  if batch_size % process_count:
+    raise ValueError(f'batch_size={batch_size} does not split over {process_count} '
+                     'processes; use a multiple of the process count.')
+  local_batch = batch_size // process_count
   shuffle_seed, augment_seed = _derive_seeds(seed)
 
   ds = grain.MapDataset.source(dataset.train)
   ds = ds.shuffle(seed=shuffle_seed)
   if augment != 'none':
     ds = ds.random_map(_Augment(augment), seed=augment_seed)
-  # Batch within an epoch (drop remainder), then repeat: index e * len + i of
-  # the shuffle / random_map reseeds every epoch e.
-  ds = ds.batch(batch_size, drop_remainder=True, batch_fn=_collate)
+  # Keep the epoch's full global batches (drop remainder), cut them into
+  # per-process rows, keep this process's, then repeat: index e * len + i of
+  # the shuffle / random_map reseeds every epoch e (slices pass the epoch on).
+  ds = ds[: steps * batch_size]
+  ds = ds.batch(local_batch, drop_remainder=True, batch_fn=_collate)
+  ds = ds[process_index::process_count]
   ds = ds.repeat(None)
   ds = ds.slice(slice(int(start_step), None))
   iter_ds = ds.to_iter_dataset(

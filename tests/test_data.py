@@ -224,12 +224,17 @@ def test_npz_loads_and_split_is_deterministic(tmp_path, npz_dataset):
   assert _rows(other.val[0]) != _rows(x_val)
 
   # train_size keeps a subset of the same non-validation examples; test_size
-  # keeps the first test examples.
+  # keeps a fixed random subset of the test examples (not the first ones: files
+  # sorted by class would give a few classes only).
   small = data.load_dataset(_config(path=str(path), train_size=7, test_size=5))
   assert len(small.train) == 7
   np.testing.assert_array_equal(small.val[0], x_val)
   assert _rows(small.train[i][0] for i in range(7)) <= _rows(train_images)
-  np.testing.assert_array_equal(small.test[0], arrays['x_test'][:5])
+  test_rows = _rows(arrays['x_test'])
+  assert len(small.test[0]) == 5 and _rows(small.test[0]) <= test_rows
+  np.testing.assert_array_equal(
+      small.test[0], data.load_dataset(_config(path=str(path), test_size=5)).test[0])
+
 
 
 def test_npz_grayscale_nhw(tmp_path):
@@ -378,3 +383,14 @@ def test_eval_batches_pads(npz_dataset):
   np.testing.assert_array_equal(x_all, data.to_float(arrays['x_test']))
   np.testing.assert_array_equal(y_all, arrays['y_test'])
   assert list(data.eval_batches(x_test[:0], y_test[:0], 10)) == []
+
+
+def test_test_subset_is_spread_over_classes_when_the_file_is_sorted(tmp_path):
+  rng = np.random.default_rng(0)
+  path = tmp_path / 'sorted.npz'
+  np.savez(path, x_train=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
+           y_train=np.arange(40) % 10,
+           x_test=rng.integers(0, 256, (100, 8, 8, 3), dtype=np.uint8),
+           y_test=np.repeat(np.arange(10), 10))        # sorted by class
+  ds = data.load_dataset(_config(path=str(path), val_size=4, test_size=20))
+  assert len(np.unique(ds.test[1])) >= 6               # the first 20 hold only 2
