@@ -41,3 +41,13 @@ class MetricWriter:
 
   def close(self) -> None:
     self.tb.close()
+
+
+class NullWriter:
+  """What processes other than 0 log: nothing."""
+
+  def write(self, step: int, scalars: dict) -> None:
+    del step, scalars
+
+  def close(self) -> None:
+    pass

@@ -335,19 +335,27 @@ def init_variables(model: nn.Module, key: jax.Array,
 
 
 def apply_model(model: nn.Module, variables: dict, images: jax.Array, *,
-                train: bool):
+                train: bool, compute_dtype=None):
   """Pure forward pass: (logits, batch_stats).
 
   train=True normalises with batch statistics and returns the updated running
   averages; train=False uses the running averages and returns them unchanged
   (this is the mode attacks differentiate through).
+
+  compute_dtype (e.g. jnp.bfloat16): parameters, statistics and images are cast
+  for the computation only; logits and new statistics come back in float32, and
+  gradients flow back to the float32 parameters through the cast.
   """
   batch_stats = variables.get('batch_stats', {})
   inputs = {'params': variables['params']}
   if batch_stats:
     inputs['batch_stats'] = batch_stats
+  if compute_dtype is not None and compute_dtype != jnp.float32:
+    inputs = jax.tree.map(lambda v: v.astype(compute_dtype), inputs)
+    images = images.astype(compute_dtype)
+  to_f32 = lambda tree: jax.tree.map(lambda v: v.astype(jnp.float32), tree)
   if train:
     logits, mutated = model.apply(inputs, images, train=True,
                                   mutable=['batch_stats'])
-    return logits, mutated.get('batch_stats', {})
-  return model.apply(inputs, images, train=False), batch_stats
+    return logits.astype(jnp.float32), to_f32(mutated.get('batch_stats', {}))
+  return model.apply(inputs, images, train=False).astype(jnp.float32), batch_stats

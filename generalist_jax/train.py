@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ from generalist_jax import data as data_lib
 from generalist_jax import meta
 from generalist_jax import metric_writer
 from generalist_jax import models
+from generalist_jax import parallel
 from generalist_jax import schedules
 from generalist_jax import tasks as tasks_lib
 
@@ -64,6 +66,8 @@ class Setup:
   ema_max_decay: float
   steps_per_epoch: int
   total_steps: int
+  mesh: Any = None            # jax.sharding.Mesh with a 'data' axis
+  compute_dtype: Any = None   # None (float32) or jnp.bfloat16
 
 
 class NonFiniteError(FloatingPointError):
@@ -106,11 +110,17 @@ def make_setup(config, info: data_lib.DatasetInfo, steps_per_epoch: int) -> Setu
       ema_max_decay=float(config.meta.ema_max_decay),
       steps_per_epoch=steps_per_epoch,
       total_steps=steps_per_epoch * config.num_epochs,
+      mesh=parallel.make_mesh(config.mesh.data),
+      compute_dtype=jnp.bfloat16 if config.compute_dtype == 'bfloat16' else None,
   )
 
 
 def create_train_state(setup: Setup, image_shape: tuple, seed: int) -> TrainState:
-  """All experts, EMAs and the global learner start from the same weights."""
+  """All experts, EMAs and the global learner start from the same weights.
+
+  Host-local arrays (every process computes the same ones from the seed); the
+  trainer replicates them over the mesh with `parallel.replicate`.
+  """
   init_key, attack_key = jax.random.split(jax.random.PRNGKey(seed))
   variables = models.init_variables(setup.model, init_key, image_shape)
   copy = lambda: jax.tree.map(jnp.array, variables)   # distinct buffers (donation)
@@ -128,13 +138,15 @@ def _expert_update(setup: Setup, i: int, variables, opt_state, x, y, key):
   model, task, tx = setup.model, setup.tasks[i], setup.optimizers[i]
 
   def logits_eval(inputs):   # BN in eval mode: the attack never moves statistics
-    return models.apply_model(model, variables, inputs, train=False)[0]
+    return models.apply_model(model, variables, inputs, train=False,
+                              compute_dtype=setup.compute_dtype)[0]
 
   x_task = jax.lax.stop_gradient(task.inputs(logits_eval, x, y, key))
 
   def loss_fn(params):
     logits, batch_stats = models.apply_model(
-        model, {'params': params, 'batch_stats': variables['batch_stats']}, x_task, train=True)
+        model, {'params': params, 'batch_stats': variables['batch_stats']}, x_task, train=True,
+        compute_dtype=setup.compute_dtype)
     return task.loss(logits, y), (logits, batch_stats)
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -179,14 +191,22 @@ def train_step(setup: Setup, state: TrainState, batch: dict):
 # Evaluation: per-example flags, aggregated on the host.
 # ----------------------------------------------------------------------------
 
-def make_eval_fn(model, attack_config) -> Callable:
-  """jitted (variables, x, y, key) -> per-example clean/attacked correctness and loss."""
-  attack = attacks.make_attack(attack_config)
+def make_eval_fn(model, attack_config, mesh=None, compute_dtype=None) -> Callable:
+  """(variables, x, y, key) -> per-example clean/attacked correctness and loss (numpy).
 
-  @jax.jit
+  x, y: one host batch, the same on every process; each process feeds its rows
+  to the jitted evaluation (batch sharded on 'data') and gets all flags back.
+  """
+  attack = attacks.make_attack(attack_config)
+  mesh = mesh if mesh is not None else parallel.make_mesh()
+
+  @functools.partial(jax.jit, in_shardings=(
+      parallel.replicated(mesh), parallel.batch_sharded(mesh),
+      parallel.batch_sharded(mesh), parallel.replicated(mesh)))
   def evaluate_batch(variables, x, y, key):
     def logits_fn(inputs):
-      return models.apply_model(model, variables, inputs, train=False)[0]
+      return models.apply_model(model, variables, inputs, train=False,
+                                compute_dtype=compute_dtype)[0]
     logits = logits_fn(x)
     adv_logits = logits_fn(attack(logits_fn, x, y, key))
     return {'clean': jnp.argmax(logits, -1) == y,
@@ -194,7 +214,13 @@ def make_eval_fn(model, attack_config) -> Callable:
             'loss': attacks.cross_entropy(logits, y),
             'pgd_loss': attacks.cross_entropy(adv_logits, y)}
 
-  return evaluate_batch
+  def evaluate_host_batch(variables, x, y, key):
+    rows = len(x) // jax.process_count()
+    mine = slice(jax.process_index() * rows, (jax.process_index() + 1) * rows)
+    batch = parallel.global_batch({'x': x[mine], 'y': y[mine]}, mesh)
+    return parallel.gather(evaluate_batch(variables, batch['x'], batch['y'], key))
+
+  return evaluate_host_batch
 
 
 def evaluate_flags(eval_fn, variables, images, labels, batch_size: int, seed: int) -> dict:
@@ -230,7 +256,7 @@ def evaluate_learners(eval_fn, state, setup, split, batch_size, seed) -> dict:
 # ----------------------------------------------------------------------------
 
 def _mean_metrics(pending: list) -> dict:
-  stacked = jax.device_get(pending)   # the one host sync per log interval
+  stacked = parallel.to_host(pending)   # the one host sync per log interval
   return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
 
 
@@ -289,7 +315,7 @@ def write_table(path_stem: pathlib.Path, results: dict, description: str) -> Non
 
 def final_test(config, setup, ckpts, template, dataset, workdir: pathlib.Path) -> dict:
   """Test-set clean and PGD accuracy of the last and the best-on-validation state."""
-  eval_fn = make_eval_fn(setup.model, config.eval.test_attack)
+  eval_fn = make_eval_fn(setup.model, config.eval.test_attack, setup.mesh, setup.compute_dtype)
   attack = config.eval.test_attack
   results = {}
   for which in ('last', 'best'):
@@ -301,11 +327,14 @@ def final_test(config, setup, ckpts, template, dataset, workdir: pathlib.Path) -
     for name, variables in learners(state, setup).items():
       per_learner[name] = summarize(evaluate_flags(
           eval_fn, variables, *dataset.test, config.eval.batch_size, config.seed + 1))
-    results[which] = {'step': int(state.step), 'meta': ckpt_meta, 'learners': per_learner,
+    step = int(parallel.to_host(state.step))
+    results[which] = {'step': step, 'meta': ckpt_meta, 'learners': per_learner,
                       'n_test': int(len(dataset.test[1])), 'attack': attack.to_dict()}
+    if not parallel.is_main_process():
+      continue
     write_table(workdir / 'eval' / f'test_{which}', results[which],
                 f"Test set ({len(dataset.test[1])} images), checkpoint '{which}' at step "
-                f"{int(state.step)}: {attack.norm} PGD-{attack.steps}, eps={attack.eps:.5f}, "
+                f"{step}: {attack.norm} PGD-{attack.steps}, eps={attack.eps:.5f}, "
                 f'step={attack.step_size:.5f}, restarts={attack.restarts}.')
   return results
 
@@ -323,26 +352,37 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   steps_per_epoch = data_lib.steps_per_epoch(dataset, config.batch_size)
   config_lib.validate_for_data(config, steps_per_epoch)
   setup = make_setup(config, dataset.info, steps_per_epoch)
-  _write_config(config, workdir)
+  main_process = parallel.is_main_process()   # logs and tables: process 0 only
+  if main_process:
+    _write_config(config, workdir)
 
   # Restore: the newest readable checkpoint decides where this run continues.
-  state = create_train_state(setup, dataset.info.image_shape, config.seed)
+  state = parallel.replicate(create_train_state(setup, dataset.info.image_shape, config.seed),
+                             setup.mesh)
   template = jax.tree.map(ocp_utils.to_shape_dtype_struct, state)  # survives donation
   ckpts = checkpointing.RunCheckpoints(workdir / 'checkpoints', config.checkpoint.keep)
   run_meta = {'best_value': -math.inf, 'best_step': -1}
   restored = ckpts.restore(template)
   if restored is not None:
     state, run_meta = restored
-    print(f'resumed {workdir} from step {int(state.step)} of {setup.total_steps}')
-  start_step = int(state.step)
+  start_step = int(parallel.to_host(state.step))
+  if restored is not None and main_process:
+    print(f'resumed {workdir} from step {start_step} of {setup.total_steps}')
 
-  writer = metric_writer.MetricWriter(workdir, start_step)
-  step_fn = jax.jit(lambda s, b: train_step(setup, s, b), donate_argnums=0)
-  val_eval_fn = make_eval_fn(setup.model, config.eval.val_attack)
-  batches = data_lib.train_batches(
+  writer = (metric_writer.MetricWriter(workdir, start_step) if main_process
+            else metric_writer.NullWriter())
+  replicated = parallel.replicated(setup.mesh)
+  step_fn = jax.jit(lambda s, b: train_step(setup, s, b), donate_argnums=0,
+                    in_shardings=(replicated, parallel.batch_sharded(setup.mesh)),
+                    out_shardings=(replicated, replicated))
+  val_eval_fn = make_eval_fn(setup.model, config.eval.val_attack, setup.mesh,
+                             setup.compute_dtype)
+  local_batches = data_lib.train_batches(
       dataset, config.batch_size, seed=config.seed, start_step=start_step,
       augment=config.data.augment, num_threads=config.data.num_threads,
-      prefetch=config.data.prefetch)
+      prefetch=config.data.prefetch, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  batches = (parallel.global_batch(b, setup.mesh) for b in local_batches)
   end_step = setup.total_steps if stop_after_steps is None else min(
       setup.total_steps, start_step + stop_after_steps)
 
@@ -352,7 +392,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   # preceded by one, so no non-finite state is ever saved.
   bar = tqdm.tqdm(total=setup.total_steps * config.batch_size,
                   initial=start_step * config.batch_size, unit='img', unit_scale=True,
-                  disable=not config.progress_bar, mininterval=2.0, dynamic_ncols=True)
+                  disable=not (config.progress_bar and main_process), mininterval=2.0,
+                  dynamic_ncols=True)
   pending, interval_start = [], time.perf_counter()
   with contextlib.ExitStack() as cleanup:
     # On any error too: finish saves already under way (all checked finite),
@@ -388,14 +429,15 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
         interval_start = time.perf_counter()
       if preemption.requested:
         ckpts.wait()
-        bar.write(f'SIGTERM: saved step {done}; start the same command again to resume.')
+        if main_process:
+          bar.write(f'SIGTERM: saved step {done}; start the same command again to resume.')
         break
     bar.close()
     ckpts.wait()
 
     # Final test of the last and the best-on-validation checkpoints.
     results = {}
-    if int(state.step) == setup.total_steps and config.eval.final_test:
+    if int(parallel.to_host(state.step)) == setup.total_steps and config.eval.final_test:
       results = final_test(config, setup, ckpts, template, dataset, workdir)
   return results
 
@@ -407,9 +449,10 @@ def _validate_and_keep_best(config, setup, dataset, state, run_meta, eval_fn, ck
                           config.seed + 1)
   val = {f'val/{k}': v for k, v in val.items()}
   writer.write(step, val)
-  bar.write(f'epoch {step // setup.steps_per_epoch}: ' + ', '.join(
-      f'{n} {100 * val[f"val/{n}/clean_acc"]:.1f}/{100 * val[f"val/{n}/pgd_acc"]:.1f}'
-      for n in learner_names(setup)) + ' (val clean/PGD %)')
+  if parallel.is_main_process():
+    bar.write(f'epoch {step // setup.steps_per_epoch}: ' + ', '.join(
+        f'{n} {100 * val[f"val/{n}/clean_acc"]:.1f}/{100 * val[f"val/{n}/pgd_acc"]:.1f}'
+        for n in learner_names(setup)) + ' (val clean/PGD %)')
   value = val[f'val/{config.eval.best_metric}']
   if value > run_meta['best_value']:
     run_meta = {'best_value': value, 'best_step': step}
