@@ -5,17 +5,21 @@ adversarial_robustness/jax/attacks.py) so new norms and attacks join without
 rewriting the loop:
 
 * a *threat model* (`Norm`): random init, steepest-ascent step rule and the
-  projection onto {||delta|| <= eps} intersected with the [0, 1] box;
-* a *loss* on logits, per example (cross-entropy, margin);
+  EXACT Euclidean projection onto {||delta|| <= eps} intersected with the
+  [0, 1] box, for l-inf, l2 and l1;
+* a *loss* on logits, per example (cross-entropy, margin, DLR, targeted DLR);
 * the loop: `lax.fori_loop` inside the caller's jit, unrolled where that
   measures faster (XLA:CPU).
 
 `logits_fn(x) -> logits` is the model with its variables bound and BatchNorm
-in eval mode, so attacks never touch running statistics.
+in eval mode, so attacks never touch running statistics. Every attack here has
+the signature `attack(logits_fn, x, y, key) -> x_adv` once its settings are
+bound (`make_attack`); APGD and Square live in `apgd.py` and `square.py`.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -33,38 +37,218 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
 
 
-def margin(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """CW margin: best wrong logit minus the true logit."""
-  true = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+def _true_logit(logits, labels):
+  return jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+
+
+def _best_wrong_logit(logits, labels):
   wrong = jnp.where(jax.nn.one_hot(labels, logits.shape[-1], dtype=bool),
                     -jnp.inf, logits)
-  return wrong.max(axis=-1) - true
+  return wrong.max(axis=-1)
 
 
-LOSSES = {'ce': cross_entropy, 'margin': margin}
+def margin(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """CW margin: best wrong logit minus the true logit."""
+  return _best_wrong_logit(logits, labels) - _true_logit(logits, labels)
+
+
+def dlr(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Difference of Logits Ratio (Croce & Hein 2020): the margin divided by the
+  spread of the top logits, so it is invariant to shifting and scaling them."""
+  top = jnp.sort(logits, axis=-1)
+  return margin(logits, labels) / (top[:, -1] - top[:, -3] + 1e-12)
+
+
+def targeted_dlr(logits: jax.Array, labels: jax.Array,
+                 targets: jax.Array) -> jax.Array:
+  """Targeted DLR: (z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2). Needs >= 4 classes."""
+  top = jnp.sort(logits, axis=-1)
+  gap = _true_logit(logits, targets) - _true_logit(logits, labels)
+  return gap / (top[:, -1] - 0.5 * (top[:, -3] + top[:, -4]) + 1e-12)
+
+
+LOSSES = {'ce': cross_entropy, 'margin': margin, 'dlr': dlr}
 
 
 # ----------------------------------------------------------------------------
-# Threat models.
+# Threat models. All take and return `delta` (x_adv - x), shape of x.
 # ----------------------------------------------------------------------------
+
+def _flat(a: jax.Array) -> jax.Array:
+  return a.reshape(a.shape[0], -1)
+
+
+def _per_example(value, like: jax.Array) -> jax.Array:
+  """A scalar or one value per example, shaped to broadcast against `like`."""
+  value = jnp.asarray(value, like.dtype)
+  if value.ndim == 0:
+    return value
+  return value.reshape((-1,) + (1,) * (like.ndim - 1))
+
 
 def _clip_to_box(x: jax.Array, delta: jax.Array) -> jax.Array:
   """Smallest change keeping x + delta inside [0, 1]."""
   return jnp.clip(x + delta, 0.0, 1.0) - x
 
 
+def _room(x: jax.Array, v: jax.Array) -> jax.Array:
+  """How far each coordinate may move in the direction of sign(v) inside [0, 1]."""
+  return jnp.where(v > 0, 1.0 - x, x)
+
+
+def lp_norm(delta: jax.Array, norm: str) -> jax.Array:
+  """Per-example norm of a perturbation."""
+  d = _flat(delta)
+  if norm == 'linf':
+    return jnp.abs(d).max(axis=-1)
+  if norm == 'l2':
+    return jnp.sqrt(jnp.sum(d * d, axis=-1))
+  if norm == 'l1':
+    return jnp.abs(d).sum(axis=-1)
+  raise ValueError(f'unknown norm {norm!r}; use one of {sorted(NORMS)}')
+
+
+def _shrink_into_ball(delta, norm: str, eps) -> jax.Array:
+  """Float-rounding guard: scales delta by <= 1 so ||delta|| <= eps holds.
+
+  Scaling towards 0 keeps x + delta inside the box because 0 is inside it.
+  """
+  n = lp_norm(delta, norm)
+  eps = jnp.broadcast_to(jnp.asarray(eps, delta.dtype), n.shape)
+  scale = jnp.where(n > eps, eps / jnp.maximum(n, 1e-30), 1.0)
+  return delta * _per_example(scale, delta)
+
+
+# --- l-inf -------------------------------------------------------------------
+
 def linf_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
-  return jax.random.uniform(key, x.shape, x.dtype, -eps, eps)
+  return jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0) * _per_example(eps, x)
 
 
-def linf_step(delta: jax.Array, grad: jax.Array, step_size: float) -> jax.Array:
-  return delta + step_size * jnp.sign(grad)
+def linf_step(delta: jax.Array, grad: jax.Array, step_size) -> jax.Array:
+  return delta + _per_example(step_size, delta) * jnp.sign(grad)
 
 
-def linf_project(x: jax.Array, delta: jax.Array, eps: float) -> jax.Array:
+def linf_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
   # For l-inf the ball and the box are both coordinate-wise intervals, so
   # clipping to one then the other is the exact projection onto both.
+  eps = _per_example(eps, delta)
   return _clip_to_box(x, jnp.clip(delta, -eps, eps))
+
+
+# --- l2 ----------------------------------------------------------------------
+
+def l2_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
+  """A Gaussian direction scaled to the sphere of radius eps (as AutoAttack)."""
+  t = jax.random.normal(key, x.shape, x.dtype)
+  return t * _per_example(eps / (lp_norm(t, 'l2') + 1e-12), x)
+
+
+def l2_step(delta: jax.Array, grad: jax.Array, step_size) -> jax.Array:
+  """Steepest ascent for l2: the gradient normalised to unit l2 norm."""
+  g = grad * _per_example(1.0 / (lp_norm(grad, 'l2') + 1e-12), grad)
+  return delta + _per_example(step_size, delta) * g
+
+
+def l2_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
+  """Exact Euclidean projection of delta onto {||d||_2 <= eps} ∩ {0 <= x+d <= 1}.
+
+  KKT: d(mu) = clip(mu * v, lo, hi) for a mu in (0, 1], and ||d(mu)||_2 is
+  increasing in mu and quadratic between the breakpoints mu_i = room_i / |v_i|
+  where coordinate i reaches the box. Sorting the breakpoints gives the segment
+  where ||d(mu)|| = eps and mu in closed form (no iteration, no tolerance).
+  """
+  shape, v, xf = delta.shape, _flat(delta), _flat(x)
+  lo, hi = -xf, 1.0 - xf
+  eps_b = jnp.broadcast_to(jnp.asarray(eps, v.dtype), v.shape[:1])
+  box_only = jnp.clip(v, lo, hi)
+  inside = lp_norm(box_only, 'l2') <= eps_b
+
+  absv, room = jnp.abs(v), _room(xf, v)
+  # Breakpoints beyond mu = 1 never matter; 2.0 stands for "never clipped".
+  breaks = jnp.where(absv > 0, jnp.minimum(room / jnp.maximum(absv, 1e-30), 2.0), 2.0)
+  order = jnp.argsort(breaks, axis=-1)
+  breaks_s = jnp.take_along_axis(breaks, order, -1)
+  room2_s = jnp.take_along_axis(room * room, order, -1)
+  v2_s = jnp.take_along_axis(v * v, order, -1)
+  # Just below breaks_s[k]: coordinates 0..k-1 (sorted) sit on the box.
+  clipped = jnp.cumsum(room2_s, -1) - room2_s
+  free = jnp.sum(v2_s, -1, keepdims=True) - (jnp.cumsum(v2_s, -1) - v2_s)
+  sq_norm_at_break = clipped + breaks_s ** 2 * free
+  k = jnp.sum(sq_norm_at_break <= eps_b[:, None] ** 2, axis=-1) - 1
+  before_first = k < 0            # eps is reached before any coordinate clips
+  k = jnp.clip(k, 0, v.shape[1] - 1)
+  take = lambda a: jnp.take_along_axis(a, k[:, None], -1)[:, 0]
+  # In the segment after breakpoint k, coordinates 0..k are on the box.
+  c_k = jnp.where(before_first, 0.0, take(clipped) + take(room2_s))
+  f_k = jnp.where(before_first, free[:, 0], take(free) - take(v2_s))
+  mu = jnp.sqrt(jnp.maximum(eps_b ** 2 - c_k, 0.0) / jnp.maximum(f_k, 1e-30))
+  mu = jnp.where(f_k > 0, jnp.minimum(mu, 1.0), take(breaks_s))
+  projected = jnp.clip(mu[:, None] * v, lo, hi)
+  d = jnp.where(inside[:, None], box_only, projected)
+  return _shrink_into_ball(d.reshape(shape), 'l2', eps)
+
+
+# --- l1 ----------------------------------------------------------------------
+
+L1_TOPK_FRACTION = 0.05   # PGD-l1 moves the 5% of coordinates with largest |grad|
+
+
+def l1_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
+  """A Gaussian point projected onto the l1 ball ∩ box (as AutoAttack's APGD-l1)."""
+  return l1_project(x, jax.random.normal(key, x.shape, x.dtype), eps)
+
+
+def l1_topk_step(delta: jax.Array, grad: jax.Array, step_size, fraction=L1_TOPK_FRACTION):
+  """Sparse l1 steepest ascent (SLIDE / APGD-l1): a sign step on the coordinates
+  whose |grad| is in the top `fraction` (per example), scaled so the step has
+  l1 norm `step_size`. Moving many coordinates a little beats moving one (the
+  exact l1 steepest direction), which stalls at the box."""
+  g = _flat(grad)
+  n = g.shape[1]
+  fraction = jnp.broadcast_to(jnp.asarray(fraction, g.dtype), g.shape[:1])
+  sorted_abs = jnp.sort(jnp.abs(g), axis=-1)
+  kth = jnp.clip(((1.0 - fraction) * n).astype(jnp.int32), 0, n - 1)
+  threshold = jnp.take_along_axis(sorted_abs, kth[:, None], -1)
+  direction = jnp.sign(g) * (jnp.abs(g) >= threshold)
+  count = jnp.sum(jnp.abs(direction), -1, keepdims=True)
+  direction = direction / (count + 1e-10)
+  return delta + _per_example(step_size, delta) * direction.reshape(grad.shape)
+
+
+def l1_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
+  """Exact Euclidean projection of delta onto {||d||_1 <= eps} ∩ {0 <= x+d <= 1}.
+
+  Not project-then-clip. KKT: d_i = clip(soft_threshold(v_i, tau), lo_i, hi_i),
+  i.e. |d_i| = min(max(|v_i| - tau, 0), room_i). Its l1 norm g(tau) is
+  piecewise linear and decreasing, with breakpoints |v_i| (coordinate starts
+  to move) and |v_i| - room_i (it leaves the box face). Sorting the 2n
+  breakpoints and summing slopes gives g at each, and tau exactly.
+  """
+  shape, v, xf = delta.shape, _flat(delta), _flat(x)
+  n = v.shape[1]
+  eps_b = jnp.broadcast_to(jnp.asarray(eps, v.dtype), v.shape[:1])
+  absv, room = jnp.abs(v), _room(xf, v)
+  box_only = jnp.minimum(absv, room)
+  inside = jnp.sum(box_only, -1) <= eps_b
+
+  points = jnp.concatenate([absv, absv - room], axis=-1)
+  slope_change = jnp.concatenate([jnp.ones_like(v), -jnp.ones_like(v)], axis=-1)
+  order = jnp.argsort(-points, axis=-1)                 # decreasing tau
+  points_s = jnp.take_along_axis(points, order, -1)
+  slope = jnp.cumsum(jnp.take_along_axis(slope_change, order, -1), -1)
+  # slope[k] = how many coordinates move on the segment [points_s[k+1], points_s[k]].
+  widths = points_s[:, :-1] - points_s[:, 1:]
+  g_at = jnp.concatenate([jnp.zeros_like(v[:, :1]),
+                          jnp.cumsum(slope[:, :-1] * widths, -1)], -1)
+  k = jnp.clip(jnp.sum(g_at < eps_b[:, None], -1) - 1, 0, 2 * n - 1)
+  take = lambda a: jnp.take_along_axis(a, k[:, None], -1)[:, 0]
+  s_k = take(slope)
+  tau = take(points_s) - (eps_b - take(g_at)) / jnp.maximum(s_k, 1.0)
+  tau = jnp.maximum(tau, 0.0)
+  magnitude = jnp.minimum(jnp.maximum(absv - tau[:, None], 0.0), room)
+  d = jnp.sign(v) * jnp.where(inside[:, None], box_only, magnitude)
+  return _shrink_into_ball(d.reshape(shape), 'l1', eps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +258,13 @@ class Norm:
   project: Callable[[jax.Array, jax.Array, float], jax.Array]
 
 
-NORMS = {'linf': Norm(linf_init, linf_step, linf_project)}
+NORMS = {'linf': Norm(linf_init, linf_step, linf_project),
+         'l2': Norm(l2_init, l2_step, l2_project),
+         'l1': Norm(l1_init, l1_topk_step, l1_project)}
 
 
 # ----------------------------------------------------------------------------
-# PGD.
+# PGD, FGSM, MIM.
 # ----------------------------------------------------------------------------
 
 def resolve_unroll(unroll) -> int | bool:
@@ -86,6 +272,18 @@ def resolve_unroll(unroll) -> int | bool:
   if unroll == 'auto':
     return jax.default_backend() == 'cpu'
   return unroll
+
+
+def _start(threat: Norm, x, key, eps, random_start: bool):
+  if random_start:
+    return threat.project(x, threat.init(key, x, eps), eps)
+  return jnp.zeros_like(x)
+
+
+def _keep_best(best_delta, best_loss, delta, per_example):
+  better = per_example >= best_loss
+  return (jnp.where(_per_example(better, delta), delta, best_delta),
+          jnp.maximum(best_loss, per_example))
 
 
 def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
@@ -109,35 +307,88 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
     return threat.project(x, threat.step(delta, grad_fn(delta), step_size), eps)
 
   def one_restart(restart_key):
-    if random_start:
-      delta = threat.project(x, threat.init(restart_key, x, eps), eps)
-    else:
-      delta = jnp.zeros_like(x)
+    delta = _start(threat, x, restart_key, eps, random_start)
     delta = jax.lax.fori_loop(0, steps, ascend, delta,
                               unroll=resolve_unroll(unroll))
     return delta, loss_fn(logits_fn(x + delta), y)
 
   best_delta, best_loss = one_restart(jax.random.fold_in(key, 0))
   for r in range(1, restarts):
-    delta, per_example = one_restart(jax.random.fold_in(key, r))
-    better = per_example >= best_loss
-    best_delta = jnp.where(better[:, None, None, None], delta, best_delta)
-    best_loss = jnp.maximum(best_loss, per_example)
+    best_delta, best_loss = _keep_best(best_delta, best_loss,
+                                       *one_restart(jax.random.fold_in(key, r)))
   return x + best_delta
 
 
+def fgsm(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
+         eps: float, norm: str = 'linf', loss: str = 'ce') -> jax.Array:
+  """One steepest-ascent step of the full radius from x (Goodfellow et al. 2015);
+  for l2 / l1 the normalised-gradient / sparse step of size eps."""
+  del key
+  return pgd(logits_fn, x, y, jax.random.PRNGKey(0), eps=eps, step_size=eps, steps=1,
+             norm=norm, loss=loss, random_start=False)
+
+
+def mim(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
+        eps: float, step_size: float, steps: int, norm: str = 'linf',
+        loss: str = 'ce', decay: float = 1.0, random_start: bool = False,
+        unroll='auto') -> jax.Array:
+  """Momentum Iterative Method (Dong et al. 2018): g <- decay * g + grad / ||grad||_1,
+  then the norm's steepest step along g and the projection."""
+  threat = NORMS[norm]
+  loss_fn = LOSSES[loss]
+  grad_fn = jax.grad(lambda d: loss_fn(logits_fn(x + d), y).sum())
+
+  def ascend(_, carry):
+    delta, momentum = carry
+    g = grad_fn(delta)
+    g = g * _per_example(1.0 / (lp_norm(g, 'l1') + 1e-12), g)
+    momentum = decay * momentum + g
+    return threat.project(x, threat.step(delta, momentum, step_size), eps), momentum
+
+  delta = _start(threat, x, key, eps, random_start)
+  delta, _ = jax.lax.fori_loop(0, steps, ascend, (delta, jnp.zeros_like(x)),
+                               unroll=resolve_unroll(unroll))
+  return x + delta
+
+
+# ----------------------------------------------------------------------------
+# Config binding.
+# ----------------------------------------------------------------------------
+
+def _get(config, key, default):
+  try:
+    return config.get(key, default)
+  except AttributeError:
+    return getattr(config, key, default)
+
+
 def make_attack(attack_config) -> Callable:
-  """Binds a config (`ml_collections.ConfigDict`) into `attack(logits_fn, x, y, key)`."""
-  kwargs = dict(eps=float(attack_config.eps),
-                step_size=float(attack_config.step_size),
-                steps=int(attack_config.steps),
-                norm=attack_config.get('norm', 'linf'),
-                loss=attack_config.get('loss', 'ce'),
-                random_start=bool(attack_config.get('random_start', True)),
-                restarts=int(attack_config.get('restarts', 1)),
-                unroll=attack_config.get('unroll', 'auto'))
+  """Binds a config (`ml_collections.ConfigDict`) into `attack(logits_fn, x, y, key)`.
 
-  def attack(logits_fn, x, y, key):
-    return pgd(logits_fn, x, y, key, **kwargs)
+  `kind`: 'pgd' (default), 'fgsm', 'mim', or any AutoAttack component
+  ('apgd-ce', 'apgd-dlr', 'apgd-t', 'square'), which reads only eps, norm,
+  steps (iterations / queries) and restarts from the config.
+  """
+  kind = _get(attack_config, 'kind', 'pgd')
+  eps = float(attack_config.eps)
+  norm = _get(attack_config, 'norm', 'linf')
+  loss = _get(attack_config, 'loss', 'ce')
+  if kind == 'fgsm':
+    return functools.partial(_call, fgsm, dict(eps=eps, norm=norm, loss=loss))
+  common = dict(eps=eps, step_size=float(attack_config.step_size),
+                steps=int(attack_config.steps), norm=norm, loss=loss,
+                random_start=bool(_get(attack_config, 'random_start', True)),
+                unroll=_get(attack_config, 'unroll', 'auto'))
+  if kind == 'pgd':
+    return functools.partial(_call, pgd, dict(
+        common, restarts=int(_get(attack_config, 'restarts', 1))))
+  if kind == 'mim':
+    return functools.partial(_call, mim, common)
+  from generalist_jax import autoattack   # pylint: disable=g-import-not-at-top
+  return autoattack.make_component(kind, norm=norm, eps=eps,
+                                   steps=int(attack_config.steps),
+                                   restarts=int(_get(attack_config, 'restarts', 1)))
 
-  return attack
+
+def _call(fn, kwargs, logits_fn, x, y, key):
+  return fn(logits_fn, x, y, key, **kwargs)

@@ -15,23 +15,27 @@ from typing import Any
 import orbax.checkpoint as ocp
 
 
-def _manager(directory: pathlib.Path, keep: int) -> ocp.CheckpointManager:
+def _manager(directory: pathlib.Path, keep: int, read_only: bool) -> ocp.CheckpointManager:
   # Orbax writes each step into a temporary folder and renames it when complete,
   # and deletes old steps only after the new one is finalised. Temporary folders
   # left by a kill never held a complete checkpoint: they are cleaned at start.
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                         cleanup_tmp_directories=True)
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
+                                         cleanup_tmp_directories=not read_only,
+                                         read_only=read_only)
   return ocp.CheckpointManager(directory, options=options, item_names=('state', 'meta'))
 
 
 class RunCheckpoints:
   """`<workdir>/checkpoints/last` (keep-last-N) and `.../best` (keep 1)."""
 
-  def __init__(self, directory: str | pathlib.Path, keep: int):
+  def __init__(self, directory: str | pathlib.Path, keep: int, read_only: bool = False):
+    """read_only: for readers beside a live run (evaluation): nothing is cleaned,
+    moved or written."""
     directory = pathlib.Path(directory).absolute()
+    self.read_only = read_only
     self.quarantine = directory / 'unreadable'
-    self.last = _manager(directory / 'last', keep)
-    self.best = _manager(directory / 'best', 1)
+    self.last = _manager(directory / 'last', keep, read_only)
+    self.best = _manager(directory / 'best', 1, read_only)
 
   def save(self, step: int, state: Any, meta: dict, *, best: bool = False) -> None:
     manager = self.best if best else self.last
@@ -60,6 +64,10 @@ class RunCheckpoints:
         if step is not None:
           raise ValueError(f'checkpoint {which}/{s} in {manager.directory} cannot be '
                            f'read: {err}') from err
+        if self.read_only:
+          logging.error('checkpoint %s/%d cannot be read (%s); trying the one before it.',
+                        which, s, err)
+          continue
         moved = self._quarantine(manager, which, s)
         logging.error('checkpoint %s/%d cannot be read (%s: %s); moved it to %s and '
                       'fell back to the one before it.', which, s, type(err).__name__,

@@ -18,8 +18,8 @@ STEP_2 = 2 / 255
 def pgd_attack(eps=EPS_8, step_size=STEP_2, steps=10, norm='linf', loss='ce',
                restarts=1) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      kind='pgd',            # attack family
-      norm=norm,             # threat model: 'linf'
+      kind='pgd',            # 'pgd' | 'fgsm' | 'mim' (or an AutoAttack component)
+      norm=norm,             # threat model: 'linf' | 'l2' | 'l1'
       eps=eps,               # radius, pixel units in [0, 1]
       step_size=step_size,   # per-step size
       steps=steps,           # iterations K
@@ -111,6 +111,10 @@ def base_config() -> ml_collections.ConfigDict:
       keep=3,                         # last N checkpoints kept (+ best)
       every_steps=0,                  # 0: at the end of every epoch
   ))
+  c.mesh = ml_collections.ConfigDict(dict(
+      data=-1,                        # devices on the 'data' axis (-1: all)
+  ))
+  c.compute_dtype = 'float32'         # 'bfloat16': bf16 compute, f32 params/opt/loss
   c.log_every_steps = 50
   c.progress_bar = True
   return c
@@ -130,10 +134,13 @@ def _check(ok: bool, field: str, message: str):
 
 
 def _check_attack(attack, field: str):
-  _check(attack.kind == 'pgd', f'{field}.kind', f"{attack.kind!r} is unknown; use 'pgd'.")
-  _check(attack.norm in ('linf',), f'{field}.norm', f"{attack.norm!r} is unknown; use 'linf'.")
-  _check(attack.loss in ('ce', 'margin'), f'{field}.loss',
-         f"{attack.loss!r} is unknown; use 'ce' or 'margin'.")
+  from generalist_jax import attacks  # local: configs stay free of a jax import
+  kinds = ('pgd', 'fgsm', 'mim', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'square')
+  _check(attack.kind in kinds, f'{field}.kind', f'{attack.kind!r} is unknown; use one of {kinds}.')
+  _check(attack.norm in attacks.NORMS, f'{field}.norm',
+         f'{attack.norm!r} is unknown; use one of {tuple(attacks.NORMS)}.')
+  _check(attack.loss in attacks.LOSSES, f'{field}.loss',
+         f'{attack.loss!r} is unknown; use one of {tuple(attacks.LOSSES)}.')
   _check(attack.eps >= 0, f'{field}.eps', f'must be >= 0, got {attack.eps}.')
   _check(attack.step_size >= 0, f'{field}.step_size', f'must be >= 0, got {attack.step_size}.')
   _check(attack.steps >= 1, f'{field}.steps', f'must be >= 1, got {attack.steps}.')
@@ -286,7 +293,12 @@ def validate_config(c) -> None:
          f'must be in (0, 1), got {c.meta.ema_max_decay}.')
 
   _check(c.eval.every_epochs >= 1, 'eval.every_epochs', f'must be >= 1, got {c.eval.every_epochs}.')
-  _check(c.eval.batch_size >= 1, 'eval.batch_size', f'must be >= 1, got {c.eval.batch_size}.')
+  _check(c.eval.batch_size >= 1 and c.eval.batch_size % devices == 0, 'eval.batch_size',
+         f'must be a positive multiple of the device count {devices}, got {c.eval.batch_size}.')
+  _check(c.compute_dtype in ('float32', 'bfloat16'), 'compute_dtype',
+         f"{c.compute_dtype!r} is unknown; use 'float32' or 'bfloat16'.")
+  _check(c.mesh.data in (-1, devices), 'mesh.data',
+         f'{c.mesh.data} does not match the {devices} visible devices; use -1 (all).')
   _check_attack(c.eval.val_attack, 'eval.val_attack')
   _check_attack(c.eval.test_attack, 'eval.test_attack')
   learner, _, metric = c.eval.best_metric.partition('/')

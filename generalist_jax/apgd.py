@@ -1,0 +1,234 @@
+"""Auto-PGD (Croce & Hein, ICML 2020): APGD-CE, APGD-DLR and targeted APGD-T.
+
+Budget-aware PGD without a step-size to tune: the step starts at 2 * eps
+(l-inf, l2; eps for l1), is halved at checkpoints p_j (p_0 = 0, p_1 = 0.22,
+p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), in fractions of the
+iterations) when the loss oscillated (it rose in at most rho = 75% of the steps
+since the last checkpoint) or stalled, and then the iterate restarts from the
+best point so far. A momentum of 0.75 mixes the new projected step with the
+last move. Each example keeps its best (highest-loss) point and any point that
+was misclassified, so more iterations never make the attack weaker.
+
+l1 follows APGD-l1 ("Mind the box", Croce & Hein 2021): a sparse sign step on
+the top-k coordinates of |grad| with k adapted at checkpoints, no momentum, and
+optionally the eps schedule 3 eps -> 2 eps -> eps (`large_eps_start`).
+
+Pure and jittable: restarts and targets are `lax.fori_loop`s, so the compiled
+size does not grow with them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from generalist_jax import attacks
+
+RHO = 0.75        # oscillation threshold
+MOMENTUM = 0.75   # weight of the new step (1 - weight of the last move)
+
+
+class RunResult(NamedTuple):
+  x_adv: jax.Array       # misclassified point if one was found, else the best-loss point
+  fooled: jax.Array      # (B,) bool: some iterate was misclassified
+  best_loss: jax.Array   # (B,) highest loss reached
+  x_best: jax.Array      # highest-loss point
+
+
+def checkpoint_schedule(steps: int, norm: str) -> tuple[np.ndarray, np.ndarray]:
+  """Static (is_checkpoint[i], window[i]): after iteration i, check the window of
+  the last window[i] iterations. l1 uses a fixed window of 4% of the steps."""
+  is_check, window = np.zeros(steps, bool), np.zeros(steps, np.int32)
+  if norm == 'l1':
+    k, shrink, k_min = max(int(0.04 * steps), 1), 0, 1
+  else:
+    k, shrink, k_min = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(
+        int(0.06 * steps), 1)
+  since = 0
+  for i in range(steps):
+    since += 1
+    if since == k:
+      is_check[i], window[i] = True, k
+      k, since = max(k - shrink, k_min), 0
+  return is_check, window
+
+
+def _l0(delta):
+  return jnp.sum(attacks._flat(delta) != 0, -1).astype(delta.dtype)
+
+
+def apgd_run(logits_fn, x, y, key, *, eps, norm: str, loss_fn: Callable, steps: int,
+             delta_init=None, unroll=1) -> RunResult:
+  """One APGD run from a random start (or `delta_init`); `loss_fn(logits, y)` per example."""
+  threat = attacks.NORMS[norm]
+  pe = lambda v: attacks._per_example(v, x)
+  n_features = int(np.prod(x.shape[1:]))
+  eps = jnp.broadcast_to(jnp.asarray(eps, x.dtype), x.shape[:1])
+  alpha = 1.0 if norm == 'l1' else 2.0
+
+  def loss_and_grad(delta):
+    def total(d):
+      logits = logits_fn(x + d)
+      per_example = loss_fn(logits, y)
+      return per_example.sum(), (per_example, logits)
+    (_, (per_example, logits)), grad = jax.value_and_grad(total, has_aux=True)(delta)
+    return per_example, jnp.argmax(logits, -1) != y, grad
+
+  if delta_init is None:
+    delta = threat.project(x, threat.init(key, x, eps), eps)
+    topk = jnp.full(x.shape[:1], 0.2, x.dtype)
+    sparsity_old = jnp.full(x.shape[:1], float(n_features), x.dtype)
+  else:
+    delta = threat.project(x, delta_init, eps)
+    topk = _l0(delta) / n_features / 1.5
+    sparsity_old = _l0(delta)
+  loss, fooled, grad = loss_and_grad(delta)
+  is_check, window = map(jnp.asarray, checkpoint_schedule(steps, norm))
+
+  state = dict(
+      delta=delta, prev=delta, grad=grad, best=delta, grad_best=grad, loss_best=loss,
+      adv=delta, fooled=fooled, step=alpha * eps, loss_prev=loss,
+      increases=jnp.zeros_like(loss), loss_best_last_check=loss,
+      reduced_last_check=jnp.ones(x.shape[:1], bool), topk=topk, sparsity_old=sparsity_old)
+
+  def body(i, s):
+    delta = s['delta']
+    if norm == 'l1':
+      new = threat.project(x, attacks.l1_topk_step(delta, s['grad'], s['step'], s['topk']), eps)
+    else:
+      a = jnp.where(i > 0, MOMENTUM, 1.0)
+      z = threat.project(x, threat.step(delta, s['grad'], s['step']), eps)
+      new = threat.project(x, delta + a * (z - delta) + (1 - a) * (delta - s['prev']), eps)
+    loss, fooled_now, grad = loss_and_grad(new)
+    improved = loss > s['loss_best']
+    s = dict(s, prev=delta, delta=new, grad=grad,
+             adv=jnp.where(pe(fooled_now), new, s['adv']), fooled=s['fooled'] | fooled_now,
+             best=jnp.where(pe(improved), new, s['best']),
+             grad_best=jnp.where(pe(improved), grad, s['grad_best']),
+             loss_best=jnp.where(improved, loss, s['loss_best']),
+             increases=s['increases'] + (loss > s['loss_prev']), loss_prev=loss)
+    checked = _l1_checkpoint(s, x, eps, alpha, n_features) if norm == 'l1' else (
+        _checkpoint(s, window[i]))
+    return jax.tree.map(lambda c, u: jnp.where(is_check[i], c, u), checked, s)
+
+  s = jax.lax.fori_loop(0, steps, body, state, unroll=unroll)
+  adv = jnp.where(pe(s['fooled']), s['adv'], s['best'])
+  return RunResult(x + adv, s['fooled'], s['loss_best'], x + s['best'])
+
+
+def _restart_from_best(s, where):
+  w = attacks._per_example(where, s['delta'])
+  return dict(s, delta=jnp.where(w, s['best'], s['delta']),
+              grad=jnp.where(w, s['grad_best'], s['grad']))
+
+
+def _checkpoint(s, window):
+  """Halve the step where the loss oscillated or the best loss stalled."""
+  oscillated = s['increases'] <= window * RHO
+  stalled = ~s['reduced_last_check'] & (s['loss_best_last_check'] >= s['loss_best'])
+  reduce = oscillated | stalled
+  s = dict(s, step=jnp.where(reduce, s['step'] / 2, s['step']), reduced_last_check=reduce,
+           loss_best_last_check=s['loss_best'], increases=jnp.zeros_like(s['increases']))
+  return _restart_from_best(s, reduce)
+
+
+def _l1_checkpoint(s, x, eps, alpha, n_features):
+  """APGD-l1: shrink k to the sparsity of the best point; reset the step where
+  the best point got sparser, else divide it by 1.5 (floor: alpha * eps / 10)."""
+  sparsity = _l0(s['best'])
+  sparser = sparsity / s['sparsity_old'] < 0.95
+  step = jnp.where(sparser, alpha * eps, s['step'] / 1.5)
+  s = dict(s, topk=sparsity / n_features / 1.5, sparsity_old=sparsity,
+           step=jnp.clip(step, alpha * eps / 10, alpha * eps),
+           increases=jnp.zeros_like(s['increases']))
+  return _restart_from_best(s, sparser)
+
+
+def _large_eps_run(logits_fn, x, y, key, *, eps, loss_fn, steps, unroll):
+  """APGD-l1 with eps 3x, 2x, 1x for 30/30/40% of the steps; each stage starts
+  from the previous best point. Only the last stage (the real eps) counts."""
+  fractions = (0.3, 0.3)
+  stage_steps = [math.ceil(f * steps) for f in fractions]
+  stage_steps.append(steps - sum(stage_steps))
+  delta = attacks.l1_project(x, jax.random.normal(key, x.shape, x.dtype), 3 * eps)
+  result = None
+  for scale, n in zip((3.0, 2.0, 1.0), stage_steps):
+    result = apgd_run(logits_fn, x, y, key, eps=scale * eps, norm='l1', loss_fn=loss_fn,
+                      steps=max(n, 1), delta_init=delta, unroll=unroll)
+    delta = result.x_best - x
+  return result
+
+
+def _combine(total: RunResult, new: RunResult) -> RunResult:
+  """Keeps a fooling point once found; otherwise the higher-loss point."""
+  higher = new.best_loss > total.best_loss
+  take_new = ~total.fooled & (new.fooled | higher)
+  pe = lambda m: attacks._per_example(m, total.x_adv)
+  return RunResult(jnp.where(pe(take_new), new.x_adv, total.x_adv), total.fooled | new.fooled,
+                   jnp.where(higher, new.best_loss, total.best_loss),
+                   jnp.where(pe(higher), new.x_best, total.x_best))
+
+
+def _repeat(n: int, run: Callable[[int], RunResult]) -> RunResult:
+  first = run(0)
+  if n == 1:
+    return first
+  return jax.lax.fori_loop(1, n, lambda r, total: _combine(total, run(r)), first)
+
+
+def apgd_result(logits_fn, x, y, key, *, eps, norm='linf', loss='ce', steps=100,
+                restarts=1, large_eps_start=False, unroll=1) -> RunResult:
+  loss_fn = attacks.LOSSES[loss]
+
+  def run(r):
+    k = jax.random.fold_in(key, r)
+    if large_eps_start:
+      assert norm == 'l1', 'large_eps_start is the APGD-l1 schedule'
+      return _large_eps_run(logits_fn, x, y, k, eps=eps, loss_fn=loss_fn, steps=steps,
+                            unroll=unroll)
+    return apgd_run(logits_fn, x, y, k, eps=eps, norm=norm, loss_fn=loss_fn, steps=steps,
+                    unroll=unroll)
+
+  return _repeat(restarts, run)
+
+
+def apgd(logits_fn, x, y, key, **kwargs) -> jax.Array:
+  """APGD on 'ce' (APGD-CE) or 'dlr' (APGD-DLR); returns x_adv."""
+  return apgd_result(logits_fn, x, y, key, **kwargs).x_adv
+
+
+def target_classes(logits: jax.Array, n_targets: int) -> jax.Array:
+  """(n_targets, B): the 2nd, 3rd, ... highest-scoring classes on the clean input."""
+  order = jnp.argsort(logits, axis=-1)
+  return jnp.stack([order[:, -(t + 2)] for t in range(n_targets)])
+
+
+def apgd_targeted_result(logits_fn, x, y, key, *, eps, norm='linf', steps=100,
+                         n_targets=9, restarts=1, large_eps_start=False,
+                         unroll=1) -> RunResult:
+  """APGD-T: APGD on the targeted DLR loss towards each of the top `n_targets`
+  other classes in turn (1 restart each in AutoAttack 'standard')."""
+  num_classes = logits_fn(x[:1]).shape[-1]
+  if num_classes < 4 or n_targets > num_classes - 1:
+    raise ValueError(f'APGD-T needs >= 4 classes and n_targets <= {num_classes - 1}; '
+                     f'got {num_classes} classes, n_targets={n_targets}.')
+  targets = target_classes(logits_fn(x), n_targets)
+
+  def run(r):
+    t = targets[r // restarts]
+    loss_fn = lambda logits, labels: attacks.targeted_dlr(logits, labels, t)
+    k = jax.random.fold_in(key, r)
+    if large_eps_start:
+      return _large_eps_run(logits_fn, x, y, k, eps=eps, loss_fn=loss_fn, steps=steps,
+                            unroll=unroll)
+    return apgd_run(logits_fn, x, y, k, eps=eps, norm=norm, loss_fn=loss_fn, steps=steps,
+                    unroll=unroll)
+
+  return _repeat(n_targets * restarts, run)
+
+
+def apgd_targeted(logits_fn, x, y, key, **kwargs) -> jax.Array:
+  return apgd_targeted_result(logits_fn, x, y, key, **kwargs).x_adv

@@ -1,0 +1,199 @@
+"""Threat models: exact projections onto ball ∩ box, steps, and PGD/FGSM/MIM in every norm."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+
+from generalist_jax import attacks
+
+NORMS = ('linf', 'l2', 'l1')
+
+
+def linear_logits_fn(key, shape, num_classes=10):
+  w = jax.random.normal(key, (int(np.prod(shape)), num_classes))
+  return lambda x: x.reshape(x.shape[0], -1) @ w
+
+
+# --- references, float64 numpy, by bisection on the Lagrange multiplier ------
+
+def _bisect(fn_decreasing, target, lo, hi, iters=200):
+  for _ in range(iters):
+    mid = 0.5 * (lo + hi)
+    if fn_decreasing(mid) > target:
+      lo = mid
+    else:
+      hi = mid
+  return hi
+
+
+def reference_l1_projection(x, v, eps):
+  lo, hi = -x, 1.0 - x
+  d_of = lambda tau: np.clip(np.sign(v) * np.maximum(np.abs(v) - tau, 0.0), lo, hi)
+  if np.abs(d_of(0.0)).sum() <= eps:
+    return d_of(0.0)
+  tau = _bisect(lambda t: np.abs(d_of(t)).sum(), eps, 0.0, np.abs(v).max())
+  return d_of(tau)
+
+
+def reference_l2_projection(x, v, eps):
+  lo, hi = -x, 1.0 - x
+  d_of = lambda lam: np.clip(v / (1.0 + lam), lo, hi)
+  if np.linalg.norm(d_of(0.0)) <= eps:
+    return d_of(0.0)
+  lam = _bisect(lambda l: np.linalg.norm(d_of(l)), eps, 0.0, 1e6)
+  return d_of(lam)
+
+
+def random_problem(rng, n_ex=6, shape=(3, 4, 2), scale=None):
+  x = rng.uniform(0, 1, (n_ex, *shape))
+  x[:, 0, 0, 0] = 0.0          # coordinates already on the box faces
+  x[:, 0, 0, 1] = 1.0
+  v = rng.normal(0, scale or rng.uniform(0.05, 1.0), (n_ex, *shape))
+  return x.astype(np.float32), v.astype(np.float32)
+
+
+@pytest.mark.parametrize('norm,reference', [('l1', reference_l1_projection),
+                                            ('l2', reference_l2_projection)])
+@pytest.mark.parametrize('seed', range(3))
+def test_projection_matches_bruteforce_reference(norm, reference, seed):
+  rng = np.random.default_rng(seed)
+  x, v = random_problem(rng)
+  eps = float(rng.uniform(0.05, 2.0)) if norm == 'l1' else float(rng.uniform(0.05, 1.0))
+  got = np.asarray(jax.jit(attacks.NORMS[norm].project)(jnp.asarray(x), jnp.asarray(v), eps))
+  for i in range(len(x)):
+    want = reference(x[i].astype(np.float64), v[i].astype(np.float64), eps)
+    np.testing.assert_allclose(got[i], want, atol=1e-5)
+
+
+def test_l1_projection_matches_scipy_qp():
+  """An independent solver: SLSQP on min ||d - v||^2, ||d||_1 <= eps, box (split d = p - m)."""
+  rng = np.random.default_rng(7)
+  x, v = random_problem(rng, n_ex=2, shape=(2, 2, 2), scale=0.6)
+  eps = 0.7
+  got = np.asarray(attacks.l1_project(jnp.asarray(x), jnp.asarray(v), eps))
+  for i in range(2):
+    xi, vi = x[i].ravel().astype(np.float64), v[i].ravel().astype(np.float64)
+    n = xi.size
+    objective = lambda z: np.sum((z[:n] - z[n:] - vi) ** 2)
+    bounds = [(0, 1 - a) for a in xi] + [(0, a) for a in xi]
+    constraint = {'type': 'ineq', 'fun': lambda z: eps - z.sum()}
+    res = scipy.optimize.minimize(objective, np.zeros(2 * n), bounds=bounds,
+                                  constraints=[constraint], method='SLSQP',
+                                  options={'ftol': 1e-12, 'maxiter': 500})
+    np.testing.assert_allclose(got[i].ravel(), res.x[:n] - res.x[n:], atol=1e-4)
+
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_projection_is_idempotent_and_feasible(norm):
+  rng = np.random.default_rng(1)
+  x, v = map(jnp.asarray, random_problem(rng, scale=0.5))
+  eps = {'linf': 0.1, 'l2': 0.5, 'l1': 2.0}[norm]
+  project = attacks.NORMS[norm].project
+  once = project(x, v, eps)
+  np.testing.assert_allclose(project(x, once, eps), once, atol=1e-6)
+  assert bool(jnp.all(attacks.lp_norm(once, norm) <= eps * (1 + 1e-6)))
+  assert float((x + once).min()) >= 0.0 and float((x + once).max()) <= 1.0
+  # Points already inside ball ∩ box are left where they are.
+  inside = attacks.NORMS[norm].project(x, 0.01 * once, eps)
+  np.testing.assert_allclose(inside, 0.01 * once, atol=1e-7)
+
+
+def test_per_example_eps():
+  rng = np.random.default_rng(2)
+  x, v = map(jnp.asarray, random_problem(rng, n_ex=3, scale=1.0))
+  eps = jnp.array([0.0, 0.3, 1.0])
+  for norm in NORMS:
+    d = attacks.NORMS[norm].project(x, v, eps)
+    norms = attacks.lp_norm(d, norm)
+    assert bool(jnp.all(norms <= eps * (1 + 1e-6) + 1e-7)), norm
+    assert float(norms[0]) == 0.0
+
+
+def test_l1_topk_step_moves_only_the_largest_gradients():
+  grad = jnp.arange(1.0, 21.0).reshape(1, 20) * jnp.where(jnp.arange(20) % 2, 1, -1)
+  step = attacks.l1_topk_step(jnp.zeros_like(grad), grad, 2.0, fraction=0.2)
+  moved = np.flatnonzero(np.asarray(step[0]))
+  np.testing.assert_array_equal(moved, [16, 17, 18, 19])
+  np.testing.assert_allclose(np.asarray(step[0, moved]), [-0.5, 0.5, -0.5, 0.5])
+
+
+def test_l2_step_has_the_step_length_along_the_gradient():
+  grad = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
+  step = attacks.l2_step(jnp.zeros_like(grad), grad, 0.7)
+  np.testing.assert_allclose(attacks.lp_norm(step, 'l2'), 0.7, rtol=1e-5)
+  cos = jnp.sum(step * grad, -1) / (attacks.lp_norm(step, 'l2') * attacks.lp_norm(grad, 'l2'))
+  np.testing.assert_allclose(cos, 1.0, rtol=1e-5)
+
+
+# --- property tests: every attack stays in its ball and the box -------------
+# One compiled function per norm (eps is traced), reused by the tests below:
+# compiling dominates the run time of these tests.
+
+SHAPE = (3, 4, 2)
+LOGITS_FN = linear_logits_fn(jax.random.PRNGKey(0), SHAPE)
+MAX_EPS = {'linf': 0.3, 'l2': 2.0, 'l1': 8.0}
+
+
+@functools.lru_cache(maxsize=None)
+def all_attacks(norm):
+  @jax.jit
+  def run(x, y, key, eps):
+    return (attacks.pgd(LOGITS_FN, x, y, key, eps=eps, step_size=eps / 3, steps=6,
+                        restarts=2, norm=norm, loss='margin', unroll=1),
+            attacks.fgsm(LOGITS_FN, x, y, key, eps=eps, norm=norm),
+            attacks.mim(LOGITS_FN, x, y, key, eps=eps, step_size=eps / 3, steps=6,
+                        norm=norm, random_start=True, unroll=1))
+  return run
+
+
+def _assert_in_ball_and_box(x_adv, x, norm, eps):
+  assert x_adv.shape == x.shape
+  assert bool(jnp.all(attacks.lp_norm(x_adv - x, norm) <= eps * (1 + 1e-5) + 1e-6))
+  assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_pgd_fgsm_mim_stay_in_ball_and_box(norm):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.uniform(0, 1, (16, *SHAPE)), jnp.float32)
+  x = x.at[:, 0].set(jnp.round(x[:, 0]))          # some pixels on the box faces
+  y = jnp.asarray(rng.integers(0, 10, 16))
+  for trial in range(3):
+    eps = float(rng.uniform(0.0, MAX_EPS[norm]))
+    for x_adv in all_attacks(norm)(x, y, jax.random.PRNGKey(trial), eps):
+      _assert_in_ball_and_box(x_adv, x, norm, eps)
+
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_eps_zero_gives_the_clean_input(norm):
+  x = jax.random.uniform(jax.random.PRNGKey(0), (16, *SHAPE))
+  y = jnp.arange(16) % 10
+  for x_adv in all_attacks(norm)(x, y, jax.random.PRNGKey(3), 0.0):
+    np.testing.assert_array_equal(x_adv, x)
+
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_attacks_lower_accuracy(norm):
+  x = jax.random.uniform(jax.random.PRNGKey(1), (16, *SHAPE))
+  y = jnp.argmax(LOGITS_FN(x), -1)                       # all correct at first
+  pgd_adv, fgsm_adv, mim_adv = all_attacks(norm)(x, y, jax.random.PRNGKey(2),
+                                                 MAX_EPS[norm] / 2)
+  accuracy = lambda a: float(jnp.mean(jnp.argmax(LOGITS_FN(a), -1) == y))
+  assert accuracy(pgd_adv) < 0.5 and accuracy(mim_adv) < 0.5
+  assert accuracy(fgsm_adv) < 1.0
+
+
+def test_make_attack_binds_the_config():
+  import ml_collections
+  x = jax.random.uniform(jax.random.PRNGKey(0), (16, *SHAPE))
+  y = jnp.argmax(LOGITS_FN(x), -1)
+  cfg = ml_collections.ConfigDict(dict(kind='pgd', norm='l2', eps=0.5, step_size=0.2,
+                                       steps=6, loss='ce', random_start=True, restarts=1,
+                                       unroll=1))
+  attack = attacks.make_attack(cfg)
+  x_adv = jax.jit(lambda x, y, k: attack(LOGITS_FN, x, y, k))(x, y, jax.random.PRNGKey(3))
+  _assert_in_ball_and_box(x_adv, x, 'l2', 0.5)
+  np.testing.assert_allclose(attacks.lp_norm(x_adv - x, 'l2'), 0.5, rtol=1e-3)  # linear model: on the sphere

@@ -1,0 +1,114 @@
+"""Composite evaluation: flags, worst case, union over norms, resume, and the CLI end to end."""
+import json
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from generalist_jax import autoattack as aa
+from generalist_jax import evaluate
+
+from tiny_config import tiny_config
+
+
+class Linear(nn.Module):
+  @nn.compact
+  def __call__(self, x, train):
+    del train
+    return 3.0 * nn.tanh(nn.Dense(10)(x.reshape(x.shape[0], -1)))
+
+
+MODEL = Linear()
+VARIABLES = {'params': MODEL.init(jax.random.PRNGKey(0), np.zeros((1, 4, 4, 3)), False)['params'],
+             'batch_stats': {}}
+RNG = np.random.default_rng(0)
+IMAGES = RNG.integers(0, 256, (20, 4, 4, 3), dtype=np.uint8)
+_clean_logits = MODEL.apply({'params': VARIABLES['params']}, IMAGES / np.float32(255), False)
+# 16 of 20 labels are the model's prediction (correct), 4 are wrong.
+LABELS = np.asarray(np.argmax(_clean_logits, -1)).astype(np.int32)
+LABELS[[3, 7, 11, 19]] = (LABELS[[3, 7, 11, 19]] + 1) % 10
+PLAN = (evaluate.make_plan(['linf'], [0.03], 'apgd-ce,pgd,square', {'steps': 6}) +
+        evaluate.make_plan(['l2'], [0.3], 'apgd-ce,pgd', {'steps': 6}))
+
+
+def run(**kwargs):
+  return evaluate.run_evaluation(MODEL, VARIABLES, IMAGES, LABELS, PLAN, batch_size=8, seed=1,
+                                 progress=False, **kwargs)
+
+
+@pytest.fixture(scope='module')
+def full_state():
+  return run()
+
+
+def test_worst_case_is_the_and_of_the_per_attack_flags(full_state):
+  state = full_state
+  clean = state['clean'] == 1
+  assert clean.sum() == 16
+  summary, worst, union = evaluate.summarize(state, PLAN)
+  for norm in ('linf', 'l2'):
+    cols = [state[s.column] for s in PLAN if s.norm == norm]
+    expected = clean.copy()
+    for col in cols:
+      # each attack ran exactly on the examples all earlier ones of its norm missed
+      np.testing.assert_array_equal(col != aa.SKIPPED, expected)
+      expected &= col != aa.FOOLED
+    np.testing.assert_array_equal(worst[norm], expected)
+    assert summary['worst_case'][norm] == pytest.approx(expected.mean())
+  np.testing.assert_array_equal(union, worst['linf'] & worst['l2'])
+  assert summary['robust_acc'] == pytest.approx(union.mean())
+  assert union.mean() < clean.mean()         # the attacks do break something here
+  assert not np.any(state['outside_ball'])
+
+
+def test_worst_case_refuses_pending_flags():
+  with pytest.raises(ValueError, match='before every attack finished'):
+    aa.worst_case(np.ones(2, bool), [np.array([1, aa.PENDING], np.int8)])
+
+
+@pytest.mark.parametrize('stop_after', [1, 4])
+def test_an_interrupted_evaluation_resumes_to_the_same_flags(full_state, stop_after):
+  saved = {}
+  partial = run(save=lambda s: saved.update(state={k: v.copy() for k, v in s.items()}),
+                stop_after_batches=stop_after)
+  assert not evaluate.is_complete(partial, PLAN)
+  resumed = run(state=saved['state'])
+  for key, value in full_state.items():
+    np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+
+
+def test_state_file_round_trip_and_settings_check(tmp_path, full_state):
+  path = tmp_path / 's.state.npz'
+  evaluate.save_state(path, full_state, {'seed': 1})
+  loaded = evaluate.load_state(path, {'seed': 1})
+  for key, value in full_state.items():
+    np.testing.assert_array_equal(loaded[key], value)
+  with pytest.raises(ValueError, match='other settings'):
+    evaluate.load_state(path, {'seed': 2})
+
+
+def test_cli_end_to_end_on_a_tiny_run(tmp_path, tiny_npz):
+  from generalist_jax import train
+  workdir = tmp_path / 'run'
+  train.train_and_evaluate(tiny_config(tiny_npz), str(workdir))
+  args = ['--workdir', str(workdir), '--checkpoint=last', '--learner=global',
+          '--attacks=standard', '--norm=linf', '--eps=1/255', '--n_ex=12', '--batch_size=8',
+          '--steps=3', '--n_targets=2', '--seed=3', '--name=aa', '--no_progress']
+  assert evaluate.main(args, stop_after_batches=2) is None        # "interrupted"
+  assert (workdir / 'eval' / 'aa.state.npz').exists()
+  report = evaluate.main(args)                                      # resumes
+  on_disk = json.loads((workdir / 'eval' / 'aa.json').read_text())
+  assert on_disk['robust_acc'] == report['robust_acc'] <= report['clean_acc']
+  assert on_disk['seed'] == 3 and on_disk['n_ex'] == 12 and on_disk['versions']['jax']
+  assert on_disk['missing_components'] == ['linf/fab-t']
+  assert set(on_disk['attacks']) == {'linf/apgd-ce', 'linf/apgd-t', 'linf/square'}
+  assert on_disk['sanity']['output_changes_between_identical_calls'] == 0.0
+  rows = (workdir / 'eval' / 'aa.csv').read_text().strip().split('\n')
+  assert rows[0].startswith('index,label,clean,linf/apgd-ce') and len(rows) == 13
+  worst = np.array([int(r.split(',')[-1]) for r in rows[1:]])
+  assert worst.mean() == pytest.approx(report['robust_acc'])
+  md = (workdir / 'eval' / 'aa.md').read_text()
+  assert '| clean | linf/apgd-ce | linf/apgd-t | linf/square | worst linf |' in md
+  with pytest.raises(ValueError, match='other settings'):
+    evaluate.main(args[:-3] + ['--seed=4', '--name=aa', '--no_progress'])
