@@ -10,11 +10,17 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from generalist_jax import parallel
 from generalist_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, logs).')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for several processes without '
+    'SLURM / Open MPI / TPU auto-detection.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -23,8 +29,10 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # orbax logs every save at INFO; our own progress goes to the bar and stdout.
   logging.set_verbosity(logging.WARNING)
+  parallel.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                        _PROCESS_ID.value)
   results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  for which, r in results.items():
+  for which, r in (results.items() if parallel.is_main_process() else ()):
     print(f"test ({which}, step {r['step']}): " + ', '.join(
         f"{n} {100 * m['clean_acc']:.2f}/{100 * m['pgd_acc']:.2f}"
         for n, m in r['learners'].items()) + ' (clean/PGD %)')
