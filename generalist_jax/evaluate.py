@@ -6,7 +6,7 @@ r"""Robustness evaluation of a trained run: AutoAttack-style, per-example, resum
       [--eps=8/255[,0.5,12]] [--n_ex=1000] [--batch_size=256] [--seed=0] [--name=NAME]
 
 Restores the checkpoint, runs the attacks of every norm in order on the TEST
-split (first n_ex examples), each attack only on the examples that all earlier
+split (a fixed random subset of n_ex examples), each attack only on the examples that all earlier
 ones (for that norm) failed to break, and writes
 
   <workdir>/eval/<name>.json   accuracies, settings, seed, versions, sanity checks
@@ -310,7 +310,7 @@ def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:
   md = [f"# {meta['name']}: {meta['workdir']}",
         '',
         f"Checkpoint `{meta['checkpoint']}` (step {meta['step']}), learner "
-        f"`{meta['learner']}`, first {summary['n_ex']} TEST examples, seed {meta['seed']}.",
+        f"`{meta['learner']}`, {summary['n_ex']} TEST examples (fixed random subset), seed {meta['seed']}.",
         'Attack columns: robust accuracy after that attack (attacks run in order, each on '
         'the examples all earlier ones of its norm missed); worst = per-example AND.',
         '',
@@ -433,7 +433,10 @@ def main(argv=None, *, stop_after_batches: int | None = None) -> dict | None:
     raise ValueError(f'--learner={args.learner!r}; this run has {sorted(learners)}')
   variables = learners[args.learner]
   images, labels = dataset.test
-  images, labels = images[:args.n_ex], np.asarray(labels[:args.n_ex])
+  # A fixed random subset, not the first n_ex: test files are often sorted by class.
+  if args.n_ex < len(labels):
+    keep = np.sort(np.random.default_rng([0, 0xE7A1]).permutation(len(labels))[:args.n_ex])
+    images, labels = images[keep], np.asarray(labels[keep])
 
   plan = make_plan(norms, eps, args.attacks, overrides)
   settings = {'checkpoint': args.checkpoint, 'step': step, 'learner': args.learner,
