@@ -8,7 +8,8 @@ machinery. No sync; the 'global' learner reported beside it is its EMA.
 Paper run (TFDS cifar10; not timed here, no GPU):
   python -m generalist_jax.main --config=configs/pgd_at_cifar10.py --workdir=runs/pgd_at_cifar10
 
-Smoke run (5,000 images, BN SmallCNN, 3 epochs; about 5 minutes on 2 CPU cores):
+Smoke run (5,000 images, BN SmallCNN, 3 epochs; not timed alone, less than the
+Generalist smoke run, which took about 6 minutes on 2 CPU cores):
   python -m generalist_jax.main --config=configs/pgd_at_cifar10.py:smoke \
       --workdir=runs/pgd_at_smoke --config.data.source=npz --config.data.path=/path/to/cifar10.npz
 """

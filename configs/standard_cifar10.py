@@ -7,7 +7,8 @@ Validation still reports PGD accuracy; the best checkpoint is picked on clean ac
 Paper run (TFDS cifar10; not timed here, no GPU):
   python -m generalist_jax.main --config=configs/standard_cifar10.py --workdir=runs/standard_cifar10
 
-Smoke run (5,000 images, BN SmallCNN, 3 epochs; about 2 minutes on 2 CPU cores):
+Smoke run (5,000 images, BN SmallCNN, 3 epochs; not timed alone, well under the
+Generalist smoke run, which took about 6 minutes on 2 CPU cores):
   python -m generalist_jax.main --config=configs/standard_cifar10.py:smoke \
       --workdir=runs/standard_smoke --config.data.source=npz --config.data.path=/path/to/cifar10.npz
 """
