@@ -18,9 +18,5 @@ from generalist_jax import config_lib
 
 def get_config(arg: str | None = None):
   """arg: 'smoke' and/or key=value (epochs, train_size, test_size); see config_lib.apply_arg."""
-  c = config_lib.base_config()
-  c.experts = config_lib.generalist_experts()
-  del c.experts['natural']
-  config_lib.single_expert(c, 'robust')
-  c.eval.best_metric = 'robust/pgd_acc'
+  c = config_lib.single_expert_config('robust', best_metric='robust/pgd_acc')
   return config_lib.apply_arg(c, arg)

@@ -17,9 +17,5 @@ from generalist_jax import config_lib
 
 def get_config(arg: str | None = None):
   """arg: 'smoke' and/or key=value (epochs, train_size, test_size); see config_lib.apply_arg."""
-  c = config_lib.base_config()
-  c.experts = config_lib.generalist_experts()
-  del c.experts['robust']
-  config_lib.single_expert(c, 'natural')
-  c.eval.best_metric = 'natural/clean_acc'
+  c = config_lib.single_expert_config('natural', best_metric='natural/clean_acc')
   return config_lib.apply_arg(c, arg)

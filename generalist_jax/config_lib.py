@@ -332,11 +332,18 @@ def generalist_experts(lr_epochs=RESNET_LR_EPOCHS, lr_values=RESNET_LR_VALUES,
   ))
 
 
-def single_expert(c, name: str) -> None:
-  """Turns a config into a plain single-model baseline: weight 1, no sync.
-  The global learner is then just the EMA of that one expert."""
+def single_expert_config(name: str, best_metric: str) -> ml_collections.ConfigDict:
+  """A plain single-model baseline: one expert of the Generalist pair (same
+  optimizer and budget), mixing weight 1, no sync; its 'global' learner is then
+  just the EMA of that expert."""
+  c = base_config()
+  c.experts = generalist_experts()
+  for other in [n for n in c.experts.keys() if n != name]:
+    del c.experts[other]
   c.meta.sync.kind = 'never'
   c.experts[name].mix_values = (1.0,) * len(c.meta.mix_epochs)
+  c.eval.best_metric = best_metric
+  return c
 
 
 def scale_epochs(c, num_epochs: int) -> None:
