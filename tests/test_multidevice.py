@@ -1,5 +1,6 @@
 """The same tiny training on a 4-device mesh (fake CPU devices) and on 1 device:
-the global batch really is split, and the parameters agree to float tolerance."""
+the global batch really is split, and the parameters agree to float tolerance;
+a batch that does not split over the devices is refused up front."""
 import os
 import pathlib
 import subprocess
@@ -18,10 +19,17 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 FOUR_DEVICE_RUN = textwrap.dedent('''
     import sys
     import jax, numpy as np
-    from generalist_jax import data, parallel, train
+    from generalist_jax import config_lib, data, parallel, train
     from tests.tiny_config import tiny_config
     npz, workdir = sys.argv[1], sys.argv[2]
     assert jax.device_count() == 4
+    config = tiny_config(npz)
+    config.batch_size = 6
+    try:
+      config_lib.validate_config(config)
+      raise SystemExit('batch 6 on 4 devices was accepted')
+    except config_lib.ConfigError as err:
+      assert 'does not split over 4 devices' in str(err), err
     config = tiny_config(npz)
     config.eval.final_test = False
     dataset = data.load_dataset(config.data)
