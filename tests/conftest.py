@@ -27,3 +27,10 @@ def compilation_cache(tmp_path_factory):
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
   yield
+
+
+@pytest.fixture(scope='module')
+def straight_run(tmp_path_factory):
+  """An uninterrupted tiny CLI run: (npz path, XLA cache dir, final state)."""
+  from tests import run_helpers
+  return run_helpers.straight_run(tmp_path_factory)

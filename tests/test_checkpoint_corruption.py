@@ -1,14 +1,6 @@
 """A damaged latest checkpoint is reported, kept aside, and the run falls back to
 the previous good one."""
-import pytest
-
-from tests import run_helpers
 from tests.run_helpers import EPOCHS, assert_same_state, final_state
-
-
-@pytest.fixture(scope='module')
-def straight_run(tmp_path_factory):
-  return run_helpers.straight_run(tmp_path_factory)
 
 
 from generalist_jax import train

@@ -2,15 +2,7 @@
 import signal
 import time
 
-import pytest
-
-from tests import run_helpers
 from tests.run_helpers import assert_same_state, cli, final_state, progress
-
-
-@pytest.fixture(scope='module')
-def straight_run(tmp_path_factory):
-  return run_helpers.straight_run(tmp_path_factory)
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path, straight_run):
