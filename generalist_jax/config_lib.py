@@ -63,7 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_epochs = 120
 
   c.data = ml_collections.ConfigDict(dict(
-      source='tfds',                  # 'tfds' or 'npz'
+      source='tfds',                  # 'tfds', 'npz' or 'sklearn_digits' (offline 8x8)
       name='cifar10',                 # tfds name (or a label for npz)
       data_dir=ml_collections.FieldReference(None, field_type=str),  # tfds data dir
       path='',                        # .npz file (source='npz')
@@ -82,7 +82,7 @@ def base_config() -> ml_collections.ConfigDict:
       width=1.0,                      # channel multiplier (small CPU runs)
       depth=34,                       # wide_resnet only
       widen_factor=10,                # wide_resnet only
-      batch_norm=True,                # small_cnn only
+      batch_norm=True,                # small_cnn and mlp only
   ))
 
   c.experts = ml_collections.ConfigDict()   # name -> expert(); sorted by name
@@ -213,13 +213,13 @@ def validate_config(c) -> None:
   devices = jax.device_count()
   _check(c.batch_size % devices == 0, 'batch_size',
          f'{c.batch_size} does not split over {devices} devices; use a multiple of {devices}.')
-  _check(c.data.source in ('tfds', 'npz'), 'data.source',
-         f"{c.data.source!r} is unknown; use 'tfds' or 'npz'.")
+  _check(c.data.source in ('tfds', 'npz', 'sklearn_digits'), 'data.source',
+         f"{c.data.source!r} is unknown; use 'tfds', 'npz' or 'sklearn_digits'.")
   if c.data.source == 'tfds':
     _check(c.data.name in tfds_names, 'data.name',
            f'{c.data.name!r} is not supported; use one of {tfds_names} '
            "or data.source='npz' with data.path.")
-  else:
+  elif c.data.source == 'npz':
     _check(bool(c.data.path), 'data.path', "data.source='npz' needs the path of an .npz file.")
   _check(c.data.val_size >= 1, 'data.val_size',
          f'must be >= 1 (a validation split picks checkpoints), got {c.data.val_size}.')
@@ -381,6 +381,17 @@ def smoke(c, num_epochs: int = 3, train_size: int = 5000) -> None:
   c.log_every_steps = 10
 
 
+def parse_arg(arg: str | None, known: tuple) -> dict:
+  """'a,b=2' -> {'a': '1', 'b': '2'}; raises on keys not in `known`."""
+  opts = dict(part.split('=', 1) if '=' in part else (part, '1')
+              for part in (arg or '').split(',') if part)
+  unknown = set(opts) - set(known)
+  if unknown:
+    raise ValueError(f'unknown config arg keys {sorted(unknown)}; use '
+                     f"{', '.join(known)} (e.g. \":{known[0]},{known[1]}=10\").")
+  return opts
+
+
 def apply_arg(c, arg: str | None):
   """The config arg after ':' in --config=file.py:ARG, big_vision style:
   comma-separated 'smoke' and key=value pairs, e.g. 'smoke,epochs=10,train_size=10000'.
@@ -388,12 +399,7 @@ def apply_arg(c, arg: str | None):
   smoke: the CPU scale of `smoke()`; epochs=N rescales every epoch knot;
   train_size=N and test_size=N subset the data (test_size=0: the full test set).
   """
-  opts = dict(part.split('=', 1) if '=' in part else (part, '1')
-              for part in (arg or '').split(',') if part)
-  unknown = set(opts) - {'smoke', 'epochs', 'train_size', 'test_size'}
-  if unknown:
-    raise ValueError(f'unknown config arg keys {sorted(unknown)}; use smoke, epochs=N, '
-                     'train_size=N, test_size=N (e.g. ":smoke,epochs=10").')
+  opts = parse_arg(arg, ('smoke', 'epochs', 'train_size', 'test_size'))
   if 'smoke' in opts:
     smoke(c, num_epochs=int(opts.get('epochs', 3)),
           train_size=int(opts.get('train_size', 5000)))

@@ -10,6 +10,9 @@ Two sources are supported (``config.data.source``):
 * ``'npz'``: a ``.npz`` file with keys ``x_train, y_train, x_test, y_test``
   (uint8 NHWC images, NHW accepted for grayscale; integer labels). Works
   fully offline.
+* ``'sklearn_digits'``: scikit-learn's 8x8 handwritten digits (1,797 images,
+  shipped inside the package, so offline); a fixed train/test split
+  (``DIGITS_TEST_SIZE`` test images). Made for the demo and for tests.
 
 The validation set is carved out of the TRAIN split with a permutation seeded
 by ``config.data.split_seed`` (independent of the run seed), so every run of a
@@ -183,6 +186,13 @@ def load_dataset(data_config) -> Dataset:
         train_size=train_size,
         test_size=test_size,
     )
+  if source == 'sklearn_digits':
+    return _dataset_from_arrays(
+        sklearn_digits_arrays(), 'sklearn_digits', 'the sklearn_digits data',
+        val_size=val_size,
+        split_seed=split_seed, train_size=train_size, test_size=test_size,
+        num_classes=_cfg_get(data_config, 'num_classes', None),
+    )
   if source == 'npz':
     return _load_npz(
         path=_cfg_get(data_config, 'path', None),
@@ -193,7 +203,8 @@ def load_dataset(data_config) -> Dataset:
         num_classes=_cfg_get(data_config, 'num_classes', None),
     )
   raise ValueError(
-      f"Unknown data.source={source!r}; expected 'tfds' or 'npz'."
+      f"Unknown data.source={source!r}; expected 'tfds', 'npz' or"
+      " 'sklearn_digits'."
   )
 
 
@@ -476,6 +487,18 @@ def _load_npz(
   except (OSError, EOFError) as e:  # pickle / zip errors
     raise ValueError(f'Could not read {path} as a .npz file: {e}') from e
 
+  return _dataset_from_arrays(
+      arrays, path, f'npz file {path}', val_size=val_size, split_seed=split_seed,
+      train_size=train_size, test_size=test_size, num_classes=num_classes,
+  )
+
+
+def _dataset_from_arrays(
+    arrays, path, what, val_size, split_seed, train_size, test_size, num_classes
+) -> Dataset:
+  """Checks in-memory ``x_train, y_train, x_test, y_test`` (``path`` and
+  ``what`` name their origin in errors), splits off validation and builds the
+  Dataset."""
   x_train = _check_images(arrays['x_train'], 'x_train', path)
   x_test = _check_images(arrays['x_test'], 'x_test', path)
   if x_train.shape[1:] != x_test.shape[1:]:
@@ -508,7 +531,6 @@ def _load_npz(
         ' least 2.'
     )
 
-  what = f'npz file {path}'
   train_idx, val_idx = _split_indices(
       len(x_train), val_size, split_seed, train_size, what
   )
@@ -534,6 +556,29 @@ def _load_npz(
           y_test[test_idx].astype(np.int32),
       ),
   )
+
+
+# --- scikit-learn digits -----------------------------------------------------
+
+DIGITS_TEST_SIZE = 297  # of 1,797: 1,500 train (validation is carved from these)
+
+
+def sklearn_digits_arrays() -> dict:
+  """scikit-learn's 8x8 digits as uint8 ``x_train, y_train, x_test, y_test``.
+
+  Pixels 0..16 are scaled to 0..255. The train/test split is a fixed
+  permutation (seed 0), independent of every config field, so every run sees
+  the same test images; ``data.split_seed`` still picks validation from train.
+  """
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+
+  digits = datasets.load_digits()
+  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  perm = np.random.default_rng(0).permutation(len(images))
+  test, train = perm[:DIGITS_TEST_SIZE], perm[DIGITS_TEST_SIZE:]
+  labels = digits.target.astype(np.int64)
+  return {'x_train': images[train], 'y_train': labels[train],
+          'x_test': images[test], 'y_test': labels[test]}
 
 
 # ----------------------------------------------------------------------------
