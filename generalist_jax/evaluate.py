@@ -40,6 +40,7 @@ from generalist_jax import attacks
 from generalist_jax import autoattack as aa
 from generalist_jax import data as data_lib
 from generalist_jax import models
+from generalist_jax import plots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -464,6 +465,7 @@ def main(argv=None, *, stop_after_batches: int | None = None) -> dict | None:
               sanity=sanity_checks(state, plan, determinism_gap(
                   setup.model, variables, images[:min(len(labels), args.batch_size)])))
   report = write_reports(eval_dir / name, state, plan, labels, meta)
+  plots.safely(plots.eval_plots, report, workdir / 'plots', name)   # warns, never raises
   print(f"{name}: clean {100 * report['clean_acc']:.2f}%, robust (worst case) "
         f"{100 * report['robust_acc']:.2f}% -> {eval_dir / name}.md")
   for w in meta['sanity']['warnings']:

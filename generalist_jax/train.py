@@ -37,6 +37,7 @@ from generalist_jax import meta
 from generalist_jax import metric_writer
 from generalist_jax import models
 from generalist_jax import parallel
+from generalist_jax import plots
 from generalist_jax import schedules
 from generalist_jax import tasks as tasks_lib
 
@@ -423,6 +424,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
       if validate:
         run_meta = _validate_and_keep_best(config, setup, dataset, state, run_meta,
                                            val_eval_fn, ckpts, writer, bar, done)
+        if main_process:   # PNGs in workdir/plots; a plotting error only logs a warning
+          plots.safely(plots.training_plots, workdir)
       if save:
         ckpts.save(done, state, dict(run_meta, epoch=done / steps_per_epoch,
                                      data_position=done))
