@@ -4,6 +4,8 @@ r"""Train (or resume) a Generalist run from an ml_collections config.
       --workdir=runs/generalist [--config.num_epochs=60 ...]
 
 Starting the same command again resumes from the workdir's latest checkpoint.
+A suite config (one with `runs`, e.g. configs/demo.py) trains each run in
+<workdir>/<name>, evaluates them alike and prints a comparison (suite.py).
 """
 from absl import app
 from absl import flags
@@ -11,6 +13,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from generalist_jax import parallel
+from generalist_jax import suite
 from generalist_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).',
@@ -31,6 +34,9 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   parallel.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                         _PROCESS_ID.value)
+  if suite.is_suite(_CONFIG.value):
+    suite.run_suite(_CONFIG.value, _WORKDIR.value)
+    return
   results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   for which, r in (results.items() if parallel.is_main_process() else ()):
     print(f"test ({which}, step {r['step']}): " + ', '.join(

@@ -1,0 +1,168 @@
+"""A suite: several runs of one comparison, trained one after another in sub-workdirs,
+evaluated with the same attacks, and compared in one table (and one report).
+
+A suite config is a ConfigDict with two fields (see configs/demo.py):
+
+  runs      name -> an ordinary run config (trained by `train.train_and_evaluate`
+            in <workdir>/<name>, so each is validated, resumable and plotted as usual)
+  compare   how every run is evaluated and where the table goes:
+              name        the table is <workdir>/<name>_table.{md,json}
+              order       run names in table order (ConfigDict keys come sorted)
+              checkpoint  'best' (on validation) or 'last'
+              attacks     evaluate's --attacks (e.g. 'pgd,apgd-ce')
+              norms, eps  one eps per norm; several norms add a union column
+              steps       iterations of every attack (evaluate's --steps)
+              n_ex, batch_size
+
+The learner evaluated in a run is the one its `eval.best_metric` selects on
+(e.g. 'global' for Generalist, the single expert for a baseline).
+Starting the same command again resumes: finished runs and evaluations are read
+back, not redone.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import ml_collections
+
+
+def is_suite(config) -> bool:
+  """A config with `runs` is a suite; anything else is one run."""
+  return 'runs' in config
+
+
+def compare_config(name='suite', order=(), checkpoint='best', attacks='pgd,apgd-ce',
+                   norms=('linf',), eps=(8 / 255,), steps=20, n_ex=1000,
+                   batch_size=256) -> ml_collections.ConfigDict:
+  """The `compare` field of a suite config."""
+  return ml_collections.ConfigDict(dict(name=name, order=tuple(order), checkpoint=checkpoint,
+                                        attacks=attacks,
+                                        norms=tuple(norms), eps=tuple(eps), steps=steps,
+                                        n_ex=n_ex, batch_size=batch_size))
+
+
+def evaluated_learner(run_config) -> str:
+  """The learner a run selects its checkpoints for: the prefix of `eval.best_metric`."""
+  return run_config.eval.best_metric.split('/')[0]
+
+
+def run_names(config) -> list[str]:
+  """`compare.order` first, then any other run in sorted order."""
+  names = list(config.runs.keys())
+  return [n for n in config.compare.order if n in names] + [
+      n for n in names if n not in config.compare.order]
+
+
+def _check(config) -> None:
+  from generalist_jax import config_lib
+  c = config.compare
+  if len(config.runs) < 1:
+    raise config_lib.ConfigError('config.runs: define at least one run.')
+  unknown = [n for n in c.order if n not in config.runs]
+  if unknown:
+    raise config_lib.ConfigError(f'config.compare.order: {unknown} are not in config.runs '
+                                 f'{sorted(config.runs.keys())}.')
+  if len(c.norms) != len(c.eps):
+    raise config_lib.ConfigError(
+        f'config.compare.eps: needs one eps per norm {tuple(c.norms)}, got {tuple(c.eps)}.')
+  if c.checkpoint not in ('best', 'last'):
+    raise config_lib.ConfigError(
+        f"config.compare.checkpoint: {c.checkpoint!r}; use 'best' or 'last'.")
+  for name in config.runs.keys():
+    config_lib.validate_config(config.runs[name])   # every run fails before any trains
+
+
+def _share_compiles(cache_dir: pathlib.Path) -> None:
+  """XLA's persistent cache, unless one is set: the runs of a suite compile the same
+  evaluation functions (same model and attack), and on CPU compiling dominates small runs."""
+  import jax
+  if jax.config.jax_compilation_cache_dir is None:
+    jax.config.update('jax_compilation_cache_dir', str(cache_dir))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+def eval_argv(run_dir: pathlib.Path, run_config, compare) -> list[str]:
+  """The `python -m generalist_jax.evaluate` arguments of one run of the suite."""
+  return [f'--workdir={run_dir}', f'--checkpoint={compare.checkpoint}',
+          f'--learner={evaluated_learner(run_config)}', f'--attacks={compare.attacks}',
+          f"--norm={','.join(compare.norms)}", f"--eps={','.join(repr(e) for e in compare.eps)}",
+          f'--steps={compare.steps}', f'--n_ex={compare.n_ex}',
+          f'--batch_size={compare.batch_size}', f'--name={compare.name}', '--no_progress']
+
+
+def table_rows(reports: dict, seconds: dict) -> tuple[list[str], list[list]]:
+  """(header, rows) of the comparison: accuracies in %, one row per run."""
+  from generalist_jax import plots
+  first = next(iter(reports.values()))
+  attack_cols = plots.attack_columns(first)
+  worst_cols = plots.worst_columns(first)
+  header = (['run', 'learner', 'step', 'clean'] + [f'after {c}' for c in attack_cols]
+            + [f'worst {c}' for c in worst_cols] + ['run s'])
+  rows = []
+  for name, r in reports.items():
+    rows.append([name, r['learner'], r['step'], 100 * r['clean_acc']]
+                + [100 * r['attacks'][c]['robust_acc_after'] for c in attack_cols]
+                + [100 * r['worst_case'][c] for c in worst_cols] + [seconds.get(name)])
+  return header, rows
+
+
+def _fmt(v) -> str:
+  if isinstance(v, float):
+    return f'{v:.1f}'
+  return '-' if v is None else str(v)
+
+
+def format_table(header, rows) -> str:
+  """A Markdown table."""
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(_fmt(v) for v in row) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def describe(compare, n_ex: int) -> str:
+  """One line saying what the table's numbers are."""
+  threat = ', '.join(f'{n} eps={e:.4g}' for n, e in zip(compare.norms, compare.eps))
+  return (f"Test accuracy (%) on {n_ex} test images, checkpoint '{compare.checkpoint}' "
+          f'(on validation), attacks {compare.attacks} with {compare.steps} steps each, '
+          f'{threat}. "after X": robust accuracy after the attacks up to X (each runs on the '
+          'examples the earlier ones missed); "worst": per-example worst case; "run s": '
+          'seconds to train and test the run in this invocation (a finished run started again '
+          'is only re-tested).')
+
+
+def run_suite(config, workdir: str) -> dict:
+  """Trains and evaluates every run of the suite, writes and prints the comparison."""
+  from generalist_jax import evaluate
+  from generalist_jax import plots
+  from generalist_jax import report
+  from generalist_jax import train
+  _check(config)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  _share_compiles(workdir / 'xla_cache')
+  compare = config.compare
+  reports, seconds = {}, {}
+  for name in run_names(config):
+    run_dir = workdir / name
+    eval_json = run_dir / 'eval' / f'{compare.name}.json'
+    started = time.perf_counter()
+    print(f'== {name}: training in {run_dir}', flush=True)
+    train.train_and_evaluate(config.runs[name], str(run_dir))
+    seconds[name] = time.perf_counter() - started
+    if not eval_json.exists():
+      evaluate.main(eval_argv(run_dir, config.runs[name], compare))
+    reports[name] = json.loads(eval_json.read_text())
+  header, rows = table_rows(reports, seconds)
+  description = describe(compare, next(iter(reports.values()))['n_ex'])
+  text = description + '\n\n' + format_table(header, rows) + '\n'
+  stem = workdir / f'{compare.name}_table'
+  stem.with_suffix('.md').write_text(text)
+  stem.with_suffix('.json').write_text(json.dumps(
+      {'description': description, 'header': header, 'rows': rows, 'reports': reports},
+      indent=2, sort_keys=True))
+  plots.safely(plots.comparison_plot, reports, workdir / 'plots' / f'{compare.name}_comparison.png')
+  report.write_report([workdir / n for n in run_names(config)], workdir / 'report.md')
+  print('\n' + text + f'\n-> {stem}.md, {workdir / "report.md"}')
+  return {'header': header, 'rows': rows}
