@@ -294,8 +294,9 @@ def comparison_plot(reports: dict, path) -> pathlib.Path:
   ax.set_ylabel('test accuracy (%)')
   ax.legend(fontsize=8, ncol=len(columns), loc='upper center')
   ax.grid(axis='y', alpha=0.3)
-  eps = {c.split('/')[0]: a['settings'].get('eps') for c, a in first['attacks'].items()}
-  names = ', '.join(dict.fromkeys(c.split('/')[1] for c in attack_columns(first)))
+  columns = attack_columns(first)
+  eps = {c.split('/')[0]: first['attacks'][c]['settings'].get('eps') for c in columns}
+  names = ', '.join(dict.fromkeys(c.split('/')[1] for c in columns))
   ax.set_title(f"{first['n_ex']} test images, checkpoint {first['checkpoint']}; worst case "
                f'over {names}; ' + ', '.join(f'{n} eps={e:.3g}' for n, e in eps.items()),
                fontsize=9)

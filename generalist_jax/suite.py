@@ -21,6 +21,7 @@ back, not redone.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import time
@@ -70,8 +71,12 @@ def _check(config) -> None:
   if c.checkpoint not in ('best', 'last'):
     raise config_lib.ConfigError(
         f"config.compare.checkpoint: {c.checkpoint!r}; use 'best' or 'last'.")
-  for name in config.runs.keys():
-    config_lib.validate_config(config.runs[name])   # every run fails before any trains
+  for name in config.runs.keys():   # every run is checked before any trains
+    try:
+      config_lib.validate_config(config.runs[name])
+    except config_lib.ConfigError as e:
+      raise config_lib.ConfigError(
+          str(e).replace('config.', f'config.runs.{name}.', 1)) from None
 
 
 def _share_compiles(cache_dir: pathlib.Path) -> None:
@@ -81,6 +86,17 @@ def _share_compiles(cache_dir: pathlib.Path) -> None:
   if jax.config.jax_compilation_cache_dir is None:
     jax.config.update('jax_compilation_cache_dir', str(cache_dir))
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+  from absl import logging as absl_logging
+  before = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_logging.set_verbosity(before)
 
 
 def eval_argv(run_dir: pathlib.Path, run_config, compare) -> list[str]:
@@ -152,7 +168,8 @@ def run_suite(config, workdir: str) -> dict:
     train.train_and_evaluate(config.runs[name], str(run_dir))
     seconds[name] = time.perf_counter() - started
     if not eval_json.exists():
-      evaluate.main(eval_argv(run_dir, config.runs[name], compare))
+      with _quiet_absl():   # orbax warns at length about read-only restores
+        evaluate.main(eval_argv(run_dir, config.runs[name], compare))
     reports[name] = json.loads(eval_json.read_text())
   header, rows = table_rows(reports, seconds)
   description = describe(compare, next(iter(reports.values()))['n_ex'])
