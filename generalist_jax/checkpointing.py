@@ -38,6 +38,7 @@ class RunCheckpoints:
     self.best = _manager(directory / 'best', 1, read_only)
 
   def save(self, step: int, state: Any, meta: dict, *, best: bool = False) -> None:
+    """Starts an async save of `state` and `meta` at `step` (into best/ if `best`)."""
     manager = self.best if best else self.last
     if step in manager.all_steps():
       return   # a resumed run redoing a step: same state (determinism), keep the first
@@ -45,6 +46,7 @@ class RunCheckpoints:
                                                meta=ocp.args.JsonSave(meta)))
 
   def steps(self, which: str = 'last') -> list[int]:
+    """Saved steps of 'last' or 'best', ascending."""
     return sorted(getattr(self, which).all_steps())
 
   def restore(self, template: Any, which: str = 'last', step: int | None = None):
@@ -87,9 +89,11 @@ class RunCheckpoints:
     return target
 
   def wait(self) -> None:
+    """Blocks until every save under way is on disk."""
     self.last.wait_until_finished()
     self.best.wait_until_finished()
 
   def close(self) -> None:
+    """Releases orbax's threads (after `wait`)."""
     self.last.close()
     self.best.close()

@@ -17,6 +17,7 @@ STEP_2 = 2 / 255
 
 def pgd_attack(eps=EPS_8, step_size=STEP_2, steps=10, norm='linf', loss='ce',
                restarts=1) -> ml_collections.ConfigDict:
+  """An attack config (PGD by default; `kind` selects another)."""
   return ml_collections.ConfigDict(dict(
       kind='pgd',            # 'pgd' | 'fgsm' | 'mim' (or an AutoAttack component)
       norm=norm,             # threat model: 'linf' | 'l2' | 'l1'
@@ -33,6 +34,7 @@ def pgd_attack(eps=EPS_8, step_size=STEP_2, steps=10, norm='linf', loss='ce',
 def sgd(lr_epochs=(0, 40, 80, 120), lr_values=(0.01, 0.01, 0.001, 0.0001),
         weight_decay=5e-4, schedule='piecewise_linear', lr=0.1,
         momentum=0.9) -> ml_collections.ConfigDict:
+  """An SGD config with its learning-rate schedule (knots in epochs)."""
   return ml_collections.ConfigDict(dict(
       name='sgd',
       momentum=momentum,
@@ -46,6 +48,7 @@ def sgd(lr_epochs=(0, 40, 80, 120), lr_values=(0.01, 0.01, 0.001, 0.0001),
 
 
 def expert(task, optimizer, mix_values, attack=None) -> ml_collections.ConfigDict:
+  """One expert: its task, optimizer, mixing weights and (for attack tasks) attack."""
   cfg = ml_collections.ConfigDict(dict(
       task=task,              # key of generalist_jax.tasks.TASKS
       optimizer=optimizer,

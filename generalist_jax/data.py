@@ -84,6 +84,7 @@ class DataNotPreparedError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
+  """What the model needs to know about the data."""
   num_classes: int
   image_shape: tuple  # (H, W, C)
   mean: tuple  # per-channel mean in [0, 1] units (training split)
@@ -139,6 +140,7 @@ class _TfdsSource:
 
 @dataclasses.dataclass
 class Dataset:
+  """A loaded dataset: train (random access), validation and test (in memory)."""
   info: DatasetInfo
   train: Any  # random-access source: len(), [i] -> (uint8 HWC, int label)
   val: tuple  # (uint8 NHWC images, int32 labels), in memory

@@ -28,6 +28,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
+  """Trains one run, or every run of a suite config, in --workdir."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # orbax logs every save at INFO; our own progress goes to the bar and stdout.

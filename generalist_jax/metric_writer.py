@@ -19,6 +19,7 @@ def _truncate_after(path: pathlib.Path, step: int) -> None:
 
 
 class MetricWriter:
+  """Process 0's writer: metrics.jsonl and TensorBoard events, truncated on resume."""
 
   def __init__(self, workdir: str | pathlib.Path, start_step: int = 0):
     workdir = pathlib.Path(workdir)
@@ -29,6 +30,7 @@ class MetricWriter:
                                          purge_step=start_step or None)
 
   def write(self, step: int, scalars: dict) -> None:
+    """Appends one JSON line {'step', **scalars} and the TensorBoard scalars."""
     record = {'step': int(step)}
     record.update({k: float(v) for k, v in scalars.items()})
     with self.jsonl_path.open('a') as f:
@@ -40,6 +42,7 @@ class MetricWriter:
     self.tb.flush()
 
   def close(self) -> None:
+    """Flushes and closes the event file."""
     self.tb.close()
 
 

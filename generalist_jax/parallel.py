@@ -44,10 +44,12 @@ def make_mesh(num_data: int = -1) -> jax.sharding.Mesh:
 
 
 def replicated(mesh) -> NamedSharding:
+  """Every device holds the whole array (the train state)."""
   return NamedSharding(mesh, P())
 
 
 def batch_sharded(mesh) -> NamedSharding:
+  """The leading (batch) axis split over the mesh axis 'data'."""
   return NamedSharding(mesh, P(DATA))
 
 
@@ -83,4 +85,5 @@ def gather(tree):
 
 
 def is_main_process() -> bool:
+  """Process 0 writes logs, tables and plots."""
   return jax.process_index() == 0

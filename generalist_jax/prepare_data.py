@@ -46,6 +46,7 @@ def prepare(name: str, data_dir=None) -> str:
 
 
 def main(argv):
+  """Prepares --dataset in array_record format (needs TensorFlow and internet once)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   path = prepare(_DATASET.value, _DATA_DIR.value)

@@ -16,6 +16,7 @@ Schedule = Callable[[jnp.ndarray], jnp.ndarray]
 
 
 def epoch_after_step(step, steps_per_epoch: int):
+  """Fractional epoch reached once update `step` (0-based) is done."""
   return (step + 1) / steps_per_epoch
 
 
