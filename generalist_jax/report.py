@@ -52,13 +52,35 @@ def expand_runs(dirs) -> list[pathlib.Path]:
   return runs
 
 
+def _has_subtree(flat: dict, prefix: str) -> bool:
+  return any(k == prefix or k.startswith(prefix + '.') for k in flat)
+
+
 def config_differences(configs: dict) -> tuple[list[str], dict]:
-  """(keys whose value differs between runs or is missing in some, name -> flat config)."""
+  """(rows, name -> flat config): the keys whose value differs between the runs that
+  have them, and the shortest prefix of each part missing from some run (an expert
+  that only one run has is one row, not one row per field)."""
   flat = {name: flatten(c) for name, c in configs.items()}
   keys = sorted(set().union(*(f.keys() for f in flat.values())))
-  missing = object()
-  differ = [k for k in keys if len({repr(f.get(k, missing)) for f in flat.values()}) > 1]
-  return differ, flat
+  rows = []
+  for k in keys:
+    present = [f[k] for f in flat.values() if k in f]
+    if len(present) < len(flat):
+      parts = k.split('.')
+      prefixes = ['.'.join(parts[:i]) for i in range(1, len(parts) + 1)]
+      missing = next(p for p in prefixes
+                     if any(not _has_subtree(f, p) for f in flat.values()))
+      if missing not in rows:
+        rows.append(missing)
+    if len({repr(v) for v in present}) > 1:
+      rows.append(k)
+  return rows, flat
+
+
+def _cell(flat: dict, key: str) -> str:
+  if key in flat:
+    return _fmt_value(flat[key])
+  return 'yes' if _has_subtree(flat, key) else '(absent)'
 
 
 def _pct(v) -> str:
@@ -84,6 +106,8 @@ def best_on_validation(run: pathlib.Path, config: dict) -> tuple:
 
 
 def _fmt_value(v) -> str:
+  round6 = lambda x: float(f'{x:.6g}') if isinstance(x, float) else x
+  v = tuple(map(round6, v)) if isinstance(v, tuple) else round6(v)
   text = json.dumps(v) if not isinstance(v, str) else v
   return text.replace('|', '\\|')
 
@@ -100,8 +124,7 @@ def build_report(dirs, out: pathlib.Path) -> str:
   lines += ['## Config differences', '']
   if differ:
     lines += _table(['field'] + names,
-                    [[f'`{k}`'] + [_fmt_value(flat[n].get(k, '(absent)')) for n in names]
-                     for k in differ])
+                    [[f'`{k}`'] + [_cell(flat[n], k) for n in names] for k in differ])
   else:
     lines.append('None: the configs are identical.')
   lines.append('')
@@ -160,8 +183,13 @@ def build_report(dirs, out: pathlib.Path) -> str:
 
   lines += ['## Plots', '']
   base = out.resolve().parent
-  for n, r in zip(names, runs):
-    pngs = sorted((r / 'plots').glob('*.png'))
+  suites = [pathlib.Path(d) for d in dirs if not (pathlib.Path(d) / 'config.json').exists()]
+  groups = [(f'suite {d.name}', d) for d in suites] + list(zip(names, runs))
+  for n, r in groups:
+    # Trade-off path first, then schedules, then evaluation bars.
+    pngs = sorted((r / 'plots').glob('*.png'), key=lambda p: (
+        ['tradeoff', 'schedules'].index(p.stem) if p.stem in ('tradeoff', 'schedules')
+        else 2, p.name))
     if not pngs:
       continue
     lines += [f'### {n}', '']
@@ -180,6 +208,7 @@ def write_report(dirs, out) -> pathlib.Path:
 
 
 def main(argv=None) -> pathlib.Path:
+  """Command line: report RUN_DIR... [--out report.md]."""
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('runs', nargs='+', help='run directories (or a suite workdir)')
   p.add_argument('--out', default='report.md', help='the Markdown file to write')

@@ -83,10 +83,11 @@ def test_report_compares_the_demo_runs(tiny_demo, tmp_path):
   for section in ('## Config differences', '## Best on validation',
                   '## Test: final and best-on-validation checkpoints', '## Evaluation `demo`'):
     assert section in text, section
-  # Only differing keys: the seed is shared, the experts are not.
-  assert '`seed`' not in text and '`experts.robust.task`' in text
-  assert '`eval.best_metric`' in text
+  # Only differing keys: the seed is shared; an expert one run lacks is one row.
+  assert '`seed`' not in text and '`eval.best_metric`' in text
+  assert '| `experts.natural` | yes | (absent) | yes |' in text
+  assert '`experts.natural.task`' not in text
   links = [line[line.index('](') + 2:-1] for line in text.splitlines() if line.startswith('![')]
-  assert len(links) == 3 * 4
+  assert len(links) == 3 * 4 + 1       # 4 per run, the suite's comparison
   for link in links:
     assert not link.startswith('/') and (out.parent / link).exists(), link
