@@ -28,6 +28,7 @@ def _tiny_configs():
                              widen_factor=2),
       'small_cnn': _config('small_cnn', width=TINY),
       'small_cnn_bn': _config('small_cnn', width=TINY, batch_norm=True),
+      'mlp': _config('mlp', width=TINY),
   }
 
 
