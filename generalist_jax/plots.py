@@ -146,8 +146,9 @@ def tradeoff_plot(series: dict, path, title: str, attack_label: str) -> pathlib.
   xs = [v for s in series.values() for v in s['clean']]
   ys = [v for s in series.values() for v in s['robust']]
   # Zoom on the paths (a full 0-100 square squeezes them into a corner), within [0, 100].
-  ax.set_xlim(max(0.0, min(xs) - 4), min(100.0, max(xs) + 4) + 1)
-  ax.set_ylim(max(0.0, min(ys) - 6), min(100.0, max(ys) + 8))
+  # (upper limits a hair above 100 keep points at 100% visible, with no tick past 100)
+  ax.set_xlim(max(0.0, min(xs) - 4), min(100.5, max(xs) + 4))
+  ax.set_ylim(max(0.0, min(ys) - 6), min(100.5, max(ys) + 8))
   ax.set_xlabel('validation clean accuracy (%)')
   ax.set_ylabel(f'validation robust accuracy (%)\n({attack_label})')
   ax.set_title(title, fontsize=10)
