@@ -284,11 +284,11 @@ def comparison_plot(reports: dict, path) -> pathlib.Path:
     values = [100 * (r['clean_acc'] if column == 'clean' else r['worst_case'][column])
               for r in reports.values()]
     xs = np.arange(len(reports)) + (k - (len(columns) - 1) / 2) * width
-    bars = ax.bar(xs, values, width, label=column if column == 'clean' else f'worst {column}',
-                  color='0.6' if column == 'clean' else cmap(k))
+    label = {'clean': 'clean', 'union': 'union (all norms)'}.get(column, f'worst {column}')
+    bars = ax.bar(xs, values, width, label=label, color='0.6' if column == 'clean' else cmap(k))
     for b, v in zip(bars, values):
-      ax.annotate(f'{v:.0f}', (b.get_x() + b.get_width() / 2, v), textcoords='offset points',
-                  xytext=(0, 2), ha='center', fontsize=7)
+      ax.annotate(f'{v:.1f}', (b.get_x() + b.get_width() / 2, v), textcoords='offset points',
+                  xytext=(0, 2), ha='center', fontsize=6.5)
   ax.set_xticks(range(len(reports)),
                 [f"{n}\n({r['learner']})" for n, r in reports.items()], fontsize=9)
   ax.set_ylim(0, 109)
