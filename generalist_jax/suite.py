@@ -71,6 +71,11 @@ def _check(config) -> None:
   if c.checkpoint not in ('best', 'last'):
     raise config_lib.ConfigError(
         f"config.compare.checkpoint: {c.checkpoint!r}; use 'best' or 'last'.")
+  from generalist_jax import evaluate
+  try:   # an unknown attack must fail now, not after every run has trained
+    evaluate.make_plan(list(c.norms), list(c.eps), c.attacks, {'steps': c.steps})
+  except ValueError as e:
+    raise config_lib.ConfigError(f'config.compare.attacks / norms: {e}') from None
   for name in config.runs.keys():   # every run is checked before any trains
     try:
       config_lib.validate_config(config.runs[name])

@@ -34,6 +34,26 @@ def test_plotting_errors_only_warn(caplog):
   assert 'plotting failed' in caplog.text
 
 
+@pytest.mark.parametrize('field, value, message', [
+    ('runs.pgd_at.experts.robust.attack.eps', -0.1,
+     'config.runs.pgd_at.experts.robust.attack.eps: must be >= 0'),
+    ('compare.eps', (0.2,), 'config.compare.eps: needs one eps per norm'),
+    ('compare.attacks', 'pgd,fab', 'config.compare.attacks / norms: .*fab'),
+])
+def test_suite_refuses_a_bad_config_before_training(tmp_path, field, value, message):
+  from configs import demo
+  from generalist_jax import config_lib
+  config = demo.get_config()
+  *parents, last = field.split('.')
+  node = config
+  for part in parents:
+    node = node[part]
+  node[last] = value
+  with pytest.raises(config_lib.ConfigError, match=message):
+    suite.run_suite(config, str(tmp_path / 'demo'))
+  assert not (tmp_path / 'demo' / 'pgd_at').exists()
+
+
 def _png_has_content(path):
   import matplotlib.image
   image = matplotlib.image.imread(path)
