@@ -1,6 +1,6 @@
 """PNG plots of a run (matplotlib, Agg backend: no display needed).
 
-From a run's `metrics.jsonl` (`training_plots`):
+From a run's `metrics.jsonl` (`training_plots`; during training `training_plots_every`):
   plots/tradeoff.png    validation clean vs robust accuracy of every learner, one
                         line per learner through the epochs (the trade-off path)
   plots/schedules.png   learning rate and mixing weight of every expert per epoch
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import pathlib
+import time
 
 
 def _pyplot():
@@ -203,6 +205,22 @@ def training_plots(workdir) -> list[pathlib.Path]:
   path = schedules_plot(records, workdir / 'plots' / 'schedules.png',
                         f'Schedules: {workdir.name}')
   return out + ([path] if path else [])
+
+
+_LAST_DRAWN = {}   # workdir -> time.monotonic() of its last training_plots
+
+
+def training_plots_every(workdir, *, final: bool, min_seconds: float = 60.0):
+  """`training_plots` at most every `min_seconds` per workdir, and always when `final`.
+
+  A redraw costs about 0.5 s of CPU (measured, 2 figures); at every validation of a
+  small run that would be a large share of the run.
+  """
+  now = time.monotonic()
+  if not final and now - _LAST_DRAWN.get(str(workdir), -math.inf) < min_seconds:
+    return []
+  _LAST_DRAWN[str(workdir)] = now
+  return training_plots(workdir)
 
 
 def _bars(ax, labels, values, colors, ylabel):

@@ -425,7 +425,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
         run_meta = _validate_and_keep_best(config, setup, dataset, state, run_meta,
                                            val_eval_fn, ckpts, writer, bar, done)
         if main_process:   # PNGs in workdir/plots; a plotting error only logs a warning
-          plots.safely(plots.training_plots, workdir)
+          plots.safely(plots.training_plots_every, workdir, final=done == setup.total_steps)
       if save:
         ckpts.save(done, state, dict(run_meta, epoch=done / steps_per_epoch,
                                      data_position=done))
