@@ -133,29 +133,28 @@ def tradeoff_plot(series: dict, path, title: str, attack_label: str) -> pathlib.
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
   colors = _learner_colors(series)
-  for k, (name, s) in enumerate(series.items()):
+  for name, s in series.items():
     style = dict(color=colors[name], lw=2.2 if name == 'global' else 1.4,
                  ls='-' if name == 'global' else '--', zorder=3 if name == 'global' else 2)
     ax.plot(s['clean'], s['robust'], marker='o', ms=3.5, label=name, **style)
+    # First and last epoch as marker shapes, not text labels (those collide).
+    ax.plot(s['clean'][:1], s['robust'][:1], marker='s', ms=8, mfc='white',
+            color=colors[name], ls='none', zorder=4)
     ax.plot(s['clean'][-1:], s['robust'][-1:], marker='*', ms=13, color=colors[name],
             ls='none', zorder=4)
-    # Epoch numbers at both ends, offset per learner so equal points stay readable.
-    for i, where in ((0, 'first'), (-1, 'last')):
-      ax.annotate(f"ep {s['epoch'][i]:.0f}", (s['clean'][i], s['robust'][i]),
-                  textcoords='offset points', xytext=(5, 3 + 9 * k if where == 'first'
-                                                      else 8 + 9 * k),
-                  fontsize=7, color=colors[name])
+  epochs = next(iter(series.values()))['epoch']
   xs = [v for s in series.values() for v in s['clean']]
   ys = [v for s in series.values() for v in s['robust']]
   # Zoom on the paths (a full 0-100 square squeezes them into a corner), within [0, 100].
-  # (upper limits a hair above 100 keep points at 100% visible, with no tick past 100)
-  ax.set_xlim(max(0.0, min(xs) - 4), min(100.5, max(xs) + 4))
-  ax.set_ylim(max(0.0, min(ys) - 6), min(100.5, max(ys) + 8))
+  # (limits a hair outside [0, 100] keep points at 0% or 100% visible, with no tick there)
+  ax.set_xlim(max(-1.5, min(xs) - 4), min(101.5, max(xs) + 4))
+  ax.set_ylim(max(-1.5, min(ys) - 6), min(101.5, max(ys) + 8))
   ax.set_xlabel('validation clean accuracy (%)')
   ax.set_ylabel(f'validation robust accuracy (%)\n({attack_label})')
   ax.set_title(title, fontsize=10)
   ax.grid(alpha=0.3)
-  ax.legend(title='learner (o: epoch, star: last)', fontsize=8, title_fontsize=8, loc='best')
+  ax.legend(title=f'learner (o: each epoch; square: epoch {epochs[0]:g},\n'
+                  f'star: epoch {epochs[-1]:g})', fontsize=8, title_fontsize=8, loc='best')
   return _save(fig, path)
 
 

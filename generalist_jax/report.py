@@ -196,6 +196,9 @@ def build_report(dirs, out: pathlib.Path) -> str:
     for png in pngs:
       rel = pathlib.Path(os.path.relpath(png.resolve(), base)).as_posix()
       lines += [f'![{n}: {png.stem}]({rel})', '']
+  if lines[-2:] == ['## Plots', '']:
+    lines.append('No PNGs in the runs\' plots/ folders (runs trained before plots existed: '
+                 '`python -c "from generalist_jax import plots; plots.training_plots(RUN)"`).')
   return '\n'.join(lines).rstrip() + '\n'
 
 
