@@ -1,0 +1,231 @@
+"""PyTorch twins of every model in `models.py` (optional: needs the `torch` extra).
+
+Same architectures, widths and input normalisation (inside the model, inputs in
+[0, 1], NCHW), so an exported learner (`export_torch.py`) gives the same logits
+in eval mode and can be checked by the official AutoAttack / RobustBench, and the
+benchmark (`experiments/benchmarks/bench.py`) times the same network in both
+frameworks.
+
+Sub-module names mirror the flax module names (`layer1_0.bn1`, `conv1_bn`, ...)
+so the export is a rename plus the layout changes. One real difference in
+layout: SmallCNN flattens CHW before its first dense layer, as the TRADES
+original does (flax flattens HWC); the export permutes that kernel.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from generalist_jax import models
+
+# PyTorch's BatchNorm momentum weights the new batch: 1 - flax's.
+_BN_MOMENTUM = 1.0 - models._BN_MOMENTUM
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+  return nn.BatchNorm2d(channels, eps=models._BN_EPSILON, momentum=_BN_MOMENTUM)
+
+
+def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+  return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+  return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+class _Normalize(nn.Module):
+  """(x - mean) / std per channel; constants, not in the state_dict."""
+
+  def __init__(self, mean: Sequence[float], std: Sequence[float]):
+    super().__init__()
+    self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
+                         persistent=False)
+    self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
+                         persistent=False)
+
+  def forward(self, x):
+    return (x - self.mean) / self.std
+
+
+class PreActBlock(nn.Module):
+
+  def __init__(self, cin: int, features: int, stride: int):
+    super().__init__()
+    self.bn1 = _bn(cin)
+    self.conv1 = _conv3x3(cin, features, stride)
+    self.bn2 = _bn(features)
+    self.conv2 = _conv3x3(features, features)
+    self.shortcut = (_conv1x1(cin, features, stride)
+                     if stride != 1 or cin != features else None)
+
+  def forward(self, x):
+    out = F.relu(self.bn1(x))
+    shortcut = self.shortcut(out) if self.shortcut is not None else x
+    out = self.conv1(out)
+    out = self.conv2(F.relu(self.bn2(out)))
+    return out + shortcut
+
+
+class BasicBlock(nn.Module):
+
+  def __init__(self, cin: int, features: int, stride: int):
+    super().__init__()
+    self.conv1 = _conv3x3(cin, features, stride)
+    self.bn1 = _bn(features)
+    self.conv2 = _conv3x3(features, features)
+    self.bn2 = _bn(features)
+    self.has_shortcut = stride != 1 or cin != features
+    if self.has_shortcut:
+      self.shortcut_conv = _conv1x1(cin, features, stride)
+      self.shortcut_bn = _bn(features)
+
+  def forward(self, x):
+    out = F.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out))
+    shortcut = self.shortcut_bn(self.shortcut_conv(x)) if self.has_shortcut else x
+    return F.relu(out + shortcut)
+
+
+class _ResNetBase(nn.Module):
+  """Stem conv, named blocks, global average pool, dense head."""
+
+  def _add_blocks(self, block, prefix: str, cin: int, stages, blocks_per_stage: int) -> int:
+    self.block_names = []
+    for i, (channels, stride) in enumerate(stages):
+      for j in range(blocks_per_stage):
+        name = f'{prefix}{i + 1}_{j}'
+        self.add_module(name, block(cin, channels, stride if j == 0 else 1))
+        self.block_names.append(name)
+        cin = channels
+    return cin
+
+  def _blocks(self, x):
+    for name in self.block_names:
+      x = getattr(self, name)(x)
+    return x
+
+
+class PreActResNet18(_ResNetBase):
+
+  def __init__(self, num_classes: int, width: float = 1.0, mean=(0.0,), std=(1.0,),
+               in_channels: int = 3):
+    super().__init__()
+    s = lambda c: models._scale(c, width)
+    self.normalize = _Normalize(mean, std)
+    self.conv1 = _conv3x3(in_channels, s(64))
+    cin = self._add_blocks(PreActBlock, 'layer', s(64),
+                           [(s(c), st) for c, st in models._RESNET18_STAGES], 2)
+    self.bn = _bn(cin)
+    self.linear = nn.Linear(cin, num_classes)
+
+  def forward(self, x):
+    x = self._blocks(self.conv1(self.normalize(x)))
+    return self.linear(F.relu(self.bn(x)).mean(dim=(2, 3)))
+
+
+class ResNet18(_ResNetBase):
+
+  def __init__(self, num_classes: int, width: float = 1.0, mean=(0.0,), std=(1.0,),
+               in_channels: int = 3):
+    super().__init__()
+    s = lambda c: models._scale(c, width)
+    self.normalize = _Normalize(mean, std)
+    self.conv1 = _conv3x3(in_channels, s(64))
+    self.bn1 = _bn(s(64))
+    cin = self._add_blocks(BasicBlock, 'layer', s(64),
+                           [(s(c), st) for c, st in models._RESNET18_STAGES], 2)
+    self.linear = nn.Linear(cin, num_classes)
+
+  def forward(self, x):
+    x = F.relu(self.bn1(self.conv1(self.normalize(x))))
+    return self.linear(self._blocks(x).mean(dim=(2, 3)))
+
+
+class WideResNet(_ResNetBase):
+
+  def __init__(self, num_classes: int, depth: int = 34, widen_factor: int = 10,
+               width: float = 1.0, mean=(0.0,), std=(1.0,), in_channels: int = 3):
+    super().__init__()
+    s = lambda c: models._scale(c, width)
+    k = widen_factor
+    self.normalize = _Normalize(mean, std)
+    self.conv1 = _conv3x3(in_channels, s(16))
+    cin = self._add_blocks(PreActBlock, 'block', s(16),
+                           [(s(16 * k), 1), (s(32 * k), 2), (s(64 * k), 2)],
+                           models.wrn_blocks_per_stage(depth))
+    self.bn = _bn(cin)
+    self.fc = nn.Linear(cin, num_classes)
+
+  def forward(self, x):
+    x = self._blocks(self.conv1(self.normalize(x)))
+    return self.fc(F.relu(self.bn(x)).mean(dim=(2, 3)))
+
+
+class SmallCNN(nn.Module):
+  """TRADES SmallCNN (without dropout), optionally with BatchNorm; CHW flatten."""
+
+  def __init__(self, num_classes: int, batch_norm: bool = False, width: float = 1.0,
+               mean=(0.0,), std=(1.0,), image_shape=(32, 32, 3)):
+    super().__init__()
+    s = lambda c: models._scale(c, width)
+    self.batch_norm = batch_norm
+    self.normalize = _Normalize(mean, std)
+    h, w, cin = image_shape
+    for name, cout in (('conv1', 32), ('conv2', 32), ('conv3', 64), ('conv4', 64)):
+      self.add_module(name, nn.Conv2d(cin, s(cout), 3, bias=not batch_norm))
+      if batch_norm:
+        self.add_module(f'{name}_bn', _bn(s(cout)))
+      cin = s(cout)
+    for _ in range(2):   # two VALID convs, then a floor 2x2 pool
+      h, w = (h - 4) // 2, (w - 4) // 2
+    self.flat_shape = (cin, h, w)   # CHW before fc1
+    fin = cin * h * w
+    for name in ('fc1', 'fc2'):
+      self.add_module(name, nn.Linear(fin, s(200), bias=not batch_norm))
+      if batch_norm:
+        self.add_module(f'{name}_bn', nn.BatchNorm1d(
+            s(200), eps=models._BN_EPSILON, momentum=_BN_MOMENTUM))
+      fin = s(200)
+    self.fc3 = nn.Linear(fin, num_classes)
+
+  def _act(self, x, name):
+    if self.batch_norm:
+      x = getattr(self, f'{name}_bn')(x)
+    return F.relu(x)
+
+  def forward(self, x):
+    x = self.normalize(x)
+    for i, name in enumerate(('conv1', 'conv2', 'conv3', 'conv4')):
+      x = self._act(getattr(self, name)(x), name)
+      if i % 2 == 1:
+        x = F.max_pool2d(x, 2, 2)
+    x = x.flatten(1)
+    x = self._act(self.fc1(x), 'fc1')
+    x = self._act(self.fc2(x), 'fc2')
+    return self.fc3(x)
+
+
+def create_model(model_config, num_classes: int, mean: tuple, std: tuple,
+                 image_shape: tuple = (32, 32, 3)) -> nn.Module:
+  """The twin of `models.create_model(model_config, ...)` (same fields)."""
+  get = models._get
+  name = get(model_config, 'name', None)
+  common = dict(num_classes=num_classes, width=float(get(model_config, 'width', 1.0)),
+                mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+  if name == 'small_cnn':
+    return SmallCNN(batch_norm=bool(get(model_config, 'batch_norm', False)),
+                    image_shape=tuple(image_shape), **common)
+  common['in_channels'] = int(image_shape[-1])
+  if name == 'preact_resnet18':
+    return PreActResNet18(**common)
+  if name == 'resnet18':
+    return ResNet18(**common)
+  if name == 'wide_resnet':
+    return WideResNet(depth=int(get(model_config, 'depth', 34)),
+                      widen_factor=int(get(model_config, 'widen_factor', 10)), **common)
+  raise ValueError(f'Unknown model name {name!r}; valid names: '
+                   f'{", ".join(models.MODEL_NAMES)}.')
