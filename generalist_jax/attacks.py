@@ -119,10 +119,17 @@ def _shrink_into_ball(delta, norm: str, eps) -> jax.Array:
   return delta * _per_example(scale, delta)
 
 
+def _sharding(x: jax.Array):
+  """Random starts take the batch's sharding, not the key's (replicated): under
+  an explicit mesh the projections' selects mixing the two do not type-check."""
+  return jax.typeof(x).sharding
+
+
 # --- l-inf -------------------------------------------------------------------
 
 def linf_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
-  return jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0) * _per_example(eps, x)
+  return jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0,
+                            out_sharding=_sharding(x)) * _per_example(eps, x)
 
 
 def linf_step(delta: jax.Array, grad: jax.Array, step_size) -> jax.Array:
@@ -140,7 +147,7 @@ def linf_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
 
 def l2_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
   """A Gaussian direction scaled to the sphere of radius eps (as AutoAttack)."""
-  t = jax.random.normal(key, x.shape, x.dtype)
+  t = jax.random.normal(key, x.shape, x.dtype, out_sharding=_sharding(x))
   return t * _per_example(eps / (lp_norm(t, 'l2') + 1e-12), x)
 
 
@@ -196,7 +203,8 @@ L1_TOPK_FRACTION = 0.05   # PGD-l1 moves the 5% of coordinates with largest |gra
 
 def l1_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
   """A Gaussian point projected onto the l1 ball ∩ box (as AutoAttack's APGD-l1)."""
-  return l1_project(x, jax.random.normal(key, x.shape, x.dtype), eps)
+  return l1_project(x, jax.random.normal(key, x.shape, x.dtype, out_sharding=_sharding(x)),
+                    eps)
 
 
 def l1_topk_step(delta: jax.Array, grad: jax.Array, step_size, fraction=L1_TOPK_FRACTION):
