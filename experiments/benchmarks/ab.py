@@ -1,0 +1,102 @@
+r"""A/B of one JAX train step against variants of itself, in one process.
+
+  python experiments/benchmarks/ab.py --model=small_cnn:1 --batch=128 --kind=pgd \
+      --variants=base,pool,pool+xnnpack
+
+Each variant is compiled separately and the repetitions alternate between the
+variants (base, v1, v2, base, v1, v2, ...), so load on a shared machine falls on
+all of them alike; medians after one warm-up. Variants:
+
+  base        SmallCNN pools with flax's `nn.max_pool` (select-and-scatter gradient)
+  pool        the code as it is (`models.max_pool_2x2` on CPU)
+  +FLAG       XLA debug option FLAG=true as a compile option, e.g. `+xnnpack`
+              (xla_cpu_use_xnnpack), `+onednn` (xla_cpu_use_onednn),
+              `+fastmath` (xla_cpu_enable_fast_math)
+  +rolled     the attack as a rolled fori_loop (unroll=1) instead of 'auto'
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import pathlib
+import statistics
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import bench   # noqa: E402
+
+import flax.linen as nn   # noqa: E402
+from generalist_jax import models   # noqa: E402
+from generalist_jax import train   # noqa: E402
+
+FLAGS = {'xnnpack': 'xla_cpu_use_xnnpack', 'onednn': 'xla_cpu_use_onednn',
+         'fastmath': 'xla_cpu_enable_fast_math'}
+
+
+@contextlib.contextmanager
+def flax_pool():
+  original = models.max_pool_2x2
+  models.max_pool_2x2 = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  try:
+    yield
+  finally:
+    models.max_pool_2x2 = original
+
+
+def compiled_step(variant: str, args):
+  base, *extras = variant.split('+')
+  config = bench.step_config(args.kind, bench.parse_model(args.model)[1], args.batch, args.k)
+  if 'rolled' in extras:
+    for name in config.experts.keys():
+      attack = config.experts[name].attack
+      del attack['unroll']   # the field is typed str ('auto'); 1 is an int
+      attack.unroll = 1
+  options = {FLAGS[e]: True for e in extras if e in FLAGS} or None
+  step = bench.JaxStep(config, bench._batch(args.batch))
+  with flax_pool() if base == 'base' else contextlib.nullcontext():
+    lowered = train.jit_train_step(step.setup).lower(step.state, step.batch)
+    step.compile_s = bench._timed(lambda: setattr(step, 'compiled', lowered.compile(options)))
+  return step
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  p.add_argument('--model', default='small_cnn:1')
+  p.add_argument('--batch', type=int, default=128)
+  p.add_argument('--kind', default='pgd')
+  p.add_argument('--k', type=int, default=10)
+  p.add_argument('--variants', default='base,pool')
+  p.add_argument('--reps', type=int, default=5)
+  p.add_argument('--out', default=None, help='JSON file for the results')
+  args = p.parse_args(argv)
+  load = bench.uptime()
+  variants = args.variants.split(',')
+  steps = {v: compiled_step(v, args) for v in variants}
+  times = {v: [] for v in variants}
+  for rep in range(args.reps + 1):
+    for v in variants:
+      t = bench._timed(steps[v])
+      if rep:
+        times[v].append(t)
+  first = variants[0]
+  result = {'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)),
+            'uptime_before': load, 'uptime_after': bench.uptime(), 'settings': vars(args),
+            'variants': {}}
+  for v in variants:
+    med = statistics.median(times[v])
+    paired = statistics.median(a / b for a, b in zip(times[first], times[v]))
+    result['variants'][v] = {'median_s': med, 'reps': times[v], 'compile_s': steps[v].compile_s,
+                             'speedup_vs_first': statistics.median(times[first]) / med,
+                             'paired_speedup_vs_first': paired}
+    print(f'{args.model} b={args.batch} {args.kind:<12} {v:<22} {med:8.3f} s  '
+          f'x{statistics.median(times[first]) / med:5.2f} vs {first} (paired x{paired:5.2f})  '
+          f'compile {steps[v].compile_s:6.1f} s', flush=True)
+  print(result['uptime_before'], '->', result['uptime_after'])
+  if args.out:
+    pathlib.Path(args.out).write_text(json.dumps(result, indent=2))
+  return result
+
+
+if __name__ == '__main__':
+  main()
