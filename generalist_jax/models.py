@@ -86,24 +86,6 @@ def _normalize(x: jax.Array, mean: Sequence[float],
   return (x - mean) / std
 
 
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2x2 max-pool, stride 2, flooring odd sizes (PyTorch's MaxPool2d(2)).
-
-  On CPU as the max of the four strided corners: the same values as
-  `nn.max_pool`, but its gradient is elementwise selects and pads, where
-  XLA:CPU's select-and-scatter (the gradient of `reduce_window`) is slow and
-  dominated SmallCNN's attack steps. Ties (after a ReLU: zeros, whose gradient
-  the ReLU kills anyway) share the gradient instead of one taking it all.
-  Other backends keep the standard op.
-  """
-  if jax.default_backend() != 'cpu':
-    return nn.max_pool(x, (2, 2), strides=(2, 2))
-  h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
-  # Strided slices, not a reshape: keeps the batch sharding of an explicit mesh.
-  corners = [x[:, i:h:2, j:w:2] for i in (0, 1) for j in (0, 1)]
-  return functools.reduce(jnp.maximum, corners)
-
-
 # ----------------------------------------------------------------------------
 # Blocks.
 # ----------------------------------------------------------------------------
@@ -281,10 +263,10 @@ class SmallCNN(nn.Module):
     x = _normalize(x, self.mean, self.std)
     x = conv(x, 32, 'conv1')
     x = conv(x, 32, 'conv2')
-    x = max_pool_2x2(x)  # Floors, like MaxPool2d.
+    x = nn.max_pool(x, (2, 2), strides=(2, 2))  # Floors, like MaxPool2d.
     x = conv(x, 64, 'conv3')
     x = conv(x, 64, 'conv4')
-    x = max_pool_2x2(x)
+    x = nn.max_pool(x, (2, 2), strides=(2, 2))
     # Flattens HWC (PyTorch: CHW); matters only when porting fc1 weights.
     x = x.reshape((x.shape[0], -1))
     x = dense(x, 200, 'fc1')

@@ -1,23 +1,24 @@
 r"""A/B of one JAX train step against variants of itself, in one process.
 
   python experiments/benchmarks/ab.py --model=small_cnn:1 --batch=128 --kind=pgd \
-      --variants=base,pool,pool+xnnpack
+      --variants=base,base+xnnpack,base+rolled
 
 Each variant is compiled separately and the repetitions alternate between the
 variants (base, v1, v2, base, v1, v2, ...), so load on a shared machine falls on
 all of them alike; medians after one warm-up. Variants:
 
-  base        SmallCNN pools with flax's `nn.max_pool` (select-and-scatter gradient)
-  pool        the code as it is (`models.max_pool_2x2` on CPU)
+  base        the code as it is
   +FLAG       XLA debug option FLAG=true as a compile option, e.g. `+xnnpack`
               (xla_cpu_use_xnnpack), `+onednn` (xla_cpu_use_onednn),
               `+fastmath` (xla_cpu_enable_fast_math)
   +rolled     the attack as a rolled fori_loop (unroll=1) instead of 'auto'
+  KIND        another step kind of bench.py (pgd, generalist2, ...), as the code is:
+              `--variants=pgd,generalist2,generalist4` gives the Generalist / PGD-AT
+              step ratios with interleaved repetitions
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import pathlib
 import statistics
@@ -26,27 +27,16 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench   # noqa: E402
 
-import flax.linen as nn   # noqa: E402
-from generalist_jax import models   # noqa: E402
 from generalist_jax import train   # noqa: E402
 
 FLAGS = {'xnnpack': 'xla_cpu_use_xnnpack', 'onednn': 'xla_cpu_use_onednn',
          'fastmath': 'xla_cpu_enable_fast_math'}
 
 
-@contextlib.contextmanager
-def flax_pool():
-  original = models.max_pool_2x2
-  models.max_pool_2x2 = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
-  try:
-    yield
-  finally:
-    models.max_pool_2x2 = original
-
-
 def compiled_step(variant: str, args):
   base, *extras = variant.split('+')
-  config = bench.step_config(args.kind, bench.parse_model(args.model)[1], args.batch, args.k)
+  kind = base if base in bench.STEP_KINDS else args.kind
+  config = bench.step_config(kind, bench.parse_model(args.model)[1], args.batch, args.k)
   if 'rolled' in extras:
     for name in config.experts.keys():
       attack = config.experts[name].attack
@@ -54,9 +44,8 @@ def compiled_step(variant: str, args):
       attack.unroll = 1
   options = {FLAGS[e]: True for e in extras if e in FLAGS} or None
   step = bench.JaxStep(config, bench._batch(args.batch))
-  with flax_pool() if base == 'base' else contextlib.nullcontext():
-    lowered = train.jit_train_step(step.setup).lower(step.state, step.batch)
-    step.compile_s = bench._timed(lambda: setattr(step, 'compiled', lowered.compile(options)))
+  lowered = train.jit_train_step(step.setup).lower(step.state, step.batch)
+  step.compile_s = bench._timed(lambda: setattr(step, 'compiled', lowered.compile(options)))
   return step
 
 
@@ -66,7 +55,7 @@ def main(argv=None):
   p.add_argument('--batch', type=int, default=128)
   p.add_argument('--kind', default='pgd')
   p.add_argument('--k', type=int, default=10)
-  p.add_argument('--variants', default='base,pool')
+  p.add_argument('--variants', default='base,base+xnnpack')
   p.add_argument('--reps', type=int, default=5)
   p.add_argument('--out', default=None, help='JSON file for the results')
   args = p.parse_args(argv)
