@@ -43,7 +43,6 @@ def loop_config(args):
   # One epoch longer than the run: no validation inside the timed stretch.
   c.data.train_size = args.batch * (args.steps + 10)
   c.data.val_size = 500
-  c.num_epochs = 1
   config_lib.scale_epochs(c, 1)
   c.meta.sync.kind = 'never'
   c.log_every_steps = args.log_every
