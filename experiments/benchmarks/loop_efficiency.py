@@ -129,7 +129,8 @@ def main(argv=None) -> dict:
       f"| training loop (steps {loop['first_logged_step']}..{loop['last_logged_step']}) | "
       f"{loop['step_s']:.3f} | {result['loop_img_s']:.1f} |\n\n"
       f"Efficiency: {100 * result['efficiency']:.1f}% (isolated before "
-      f"{statistics.median(before):.3f} s, after {statistics.median(after):.3f} s).\n")
+      f"{statistics.median(before):.3f} s, after {statistics.median(after):.3f} s; single "
+      f"repetitions {min(before + after):.3f} to {max(before + after):.3f} s).\n")
   print(f'wrote {stem}.json and .md')
   return result
 
