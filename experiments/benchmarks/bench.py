@@ -25,7 +25,8 @@ gradient: natural 3, PGD-K 2K+3, Generalist-2 2K+6, Generalist-4 6K+12,
 APGD-CE 2(K+1) (+1 final forward). Both frameworks are credited the same count.
 Memory: XLA's buffer assignment for the compiled JAX step (arguments + outputs
 + temporaries), and for both frameworks the peak rise of the process RSS during
-their repetitions (sampled every 5 ms).
+their first call (sampled every 5 ms; later calls reuse PyTorch's cached
+allocations and would show no rise).
 
 Writes experiments/benchmarks/results/<machine>.json and .md (machine: CPU
 model, cores, library versions, `uptime` load before and after).
@@ -449,12 +450,12 @@ def measure(kind: str, model_name: str, model_fields: dict, batch: int, args) ->
   jax_rss, torch_rss = PeakRSS(), PeakRSS()
   for rep in range(args.warmup + reps):
     warm = rep >= args.warmup
-    with jax_rss if warm and rep == args.warmup else _null():
+    with jax_rss if rep == 0 else _null():   # first call: allocations included
       t = _timed(jax_fn)
     if warm:
       jax_times.append(t)
     if torch_fn is not None:
-      with torch_rss if warm and rep == args.warmup else _null():
+      with torch_rss if rep == 0 else _null():
         t = _timed(torch_fn)
       if warm:
         torch_times.append(t)
