@@ -1,16 +1,26 @@
-"""Square Attack, l-inf (Andriushchenko et al., ECCV 2020): score-based, no gradients.
+"""Square Attack (Andriushchenko et al., ECCV 2020): score-based, no gradients; l-inf and l2.
 
-Starts from vertical stripes of +-eps, then for `n_queries - 1` iterations
-proposes, per example, a random square window whose every channel is set to
-+-eps (a random sign each), and keeps the proposal if the margin loss
-(true logit minus best other) went down. The window side shrinks with the
-schedule p(i) of the paper. Examples already misclassified stop changing.
-A black-box attack: if it beats the white-box ones, suspect gradient masking.
+l-inf: starts from vertical stripes of +-eps, then for `n_queries - 1`
+iterations proposes, per example, a random square window whose every channel is
+set to +-eps (a random sign each), and keeps the proposal if the margin loss
+(true logit minus best other) went down.
+
+l2: starts from a 5x5 grid of "eta" tiles (concentric squares of weight
+1/(k+1)^2, positive in the top half, negative in the bottom, randomly
+transposed) with a random sign per channel, on the eps-sphere. Each proposal
+moves the mass of a second random window into a first one (a fresh eta tile
+plus the old content of the first window, rescaled so the total l2 norm stays
+eps), then rescales the whole perturbation to norm eps.
+
+The window side shrinks with the schedule p(i) of the paper. Examples already
+misclassified stop changing. A black-box attack: if it beats the white-box
+ones, suspect gradient masking. (No l1 version: AutoAttack's Square has none.)
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from generalist_jax import attacks
 
@@ -57,3 +67,106 @@ def square_linf(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: flo
 
   x_best, _ = jax.lax.fori_loop(0, n_queries - 1, body, (x_best, margin_min))
   return x_best
+
+
+# ----------------------------------------------------------------------------
+# l2.
+# ----------------------------------------------------------------------------
+
+# _INV_SQ_CUMSUM[n] = sum_{k < n} 1 / (k + 1)^2: the weight a cell gets from the
+# concentric squares k = k0 .. m-1 covering it is _INV_SQ_CUMSUM[m] - _INV_SQ_CUMSUM[k0].
+_INV_SQ_CUMSUM = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, 1025) ** 2)])
+
+
+def _concentric(r, q, rows, cols):
+  """The unnormalised `eta_rectangles(rows, cols)` of the reference at offsets (r, q)
+  inside the rectangle (0 outside): concentric squares around its centre, the
+  k-th (k = 0, 1, ...) of half-width k and weight 1 / (k + 1)^2. Sizes may be traced."""
+  rc, cc = rows // 2, cols // 2              # centre cell (x_c - 1 in the reference)
+  m = jnp.maximum(rc, cc) + 1                # number of squares
+  k0 = jnp.maximum(jnp.abs(r - rc), jnp.abs(q - cc))
+  table = jnp.asarray(_INV_SQ_CUMSUM, jnp.float32)
+  value = table[m] - table[jnp.minimum(k0, m)]
+  return jnp.where((r >= 0) & (r < rows) & (q >= 0) & (q < cols), value, 0.0)
+
+
+def _unit(v, axes):
+  return v / (jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True)) + 1e-12)
+
+
+def eta_tile(r, q, s, transpose):
+  """The reference's eta(s) at offsets (r, q) in an s x s window (0 outside):
+  top half positive, bottom half negative, unit l2 norm; transposed where asked.
+  r, q: (B, H, W) offsets; s, transpose: broadcastable to them."""
+  r, q = jnp.where(transpose, q, r), jnp.where(transpose, r, q)
+  top = _unit(_concentric(r, q, s // 2, s), (-2, -1))
+  bottom = _unit(_concentric(r - s // 2, q, s - s // 2, s), (-2, -1))
+  return _unit(top - bottom, (-2, -1))
+
+
+def _l2_start(key, x):
+  """A grid of eta tiles of side h // 5 with a random sign per (example, tile, channel)."""
+  b, h, w, c = x.shape
+  s = max(h // 5, 1)
+  start = max((h - 5 * s) // 2, 0)
+  rows = jnp.arange(h)[None, :, None]
+  cols = jnp.arange(w)[None, None, :]
+  delta = jnp.zeros_like(x)
+  corners = [(vh, vw) for vh in range(start, h - s + 1, s)[:h // s]
+             for vw in range(start, w - s + 1, s)[:w // s]]
+  keys = jax.random.split(key, 2 * len(corners))
+  for i, (vh, vw) in enumerate(corners):
+    transpose = jax.random.bernoulli(keys[2 * i], 0.5, (b, 1, 1))
+    tile = eta_tile(rows - vh, cols - vw, s, transpose)
+    signs = jax.random.rademacher(keys[2 * i + 1], (b, 1, 1, c), x.dtype)
+    delta = delta + tile[..., None] * signs
+  return delta
+
+
+def _odd_side(p, h, w, minimum):
+  s = jnp.maximum(jnp.round(jnp.sqrt(p * h * w)).astype(jnp.int32), minimum)
+  s = s + (s % 2 == 0)
+  return jnp.minimum(s, min(h, w))
+
+
+def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
+              rescale_schedule: bool = False) -> jax.Array:
+  b, h, w, c = x.shape
+  pe = lambda v: attacks._per_example(v, x)
+  init_key, loop_key = jax.random.split(key)
+  sphere = lambda delta: jnp.clip(x + _unit(delta, (1, 2, 3)) * eps, 0.0, 1.0)
+  x_best = sphere(_l2_start(init_key, x))
+  margin_min = _margin(logits_fn(x_best), y)
+  rows = jnp.arange(h)[None, :, None]
+  cols = jnp.arange(w)[None, None, :]
+  l2 = lambda v, axes: jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True))
+
+  def body(i, carry):
+    x_best, margin_min = carry
+    k1, k2, kt, ks = jax.random.split(jax.random.fold_in(loop_key, i), 4)
+    s = _odd_side(p_schedule(i, p_init, n_queries, rescale_schedule), h, w, 3)
+    corner = lambda k: jax.random.randint(k, (2, b, 1, 1), 0, h - s + 1)
+    (vh, vw), (vh2, vw2) = corner(k1), corner(k2)
+    in1 = ((rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s))[..., None]
+    in2 = ((rows >= vh2) & (rows < vh2 + s) & (cols >= vw2) & (cols < vw2 + s))[..., None]
+    delta = x_best - x
+    norm_window1 = l2(delta * in1, (1, 2))                     # per channel
+    norm_image = l2(delta, (1, 2, 3))
+    norm_windows = l2(delta * (in1 | in2), (1, 2, 3))
+    transpose = jax.random.bernoulli(kt, 0.5, (b, 1, 1))
+    signs = jax.random.rademacher(ks, (b, 1, 1, c), x.dtype)
+    fresh = eta_tile(rows - vh, cols - vw, s, transpose)[..., None] * signs
+    moved = fresh + delta * in1 / (1e-12 + norm_window1)
+    budget = jnp.sqrt(jnp.maximum(eps ** 2 - norm_image ** 2, 0.0) / c + norm_windows ** 2)
+    moved = _unit(moved, (1, 2)) * budget
+    delta = jnp.where(in1, moved, jnp.where(in2, 0.0, delta))
+    x_new = sphere(delta)
+    margin_new = _margin(logits_fn(x_new), y)
+    accept = (margin_min > 0) & (margin_new < margin_min)
+    return jnp.where(pe(accept), x_new, x_best), jnp.where(accept, margin_new, margin_min)
+
+  x_best, _ = jax.lax.fori_loop(0, n_queries - 1, body, (x_best, margin_min))
+  return x_best
+
+
+SQUARE = {'linf': square_linf, 'l2': square_l2}
