@@ -373,9 +373,10 @@ def _get(config, key, default):
 def make_attack(attack_config) -> Callable:
   """Binds a config (`ml_collections.ConfigDict`) into `attack(logits_fn, x, y, key)`.
 
-  `kind`: 'pgd' (default), 'fgsm', 'mim', or any AutoAttack component
-  ('apgd-ce', 'apgd-dlr', 'apgd-t', 'square'), which reads only eps, norm,
-  steps (iterations / queries) and restarts from the config.
+  `kind`: 'pgd' (default), 'fgsm', 'mim', or any other attack registered for
+  the norm in `autoattack.IMPLEMENTED` ('apgd-ce', 'apgd-dlr', 'apgd-t',
+  'fab-t', 'square', 'pgd-cw'), which reads only eps, norm, steps (iterations /
+  queries) and restarts from the config.
   """
   kind = _get(attack_config, 'kind', 'pgd')
   eps = float(attack_config.eps)

@@ -9,10 +9,12 @@ flags:
     robust (worst case)       = clean AND (flag of every attack)
     robust (union of norms)   = AND over norms of the per-norm worst case
 
-Versions (per norm): 'standard' = APGD-CE, APGD-T, FAB-T, Square in AutoAttack.
-FAB-T and the l2 / l1 Square are NOT implemented here yet, so 'standard' runs
-what exists (l-inf: APGD-CE, APGD-T, Square; l2 / l1: APGD-CE, APGD-T) and says
-so in every report (`missing_components`). 'fast' = APGD-CE, APGD-T.
+Versions (per norm): 'standard' = APGD-CE, APGD-T, FAB-T, Square, as
+AutoAttack's `set_version('standard')` lists them for every norm (l1: APGD with
+5 restarts / 5 targets and the 3 eps -> eps schedule). AutoAttack's Square has
+no l1 version (it asserts l-inf or l2), and neither does ours, so l1 'standard'
+runs APGD-CE, APGD-T, FAB-T and every report says Square is missing
+(`missing_components`). 'fast' = APGD-CE, APGD-T.
 """
 from __future__ import annotations
 
@@ -23,16 +25,17 @@ import numpy as np
 
 from generalist_jax import apgd
 from generalist_jax import attacks
+from generalist_jax import fab
 from generalist_jax import square
 
 DEFAULT_EPS = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}   # the CIFAR-10 conventions
 
 AUTOATTACK_STANDARD = ('apgd-ce', 'apgd-t', 'fab-t', 'square')
-IMPLEMENTED = {'linf': ('apgd-ce', 'apgd-dlr', 'apgd-t', 'square', 'pgd', 'pgd-cw', 'fgsm', 'mim'),
-               'l2': ('apgd-ce', 'apgd-dlr', 'apgd-t', 'pgd', 'pgd-cw', 'fgsm', 'mim'),
-               'l1': ('apgd-ce', 'apgd-dlr', 'apgd-t', 'pgd', 'pgd-cw', 'fgsm', 'mim')}
-WHITE_BOX = ('apgd-ce', 'apgd-dlr', 'apgd-t', 'pgd', 'pgd-cw', 'fgsm', 'mim')
+WHITE_BOX = ('apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t', 'pgd', 'pgd-cw', 'fgsm', 'mim')
 BLACK_BOX = ('square',)
+# The one list of which attack runs in which threat model (config_lib checks against it).
+IMPLEMENTED = {norm: WHITE_BOX + tuple(a for a in BLACK_BOX if norm in square.SQUARE)
+               for norm in attacks.NORMS}
 
 
 def version_components(version: str, norm: str) -> tuple[str, ...]:
@@ -56,6 +59,7 @@ def standard_settings(name: str, norm: str) -> dict:
       'apgd-ce': dict(steps=100, restarts=5 if l1 else 1, large_eps_start=l1),
       'apgd-dlr': dict(steps=100, restarts=5 if l1 else 1, large_eps_start=l1),
       'apgd-t': dict(steps=100, restarts=1, n_targets=5 if l1 else 9, large_eps_start=l1),
+      'fab-t': dict(steps=100, restarts=1, n_targets=9),
       'square': dict(n_queries=5000, p_init=0.8),
       'pgd': dict(steps=20, restarts=1),
       'pgd-cw': dict(steps=20, restarts=1),
@@ -81,8 +85,10 @@ def make_component(name: str, *, norm: str, eps: float, **overrides) -> Callable
     return functools.partial(_bound, apgd.apgd, dict(settings, eps=eps, norm=norm, loss=loss))
   if name == 'apgd-t':
     return functools.partial(_bound, apgd.apgd_targeted, dict(settings, eps=eps, norm=norm))
+  if name == 'fab-t':
+    return functools.partial(_bound, fab.fab_targeted, dict(settings, eps=eps, norm=norm))
   if name == 'square':
-    return functools.partial(_bound, square.square_linf, dict(settings, eps=eps))
+    return functools.partial(_bound, square.SQUARE[norm], dict(settings, eps=eps))
   if name in ('pgd', 'pgd-cw'):
     steps = settings['steps']
     return functools.partial(_bound, attacks.pgd, dict(

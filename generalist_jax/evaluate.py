@@ -132,8 +132,11 @@ def new_state(n: int, plan: list[AttackSpec]) -> dict:
 
 
 def _padded(indices: np.ndarray, batch_size: int) -> np.ndarray:
-  """Fixed batch shape (one compile): pad by repeating the last index."""
-  pad = batch_size - len(indices)
+  """Pads a chunk by repeating its last index, up to a multiple of 8 (at most
+  batch_size): few shapes to compile, and the last chunk of an attack (often a
+  handful of still-robust examples) does not pay for a full batch."""
+  size = min(batch_size, -(-len(indices) // 8) * 8)
+  pad = size - len(indices)
   return np.concatenate([indices, np.repeat(indices[-1:], pad)]) if pad else indices
 
 
@@ -397,8 +400,8 @@ def parse_args(argv=None):
   p.add_argument('--checkpoint', default='best', help="'last', 'best' or a step")
   p.add_argument('--learner', default='global', help="'global' or an expert's name")
   p.add_argument('--attacks', default='standard',
-                 help="'standard', 'fast' or a list: apgd-ce,apgd-dlr,apgd-t,square,"
-                      'pgd,pgd-cw,fgsm,mim')
+                 help="'standard', 'fast' or a list: apgd-ce,apgd-dlr,apgd-t,fab-t,"
+                      'square (linf, l2),pgd,pgd-cw,fgsm,mim')
   p.add_argument('--norm', default='linf', help='linf, l2, l1 or a comma list (union)')
   p.add_argument('--eps', default=None, help='one per norm, e.g. 8/255,0.5 (default: '
                  'the CIFAR conventions 8/255, 0.5, 12)')
