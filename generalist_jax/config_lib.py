@@ -19,7 +19,7 @@ def pgd_attack(eps=EPS_8, step_size=STEP_2, steps=10, norm='linf', loss='ce',
                restarts=1) -> ml_collections.ConfigDict:
   """An attack config (PGD by default; `kind` selects another)."""
   return ml_collections.ConfigDict(dict(
-      kind='pgd',            # 'pgd' | 'fgsm' | 'mim' (or an AutoAttack component)
+      kind='pgd',            # 'pgd' | 'fgsm' | 'mim' or any autoattack.IMPLEMENTED[norm]
       norm=norm,             # threat model: 'linf' | 'l2' | 'l1'
       eps=eps,               # radius, pixel units in [0, 1]
       step_size=step_size,   # per-step size
@@ -137,11 +137,16 @@ def _check(ok: bool, field: str, message: str):
 
 
 def _check_attack(attack, field: str):
-  from generalist_jax import attacks  # local: configs stay free of a jax import
-  kinds = ('pgd', 'fgsm', 'mim', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'square')
-  _check(attack.kind in kinds, f'{field}.kind', f'{attack.kind!r} is unknown; use one of {kinds}.')
+  # Local imports: configs stay free of a jax import.
+  from generalist_jax import attacks
+  from generalist_jax import autoattack
   _check(attack.norm in attacks.NORMS, f'{field}.norm',
          f'{attack.norm!r} is unknown; use one of {tuple(attacks.NORMS)}.')
+  kinds = sorted(set().union(*autoattack.IMPLEMENTED.values()))
+  _check(attack.kind in kinds, f'{field}.kind', f'{attack.kind!r} is unknown; use one of {kinds}.')
+  _check(attack.kind in autoattack.IMPLEMENTED[attack.norm], f'{field}.kind',
+         f'{attack.kind!r} is not implemented for norm {attack.norm!r}; with that norm use '
+         f'one of {autoattack.IMPLEMENTED[attack.norm]} (or change {field}.norm).')
   _check(attack.loss in attacks.LOSSES, f'{field}.loss',
          f'{attack.loss!r} is unknown; use one of {tuple(attacks.LOSSES)}.')
   _check(attack.eps >= 0, f'{field}.eps', f'must be >= 0, got {attack.eps}.')
