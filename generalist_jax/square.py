@@ -145,7 +145,8 @@ def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
     x_best, margin_min = carry
     k1, k2, kt, ks = jax.random.split(jax.random.fold_in(loop_key, i), 4)
     s = _odd_side(p_schedule(i, p_init, n_queries, rescale_schedule), h, w, 3)
-    corner = lambda k: jax.random.randint(k, (2, b, 1, 1), 0, h - s + 1)
+    corner = lambda k: (jax.random.randint(k, (b, 1, 1), 0, h - s + 1),
+                        jax.random.randint(jax.random.fold_in(k, 1), (b, 1, 1), 0, w - s + 1))
     (vh, vw), (vh2, vw2) = corner(k1), corner(k2)
     in1 = ((rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s))[..., None]
     in2 = ((rows >= vh2) & (rows < vh2 + s) & (cols >= vw2) & (cols < vw2 + s))[..., None]
