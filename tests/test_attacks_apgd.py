@@ -117,8 +117,13 @@ def test_square_more_queries_never_weaker_and_stays_in_ball_and_box():
 
 
 def test_standard_version_lists_what_is_implemented_and_what_is_missing():
-  assert autoattack.version_components('standard', 'linf') == ('apgd-ce', 'apgd-t', 'square')
-  assert autoattack.missing_components('standard', 'linf') == ('fab-t',)
+  for norm in ('linf', 'l2'):
+    assert autoattack.version_components('standard', norm) == (
+        'apgd-ce', 'apgd-t', 'fab-t', 'square')
+    assert autoattack.missing_components('standard', norm) == ()
+  # AutoAttack lists Square for l1 too, but has no l1 Square (nor do we).
+  assert autoattack.version_components('standard', 'l1') == ('apgd-ce', 'apgd-t', 'fab-t')
+  assert autoattack.missing_components('standard', 'l1') == ('square',)
   assert autoattack.version_components('fast', 'l1') == ('apgd-ce', 'apgd-t')
   with pytest.raises(ValueError, match='not available'):
-    autoattack.make_component('square', norm='l2', eps=0.5)
+    autoattack.make_component('square', norm='l1', eps=12.0)

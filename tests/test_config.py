@@ -137,3 +137,17 @@ def test_cli_override_error_reaches_the_user(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
   assert 'config.experts.robust.attack.eps: must be >= 0, got -0.5' in proc.stderr
+
+
+@pytest.mark.parametrize('kind,norm,ok', [('fab-t', 'l1', True), ('square', 'l2', True),
+                                          ('square', 'l1', False), ('apgd-x', 'linf', False)])
+def test_attack_kind_must_be_implemented_for_its_norm(kind, norm, ok):
+  c = tiny_config('unused.npz')
+  c.eval.test_attack.kind, c.eval.test_attack.norm = kind, norm
+  c.eval.test_attack.eps = 1.0
+  if ok:
+    config_lib.validate_config(c)
+    return
+  with pytest.raises(config_lib.ConfigError,
+                     match='config.eval.test_attack.kind: .*(not implemented for norm|unknown)'):
+    config_lib.validate_config(c)

@@ -62,6 +62,15 @@ def test_worst_case_is_the_and_of_the_per_attack_flags(full_state):
   assert not np.any(state['outside_ball'])
 
 
+def test_eps_zero_gives_clean_accuracy_for_the_whole_composite():
+  plan = evaluate.make_plan(['linf'], [0.0], 'standard', {'steps': 2, 'n_targets': 2})
+  state = evaluate.run_evaluation(MODEL, VARIABLES, IMAGES, LABELS, plan, batch_size=8, seed=1,
+                                  progress=False)
+  summary, worst, _ = evaluate.summarize(state, plan)
+  np.testing.assert_array_equal(worst['linf'], state['clean'] == 1)
+  assert summary['robust_acc'] == summary['clean_acc'] == 0.8
+
+
 def test_worst_case_refuses_pending_flags():
   with pytest.raises(ValueError, match='before every attack finished'):
     aa.worst_case(np.ones(2, bool), [np.array([1, aa.PENDING], np.int8)])
@@ -101,14 +110,14 @@ def test_cli_end_to_end_on_a_tiny_run(tmp_path, tiny_npz):
   on_disk = json.loads((workdir / 'eval' / 'aa.json').read_text())
   assert on_disk['robust_acc'] == report['robust_acc'] <= report['clean_acc']
   assert on_disk['seed'] == 3 and on_disk['n_ex'] == 12 and on_disk['versions']['jax']
-  assert on_disk['missing_components'] == ['linf/fab-t']
-  assert set(on_disk['attacks']) == {'linf/apgd-ce', 'linf/apgd-t', 'linf/square'}
+  assert on_disk['missing_components'] == []
+  assert set(on_disk['attacks']) == {'linf/apgd-ce', 'linf/apgd-t', 'linf/fab-t', 'linf/square'}
   assert on_disk['sanity']['output_changes_between_identical_calls'] == 0.0
   rows = (workdir / 'eval' / 'aa.csv').read_text().strip().split('\n')
   assert rows[0].startswith('index,label,clean,linf/apgd-ce') and len(rows) == 13
   worst = np.array([int(r.split(',')[-1]) for r in rows[1:]])
   assert worst.mean() == pytest.approx(report['robust_acc'])
   md = (workdir / 'eval' / 'aa.md').read_text()
-  assert '| clean | linf/apgd-ce | linf/apgd-t | linf/square | worst linf |' in md
+  assert '| clean | linf/apgd-ce | linf/apgd-t | linf/fab-t | linf/square | worst linf |' in md
   with pytest.raises(ValueError, match='other settings'):
     evaluate.main(args[:-3] + ['--seed=4', '--name=aa', '--no_progress'])

@@ -1,0 +1,244 @@
+"""FAB-T and the l2 Square attack: exact boundary projections, a tiny trained model, references."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.optimize
+
+from generalist_jax import attacks
+from generalist_jax import fab
+from generalist_jax import square
+
+NORMS = ('linf', 'l2', 'l1')
+SHAPE = (4, 4, 3)
+EPS = {'linf': 0.1, 'l2': 0.5, 'l1': 2.0}
+
+
+# --- the projection onto {<w, z> = b} ∩ box, against independent solvers ------
+
+def reference_projection(t, w, b, norm):
+  """float64: linprog for l-inf / l1 (split d = p - m), bisection on the KKT multiplier for l2."""
+  n = t.size
+  lo, hi = -t, 1.0 - t
+  if norm == 'l2':
+    d_of = lambda lam: np.clip(-lam * w, lo, hi)
+    c = w @ t - b
+    sign = 1.0 if c >= 0 else -1.0
+    lam_lo, lam_hi = 0.0, 1e6
+    for _ in range(300):
+      mid = 0.5 * (lam_lo + lam_hi)
+      if sign * (w @ (t + d_of(sign * mid)) - b) > 0:
+        lam_lo = mid
+      else:
+        lam_hi = mid
+    return d_of(sign * lam_hi)
+  if norm == 'l1':     # variables p, m >= 0 (d = p - m); minimise sum(p + m)
+    cost = np.ones(2 * n)
+    a_eq = np.concatenate([w, -w])[None]
+    bounds = [(0, h) for h in hi] + [(0, -l) for l in lo]
+    res = scipy.optimize.linprog(cost, A_eq=a_eq, b_eq=[b - w @ t], bounds=bounds)
+    return res.x[:n] - res.x[n:]
+  # l-inf: variables (d, s); minimise s subject to -s <= d_i <= s
+  cost = np.concatenate([np.zeros(n), [1.0]])
+  a_ub = np.block([[np.eye(n), -np.ones((n, 1))], [-np.eye(n), -np.ones((n, 1))]])
+  a_eq = np.concatenate([w, [0.0]])[None]
+  res = scipy.optimize.linprog(cost, A_ub=a_ub, b_ub=np.zeros(2 * n), A_eq=a_eq,
+                               b_eq=[b - w @ t], bounds=list(zip(lo, hi)) + [(0, None)])
+  return res.x[:n]
+
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_boundary_projection_matches_an_independent_solver(norm):
+  rng = np.random.default_rng(0)
+  n_ex, n = 8, 7
+  t = rng.uniform(0, 1, (n_ex, n))
+  t[:, 0], t[:, 1] = 0.0, 1.0                      # coordinates on the box faces
+  w = rng.normal(size=(n_ex, n))
+  w[:, 2] = 0.0                                    # a coordinate the boundary ignores
+  b = np.sum(w * t, -1) + rng.normal(0, 0.4, n_ex)  # both sides of the hyperplane
+  got = np.asarray(jax.jit(functools.partial(fab.project_on_hyperplane, norm=norm))(
+      jnp.asarray(t, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32)))
+  order = {'linf': np.inf, 'l2': 2, 'l1': 1}[norm]
+  for i in range(n_ex):
+    want = reference_projection(t[i], w[i], b[i], norm)
+    np.testing.assert_allclose(w[i] @ (t[i] + got[i]), b[i], atol=1e-4)   # on the hyperplane
+    assert np.all(t[i] + got[i] >= -1e-6) and np.all(t[i] + got[i] <= 1 + 1e-6)
+    np.testing.assert_allclose(np.linalg.norm(got[i], order), np.linalg.norm(want, order),
+                               rtol=1e-3, atol=1e-5)                  # minimal norm
+    assert got[i, 2] == 0.0
+
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_unreachable_hyperplane_gives_the_closest_box_corner(norm):
+  t = jnp.full((1, 4), 0.5)
+  w = jnp.asarray([[1.0, -2.0, 0.0, 3.0]])
+  d = fab.project_on_hyperplane(t, w, jnp.asarray([100.0]), norm)     # far beyond the box
+  np.testing.assert_allclose(d, [[0.5, -0.5, 0.0, 0.5]], atol=1e-6)
+
+
+# --- FAB-T on a tiny trained model -------------------------------------------
+
+@pytest.fixture(scope='module')
+def trained():
+  """An MLP trained (Adam, 300 full-batch steps) on 10 Gaussian blobs in [0, 1]^48."""
+  rng = np.random.default_rng(0)
+  centres = rng.uniform(0.25, 0.75, (10, *SHAPE))
+  y = np.repeat(np.arange(10), 20)
+  x = np.clip(centres[y] + rng.normal(0, 0.08, (200, *SHAPE)), 0, 1).astype(np.float32)
+  k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+  params = {'w1': jax.random.normal(k1, (48, 32)) / 7, 'b1': jnp.zeros(32),
+            'w2': jax.random.normal(k2, (32, 10)) / 6, 'b2': jnp.zeros(10)}
+
+  def apply(p, v):
+    h = jax.nn.relu(v.reshape(v.shape[0], -1) @ p['w1'] + p['b1'])
+    return h @ p['w2'] + p['b2']
+
+  opt = optax.adam(1e-2)
+
+  @jax.jit
+  def step(p, s):
+    loss, g = jax.value_and_grad(lambda p: attacks.cross_entropy(apply(p, x), y).mean())(p)
+    u, s = opt.update(g, s)
+    return optax.apply_updates(p, u), s, loss
+
+  state = opt.init(params)
+  for _ in range(300):
+    params, state, loss = step(params, state)
+  assert float(loss) < 0.1
+  logits_fn = functools.partial(apply, params)
+  x_test = np.clip(centres[np.arange(32) % 10] + rng.normal(0, 0.08, (32, *SHAPE)), 0, 1)
+  x_test = jnp.asarray(x_test, jnp.float32)
+  y_test = jnp.asarray(np.arange(32) % 10)
+  y_test = y_test.at[:2].set((y_test[:2] + 1) % 10)   # two examples wrong on clean inputs
+  return logits_fn, x_test, y_test
+
+
+@functools.lru_cache(maxsize=None)
+def _fab(norm, steps, n_targets=3):
+  return jax.jit(lambda f, x, y, k: fab.fab_targeted(f, x, y, k, eps=EPS[norm], norm=norm,
+                                                      steps=steps, n_targets=n_targets),
+                 static_argnums=0)
+
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_fab_t_finds_real_adversarial_points_in_ball_and_box(trained, norm):
+  logits_fn, x, y = trained
+  correct = np.asarray(jnp.argmax(logits_fn(x), -1) == y)
+  assert correct.sum() >= 28 and not correct[:2].any()
+  x_adv = _fab(norm, 20)(logits_fn, x, y, jax.random.PRNGKey(1))
+  assert bool(jnp.all(attacks.lp_norm(x_adv - x, norm) <= EPS[norm] * (1 + 1e-5)))
+  assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+  changed = np.asarray(jnp.any((x_adv != x).reshape(len(x), -1), -1))
+  fooled = np.asarray(jnp.argmax(logits_fn(x_adv), -1) != y)
+  assert changed.sum() >= 3                          # it breaks some examples ...
+  assert np.all(fooled[changed])                     # ... every reported success is real
+  assert not changed[~correct].any()                 # already-wrong examples are left alone
+
+
+def test_fab_t_best_point_never_worse_with_more_iterations(trained):
+  logits_fn, x, y = trained
+  target = jnp.argsort(logits_fn(x), -1)[:, -2]
+  run = jax.jit(lambda steps: fab.fab_targeted_run(      # steps traced: one compile
+      logits_fn, x, y, target, jax.random.PRNGKey(0), eps=EPS['l2'], norm='l2', steps=steps))
+  (_, n10), (x30, n30) = run(10), run(30)
+  assert bool(jnp.all(n30 <= n10))                  # same first 10 iterations, then smaller
+  assert bool(jnp.any(n30 < n10))
+  found = n30 < 1e9
+  np.testing.assert_allclose(attacks.lp_norm(x30 - x, 'l2')[found], n30[found], rtol=1e-5)
+  assert bool(jnp.all(jnp.argmax(logits_fn(x30), -1)[found] != y[found]))
+
+
+def test_fab_t_refuses_more_targets_than_classes(trained):
+  logits_fn, x, y = trained
+  with pytest.raises(ValueError, match='n_targets'):
+    fab.fab_targeted(logits_fn, x, y, jax.random.PRNGKey(0), eps=0.1, n_targets=10)
+
+
+# --- l2 Square ----------------------------------------------------------------
+
+def reference_eta(s):
+  """AutoAttack's square.py eta(s), without the random transpose, in numpy loops."""
+  def rectangles(x, y):
+    delta = np.zeros((x, y))
+    x_c, y_c = x // 2 + 1, y // 2 + 1
+    c0, c1 = x_c - 1, y_c - 1
+    for counter in range(max(x_c, y_c)):
+      delta[max(c0, 0):min(c0 + 2 * counter + 1, x),
+            max(0, c1):min(c1 + 2 * counter + 1, y)] += 1.0 / (counter + 1) ** 2
+      c0, c1 = c0 - 1, c1 - 1
+    return delta / np.sqrt((delta ** 2).sum())
+  delta = np.zeros((s, s))
+  delta[:s // 2] = rectangles(s // 2, s)
+  delta[s // 2:] = -rectangles(s - s // 2, s)
+  return delta / np.sqrt((delta ** 2).sum())
+
+
+_ETA = jax.jit(square.eta_tile)      # s traced: one compile for every size
+
+
+@pytest.mark.parametrize('s', [3, 5, 8, 11])
+def test_eta_tile_matches_the_reference(s):
+  rows = jnp.arange(16)[None, :, None] - 2         # the tile placed at (2, 2) in a 16 x 16 grid
+  cols = jnp.arange(16)[None, None, :] - 2
+  for transpose in (False, True):
+    got = np.array(_ETA(rows, cols, s, jnp.asarray(transpose)))[0]
+    want = reference_eta(s).T if transpose else reference_eta(s)
+    np.testing.assert_allclose(got[2:2 + s, 2:2 + s], want, atol=1e-6)
+    got[2:2 + s, 2:2 + s] = 0
+    assert np.all(got == 0)                         # nothing outside the window
+
+
+def test_square_l2_stays_on_ball_and_box_and_more_queries_never_weaker():
+  shape = (10, 5, 3)                               # 5 x 2 start tiles; windows of side >= 3
+  w = jax.random.normal(jax.random.PRNGKey(3), (int(np.prod(shape)), 10))
+  logits_fn = lambda v: 3.0 * jnp.tanh(v.reshape(v.shape[0], -1) @ w)
+  x = jax.random.uniform(jax.random.PRNGKey(4), (16, *shape))
+  y = jnp.argmax(logits_fn(x), -1)
+  run = jax.jit(lambda n: square.square_l2(                # n traced: one compile
+      logits_fn, x, y, jax.random.PRNGKey(2), eps=EPS['l2'], n_queries=n))
+  few, many = run(15), run(60)
+  for x_adv in (few, many):
+    assert bool(jnp.all(attacks.lp_norm(x_adv - x, 'l2') <= EPS['l2'] * (1 + 1e-5)))
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+  margin = lambda a: attacks.margin(logits_fn(a), y)
+  assert bool(jnp.all(margin(many) >= margin(few) - 1e-6))
+  assert bool(jnp.any(margin(many) > margin(few)))
+
+
+# --- every registered attack, random shapes and radii: ball, box, eps = 0 -----
+
+def _random_case(norm):
+  rng = np.random.default_rng(['linf', 'l2', 'l1'].index(norm) + 10)
+  shape = (int(rng.integers(4, 7)), int(rng.integers(4, 7)), int(rng.integers(1, 4)))
+  w = jax.random.normal(jax.random.PRNGKey(int(rng.integers(1000))), (int(np.prod(shape)), 10))
+  logits_fn = lambda v: 3.0 * jnp.tanh(v.reshape(v.shape[0], -1) @ w)
+  x = rng.uniform(0, 1, (12, *shape)).astype(np.float32)
+  x[:, 0, 0] = np.round(x[:, 0, 0])                     # pixels on the box faces
+  radii = [0.0] + [float(rng.uniform(0.2, 1.0)) * EPS[norm] * 2 for _ in range(2)]
+  return logits_fn, jnp.asarray(x), radii
+
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_standard_attacks_stay_in_ball_and_box_over_random_shapes_and_eps(norm):
+  """(PGD, FGSM, MIM: test_attacks_norms; APGD-DLR shares APGD-CE's loop.)"""
+  from generalist_jax import autoattack
+  logits_fn, x, radii = _random_case(norm)
+  y = jnp.argmax(logits_fn(x), -1)
+  names = autoattack.version_components('standard', norm)
+
+  @jax.jit
+  def run_all(eps):     # eps traced: one compile per norm for every radius
+    key = jax.random.PRNGKey(4)
+    return [autoattack.make_component(a, norm=norm, eps=eps, steps=3, n_targets=2)(
+        logits_fn, x, y, key) for a in names]
+
+  for eps in radii:
+    for name, x_adv in zip(names, run_all(eps)):
+      assert x_adv.shape == x.shape, name
+      assert bool(jnp.all(attacks.lp_norm(x_adv - x, norm) <= eps * (1 + 1e-5) + 1e-6)), name
+      assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0, name
+      if eps == 0.0:     # no perturbation at all: clean accuracy
+        np.testing.assert_array_equal(x_adv, x, err_msg=name)
