@@ -5,7 +5,7 @@ r"""Copies the eval reports of run.sh here and builds table.md / results.json fr
 Every number comes from the per-example flags in the eval JSONs; a column whose
 evaluation did not finish is left out ('-'), never filled in. Where the
 AutoAttack run was stopped before its last norm, the norms whose every attack
-finished are summarised from its saved flags (`aa_union.partial.json`, marked).
+finished are summarised from its saved flags; the union needs all three norms.
 """
 import json
 import pathlib
@@ -23,6 +23,7 @@ ALONE = [('PGD-20', 'pgd20', 'linf/pgd'), ('PGD-100', 'pgd100', 'linf/pgd'),
          ('CW-20', 'cw20', 'linf/pgd-cw'), ('APGD-CE', 'aa_union', 'linf/apgd-ce'),
          ('APGD-T', 'alone_apgd-t', 'linf/apgd-t'), ('FAB-T', 'alone_fab-t', 'linf/fab-t'),
          ('Square', 'alone_square', 'linf/square')]
+AA_EVALS = ('aa_union', 'aa_l1')
 
 
 def load(eval_dir: pathlib.Path, name: str):
@@ -30,33 +31,28 @@ def load(eval_dir: pathlib.Path, name: str):
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def partial_summary(state_path: pathlib.Path):
-  """Summary of the finished norms of an interrupted evaluation, from its flags."""
+def flags_summary(state_path: pathlib.Path) -> dict:
+  """From an evaluation's saved per-example flags (finished or stopped): for each
+  norm, the robust accuracy after each finished attack of its sequence, and the
+  per-example worst case of the norms whose every attack finished."""
   with np.load(state_path) as f:
     settings = json.loads(str(f['settings']))
     state = {k.replace('__', '/'): f[k].copy() for k in f.files if k != 'settings'}
   plan = [evaluate.AttackSpec(a['norm'], a['name'], a['eps'], tuple(map(tuple, a['overrides'])))
           for a in settings['attacks']]
-  finished = lambda spec: bool(np.all(state[spec.column] != aa_lib.PENDING))
-  done = [n for n in dict.fromkeys(s.norm for s in plan)
-          if all(finished(s) for s in plan if s.norm == n)]
   clean = state['clean'] == 1
-  attacks = {}
+  attacks, worst = {}, {}
   for norm in dict.fromkeys(s.norm for s in plan):
     specs = [s for s in plan if s.norm == norm]
-    for k, spec in enumerate(specs):       # the finished prefix of each norm's sequence
-      if not finished(spec):
+    for k, spec in enumerate(specs):       # the finished prefix of the norm's sequence
+      if np.any(state[spec.column] == aa_lib.PENDING):
         break
       attacks[spec.column] = {'robust_acc_after': float(aa_lib.worst_case(
-          clean, [state[s.column] for s in specs[:k + 1]]).mean()),
-          'settings': spec.settings()}
-  worst = {n: attacks[[s.column for s in plan if s.norm == n][-1]]['robust_acc_after']
-           for n in done}
-  return dict(partial=True, finished_norms=done, clean_acc=float(clean.mean()),
-              attacks=attacks, worst_case=worst,
-              not_finished=[s.column for s in plan if s.column not in attacks],
-              n_ex=settings['n_ex'], seed=settings['seed'], checkpoint=settings['checkpoint'],
-              learner=settings['learner'])
+          clean, [state[s.column] for s in specs[:k + 1]]).mean()), 'settings': spec.settings()}
+    else:
+      worst[norm] = aa_lib.worst_case(clean, [state[s.column] for s in specs])
+  return {'clean': clean, 'worst': worst, 'attacks': attacks, 'settings': settings,
+          'not_finished': [s.column for s in plan if s.column not in attacks]}
 
 
 def pct(v):
@@ -78,46 +74,59 @@ def main(runs: pathlib.Path) -> None:
     for f in sorted(eval_dir.glob('*.json')) + sorted(eval_dir.glob('*.md')):
       shutil.copy(f, dest / f.name)
     reports = {p.stem: json.loads(p.read_text()) for p in eval_dir.glob('*.json')}
-    if 'aa_union' not in reports and (eval_dir / 'aa_union.state.npz').exists():
-      partial = partial_summary(eval_dir / 'aa_union.state.npz')
-      if partial['attacks']:
-        reports['aa_union'] = partial
-        (dest / 'aa_union.partial.json').write_text(json.dumps(partial, indent=2))
-    out['runs'][run] = reports
-    aa = reports.get('aa_union')
+    # AutoAttack per norm, from the flags of every AA evaluation (aa_union, and
+    # aa_l1 where the l1 part ran on its own); the same n_ex examples in each.
+    aa = {'attacks': {}, 'worst': {}, 'clean': None, 'sources': {}}
+    for name in AA_EVALS:
+      path = eval_dir / f'{name}.state.npz'
+      if not path.exists():
+        continue
+      fs = flags_summary(path)
+      if aa['clean'] is not None and not np.array_equal(aa['clean'], fs['clean']):
+        raise ValueError(f'{run}: {name} evaluated other examples than {aa["sources"]}')
+      aa['clean'] = fs['clean']
+      for col, v in fs['attacks'].items():
+        aa['attacks'].setdefault(col, v)
+      for norm, w in fs['worst'].items():
+        if norm not in aa['worst']:
+          aa['worst'][norm], aa['sources'][norm] = w, name
+    worst = {n: float(w.mean()) for n, w in aa['worst'].items()}
+    if all(n in aa['worst'] for n in ('linf', 'l2', 'l1')):
+      worst['union'] = float(aa_lib.union_over_norms(aa['worst']).mean())
+    out['runs'][run] = {'reports': reports, 'autoattack': {
+        'clean_acc': None if aa['clean'] is None else float(aa['clean'].mean()),
+        'attacks': aa['attacks'], 'worst_case': worst, 'source_of_each_norm': aa['sources']}}
     row = {}
     for column, name, attack in ALONE:
       r = reports.get(name)
-      row[column] = r['attacks'][attack]['robust_acc_after'] if r else None
-    worst = dict(aa['worst_case']) if aa else {}
-    if aa and aa.get('partial'):
-      worst.pop('union', None)        # a union needs every norm
-    any_report = aa or next(iter(reports.values()), None)
+      if r:
+        row[column] = r['attacks'][attack]['robust_acc_after']
+      elif name == 'aa_union':        # APGD-CE runs first on every clean-correct example
+        row[column] = aa['attacks'].get(attack, {}).get('robust_acc_after')
+      else:
+        row[column] = None
+    any_report = next(iter(reports.values()), None)
     single.append(f"| {label} | {any_report['n_ex'] if any_report else '-'} | "
                   f"{pct(any_report['clean_acc'] if any_report else None)} | " +
                   ' | '.join(pct(row[c]) for c, _, _ in ALONE) + ' | ' +
                   ' | '.join(pct(worst.get(k)) for k in ('linf', 'l2', 'l1', 'union')) + ' |')
-    if aa:
+    if aa['clean'] is not None:
       sequence.append(f'\n{label}: robust accuracy (%) after each attack of AutoAttack '
                       "'standard', run in order on what the earlier ones missed:\n")
       for norm in ('linf', 'l2', 'l1'):
         cols = [(k.split('/')[1], v) for k, v in aa['attacks'].items() if k.startswith(norm + '/')]
         if not cols:
-          sequence.append(f'- {norm}: not finished')
+          sequence.append(f'- {norm}: no attack finished')
           continue
-        sequence.append(f'- {norm} (eps {aa_eps(aa, norm)}): clean {pct(aa["clean_acc"])} -> ' +
-                        ' -> '.join(f"{name} {pct(v['robust_acc_after'])}" for name, v in cols))
+        done = '' if norm in aa['worst'] else ' (stopped: not every attack finished)'
+        sequence.append(f"- {norm} (eps {cols[0][1]['settings']['eps']:.4g}, from "
+                        f"{aa['sources'].get(norm, 'aa_union')}){done}: clean "
+                        f"{pct(aa['clean'].mean())} -> " +
+                        ' -> '.join(f"{n} {pct(v['robust_acc_after'])}" for n, v in cols))
   table = '\n'.join(single + sequence) + '\n'
   (here / 'table.md').write_text(table)
   (here / 'results.json').write_text(json.dumps(out, indent=2, sort_keys=True))
   print(table)
-
-
-def aa_eps(report, norm):
-  for spec in report['attacks']:
-    if spec.startswith(norm + '/'):
-      return f"{report['attacks'][spec]['settings']['eps']:.4g}"
-  return '-'
 
 
 if __name__ == '__main__':
