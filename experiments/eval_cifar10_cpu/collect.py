@@ -55,6 +55,17 @@ def flags_summary(state_path: pathlib.Path) -> dict:
           'not_finished': [s.column for s in plan if s.column not in attacks]}
 
 
+def write_flags_csv(state_path: pathlib.Path, out: pathlib.Path) -> None:
+  """The per-example flags as saved (1 robust, 0 fooled, -1 not run: already broken,
+  -2 not finished), also for a stopped evaluation, so every number can be rechecked."""
+  with np.load(state_path) as f:
+    cols = [k for k in f.files if k != 'settings']
+    rows = [','.join(['index'] + [c.replace('__', '/') for c in cols])]
+    rows += [','.join([str(i)] + [str(int(f[c][i])) for c in cols])
+             for i in range(len(f['clean']))]
+  out.write_text('\n'.join(rows) + '\n')
+
+
 def pct(v):
   return '-' if v is None else f'{100 * v:.1f}'
 
@@ -82,6 +93,7 @@ def main(runs: pathlib.Path) -> None:
       if not path.exists():
         continue
       fs = flags_summary(path)
+      write_flags_csv(path, dest / f'{name}.flags.csv')
       if aa['clean'] is not None and not np.array_equal(aa['clean'], fs['clean']):
         raise ValueError(f'{run}: {name} evaluated other examples than {aa["sources"]}')
       aa['clean'] = fs['clean']
