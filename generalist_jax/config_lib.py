@@ -47,14 +47,30 @@ def sgd(lr_epochs=(0, 40, 80, 120), lr_values=(0.01, 0.01, 0.001, 0.0001),
   ))
 
 
-def expert(task, optimizer, mix_values, attack=None) -> ml_collections.ConfigDict:
+# The CIFAR-10 radii of the multi-norm literature (Maini et al. 2020; Croce & Hein 2022).
+MULTI_NORM_EPS = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}
+
+
+def norm_attacks(steps=10) -> ml_collections.ConfigDict:
+  """One PGD per threat model at MULTI_NORM_EPS, step 2.5 eps / steps (Madry et
+  al.'s rule; 2/255 for l-inf PGD-10); l1 takes attacks.py's sparse top-k step."""
+  return ml_collections.ConfigDict({
+      n: pgd_attack(eps=e, step_size=2.5 * e / steps, steps=steps, norm=n)
+      for n, e in MULTI_NORM_EPS.items()})
+
+
+def expert(task, optimizer, mix_values, attack=None, *, beta=6.0, norms=(),
+           per_norm=None) -> ml_collections.ConfigDict:
   """One expert: its task, optimizer, mixing weights and (for attack tasks) attack."""
   cfg = ml_collections.ConfigDict(dict(
       task=task,              # key of generalist_jax.tasks.TASKS
       optimizer=optimizer,
       mix_values=mix_values,  # mixing weight at each of meta.mix_epochs
+      beta=beta,              # trades / mart: weight of the KL term
+      norms=tuple(norms),     # avg / max / msd / eat: threat models (keys of norm_attacks)
   ))
-  cfg.attack = attack if attack is not None else pgd_attack()
+  cfg.attack = attack if attack is not None else pgd_attack()   # pgd / trades / mart
+  cfg.norm_attacks = per_norm if per_norm is not None else norm_attacks()
   return cfg
 
 
@@ -243,8 +259,24 @@ def validate_config(c) -> None:
     e = c.experts[name]
     _check(e.task in tasks.TASKS, f'experts.{name}.task',
            f'{e.task!r} is unknown; registered tasks: {sorted(tasks.TASKS)}.')
-    if e.task != 'natural':
+    if e.task in tasks.SINGLE_ATTACK_TASKS:
       _check_attack(e.attack, f'experts.{name}.attack')
+    if e.task in ('trades', 'mart'):
+      _check(e.beta >= 0, f'experts.{name}.beta', f'must be >= 0, got {e.beta}.')
+    if e.task in tasks.MULTI_NORM_TASKS:
+      _check(len(e.norms) >= 1 and len(set(e.norms)) == len(e.norms)
+             and all(n in e.norm_attacks for n in e.norms), f'experts.{name}.norms',
+             f'task {e.task!r} needs distinct threat models from {sorted(e.norm_attacks)}, '
+             f'got {tuple(e.norms)}.')
+      for n in e.norms:
+        _check_attack(e.norm_attacks[n], f'experts.{name}.norm_attacks.{n}')
+        _check(e.norm_attacks[n].norm == n, f'experts.{name}.norm_attacks.{n}.norm',
+               f'must be {n!r} (the key), got {e.norm_attacks[n].norm!r}.')
+      if e.task == 'msd':
+        steps = {e.norm_attacks[n].steps for n in e.norms}
+        _check(len(steps) == 1, f'experts.{name}.norm_attacks',
+               f'msd takes one step of every norm per iteration: give the norms in '
+               f'{tuple(e.norms)} the same steps, got {sorted(steps)}.')
     _check(len(e.mix_values) == len(knots), f'experts.{name}.mix_values',
            f'needs one value per meta.mix_epochs knot ({len(knots)}), got {len(e.mix_values)}.')
     _check(all(v >= 0 for v in e.mix_values), f'experts.{name}.mix_values',

@@ -144,17 +144,27 @@ def _expert_update(setup: Setup, i: int, variables, opt_state, x, y, key):
 
   x_task = jax.lax.stop_gradient(task.inputs(logits_eval, x, y, key))
 
+  def forward(params, batch_stats, inputs):
+    return models.apply_model(model, {'params': params, 'batch_stats': batch_stats}, inputs,
+                              train=True, compute_dtype=setup.compute_dtype)
+
   def loss_fn(params):
-    logits, batch_stats = models.apply_model(
-        model, {'params': params, 'batch_stats': variables['batch_stats']}, x_task, train=True,
-        compute_dtype=setup.compute_dtype)
-    return task.loss(logits, y), (logits, batch_stats)
+    batch_stats = variables['batch_stats']
+    if not isinstance(x_task, tuple):
+      logits, batch_stats = forward(params, batch_stats, x_task)
+      return task.loss(logits, y), (logits, batch_stats)
+    logits = []
+    for inputs in x_task:   # in order, statistics threaded (see tasks.py)
+      out, batch_stats = forward(params, batch_stats, inputs)
+      logits.append(out)
+    return task.loss(tuple(logits), y), (logits[-1], batch_stats)
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       variables['params'])
   updates, opt_state = tx.update(grads, opt_state, variables['params'])
   params = optax.apply_updates(variables['params'], updates)
   metrics = {'loss': loss,
+             # of the last batch for multi-batch tasks (TRADES / MART: adversarial)
              'train_acc': jnp.mean(jnp.argmax(logits, -1) == y),
              'grad_norm': optax.global_norm(grads),
              'param_norm': optax.global_norm(params)}   # non-finite params stop the run
