@@ -367,18 +367,44 @@ def generalist_experts(lr_epochs=RESNET_LR_EPOCHS, lr_values=RESNET_LR_VALUES,
   ))
 
 
-def single_expert_config(name: str, best_metric: str) -> ml_collections.ConfigDict:
-  """A plain single-model baseline: one expert of the Generalist pair (same
-  optimizer and budget), mixing weight 1, no sync; its 'global' learner is then
-  just the EMA of that expert."""
+def single_expert_config(name: str, best_metric: str, expert_config=None
+                         ) -> ml_collections.ConfigDict:
+  """A plain single-model baseline: one expert (by default the one of the
+  Generalist pair called `name`; same optimizer and budget), mixing weight 1,
+  no sync; its 'global' learner is then just the EMA of that expert."""
   c = base_config()
   c.experts = generalist_experts()
+  if expert_config is not None:
+    c.experts[name] = expert_config
   for other in [n for n in c.experts.keys() if n != name]:
     del c.experts[other]
   c.meta.sync.kind = 'never'
   c.experts[name].mix_values = (1.0,) * len(c.meta.mix_epochs)
   c.eval.best_metric = best_metric
   return c
+
+
+def robust_expert(task, attack=None, **kwargs) -> ml_collections.ConfigDict:
+  """An expert with the robust expert's optimizer (reference lr, wd 3.5e-3)."""
+  return expert(task, sgd(RESNET_LR_EPOCHS, RESNET_LR_VALUES, 3.5e-3),
+                mix_values=ROBUST_MIX, attack=attack, **kwargs)
+
+
+def baseline_config(task, attack=None, **kwargs) -> ml_collections.ConfigDict:
+  """A one-expert baseline named 'robust' with task `task` and PGD-AT's budget."""
+  return single_expert_config('robust', 'robust/pgd_acc',
+                              robust_expert(task, attack, **kwargs))
+
+
+def norm_experts(norms=('l1', 'l2', 'linf'), steps=10) -> ml_collections.ConfigDict:
+  """Generalist++ reading: one PGD expert per threat model (name = norm), at
+  MULTI_NORM_EPS, with the robust expert's optimizer; equal mixing weights."""
+  attacks_ = norm_attacks(steps)
+  out = ml_collections.ConfigDict()
+  for n in norms:
+    out[n] = robust_expert('pgd', attacks_[n])
+    out[n].mix_values = (1.0 / len(norms),) * len(ROBUST_MIX)
+  return out
 
 
 def scale_epochs(c, num_epochs: int) -> None:
@@ -427,14 +453,28 @@ def parse_arg(arg: str | None, known: tuple) -> dict:
   return opts
 
 
+def scale_attack_steps(c, steps: int) -> None:
+  """Every training attack of every expert (`attack` and `norm_attacks`) to
+  `steps` iterations, the step size scaled by old/new steps (same path length:
+  l-inf PGD-10 at 2/255 becomes PGD-5 at 4/255)."""
+  for name in c.experts.keys():
+    e = c.experts[name]
+    for a in [e.attack] + [e.norm_attacks[n] for n in e.norm_attacks.keys()]:
+      a.step_size = a.step_size * a.steps / steps
+      a.steps = steps
+
+
 def apply_arg(c, arg: str | None):
   """The config arg after ':' in --config=file.py:ARG, big_vision style:
   comma-separated 'smoke' and key=value pairs, e.g. 'smoke,epochs=10,train_size=10000'.
 
   smoke: the CPU scale of `smoke()`; epochs=N rescales every epoch knot;
-  train_size=N and test_size=N subset the data (test_size=0: the full test set).
+  train_size=N and test_size=N subset the data (test_size=0: the full test set);
+  attack_steps=N sets every training attack to N steps (`scale_attack_steps`).
   """
-  opts = parse_arg(arg, ('smoke', 'epochs', 'train_size', 'test_size'))
+  opts = parse_arg(arg, ('smoke', 'epochs', 'train_size', 'test_size', 'attack_steps'))
+  if 'attack_steps' in opts:
+    scale_attack_steps(c, int(opts['attack_steps']))
   if 'smoke' in opts:
     smoke(c, num_epochs=int(opts.get('epochs', 3)),
           train_size=int(opts.get('train_size', 5000)))
