@@ -7,6 +7,7 @@ of batches for AVG), `logits_fn` being the model in BatchNorm eval mode.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import jax
@@ -133,3 +134,26 @@ def one_sampled_norm(per_norm_attacks: Sequence[Callable], logits_fn, x, y, key)
   drawn per batch; only that attack runs (`lax.switch`)."""
   branches = [lambda xx, yy, kk, a=a: a(logits_fn, xx, yy, kk) for a in per_norm_attacks]
   return jax.lax.switch(sampled_norm(key, len(branches)), branches, x, y, key)
+
+
+def pgd_norm_indexed(logits_fn, x, y, key, *, norm_index, norms: Sequence[str], eps,
+                     step_size, steps: int, random_start: bool = True, unroll='auto'):
+  """CE-PGD whose threat model is data: `norms[norm_index]`, with eps and step
+  size possibly traced. Same values as `attacks.pgd` (one restart, key
+  fold_in(key, 0)) for that norm. Under `jax.vmap` over experts (stacked
+  training) the index is batched, so `lax.switch` computes every listed norm's
+  step and projection and selects; the model's gradient, the costly part, is
+  still taken once per step for all experts together."""
+  threats = [attacks.NORMS[n] for n in norms]
+  grad_fn = jax.grad(lambda d: attacks.cross_entropy(logits_fn(x + d), y).sum())
+
+  def pick(make):   # one branch per norm
+    return lambda *args: jax.lax.switch(norm_index, [functools.partial(make, t) for t in threats],
+                                        *args)
+
+  start = pick(lambda t, k: t.project(x, t.init(k, x, eps), eps))
+  ascend_one = pick(lambda t, d, g: t.project(x, t.step(d, g, step_size), eps))
+  delta = start(jax.random.fold_in(key, 0)) if random_start else jnp.zeros_like(x)
+  delta = jax.lax.fori_loop(0, steps, lambda _, d: ascend_one(d, grad_fn(d)), delta,
+                            unroll=attacks.resolve_unroll(unroll))
+  return x + delta
