@@ -36,8 +36,8 @@ from generalist_jax import data as data_lib
 from generalist_jax import meta
 from generalist_jax import metric_writer
 from generalist_jax import models
-from generalist_jax import parallel
 from generalist_jax import multi_norm
+from generalist_jax import parallel
 from generalist_jax import plots
 from generalist_jax import schedules
 from generalist_jax import stacked
