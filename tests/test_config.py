@@ -24,8 +24,13 @@ def load(path, arg=None):
   return module.get_config(arg)
 
 
+def _is_suite(file_name):   # runs + compare (generalist_jax/suite.py): tests/test_demo.py
+  with open(os.path.join(ROOT, 'configs', file_name)) as f:
+    return 'A suite (generalist_jax/suite.py)' in f.read()
+
+
 CONFIG_NAMES = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, 'configs'))
-                      if f.endswith('.py') and not f.startswith('_'))
+                      if f.endswith('.py') and not f.startswith('_') and not _is_suite(f))
 
 
 def test_every_variant_and_baseline_has_a_config():
