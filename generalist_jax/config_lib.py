@@ -47,14 +47,30 @@ def sgd(lr_epochs=(0, 40, 80, 120), lr_values=(0.01, 0.01, 0.001, 0.0001),
   ))
 
 
-def expert(task, optimizer, mix_values, attack=None) -> ml_collections.ConfigDict:
+# The CIFAR-10 radii of the multi-norm literature (Maini et al. 2020; Croce & Hein 2022).
+MULTI_NORM_EPS = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}
+
+
+def norm_attacks(steps=10) -> ml_collections.ConfigDict:
+  """One PGD per threat model at MULTI_NORM_EPS, step 2.5 eps / steps (Madry et
+  al.'s rule; 2/255 for l-inf PGD-10); l1 takes attacks.py's sparse top-k step."""
+  return ml_collections.ConfigDict({
+      n: pgd_attack(eps=e, step_size=2.5 * e / steps, steps=steps, norm=n)
+      for n, e in MULTI_NORM_EPS.items()})
+
+
+def expert(task, optimizer, mix_values, attack=None, *, beta=6.0, norms=(),
+           per_norm=None) -> ml_collections.ConfigDict:
   """One expert: its task, optimizer, mixing weights and (for attack tasks) attack."""
   cfg = ml_collections.ConfigDict(dict(
       task=task,              # key of generalist_jax.tasks.TASKS
       optimizer=optimizer,
       mix_values=mix_values,  # mixing weight at each of meta.mix_epochs
+      beta=beta,              # trades / mart: weight of the KL term
+      norms=tuple(norms),     # avg / max / msd / eat: threat models (keys of norm_attacks)
   ))
-  cfg.attack = attack if attack is not None else pgd_attack()
+  cfg.attack = attack if attack is not None else pgd_attack()   # pgd / trades / mart
+  cfg.norm_attacks = per_norm if per_norm is not None else norm_attacks()
   return cfg
 
 
@@ -92,6 +108,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.meta = ml_collections.ConfigDict(dict(
       ema_max_decay=0.999,            # EMA decay min(max, (t+1)/(t+10))
+      stack_experts=False,            # one vmapped update for natural/pgd experts
+                                      # (stacked.py); the loop measured faster on CPU
       mix_epochs=(0, 40, 80, 120),    # knots of every expert's mix_values
       sync=ml_collections.ConfigDict(dict(
           kind='reference',           # 'reference' | 'every_steps' | 'never'
@@ -248,8 +266,24 @@ def validate_config(c) -> None:
     e = c.experts[name]
     _check(e.task in tasks.TASKS, f'experts.{name}.task',
            f'{e.task!r} is unknown; registered tasks: {sorted(tasks.TASKS)}.')
-    if e.task != 'natural':
+    if e.task in tasks.SINGLE_ATTACK_TASKS:
       _check_attack(e.attack, f'experts.{name}.attack')
+    if e.task in ('trades', 'mart'):
+      _check(e.beta >= 0, f'experts.{name}.beta', f'must be >= 0, got {e.beta}.')
+    if e.task in tasks.MULTI_NORM_TASKS:
+      _check(len(e.norms) >= 1 and len(set(e.norms)) == len(e.norms)
+             and all(n in e.norm_attacks for n in e.norms), f'experts.{name}.norms',
+             f'task {e.task!r} needs distinct threat models from {sorted(e.norm_attacks)}, '
+             f'got {tuple(e.norms)}.')
+      for n in e.norms:
+        _check_attack(e.norm_attacks[n], f'experts.{name}.norm_attacks.{n}')
+        _check(e.norm_attacks[n].norm == n, f'experts.{name}.norm_attacks.{n}.norm',
+               f'must be {n!r} (the key), got {e.norm_attacks[n].norm!r}.')
+      if e.task == 'msd':
+        steps = {e.norm_attacks[n].steps for n in e.norms}
+        _check(len(steps) == 1, f'experts.{name}.norm_attacks',
+               f'msd takes one step of every norm per iteration: give the norms in '
+               f'{tuple(e.norms)} the same steps, got {sorted(steps)}.')
     _check(len(e.mix_values) == len(knots), f'experts.{name}.mix_values',
            f'needs one value per meta.mix_epochs knot ({len(knots)}), got {len(e.mix_values)}.')
     _check(all(v >= 0 for v in e.mix_values), f'experts.{name}.mix_values',
@@ -340,18 +374,44 @@ def generalist_experts(lr_epochs=RESNET_LR_EPOCHS, lr_values=RESNET_LR_VALUES,
   ))
 
 
-def single_expert_config(name: str, best_metric: str) -> ml_collections.ConfigDict:
-  """A plain single-model baseline: one expert of the Generalist pair (same
-  optimizer and budget), mixing weight 1, no sync; its 'global' learner is then
-  just the EMA of that expert."""
+def single_expert_config(name: str, best_metric: str, expert_config=None
+                         ) -> ml_collections.ConfigDict:
+  """A plain single-model baseline: one expert (by default the one of the
+  Generalist pair called `name`; same optimizer and budget), mixing weight 1,
+  no sync; its 'global' learner is then just the EMA of that expert."""
   c = base_config()
   c.experts = generalist_experts()
+  if expert_config is not None:
+    c.experts[name] = expert_config
   for other in [n for n in c.experts.keys() if n != name]:
     del c.experts[other]
   c.meta.sync.kind = 'never'
   c.experts[name].mix_values = (1.0,) * len(c.meta.mix_epochs)
   c.eval.best_metric = best_metric
   return c
+
+
+def robust_expert(task, attack=None, **kwargs) -> ml_collections.ConfigDict:
+  """An expert with the robust expert's optimizer (reference lr, wd 3.5e-3)."""
+  return expert(task, sgd(RESNET_LR_EPOCHS, RESNET_LR_VALUES, 3.5e-3),
+                mix_values=ROBUST_MIX, attack=attack, **kwargs)
+
+
+def baseline_config(task, attack=None, **kwargs) -> ml_collections.ConfigDict:
+  """A one-expert baseline named 'robust' with task `task` and PGD-AT's budget."""
+  return single_expert_config('robust', 'robust/pgd_acc',
+                              robust_expert(task, attack, **kwargs))
+
+
+def norm_experts(norms=('l1', 'l2', 'linf'), steps=10) -> ml_collections.ConfigDict:
+  """Generalist++ reading: one PGD expert per threat model (name = norm), at
+  MULTI_NORM_EPS, with the robust expert's optimizer; equal mixing weights."""
+  attacks_ = norm_attacks(steps)
+  out = ml_collections.ConfigDict()
+  for n in norms:
+    out[n] = robust_expert('pgd', attacks_[n])
+    out[n].mix_values = (1.0 / len(norms),) * len(ROBUST_MIX)
+  return out
 
 
 def scale_epochs(c, num_epochs: int) -> None:
@@ -400,14 +460,28 @@ def parse_arg(arg: str | None, known: tuple) -> dict:
   return opts
 
 
+def scale_attack_steps(c, steps: int) -> None:
+  """Every training attack of every expert (`attack` and `norm_attacks`) to
+  `steps` iterations, the step size scaled by old/new steps (same path length:
+  l-inf PGD-10 at 2/255 becomes PGD-5 at 4/255)."""
+  for name in c.experts.keys():
+    e = c.experts[name]
+    for a in [e.attack] + [e.norm_attacks[n] for n in e.norm_attacks.keys()]:
+      a.step_size = a.step_size * a.steps / steps
+      a.steps = steps
+
+
 def apply_arg(c, arg: str | None):
   """The config arg after ':' in --config=file.py:ARG, big_vision style:
   comma-separated 'smoke' and key=value pairs, e.g. 'smoke,epochs=10,train_size=10000'.
 
   smoke: the CPU scale of `smoke()`; epochs=N rescales every epoch knot;
-  train_size=N and test_size=N subset the data (test_size=0: the full test set).
+  train_size=N and test_size=N subset the data (test_size=0: the full test set);
+  attack_steps=N sets every training attack to N steps (`scale_attack_steps`).
   """
-  opts = parse_arg(arg, ('smoke', 'epochs', 'train_size', 'test_size'))
+  opts = parse_arg(arg, ('smoke', 'epochs', 'train_size', 'test_size', 'attack_steps'))
+  if 'attack_steps' in opts:
+    scale_attack_steps(c, int(opts['attack_steps']))
   if 'smoke' in opts:
     smoke(c, num_epochs=int(opts.get('epochs', 3)),
           train_size=int(opts.get('train_size', 5000)))

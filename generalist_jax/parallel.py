@@ -40,7 +40,10 @@ def make_mesh(num_data: int = -1) -> jax.sharding.Mesh:
   if n != jax.device_count():
     raise ValueError(f'mesh.data={num_data} but {jax.device_count()} devices are visible; '
                      'use -1 (all devices) or the device count.')
-  return jax.make_mesh((n,), (DATA,))
+  # Auto axes (GSPMD propagation): under the Explicit default, jnp.where between
+  # a batch-sharded input and key-derived noise (replicated) is a type error
+  # (l1 / l2 random starts); the jit's explicit in/out shardings are unchanged.
+  return jax.make_mesh((n,), (DATA,), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def replicated(mesh) -> NamedSharding:

@@ -4,23 +4,37 @@
 adversarial; `logits_fn` is the expert with BatchNorm in eval mode) and
 `loss(logits, y)` is the mean loss on them, computed in train mode.
 
-Adding a task is one factory below and one line in `TASKS`.
+A task whose loss needs several forward passes (TRADES / MART: clean AND
+adversarial logits; AVG: one batch per threat model) returns a TUPLE of
+batches from `inputs`; the trainer runs them through the model in order, in
+train mode (BatchNorm statistics updated after each, as consecutive PyTorch
+forward calls), and `loss` receives the tuple of logits.
+
+Adding a task is one factory below and one line in `TASKS`, e.g.
+
+    def clean_kl_task(expert_config) -> Task:
+      return Task(inputs=lambda logits_fn, x, y, key: (x, x + 0.01),
+                  loss=lambda logits, y: mean_cross_entropy(logits[0], y) + ...)
+    TASKS['clean_kl'] = clean_kl_task
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from generalist_jax import attacks
+from generalist_jax import multi_norm
 
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  inputs: Callable[..., jax.Array]
-  loss: Callable[[jax.Array, jax.Array], jax.Array]
+  inputs: Callable[..., jax.Array | tuple]
+  loss: Callable[..., jax.Array]
 
 
 def mean_cross_entropy(logits, labels):
@@ -38,10 +52,128 @@ def pgd_task(expert_config) -> Task:
               loss=mean_cross_entropy)
 
 
+# --- TRADES / MART: losses on (clean, adversarial) logits ---------------------
+
+def trades_loss(logits, labels, beta):
+  """TRADES (Zhang et al. 2019, yaodongyu/TRADES trades.py `trades_loss`):
+  CE(f(x), y) + beta * mean_b KL(f(x) || f(x')); gradients through both terms."""
+  clean, adv = logits
+  return (mean_cross_entropy(clean, labels)
+          + beta * multi_norm.kl_divergence(clean, adv).mean())
+
+
+def mart_loss(logits, labels, beta):
+  """MART (Wang et al. 2020, YisenWang/MART mart.py `mart_loss`), with the
+  reference's constants:
+    BCE = CE(f(x'), y) - log(1.0001 - p'_{y'} + 1e-12), y' = the most likely
+          wrong class under f(x');
+    + beta * mean_b [ KL(f(x) || f(x')) * (1.0000001 - p_y(x)) ]
+  (the reference's KL takes log(p' + 1e-12))."""
+  clean, adv = logits
+  adv_probs = jax.nn.softmax(adv)
+  top2 = jnp.argsort(adv_probs, axis=-1)[:, -2:]
+  wrong = jnp.where(top2[:, -1] == labels, top2[:, -2], top2[:, -1])
+  p_wrong = jnp.take_along_axis(adv_probs, wrong[:, None], -1)[:, 0]
+  bce = mean_cross_entropy(adv, labels) - jnp.log(1.0001 - p_wrong + 1e-12).mean()
+  log_nat = jax.nn.log_softmax(clean)
+  nat_probs = jnp.exp(log_nat)
+  kl = jnp.sum(nat_probs * (log_nat - jnp.log(adv_probs + 1e-12)), -1)
+  true_prob = jnp.take_along_axis(nat_probs, labels[:, None], -1)[:, 0]
+  return bce + beta * jnp.mean(kl * (1.0000001 - true_prob))
+
+
+def _attack_kwargs(attack_config) -> dict:
+  return dict(eps=float(attack_config.eps), step_size=float(attack_config.step_size),
+              steps=int(attack_config.steps), norm=attack_config.norm,
+              unroll=attack_config.unroll)
+
+
+def _clean_and(attack):
+  return lambda logits_fn, x, y, key: (x, attack(logits_fn, x, y, key))
+
+
+def trades_task(expert_config) -> Task:
+  """TRADES: the KL attack from x + 0.001 N(0, 1); loss `trades_loss`."""
+  attack = functools.partial(multi_norm.trades_attack, **_attack_kwargs(expert_config.attack))
+  return Task(inputs=_clean_and(attack),
+              loss=functools.partial(trades_loss, beta=float(expert_config.beta)))
+
+
+def mart_task(expert_config) -> Task:
+  """MART: CE-PGD from x + 0.001 N(0, 1); loss `mart_loss`."""
+  attack = functools.partial(multi_norm.ce_attack_small_start,
+                             **_attack_kwargs(expert_config.attack))
+  return Task(inputs=_clean_and(attack),
+              loss=functools.partial(mart_loss, beta=float(expert_config.beta)))
+
+
+# --- several threat models (config: `norms` and `norm_attacks`) --------------
+
+def _per_norm_attacks(expert_config) -> list:
+  return [attacks.make_attack(expert_config.norm_attacks[n]) for n in expert_config.norms]
+
+
+def mean_over_batches_loss(logits, labels):
+  """AVG: the mean of the per-batch mean cross-entropies."""
+  return jnp.mean(jnp.stack([mean_cross_entropy(l, labels) for l in logits]))
+
+
+def avg_task(expert_config) -> Task:
+  """AVG (Tramer & Boneh 2019; Maini et al. 2020): one PGD batch per norm, loss
+  the mean of their CEs (each batch a train-mode forward pass)."""
+  per_norm = _per_norm_attacks(expert_config)
+  return Task(inputs=lambda logits_fn, x, y, key: tuple(
+      multi_norm.per_norm_examples(per_norm, logits_fn, x, y, key)),
+              loss=mean_over_batches_loss)
+
+
+def max_task(expert_config) -> Task:
+  """MAX (Tramer & Boneh 2019; Maini et al. 2020): one PGD batch per norm; each
+  example trains on the norm where its CE (BN eval mode) is highest."""
+  per_norm = _per_norm_attacks(expert_config)
+
+  def inputs(logits_fn, x, y, key):
+    candidates = multi_norm.per_norm_examples(per_norm, logits_fn, x, y, key)
+    return multi_norm.worst_per_example(logits_fn, candidates, y)[0]
+
+  return Task(inputs=inputs, loss=mean_cross_entropy)
+
+
+def msd_task(expert_config) -> Task:
+  """MSD (Maini et al. 2020): CE on the multi-steepest-descent attack; eps and
+  step size per norm from `norm_attacks`, steps from the first of `norms`."""
+  cfgs = [expert_config.norm_attacks[n] for n in expert_config.norms]
+  attack = functools.partial(
+      multi_norm.msd, norms=tuple(expert_config.norms), eps=[float(c.eps) for c in cfgs],
+      step_sizes=[float(c.step_size) for c in cfgs], steps=int(cfgs[0].steps),
+      unroll=cfgs[0].unroll)
+  return Task(inputs=attack, loss=mean_cross_entropy)
+
+
+def eat_task(expert_config) -> Task:
+  """E-AT (Croce & Hein 2022, fra31/robust-finetuning train.py): each batch is
+  attacked in one threat model drawn from `norms` (paper: l1 and l-inf, so l2
+  comes for free). Drawn uniformly from the step key, which is the reference's
+  rule until both norms have statistics; its later reweighting by 1 - running
+  robust accuracy per norm needs state outside TrainState and is left out."""
+  per_norm = _per_norm_attacks(expert_config)
+  return Task(inputs=functools.partial(multi_norm.one_sampled_norm, per_norm),
+              loss=mean_cross_entropy)
+
+
 TASKS = {
     'natural': natural_task,
     'pgd': pgd_task,
+    'trades': trades_task,
+    'mart': mart_task,
+    'avg': avg_task,
+    'max': max_task,
+    'msd': msd_task,
+    'eat': eat_task,
 }
+# Tasks reading `attack` (one threat model) or `norms` + `norm_attacks`.
+SINGLE_ATTACK_TASKS = ('pgd', 'trades', 'mart')
+MULTI_NORM_TASKS = ('avg', 'max', 'msd', 'eat')
 
 
 def make_task(expert_config) -> Task:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import ml_collections
+import numpy as np
 import pytest
 
 from generalist_jax import config_lib
@@ -23,10 +24,49 @@ def load(path, arg=None):
   return module.get_config(arg)
 
 
-@pytest.mark.parametrize('name', ['generalist_cifar10', 'pgd_at_cifar10', 'standard_cifar10'])
-@pytest.mark.parametrize('arg', [None, 'smoke', 'smoke,epochs=10,train_size=10000'])
+def _is_suite(file_name):   # runs + compare (generalist_jax/suite.py): tests/test_demo.py
+  with open(os.path.join(ROOT, 'configs', file_name)) as f:
+    return 'A suite (generalist_jax/suite.py)' in f.read()
+
+
+CONFIG_NAMES = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, 'configs'))
+                      if f.endswith('.py') and not f.startswith('_') and not _is_suite(f))
+
+
+def test_every_variant_and_baseline_has_a_config():
+  assert {'generalist_cifar10', 'generalist_pp_multinorm_cifar10', 'generalist_pp_full_cifar10',
+          'standard_cifar10', 'pgd_at_cifar10', 'trades_cifar10', 'mart_cifar10', 'avg_cifar10',
+          'max_cifar10', 'msd_cifar10', 'eat_cifar10'} <= set(CONFIG_NAMES)
+
+
+@pytest.mark.parametrize('name', CONFIG_NAMES)
+@pytest.mark.parametrize('arg', [None, 'smoke', 'smoke,epochs=10,train_size=10000',
+                                 'smoke,epochs=3,attack_steps=5'])
 def test_shipped_configs_validate(name, arg):
-  config_lib.validate_config(load(name, arg))
+  c = load(name, arg)
+  config_lib.validate_config(c)
+  weights = [sum(c.experts[n].mix_values[i] for n in c.experts.keys())
+             for i in range(len(c.meta.mix_epochs))]
+  np.testing.assert_allclose(weights, 1.0, rtol=1e-9)
+
+
+def test_attack_steps_arg_keeps_the_path_length():
+  c = load('msd_cifar10', 'attack_steps=5')
+  a = c.experts.robust.norm_attacks
+  assert a.linf.steps == 5 and a.l1.steps == 5
+  np.testing.assert_allclose([a.linf.step_size, a.l2.step_size, a.l1.step_size],
+                             [0.03, 0.5, 10.0], rtol=1e-9)   # 50 steps of .003/.05/1 -> 5
+  pgd = load('pgd_at_cifar10', 'attack_steps=5').experts.robust.attack
+  np.testing.assert_allclose(pgd.step_size, 4 / 255, rtol=1e-9)
+  with pytest.raises(ValueError, match='attack_steps'):
+    load('pgd_at_cifar10', 'attack_step=5')
+
+
+def test_mixing_weights_that_do_not_sum_to_one_name_the_field():
+  c = load('generalist_pp_full_cifar10')
+  c.experts.natural.mix_values = (0.0, 0.0, 0.1, 0.6)   # epoch 80: 1.1
+  with pytest.raises(config_lib.ConfigError, match=r'experts\.\*\.mix_values.*epoch 80'):
+    config_lib.validate_config(c)
 
 
 def test_generalist_config_is_the_reference_setup():
