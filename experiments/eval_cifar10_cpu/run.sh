@@ -6,8 +6,8 @@
 # Usage: bash experiments/eval_cifar10_cpu/run.sh [run ...]   (default: generalist pgd_at)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SRC=/work/runs/core_cifar10_cpu
-DST=/work/runs/eval_cifar10_cpu
+SRC=${SRC:-runs/core_cifar10_cpu}   # the trained runs (experiments/core_cifar10_cpu/run.sh)
+DST=${DST:-runs/eval_cifar10_cpu}   # copies that evaluate writes eval/ into
 N_EX=${N_EX:-100}
 COMMON="--checkpoint=best --learner=global --n_ex=$N_EX --batch_size=64 --seed=0 --no_progress"
 RUNS=${*:-generalist pgd_at}
