@@ -1,6 +1,6 @@
 r"""Copies the eval reports of run.sh here and builds table.md / results.json from them.
 
-  python -m experiments.eval_cifar10_cpu.collect [RUNS_DIR]   (default /work/runs/eval_cifar10_cpu)
+  python -m experiments.eval_cifar10_cpu.collect [RUNS_DIR]   (default runs/eval_cifar10_cpu)
 
 Every number comes from the per-example flags in the eval JSONs; a column whose
 evaluation did not finish is left out ('-'), never filled in. Where the
@@ -142,4 +142,4 @@ def main(runs: pathlib.Path) -> None:
 
 
 if __name__ == '__main__':
-  main(pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else '/work/runs/eval_cifar10_cpu'))
+  main(pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else 'runs/eval_cifar10_cpu'))
