@@ -102,6 +102,9 @@ def base_config() -> ml_collections.ConfigDict:
       depth=34,                       # wide_resnet only
       widen_factor=10,                # wide_resnet only
       batch_norm=True,                # small_cnn and mlp only
+      ops='auto',                     # conv/max-pool formulation: 'auto' (= 'cpu' on
+                                      # the CPU backend, else 'xla'), 'xla', 'cpu';
+                                      # same values, see cpu_ops.py
   ))
 
   c.experts = ml_collections.ConfigDict()   # name -> expert(); sorted by name
@@ -230,7 +233,7 @@ def validate_config(c) -> None:
     _check_schema(c.experts[name], template, f'experts.{name}.')
 
   # Local imports: configs import this module and should stay light.
-  from generalist_jax import data, models, tasks
+  from generalist_jax import cpu_ops, data, models, tasks
   tfds_names = tuple(data.SUPPORTED_TFDS_DATASETS)
 
   _check(c.num_epochs >= 1, 'num_epochs', f'must be >= 1, got {c.num_epochs}.')
@@ -254,6 +257,8 @@ def validate_config(c) -> None:
   _check(c.model.name in models.MODEL_NAMES, 'model.name',
          f'{c.model.name!r} is unknown; use one of {models.MODEL_NAMES}.')
   _check(c.model.width > 0, 'model.width', f'must be > 0, got {c.model.width}.')
+  _check(c.model.get('ops', 'auto') in cpu_ops.OPS, 'model.ops',
+         f'{c.model.get("ops")!r} is unknown; use one of {cpu_ops.OPS}.')
 
   names = list(c.experts.keys())
   _check(len(names) >= 1, 'experts', 'define at least one expert.')

@@ -33,6 +33,9 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
+
+from generalist_jax import cpu_ops
 
 MODEL_NAMES = ('preact_resnet18', 'resnet18', 'wide_resnet', 'small_cnn', 'mlp')
 
@@ -58,18 +61,31 @@ def _batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
                       epsilon=_BN_EPSILON, name=name)
 
 
-def _conv3x3(features: int, strides: int = 1, name: str | None = None):
+def _conv_fn(ops: str):
+  """The convolution primitive for `ops` ('xla' or 'cpu', see cpu_ops)."""
+  return cpu_ops.conv_general_dilated if ops == 'cpu' else lax.conv_general_dilated
+
+
+def _max_pool_2x2(x: jax.Array, ops: str) -> jax.Array:
+  if ops == 'cpu':
+    return cpu_ops.max_pool_2x2(x)
+  return nn.max_pool(x, (2, 2), strides=(2, 2))  # Floors, like MaxPool2d.
+
+
+def _conv3x3(features: int, strides: int = 1, name: str | None = None,
+             ops: str = 'xla'):
   # Explicit (1, 1) padding, not 'SAME': for stride 2 on even sizes flax's
   # SAME pads (0, 1) while PyTorch's padding=1 pads (1, 1).
   return nn.Conv(features, (3, 3), strides=(strides, strides),
                  padding=((1, 1), (1, 1)), use_bias=False,
-                 kernel_init=_conv_init, name=name)
+                 kernel_init=_conv_init, conv_general_dilated=_conv_fn(ops), name=name)
 
 
-def _conv1x1(features: int, strides: int = 1, name: str | None = None):
+def _conv1x1(features: int, strides: int = 1, name: str | None = None,
+             ops: str = 'xla'):
   return nn.Conv(features, (1, 1), strides=(strides, strides),
                  padding='VALID', use_bias=False, kernel_init=_conv_init,
-                 name=name)
+                 conv_general_dilated=_conv_fn(ops), name=name)
 
 
 def _normalize(x: jax.Array, mean: Sequence[float],
@@ -99,17 +115,18 @@ class PreActBlock(nn.Module):
   """
   features: int
   strides: int = 1
+  ops: str = 'xla'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     out = nn.relu(_batch_norm(train, 'bn1')(x))
     if self.strides != 1 or x.shape[-1] != self.features:
-      shortcut = _conv1x1(self.features, self.strides, 'shortcut')(out)
+      shortcut = _conv1x1(self.features, self.strides, 'shortcut', self.ops)(out)
     else:
       shortcut = x
-    out = _conv3x3(self.features, self.strides, 'conv1')(out)
+    out = _conv3x3(self.features, self.strides, 'conv1', self.ops)(out)
     out = nn.relu(_batch_norm(train, 'bn2')(out))
-    out = _conv3x3(self.features, 1, 'conv2')(out)
+    out = _conv3x3(self.features, 1, 'conv2', self.ops)(out)
     return out + shortcut
 
 
@@ -117,15 +134,16 @@ class BasicBlock(nn.Module):
   """Post-activation basic block of kuangliu/pytorch-cifar's ResNet."""
   features: int
   strides: int = 1
+  ops: str = 'xla'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    out = _conv3x3(self.features, self.strides, 'conv1')(x)
+    out = _conv3x3(self.features, self.strides, 'conv1', self.ops)(x)
     out = nn.relu(_batch_norm(train, 'bn1')(out))
-    out = _conv3x3(self.features, 1, 'conv2')(out)
+    out = _conv3x3(self.features, 1, 'conv2', self.ops)(out)
     out = _batch_norm(train, 'bn2')(out)
     if self.strides != 1 or x.shape[-1] != self.features:
-      shortcut = _conv1x1(self.features, self.strides, 'shortcut_conv')(x)
+      shortcut = _conv1x1(self.features, self.strides, 'shortcut_conv', self.ops)(x)
       shortcut = _batch_norm(train, 'shortcut_bn')(shortcut)
     else:
       shortcut = x
@@ -145,15 +163,16 @@ class PreActResNet18(nn.Module):
   width: float = 1.0
   mean: tuple = (0.0,)
   std: tuple = (1.0,)
+  ops: str = 'xla'   # 'xla' or 'cpu' (cpu_ops formulations); see create_model
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = _normalize(x, self.mean, self.std)
-    x = _conv3x3(_scale(64, self.width), 1, 'conv1')(x)
+    x = _conv3x3(_scale(64, self.width), 1, 'conv1', self.ops)(x)
     for i, (channels, strides) in enumerate(_RESNET18_STAGES):
       for j in range(2):
         x = PreActBlock(_scale(channels, self.width), strides if j == 0 else 1,
-                        name=f'layer{i + 1}_{j}')(x, train)
+                        self.ops, name=f'layer{i + 1}_{j}')(x, train)
     x = nn.relu(_batch_norm(train, 'bn')(x))
     x = jnp.mean(x, axis=(1, 2))  # == avg_pool2d(4) on 32x32 inputs.
     return nn.Dense(self.num_classes, name='linear')(x)
@@ -165,16 +184,17 @@ class ResNet18(nn.Module):
   width: float = 1.0
   mean: tuple = (0.0,)
   std: tuple = (1.0,)
+  ops: str = 'xla'   # 'xla' or 'cpu' (cpu_ops formulations); see create_model
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = _normalize(x, self.mean, self.std)
-    x = _conv3x3(_scale(64, self.width), 1, 'conv1')(x)
+    x = _conv3x3(_scale(64, self.width), 1, 'conv1', self.ops)(x)
     x = nn.relu(_batch_norm(train, 'bn1')(x))
     for i, (channels, strides) in enumerate(_RESNET18_STAGES):
       for j in range(2):
         x = BasicBlock(_scale(channels, self.width), strides if j == 0 else 1,
-                       name=f'layer{i + 1}_{j}')(x, train)
+                       self.ops, name=f'layer{i + 1}_{j}')(x, train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, name='linear')(x)
 
@@ -211,18 +231,19 @@ class WideResNet(nn.Module):
   width: float = 1.0
   mean: tuple = (0.0,)
   std: tuple = (1.0,)
+  ops: str = 'xla'   # 'xla' or 'cpu' (cpu_ops formulations); see create_model
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     n = wrn_blocks_per_stage(self.depth)
     k = self.widen_factor
     x = _normalize(x, self.mean, self.std)
-    x = _conv3x3(_scale(16, self.width), 1, 'conv1')(x)
+    x = _conv3x3(_scale(16, self.width), 1, 'conv1', self.ops)(x)
     for i, (channels, strides) in enumerate(((16 * k, 1), (32 * k, 2),
                                              (64 * k, 2))):
       for j in range(n):
         x = PreActBlock(_scale(channels, self.width), strides if j == 0 else 1,
-                        name=f'block{i + 1}_{j}')(x, train)
+                        self.ops, name=f'block{i + 1}_{j}')(x, train)
     x = nn.relu(_batch_norm(train, 'bn')(x))
     x = jnp.mean(x, axis=(1, 2))  # == avg_pool2d(8) on 32x32 inputs.
     return nn.Dense(self.num_classes, name='fc')(x)
@@ -241,6 +262,7 @@ class SmallCNN(nn.Module):
   width: float = 1.0
   mean: tuple = (0.0,)
   std: tuple = (1.0,)
+  ops: str = 'xla'   # 'xla' or 'cpu' (cpu_ops formulations); see create_model
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -252,7 +274,7 @@ class SmallCNN(nn.Module):
     def conv(y, features, name):
       y = nn.Conv(_scale(features, self.width), (3, 3), padding='VALID',
                   use_bias=not self.batch_norm, kernel_init=_conv_init_fan_in,
-                  name=name)(y)
+                  conv_general_dilated=_conv_fn(self.ops), name=name)(y)
       return act(y, name)
 
     def dense(y, features, name):
@@ -263,10 +285,10 @@ class SmallCNN(nn.Module):
     x = _normalize(x, self.mean, self.std)
     x = conv(x, 32, 'conv1')
     x = conv(x, 32, 'conv2')
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))  # Floors, like MaxPool2d.
+    x = _max_pool_2x2(x, self.ops)
     x = conv(x, 64, 'conv3')
     x = conv(x, 64, 'conv4')
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = _max_pool_2x2(x, self.ops)
     # Flattens HWC (PyTorch: CHW); matters only when porting fc1 weights.
     x = x.reshape((x.shape[0], -1))
     x = dense(x, 200, 'fc1')
@@ -283,6 +305,7 @@ class MLP(nn.Module):
   width: float = 1.0
   mean: tuple = (0.0,)
   std: tuple = (1.0,)
+  ops: str = 'xla'   # 'xla' or 'cpu' (cpu_ops formulations); see create_model
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -309,11 +332,15 @@ def create_model(model_config, num_classes: int, mean: tuple,
   """Builds the model named by `model_config.name` (see `MODEL_NAMES`).
 
   Fields: name, width (all models), depth and widen_factor (wide_resnet),
-  batch_norm (small_cnn, mlp). `mean`/`std` are per-channel in [0, 1] units.
+  batch_norm (small_cnn, mlp), ops ('auto' | 'xla' | 'cpu': which formulation
+  of convolution and max-pool, see cpu_ops; 'auto' picks 'cpu' on the CPU
+  backend; parameters and values are the same). `mean`/`std` are per-channel
+  in [0, 1] units.
   """
   name = _get(model_config, 'name', None)
   common = dict(num_classes=num_classes,
                 width=float(_get(model_config, 'width', 1.0)),
+                ops=cpu_ops.resolve_ops(str(_get(model_config, 'ops', 'auto'))),
                 mean=tuple(float(m) for m in mean),
                 std=tuple(float(s) for s in std))
   if name == 'preact_resnet18':

@@ -12,6 +12,8 @@ all of them alike; medians after one warm-up. Variants:
               (xla_cpu_use_xnnpack), `+onednn` (xla_cpu_use_onednn),
               `+fastmath` (xla_cpu_enable_fast_math)
   +rolled     the attack as a rolled fori_loop (unroll=1) instead of 'auto'
+  +xlaops     model.ops='xla': lax's convolution and max-pool instead of the
+              CPU formulations of generalist_jax/cpu_ops.py ('auto' = 'cpu' here)
   KIND        another step kind of bench.py (pgd, generalist2, ...), as the code is:
               `--variants=pgd,generalist2,generalist4` gives the Generalist / PGD-AT
               step ratios with interleaved repetitions
@@ -42,6 +44,8 @@ def compiled_step(variant: str, args):
       attack = config.experts[name].attack
       del attack['unroll']   # the field is typed str ('auto'); 1 is an int
       attack.unroll = 1
+  if 'xlaops' in extras:
+    config.model.ops = 'xla'
   options = {FLAGS[e]: True for e in extras if e in FLAGS} or None
   step = bench.JaxStep(config, bench._batch(args.batch))
   lowered = train.jit_train_step(step.setup).lower(step.state, step.batch)

@@ -1,0 +1,93 @@
+"""cpu_ops: the CPU formulations give lax's values and gradients."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from jax import lax
+
+from generalist_jax import cpu_ops, models
+
+_NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _grads(conv, x, w, strides, padding, dy):
+  f = lambda x, w: jnp.sum(conv(x, w, strides, padding, dimension_numbers=_NHWC) * dy)
+  return jax.grad(f, (0, 1))(x, w)
+
+
+@pytest.mark.parametrize('shape,kernel,strides,padding', [
+    ((3, 9, 9, 4), (3, 3, 4, 5), (1, 1), 'VALID'),
+    ((2, 8, 7, 3), (3, 3, 3, 6), (1, 1), ((1, 1), (1, 1))),
+    ((2, 8, 8, 3), (3, 3, 3, 4), (2, 2), ((1, 1), (1, 1))),   # ResNet downsampling
+    ((2, 7, 7, 4), (1, 1, 4, 6), (2, 2), 'VALID'),            # 1x1 shortcut
+    ((2, 9, 8, 2), (3, 2, 2, 3), (1, 1), 'SAME'),             # flax's uneven SAME
+    ((2, 10, 10, 3), (5, 5, 3, 2), (1, 1), 'VALID'),
+])
+def test_conv_values_and_gradients_match_lax(shape, kernel, strides, padding):
+  kx, kw, ky = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, shape)
+  w = jax.random.normal(kw, kernel)
+  y = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC)
+  y_fast = cpu_ops.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC)
+  assert y_fast.shape == y.shape
+  np.testing.assert_allclose(y_fast, y, rtol=1e-5, atol=1e-5)
+  dy = jax.random.normal(ky, y.shape)
+  for got, want in zip(_grads(cpu_ops.conv_general_dilated, x, w, strides, padding, dy),
+                       _grads(lax.conv_general_dilated, x, w, strides, padding, dy)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_falls_back_to_lax_for_what_it_does_not_cover():
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 4))
+  w = jax.random.normal(jax.random.key(2), (3, 3, 2, 4))   # 2 groups
+  y = cpu_ops.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=_NHWC,
+                                   feature_group_count=2)
+  np.testing.assert_allclose(
+      y, lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=_NHWC,
+                                  feature_group_count=2), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('shape', [(2, 6, 6, 3), (2, 7, 9, 2), (1, 5, 4, 1)])
+def test_max_pool_and_its_gradient_match_flax(shape):
+  import flax.linen as nn
+  # Distinct values: with ties the two formulations may route the gradient to
+  # different (equally maximal) inputs; in the models a tie is a ReLU zero,
+  # whose gradient the ReLU zeroes either way.
+  x = jax.random.permutation(jax.random.key(3), jnp.arange(np.prod(shape), dtype=jnp.float32))
+  x = x.reshape(shape)
+  ref = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  np.testing.assert_array_equal(cpu_ops.max_pool_2x2(x), ref(x))
+  dy = jax.random.normal(jax.random.key(4), ref(x).shape)
+  np.testing.assert_array_equal(jax.vjp(cpu_ops.max_pool_2x2, x)[1](dy)[0],
+                                jax.vjp(ref, x)[1](dy)[0])
+
+
+@pytest.mark.parametrize('name,image', [('small_cnn', (29, 29, 3)), ('preact_resnet18', (16, 16, 3)),
+                                        ('resnet18', (16, 16, 3)), ('wide_resnet', (16, 16, 3))])
+def test_models_give_the_same_logits_and_gradients_with_either_ops(name, image):
+  cfg = lambda ops: ml_collections.ConfigDict(dict(name=name, width=0.125, depth=10,
+                                                   widen_factor=1, batch_norm=True, ops=ops))
+  fast = models.create_model(cfg('cpu'), 10, (0.5,), (0.25,))
+  plain = models.create_model(cfg('xla'), 10, (0.5,), (0.25,))
+  variables = models.init_variables(plain, jax.random.key(0), image)
+  x = jax.random.uniform(jax.random.key(1), (4, *image))
+  labels = jnp.arange(4)
+
+  def loss(params, x, model):
+    logits, _ = models.apply_model(model, dict(variables, params=params), x, train=True)
+    return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), labels])
+
+  got = jax.grad(loss, (0, 1))(variables['params'], x, fast)
+  want = jax.grad(loss, (0, 1))(variables['params'], x, plain)
+  np.testing.assert_allclose(loss(variables['params'], x, fast),
+                             loss(variables['params'], x, plain), rtol=1e-5)
+  for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, r, rtol=2e-4, atol=2e-5)
+
+
+def test_auto_resolves_by_backend_and_bad_values_are_refused():
+  assert cpu_ops.resolve_ops('auto') == ('cpu' if jax.default_backend() == 'cpu' else 'xla')
+  assert cpu_ops.resolve_ops('xla') == 'xla'
+  with pytest.raises(ValueError, match='model.ops'):
+    cpu_ops.resolve_ops('fast')
