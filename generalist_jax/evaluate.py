@@ -295,7 +295,7 @@ def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:
   summary, worst, union = summarize(state, plan)
   report = dict(meta, **summary)
   stem.parent.mkdir(parents=True, exist_ok=True)
-  stem.with_suffix('.json').write_text(json.dumps(report, indent=2, sort_keys=True))
+  stem.with_suffix('.json').write_text(json.dumps(report, indent=2))
 
   columns = ['clean'] + [s.column for s in plan]
   lines = ['index,label,' + ','.join(columns + [f'worst/{n}' for n in worst] + ['worst/all'])]
