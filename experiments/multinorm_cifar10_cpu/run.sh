@@ -9,10 +9,13 @@
 # 2 shared CPU cores were at load 15-18.)
 #   bash experiments/multinorm_cifar10_cpu/run.sh /path/to/cifar10.npz [RUNS_DIR]
 # Then: python experiments/multinorm_cifar10_cpu/collect.py RUNS_DIR
+# Another scale: ARG='smoke,epochs=5,train_size=5000,test_size=500,attack_steps=3' N_EX=500
+# (collect.py reads the scale back from the runs).
 set -euo pipefail
 NPZ=${1:?path to cifar10.npz (python ../shared/data/cifar10_jpeg_to_npz.py OUT.npz)}
 RUNS=${2:-runs/multinorm_cifar10_cpu}
-ARG='smoke,epochs=3,train_size=2000,test_size=500,attack_steps=3'
+ARG=${ARG:-'smoke,epochs=3,train_size=2000,test_size=500,attack_steps=3'}
+N_EX=${N_EX:-300}
 for row in generalist_pp_multinorm:global eat:robust msd:robust generalist_pp_full:global \
            avg:robust max:robust; do
   name=${row%%:*}; learner=${row##*:}
@@ -22,7 +25,7 @@ for row in generalist_pp_multinorm:global eat:robust msd:robust generalist_pp_fu
       --config.eval.every_epochs=3 --config.eval.final_test=False --config.progress_bar=False
   mid=$(date +%s)
   python -m generalist_jax.evaluate --workdir="$RUNS/$name" --checkpoint=last \
-      --learner="$learner" --attacks=apgd-ce,apgd-t --norm=l1,l2,linf --n_ex=300 --steps=20 \
+      --learner="$learner" --attacks=apgd-ce,apgd-t --norm=l1,l2,linf --n_ex="$N_EX" --steps=20 \
       --n_targets=3 --restarts=1 --name=apgd_union --no_progress
   echo "{\"run\": \"$name\", \"train_seconds\": $(( mid - start )), \"eval_seconds\": $(( $(date +%s) - mid ))}" >> "$RUNS/times.jsonl"
 done
