@@ -17,7 +17,7 @@ COLUMNS = [('clean_acc', 'clean %'), ('pgd20_acc', 'l-inf PGD-20 %'),
            ('aa_linf_acc', 'l-inf APGD-CE+T %')]
 SCALE = ('BN SmallCNN width 0.5; 5,000 CIFAR-10 training images (+500 held out for '
          'validation); 3 epochs (117 steps), batch 128, seed 0; every training attack 5 '
-         'steps (l-inf PGD-5 at 4/255, TRADES/MART step 0.014); optimizers as '
+         'steps (l-inf eps 8/255, step 4/255; TRADES/MART step 0.014); optimizers as '
          'configs/*_cifar10.py with epoch knots rescaled to 3; last checkpoint. '
          'Evaluation (`python -m generalist_jax.evaluate`) on the same fixed random 500 '
          'test images for every row: l-inf PGD-20 (eps 8/255, step 2.5 eps / 20, 1 '
