@@ -120,6 +120,18 @@ def test_l1_topk_step_moves_only_the_largest_gradients():
   np.testing.assert_allclose(np.asarray(step[0, moved]), [-0.5, 0.5, -0.5, 0.5])
 
 
+def test_l1_topk_step_fixed_fraction_equals_the_sorted_threshold():
+  """The top_k path (a Python float fraction) and the sort path (per-example
+  fractions) pick the same coordinates, ties at the threshold included."""
+  grad = jax.random.normal(jax.random.PRNGKey(3), (6, 3, 8, 8))
+  grad = grad.at[0, 0, 0, :4].set(2.5)     # a tie at the top
+  for fraction in (0.05, 0.2, 0.5, 1.0):
+    fixed = attacks.l1_topk_step(jnp.zeros_like(grad), grad, 1.3, fraction=fraction)
+    per_example = attacks.l1_topk_step(jnp.zeros_like(grad), grad, 1.3,
+                                       fraction=jnp.full((6,), fraction))
+    np.testing.assert_array_equal(fixed, per_example)
+
+
 def test_l2_step_has_the_step_length_along_the_gradient():
   grad = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
   step = attacks.l2_step(jnp.zeros_like(grad), grad, 0.7)
