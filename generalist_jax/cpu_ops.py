@@ -12,6 +12,10 @@ Same values as `lax.conv_general_dilated` / `nn.max_pool` (to float rounding;
   GFLOP/s; it is computed here as one matmul per kernel tap,
   `x_shifted^T @ dy`, summed over batch and space (custom VJP; the input
   gradient stays XLA's own transposed convolution, which is fast).
+* Inside a while loop (a rolled attack: APGD, Square, evaluation PGD) JAX's
+  transpose rule for the input gradient ran 4-30x slower per layer than the
+  same convolution with the flipped kernel written out, which is what the
+  custom VJP uses for stride-1 convolutions.
 * `reduce_window` max-pool's gradient is a select-and-scatter, 5-10x slower
   than the gradient of the max of the window's four strided corners.
 
@@ -75,10 +79,22 @@ def _fast_conv_fwd(x, w, strides, pads):
   return _conv(x, w, strides, pads), (x, w)
 
 
+def _input_grad(dy, x, w, strides: tuple, pads: tuple):
+  """dL/dx. Stride 1: the convolution of dy with the flipped, transposed kernel,
+  written out. JAX's own transpose rule gives the same numbers, but inside a
+  while loop (a rolled attack) XLA:CPU ran it 4-30x slower per layer."""
+  kh, kw = w.shape[:2]
+  full = ((kh - 1 - pads[0][0], kh - 1 - pads[0][1]), (kw - 1 - pads[1][0], kw - 1 - pads[1][1]))
+  if strides != (1, 1) or min(min(p) for p in full) < 0:
+    return jax.vjp(lambda x: _conv(x, w, strides, pads), x)[1](dy)[0]
+  flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+  return lax.conv_general_dilated(dy, flipped, (1, 1), full, dimension_numbers=_NHWC)
+
+
 def _fast_conv_bwd(strides, pads, residuals, dy):
   x, w = residuals
-  dx = jax.vjp(lambda x: _conv(x, w, strides, pads), x)[1](dy)[0]
-  return dx, _weight_grad(x, dy, w.shape, strides, pads).astype(w.dtype)
+  return (_input_grad(dy, x, w, strides, pads),
+          _weight_grad(x, dy, w.shape, strides, pads).astype(w.dtype))
 
 
 _fast_conv.defvjp(_fast_conv_fwd, _fast_conv_bwd)
