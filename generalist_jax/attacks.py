@@ -288,7 +288,10 @@ NORMS = {'linf': Norm(linf_init, linf_step, linf_project),
 # ----------------------------------------------------------------------------
 
 def resolve_unroll(unroll) -> int | bool:
-  """'auto' unrolls fully on CPU, where a rolled loop measured 1.5-2.7x slower."""
+  """'auto' unrolls fully on CPU. With lax's conv gradients a rolled loop ran
+  2.8-7x slower there; with model.ops='cpu' (cpu_ops' input gradient) it is
+  within 2-7% of unrolled (experiments/benchmarks/results/optimisations.md),
+  so unrolling now buys little, at a longer compile."""
   if unroll == 'auto':
     return jax.default_backend() == 'cpu'
   return unroll
