@@ -305,7 +305,6 @@ class MLP(nn.Module):
   width: float = 1.0
   mean: tuple = (0.0,)
   std: tuple = (1.0,)
-  ops: str = 'xla'   # 'xla' or 'cpu' (cpu_ops formulations); see create_model
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -357,6 +356,7 @@ def create_model(model_config, num_classes: int, mean: tuple,
     return SmallCNN(batch_norm=bool(_get(model_config, 'batch_norm', False)),
                     **common)
   if name == 'mlp':
+    del common['ops']   # no convolutions or pools
     return MLP(batch_norm=bool(_get(model_config, 'batch_norm', True)), **common)
   raise ValueError(f'Unknown model name {name!r}; valid names: '
                    f'{", ".join(MODEL_NAMES)}.')
