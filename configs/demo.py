@@ -2,7 +2,7 @@ r"""Offline demo: standard training, PGD-AT and Generalist on scikit-learn's 8x8
 
   python -m generalist_jax.main --config=configs/demo.py --workdir=runs/demo
 
-A suite (generalist_jax/suite.py): the three runs train one after another in
+A suite (generalist_jax/run/suite.py): the three runs train one after another in
 runs/demo/{generalist,pgd_at,standard}, each is evaluated on the 297 test digits
 with PGD and APGD-CE (l-inf and l2), and the comparison is printed and written to
 runs/demo/demo_table.{md,json} and runs/demo/report.md, with PNG plots in every
@@ -30,8 +30,8 @@ Smaller (the test uses this): --config=configs/demo.py:epochs=2,train_size=128,t
 """
 import ml_collections
 
-from generalist_jax import config_lib
-from generalist_jax import suite
+from generalist_jax import config
+
 
 EPS_LINF = 0.2
 EPS_L2 = 0.5
@@ -53,14 +53,14 @@ def digits_run(c, num_epochs: int, train_size, test_size):
   for name in c.experts.keys():
     e = c.experts[name]
     e.optimizer.lr_values = LR_VALUES
-    e.attack = config_lib.pgd_attack(eps=EPS_LINF, step_size=2.5 * EPS_LINF / 5, steps=5)
+    e.attack = config.pgd_attack(eps=EPS_LINF, step_size=2.5 * EPS_LINF / 5, steps=5)
   # Short PGDs during training (CPU compile time grows with unrolled steps); the
   # suite's evaluation afterwards runs PGD-20 and APGD-CE-20.
-  c.eval.val_attack = config_lib.pgd_attack(eps=EPS_LINF, step_size=2.5 * EPS_LINF / 5, steps=5)
-  c.eval.test_attack = config_lib.pgd_attack(eps=EPS_LINF, step_size=2.5 * EPS_LINF / 10,
+  c.eval.val_attack = config.pgd_attack(eps=EPS_LINF, step_size=2.5 * EPS_LINF / 5, steps=5)
+  c.eval.test_attack = config.pgd_attack(eps=EPS_LINF, step_size=2.5 * EPS_LINF / 10,
                                              steps=10)
   c.eval.batch_size = 100
-  config_lib.scale_epochs(c, num_epochs)
+  config.scale_epochs(c, num_epochs)
   if c.meta.sync.kind != 'never':   # as smoke(): every half epoch from 5/8 of training
     steps_per_epoch = (train_size or 1300) // c.batch_size
     c.meta.sync.kind = 'every_steps'
@@ -72,22 +72,22 @@ def digits_run(c, num_epochs: int, train_size, test_size):
 
 def get_config(arg: str | None = None):
   """arg: epochs=N, train_size=N, test_size=N (comma separated) shrink the demo."""
-  opts = config_lib.parse_arg(arg, ('epochs', 'train_size', 'test_size'))
+  opts = config.parse_arg(arg, ('epochs', 'train_size', 'test_size'))
   epochs = int(opts.get('epochs', EPOCHS))
   train_size = int(opts['train_size']) if 'train_size' in opts else None
   test_size = int(opts['test_size']) if 'test_size' in opts else None
 
-  generalist = config_lib.base_config()
-  generalist.experts = config_lib.generalist_experts()
-  generalist.eval.best_metric = 'global/pgd_acc'
+  generalist = config.base_config()
+  generalist.experts = config.generalist_experts()
+  generalist.eval.best_metric = 'global/robust_acc'
   runs = {
-      'standard': config_lib.single_expert_config('natural', best_metric='natural/clean_acc'),
-      'pgd_at': config_lib.single_expert_config('robust', best_metric='robust/pgd_acc'),
+      'standard': config.single_expert_config('natural', best_metric='natural/clean_acc'),
+      'pgd_at': config.single_expert_config('robust', best_metric='robust/robust_acc'),
       'generalist': generalist,
   }
   c = ml_collections.ConfigDict()
   c.runs = {name: digits_run(run, epochs, train_size, test_size) for name, run in runs.items()}
-  c.compare = suite.compare_config(
+  c.compare = config.compare_config(
       name='demo', order=('standard', 'pgd_at', 'generalist'), checkpoint='best', attacks='pgd,apgd-ce', norms=('linf', 'l2'),
       eps=(EPS_LINF, EPS_L2), steps=20, n_ex=test_size or 297, batch_size=100)
   return c

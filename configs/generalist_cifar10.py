@@ -18,12 +18,12 @@ on 2 CPU cores, measured with the .npz made from ../shared/data):
       --workdir=runs/generalist_smoke --config.data.source=npz \
       --config.data.path=/path/to/cifar10.npz
 """
-from generalist_jax import config_lib
+from generalist_jax import config
 
 
 def get_config(arg: str | None = None):
-  """arg: 'smoke' and/or key=value (epochs, train_size, test_size); see config_lib.apply_arg."""
-  c = config_lib.base_config()
-  c.experts = config_lib.generalist_experts()
-  c.eval.best_metric = 'global/pgd_acc'
-  return config_lib.apply_arg(c, arg)
+  """arg: 'smoke' and/or key=value (epochs, train_size, test_size); see config.apply_arg."""
+  c = config.base_config()
+  c.experts = config.generalist_experts()
+  c.eval.best_metric = 'global/robust_acc'
+  return config.apply_arg(c, arg)

@@ -13,15 +13,15 @@ EMA and sync rule.
       --workdir=runs/generalist_pp_full
   # CPU scale: ...:smoke,epochs=5,attack_steps=5
 """
-from generalist_jax import config_lib
+from generalist_jax import config
 
 
 def get_config(arg: str | None = None):
   """arg: 'smoke' and/or key=value (epochs, train_size, test_size, attack_steps)."""
-  c = config_lib.base_config()
-  c.experts = config_lib.norm_experts(('l1', 'l2', 'linf'))
+  c = config.base_config()
+  c.experts = config.norm_experts(('l1', 'l2', 'linf'))
   for n in c.experts.keys():
-    c.experts[n].mix_values = tuple(b / 3 for b in config_lib.ROBUST_MIX)
-  c.experts.natural = config_lib.generalist_experts().natural
-  c.eval.best_metric = 'global/pgd_acc'
-  return config_lib.apply_arg(c, arg)
+    c.experts[n].mix_values = tuple(b / 3 for b in config.ROBUST_MIX)
+  c.experts.natural = config.generalist_experts().natural
+  c.eval.best_metric = 'global/robust_acc'
+  return config.apply_arg(c, arg)

@@ -13,12 +13,12 @@ CVPR'23 EMA and sync rule (every step of epochs 75, 80, ..., 120).
       --workdir=runs/generalist_pp_multinorm
   # CPU scale: ...:smoke,epochs=5,attack_steps=5
 """
-from generalist_jax import config_lib
+from generalist_jax import config
 
 
 def get_config(arg: str | None = None):
   """arg: 'smoke' and/or key=value (epochs, train_size, test_size, attack_steps)."""
-  c = config_lib.base_config()
-  c.experts = config_lib.norm_experts(('l1', 'l2', 'linf'))
-  c.eval.best_metric = 'global/pgd_acc'
-  return config_lib.apply_arg(c, arg)
+  c = config.base_config()
+  c.experts = config.norm_experts(('l1', 'l2', 'linf'))
+  c.eval.best_metric = 'global/robust_acc'
+  return config.apply_arg(c, arg)

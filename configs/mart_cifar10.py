@@ -9,10 +9,10 @@ wd 3.5e-3, momentum 0.9), with the shared 120-epoch piecewise schedule.
   python -m generalist_jax.main --config=configs/mart_cifar10.py --workdir=runs/mart_cifar10
   # CPU scale: --config=configs/mart_cifar10.py:smoke,epochs=5,attack_steps=5
 """
-from generalist_jax import config_lib
+from generalist_jax import config
 
 
 def get_config(arg: str | None = None):
   """arg: 'smoke' and/or key=value (epochs, train_size, test_size, attack_steps)."""
-  c = config_lib.baseline_config('mart', config_lib.pgd_attack(step_size=0.007), beta=6.0)
-  return config_lib.apply_arg(c, arg)
+  c = config.baseline_config('mart', config.pgd_attack(step_size=0.007), beta=6.0)
+  return config.apply_arg(c, arg)

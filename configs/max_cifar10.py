@@ -9,10 +9,10 @@ budget: PGD-AT's (configs/pgd_at_cifar10.py). Model selection on l-inf PGD.
   python -m generalist_jax.main --config=configs/max_cifar10.py --workdir=runs/max_cifar10
   # CPU scale: --config=configs/max_cifar10.py:smoke,epochs=5,attack_steps=5
 """
-from generalist_jax import config_lib
+from generalist_jax import config
 
 
 def get_config(arg: str | None = None):
   """arg: 'smoke' and/or key=value (epochs, train_size, test_size, attack_steps)."""
-  c = config_lib.baseline_config('max', norms=('l1', 'l2', 'linf'))
-  return config_lib.apply_arg(c, arg)
+  c = config.baseline_config('max', norms=('l1', 'l2', 'linf'))
+  return config.apply_arg(c, arg)

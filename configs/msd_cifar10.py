@@ -12,7 +12,7 @@ paper's l-inf radius is 0.03). Optimizer and budget: PGD-AT's
   python -m generalist_jax.main --config=configs/msd_cifar10.py --workdir=runs/msd_cifar10
   # CPU scale: --config=configs/msd_cifar10.py:smoke,epochs=5,attack_steps=5
 """
-from generalist_jax import config_lib
+from generalist_jax import config
 
 MSD_STEPS = 50
 MSD_STEP_SIZES = {'linf': 0.003, 'l2': 0.05, 'l1': 1.0}
@@ -20,8 +20,8 @@ MSD_STEP_SIZES = {'linf': 0.003, 'l2': 0.05, 'l1': 1.0}
 
 def get_config(arg: str | None = None):
   """arg: 'smoke' and/or key=value (epochs, train_size, test_size, attack_steps)."""
-  per_norm = config_lib.norm_attacks(steps=MSD_STEPS)
+  per_norm = config.norm_attacks(steps=MSD_STEPS)
   for norm, step in MSD_STEP_SIZES.items():
     per_norm[norm].step_size = step
-  c = config_lib.baseline_config('msd', norms=('l1', 'l2', 'linf'), per_norm=per_norm)
-  return config_lib.apply_arg(c, arg)
+  c = config.baseline_config('msd', norms=('l1', 'l2', 'linf'), per_norm=per_norm)
+  return config.apply_arg(c, arg)

@@ -13,10 +13,10 @@ Generalist smoke run, which took about 6 minutes on 2 CPU cores):
   python -m generalist_jax.main --config=configs/pgd_at_cifar10.py:smoke \
       --workdir=runs/pgd_at_smoke --config.data.source=npz --config.data.path=/path/to/cifar10.npz
 """
-from generalist_jax import config_lib
+from generalist_jax import config
 
 
 def get_config(arg: str | None = None):
-  """arg: 'smoke' and/or key=value (epochs, train_size, test_size); see config_lib.apply_arg."""
-  c = config_lib.single_expert_config('robust', best_metric='robust/pgd_acc')
-  return config_lib.apply_arg(c, arg)
+  """arg: 'smoke' and/or key=value (epochs, train_size, test_size); see config.apply_arg."""
+  c = config.single_expert_config('robust', best_metric='robust/robust_acc')
+  return config.apply_arg(c, arg)

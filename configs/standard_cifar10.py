@@ -12,10 +12,10 @@ Generalist smoke run, which took about 6 minutes on 2 CPU cores):
   python -m generalist_jax.main --config=configs/standard_cifar10.py:smoke \
       --workdir=runs/standard_smoke --config.data.source=npz --config.data.path=/path/to/cifar10.npz
 """
-from generalist_jax import config_lib
+from generalist_jax import config
 
 
 def get_config(arg: str | None = None):
-  """arg: 'smoke' and/or key=value (epochs, train_size, test_size); see config_lib.apply_arg."""
-  c = config_lib.single_expert_config('natural', best_metric='natural/clean_acc')
-  return config_lib.apply_arg(c, arg)
+  """arg: 'smoke' and/or key=value (epochs, train_size, test_size); see config.apply_arg."""
+  c = config.single_expert_config('natural', best_metric='natural/clean_acc')
+  return config.apply_arg(c, arg)

@@ -12,10 +12,10 @@ lr 0.1, wd 2e-4 for 76 epochs; here the optimizer and budget are PGD-AT's
   # CPU scale: --config=configs/trades_cifar10.py:smoke,epochs=5,attack_steps=5 plus
   # --config.data.source=npz --config.data.path=/path/to/cifar10.npz
 """
-from generalist_jax import config_lib
+from generalist_jax import config
 
 
 def get_config(arg: str | None = None):
   """arg: 'smoke' and/or key=value (epochs, train_size, test_size, attack_steps)."""
-  c = config_lib.baseline_config('trades', config_lib.pgd_attack(step_size=0.007), beta=6.0)
-  return config_lib.apply_arg(c, arg)
+  c = config.baseline_config('trades', config.pgd_attack(step_size=0.007), beta=6.0)
+  return config.apply_arg(c, arg)

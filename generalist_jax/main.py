@@ -13,8 +13,8 @@ from absl import logging
 from ml_collections import config_flags
 
 from generalist_jax import parallel
-from generalist_jax import suite
-from generalist_jax import train
+from generalist_jax.run import loop
+from generalist_jax.run import suite
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).',
                                           lock_config=True)
@@ -38,11 +38,11 @@ def main(argv):
   if suite.is_suite(_CONFIG.value):
     suite.run_suite(_CONFIG.value, _WORKDIR.value)
     return
-  results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   for which, r in (results.items() if parallel.is_main_process() else ()):
     print(f"test ({which}, step {r['step']}): " + ', '.join(
-        f"{n} {100 * m['clean_acc']:.2f}/{100 * m['pgd_acc']:.2f}"
-        for n, m in r['learners'].items()) + ' (clean/PGD %)')
+        f"{n} {100 * m['clean_acc']:.2f}/{100 * m['robust_acc']:.2f}"
+        for n, m in r['learners'].items()) + ' (clean/robust %)')
 
 
 if __name__ == '__main__':

@@ -14,12 +14,12 @@ import sys
 from absl import app
 from absl import flags
 
-from generalist_jax import data as data_lib
+from generalist_jax.data import tfds_source
 
 _DATASET = flags.DEFINE_enum(
     'dataset',
     None,
-    sorted(data_lib.SUPPORTED_TFDS_DATASETS),
+    sorted(tfds_source.SUPPORTED_TFDS_DATASETS),
     'TFDS dataset to prepare.',
 )
 _DATA_DIR = flags.DEFINE_string(
@@ -28,28 +28,11 @@ _DATA_DIR = flags.DEFINE_string(
 flags.mark_flag_as_required('dataset')
 
 
-def prepare(name: str, data_dir=None) -> str:
-  """Prepares `name` in array_record format; returns the dataset's dir."""
-  try:
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
-  except ImportError as e:
-    raise SystemExit(
-        f'Preparing TFDS datasets needs TensorFlow ({e}). Install it with:\n'
-        "  pip install -e '.[prepare]'\n"
-        'then re-run this command.'
-    ) from e
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-  builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
-  builder.download_and_prepare()
-  return str(builder.data_dir)
-
-
 def main(argv):
   """Prepares --dataset in array_record format (needs TensorFlow and internet once)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  path = prepare(_DATASET.value, _DATA_DIR.value)
+  path = tfds_source.prepare(_DATASET.value, _DATA_DIR.value)
   print(f'Prepared {_DATASET.value} (array_record) in {path}')
   data_dir = _DATA_DIR.value
   print(

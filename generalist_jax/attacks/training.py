@@ -1,6 +1,6 @@
-"""Training-time attacks beyond attacks.py: TRADES' KL attack, MART's start,
-and the multi-norm attacks of the union-robustness baselines (AVG, MAX, MSD,
-E-AT), built from attacks.py's threat models (`attacks.NORMS`) and losses.
+"""Training-time attacks beyond PGD: TRADES' KL attack, MART's start, and the
+multi-norm attacks of the union-robustness baselines (AVG, MAX, MSD, E-AT), all
+on the one ascent loop of `ascent.py` and the threat models of `threat.py`.
 
 All are pure and jittable: `attack(logits_fn, x, y, key) -> x_adv` (or a tuple
 of batches for AVG), `logits_fn` being the model in BatchNorm eval mode.
@@ -13,29 +13,18 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from generalist_jax import attacks
+from generalist_jax.attacks import ascent
+from generalist_jax.attacks import losses
+from generalist_jax.attacks import threat
 
 # TRADES and MART start from x + 0.001 * N(0, 1) (both official codes).
 SMALL_START_STD = 1e-3
 
 
-def ascend(per_example_loss: Callable, x, delta, *, norm: str, eps, step_size, steps: int,
-           unroll='auto'):
-  """`steps` projected steepest-ascent steps of `per_example_loss(x + delta)`
-  (summed over the batch) from `delta`, in the `norm` ball and the [0, 1] box."""
-  threat = attacks.NORMS[norm]
-  grad_fn = jax.grad(lambda d: per_example_loss(x + d).sum())
-
-  def body(_, d):
-    return threat.project(x, threat.step(d, grad_fn(d), step_size), eps)
-
-  return jax.lax.fori_loop(0, steps, body, delta, unroll=attacks.resolve_unroll(unroll))
-
-
 def small_start(key, x, norm: str, eps):
   """x + 0.001 N(0, 1), projected (a no-op except for tiny radii)."""
   noise = SMALL_START_STD * jax.random.normal(key, x.shape, x.dtype)
-  return attacks.NORMS[norm].project(x, noise, eps)
+  return threat.NORMS[norm].project(x, noise, eps)
 
 
 def kl_divergence(p_logits, q_logits):
@@ -50,7 +39,7 @@ def trades_attack(logits_fn, x, y, key, *, eps, step_size, steps, norm='linf', u
   maximise KL(f(x) || f(x')) from x + 0.001 N(0, 1); labels are not used."""
   del y
   clean = jax.lax.stop_gradient(logits_fn(x))
-  delta = ascend(lambda xa: kl_divergence(clean, logits_fn(xa)), x,
+  delta = ascent.ascend(lambda xa: kl_divergence(clean, logits_fn(xa)), x,
                  small_start(key, x, norm, eps), norm=norm, eps=eps, step_size=step_size,
                  steps=steps, unroll=unroll)
   return x + delta
@@ -60,7 +49,7 @@ def ce_attack_small_start(logits_fn, x, y, key, *, eps, step_size, steps, norm='
                           unroll='auto'):
   """MART's inner maximisation (Wang et al. 2020, YisenWang/MART mart.py): PGD on
   cross-entropy from x + 0.001 N(0, 1)."""
-  delta = ascend(lambda xa: attacks.cross_entropy(logits_fn(xa), y), x,
+  delta = ascent.ascend(lambda xa: losses.cross_entropy(logits_fn(xa), y), x,
                  small_start(key, x, norm, eps), norm=norm, eps=eps, step_size=step_size,
                  steps=steps, unroll=unroll)
   return x + delta
@@ -85,8 +74,8 @@ def pick_per_example(candidates, index):
 def worst_per_example(logits_fn, candidates, y):
   """MAX (Tramer & Boneh 2019; Maini et al. 2020): per example, the candidate
   with the highest cross-entropy. Returns (x_worst [B, ...], losses [k, B])."""
-  losses = jnp.stack([attacks.cross_entropy(logits_fn(c), y) for c in candidates])
-  return pick_per_example(candidates, jnp.argmax(losses, axis=0)), losses
+  per_candidate = jnp.stack([losses.cross_entropy(logits_fn(c), y) for c in candidates])
+  return pick_per_example(candidates, jnp.argmax(per_candidate, axis=0)), per_candidate
 
 
 def msd(logits_fn, x, y, key, *, norms: Sequence[str], eps: Sequence[float],
@@ -97,30 +86,29 @@ def msd(logits_fn, x, y, key, *, norms: Sequence[str], eps: Sequence[float],
   the steepest-ascent step of every threat model (each projected onto its own
   ball and the box), keeps per example the candidate with the highest loss,
   and returns the highest-loss point seen over all iterations.
-  Differences from the reference: the exact projections of attacks.py instead
+  Differences from the reference: the exact projections of threat.py instead
   of project-then-clip, and the fixed-fraction sparse l1 step of
-  `attacks.l1_topk_step` (the reference draws k in 5..20% each iteration).
+  `threat.l1_topk_step` (the reference draws k in 5..20% each iteration).
   """
   del key   # deterministic: the reference starts at zero
-  threats = [attacks.NORMS[n] for n in norms]
-  grad_fn = jax.grad(lambda d: attacks.cross_entropy(logits_fn(x + d), y).sum())
+  steps_per_norm = [ascent.projected_step(threat.NORMS[n], x, e, s)
+                    for n, s, e in zip(norms, step_sizes, eps)]
+  grad = ascent.input_gradient(lambda inputs: losses.cross_entropy(logits_fn(inputs), y), x)
 
-  def body(_, carry):
+  def body(carry):
     delta, best_delta, best_loss = carry
-    g = grad_fn(delta)
-    candidates = jnp.stack([t.project(x, t.step(delta, g, s), e)
-                            for t, s, e in zip(threats, step_sizes, eps)])
-    x_best, losses = worst_per_example(logits_fn, x + candidates, y)
+    g = grad(delta)
+    candidates = jnp.stack([step(delta, g) for step in steps_per_norm])
+    x_best, per_candidate = worst_per_example(logits_fn, x + candidates, y)
     delta = x_best - x
-    loss = losses.max(axis=0)
+    loss = per_candidate.max(axis=0)
     better = loss > best_loss
     best_delta = jnp.where(better.reshape((-1,) + (1,) * (x.ndim - 1)), delta, best_delta)
     return delta, best_delta, jnp.maximum(loss, best_loss)
 
   zeros = jnp.zeros_like(x)
   init = (zeros, zeros, jnp.zeros(x.shape[:1], x.dtype))
-  _, best_delta, _ = jax.lax.fori_loop(0, steps, body, init,
-                                       unroll=attacks.resolve_unroll(unroll))
+  _, best_delta, _ = ascent.iterate(body, init, steps, unroll)
   return x + best_delta
 
 
@@ -139,21 +127,20 @@ def one_sampled_norm(per_norm_attacks: Sequence[Callable], logits_fn, x, y, key)
 def pgd_norm_indexed(logits_fn, x, y, key, *, norm_index, norms: Sequence[str], eps,
                      step_size, steps: int, random_start: bool = True, unroll='auto'):
   """CE-PGD whose threat model is data: `norms[norm_index]`, with eps and step
-  size possibly traced. Same values as `attacks.pgd` (one restart, key
+  size possibly traced. Same values as `ascent.pgd` (one restart, key
   fold_in(key, 0)) for that norm. Under `jax.vmap` over experts (stacked
   training) the index is batched, so `lax.switch` computes every listed norm's
   step and projection and selects; the model's gradient, the costly part, is
   still taken once per step for all experts together."""
-  threats = [attacks.NORMS[n] for n in norms]
-  grad_fn = jax.grad(lambda d: attacks.cross_entropy(logits_fn(x + d), y).sum())
+  threats = [threat.NORMS[n] for n in norms]
+  grad = ascent.input_gradient(lambda inputs: losses.cross_entropy(logits_fn(inputs), y), x)
 
   def pick(make):   # one branch per norm
     return lambda *args: jax.lax.switch(norm_index, [functools.partial(make, t) for t in threats],
                                         *args)
 
   start = pick(lambda t, k: t.project(x, t.init(k, x, eps), eps))
-  ascend_one = pick(lambda t, d, g: t.project(x, t.step(d, g, step_size), eps))
+  ascend_one = pick(lambda t, d, g: ascent.projected_step(t, x, eps, step_size)(d, g))
   delta = start(jax.random.fold_in(key, 0)) if random_start else jnp.zeros_like(x)
-  delta = jax.lax.fori_loop(0, steps, lambda _, d: ascend_one(d, grad_fn(d)), delta,
-                            unroll=attacks.resolve_unroll(unroll))
+  delta = ascent.iterate(lambda d: ascend_one(d, grad(d)), delta, steps, unroll)
   return x + delta

@@ -10,12 +10,14 @@ batches from `inputs`; the trainer runs them through the model in order, in
 train mode (BatchNorm statistics updated after each, as consecutive PyTorch
 forward calls), and `loss` receives the tuple of logits.
 
-Adding a task is one factory below and one line in `TASKS`, e.g.
+Adding a task is one factory below and one row in `TASKS`, which also says
+which fields of the expert config the task reads (config validation checks
+those), e.g.
 
     def clean_kl_task(expert_config) -> Task:
       return Task(inputs=lambda logits_fn, x, y, key: (x, x + 0.01),
                   loss=lambda logits, y: mean_cross_entropy(logits[0], y) + ...)
-    TASKS['clean_kl'] = clean_kl_task
+    TASKS['clean_kl'] = TaskSpec(clean_kl_task)
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from generalist_jax import attacks
-from generalist_jax import multi_norm
+from generalist_jax.attacks import training as training_attacks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +61,7 @@ def trades_loss(logits, labels, beta):
   CE(f(x), y) + beta * mean_b KL(f(x) || f(x')); gradients through both terms."""
   clean, adv = logits
   return (mean_cross_entropy(clean, labels)
-          + beta * multi_norm.kl_divergence(clean, adv).mean())
+          + beta * training_attacks.kl_divergence(clean, adv).mean())
 
 
 def mart_loss(logits, labels, beta):
@@ -94,14 +96,14 @@ def _clean_and(attack):
 
 def trades_task(expert_config) -> Task:
   """TRADES: the KL attack from x + 0.001 N(0, 1); loss `trades_loss`."""
-  attack = functools.partial(multi_norm.trades_attack, **_attack_kwargs(expert_config.attack))
+  attack = functools.partial(training_attacks.trades_attack, **_attack_kwargs(expert_config.attack))
   return Task(inputs=_clean_and(attack),
               loss=functools.partial(trades_loss, beta=float(expert_config.beta)))
 
 
 def mart_task(expert_config) -> Task:
   """MART: CE-PGD from x + 0.001 N(0, 1); loss `mart_loss`."""
-  attack = functools.partial(multi_norm.ce_attack_small_start,
+  attack = functools.partial(training_attacks.ce_attack_small_start,
                              **_attack_kwargs(expert_config.attack))
   return Task(inputs=_clean_and(attack),
               loss=functools.partial(mart_loss, beta=float(expert_config.beta)))
@@ -123,7 +125,7 @@ def avg_task(expert_config) -> Task:
   the mean of their CEs (each batch a train-mode forward pass)."""
   per_norm = _per_norm_attacks(expert_config)
   return Task(inputs=lambda logits_fn, x, y, key: tuple(
-      multi_norm.per_norm_examples(per_norm, logits_fn, x, y, key)),
+      training_attacks.per_norm_examples(per_norm, logits_fn, x, y, key)),
               loss=mean_over_batches_loss)
 
 
@@ -133,8 +135,8 @@ def max_task(expert_config) -> Task:
   per_norm = _per_norm_attacks(expert_config)
 
   def inputs(logits_fn, x, y, key):
-    candidates = multi_norm.per_norm_examples(per_norm, logits_fn, x, y, key)
-    return multi_norm.worst_per_example(logits_fn, candidates, y)[0]
+    candidates = training_attacks.per_norm_examples(per_norm, logits_fn, x, y, key)
+    return training_attacks.worst_per_example(logits_fn, candidates, y)[0]
 
   return Task(inputs=inputs, loss=mean_cross_entropy)
 
@@ -144,7 +146,7 @@ def msd_task(expert_config) -> Task:
   step size per norm from `norm_attacks`, steps from the first of `norms`."""
   cfgs = [expert_config.norm_attacks[n] for n in expert_config.norms]
   attack = functools.partial(
-      multi_norm.msd, norms=tuple(expert_config.norms), eps=[float(c.eps) for c in cfgs],
+      training_attacks.msd, norms=tuple(expert_config.norms), eps=[float(c.eps) for c in cfgs],
       step_sizes=[float(c.step_size) for c in cfgs], steps=int(cfgs[0].steps),
       unroll=cfgs[0].unroll)
   return Task(inputs=attack, loss=mean_cross_entropy)
@@ -157,27 +159,41 @@ def eat_task(expert_config) -> Task:
   rule until both norms have statistics; its later reweighting by 1 - running
   robust accuracy per norm needs state outside TrainState and is left out."""
   per_norm = _per_norm_attacks(expert_config)
-  return Task(inputs=functools.partial(multi_norm.one_sampled_norm, per_norm),
+  return Task(inputs=functools.partial(training_attacks.one_sampled_norm, per_norm),
               loss=mean_cross_entropy)
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+  """A registry row: the factory and the expert-config fields it reads."""
+  build: Callable[..., Task]             # expert config -> Task
+  reads: tuple[str, ...] = ()            # 'attack', 'beta', 'norms' (+ 'norm_attacks')
+  check: Callable[..., str | None] | None = None   # expert config -> what is wrong, or None
+
+
+def _msd_check(expert_config) -> str | None:
+  steps = {expert_config.norm_attacks[n].steps for n in expert_config.norms}
+  if len(steps) > 1:
+    return (f'msd takes one step of every norm per iteration: give the norms in '
+            f'{tuple(expert_config.norms)} the same steps, got {sorted(steps)}.')
+  return None
+
+
 TASKS = {
-    'natural': natural_task,
-    'pgd': pgd_task,
-    'trades': trades_task,
-    'mart': mart_task,
-    'avg': avg_task,
-    'max': max_task,
-    'msd': msd_task,
-    'eat': eat_task,
+    'natural': TaskSpec(natural_task),
+    'pgd': TaskSpec(pgd_task, reads=('attack',)),
+    'trades': TaskSpec(trades_task, reads=('attack', 'beta')),
+    'mart': TaskSpec(mart_task, reads=('attack', 'beta')),
+    'avg': TaskSpec(avg_task, reads=('norms',)),
+    'max': TaskSpec(max_task, reads=('norms',)),
+    'msd': TaskSpec(msd_task, reads=('norms',), check=_msd_check),
+    'eat': TaskSpec(eat_task, reads=('norms',)),
 }
-# Tasks reading `attack` (one threat model) or `norms` + `norm_attacks`.
-SINGLE_ATTACK_TASKS = ('pgd', 'trades', 'mart')
-MULTI_NORM_TASKS = ('avg', 'max', 'msd', 'eat')
 
 
 def make_task(expert_config) -> Task:
+  """The Task of an expert config (its `task` is a key of TASKS); ValueError otherwise."""
   if expert_config.task not in TASKS:
     raise ValueError(f'task={expert_config.task!r} is unknown; registered tasks: '
                      f'{sorted(TASKS)}.')
-  return TASKS[expert_config.task](expert_config)
+  return TASKS[expert_config.task].build(expert_config)

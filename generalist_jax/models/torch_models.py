@@ -1,4 +1,4 @@
-"""PyTorch twins of every model in `models.py` (optional: needs the `torch` extra).
+"""PyTorch twins of the flax models (optional: needs the `torch` extra).
 
 Same architectures, widths and input normalisation (inside the model, inputs in
 [0, 1], NCHW), so an exported learner (`export_torch.py`) gives the same logits
@@ -19,14 +19,15 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from generalist_jax import models
+from generalist_jax.models import layers
+from generalist_jax.models import resnets
 
 # PyTorch's BatchNorm momentum weights the new batch: 1 - flax's.
-_BN_MOMENTUM = 1.0 - models._BN_MOMENTUM
+_BN_MOMENTUM = 1.0 - layers.BN_MOMENTUM
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
-  return nn.BatchNorm2d(channels, eps=models._BN_EPSILON, momentum=_BN_MOMENTUM)
+  return nn.BatchNorm2d(channels, eps=layers.BN_EPSILON, momentum=_BN_MOMENTUM)
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -91,7 +92,12 @@ class BasicBlock(nn.Module):
 
 
 class _ResNetBase(nn.Module):
-  """Stem conv, named blocks, global average pool, dense head."""
+  """Normalisation, stem conv, named blocks; subclasses add the head."""
+
+  def __init__(self, mean, std, in_channels: int, stem_channels: int):
+    super().__init__()
+    self.normalize = _Normalize(mean, std)
+    self.conv1 = _conv3x3(in_channels, stem_channels)
 
   def _add_blocks(self, block, prefix: str, cin: int, stages, blocks_per_stage: int) -> int:
     self.block_names = []
@@ -109,16 +115,17 @@ class _ResNetBase(nn.Module):
     return x
 
 
+def _scaled(stages, width: float) -> list:
+  return [(layers.scale(c, width), stride) for c, stride in stages]
+
+
 class PreActResNet18(_ResNetBase):
 
   def __init__(self, num_classes: int, width: float = 1.0, mean=(0.0,), std=(1.0,),
                in_channels: int = 3):
-    super().__init__()
-    s = lambda c: models._scale(c, width)
-    self.normalize = _Normalize(mean, std)
-    self.conv1 = _conv3x3(in_channels, s(64))
-    cin = self._add_blocks(PreActBlock, 'layer', s(64),
-                           [(s(c), st) for c, st in models._RESNET18_STAGES], 2)
+    super().__init__(mean, std, in_channels, layers.scale(64, width))
+    cin = self._add_blocks(PreActBlock, 'layer', layers.scale(64, width),
+                           _scaled(resnets.RESNET18_STAGES, width), 2)
     self.bn = _bn(cin)
     self.linear = nn.Linear(cin, num_classes)
 
@@ -131,13 +138,10 @@ class ResNet18(_ResNetBase):
 
   def __init__(self, num_classes: int, width: float = 1.0, mean=(0.0,), std=(1.0,),
                in_channels: int = 3):
-    super().__init__()
-    s = lambda c: models._scale(c, width)
-    self.normalize = _Normalize(mean, std)
-    self.conv1 = _conv3x3(in_channels, s(64))
-    self.bn1 = _bn(s(64))
-    cin = self._add_blocks(BasicBlock, 'layer', s(64),
-                           [(s(c), st) for c, st in models._RESNET18_STAGES], 2)
+    super().__init__(mean, std, in_channels, layers.scale(64, width))
+    self.bn1 = _bn(layers.scale(64, width))
+    cin = self._add_blocks(BasicBlock, 'layer', layers.scale(64, width),
+                           _scaled(resnets.RESNET18_STAGES, width), 2)
     self.linear = nn.Linear(cin, num_classes)
 
   def forward(self, x):
@@ -149,14 +153,10 @@ class WideResNet(_ResNetBase):
 
   def __init__(self, num_classes: int, depth: int = 34, widen_factor: int = 10,
                width: float = 1.0, mean=(0.0,), std=(1.0,), in_channels: int = 3):
-    super().__init__()
-    s = lambda c: models._scale(c, width)
-    k = widen_factor
-    self.normalize = _Normalize(mean, std)
-    self.conv1 = _conv3x3(in_channels, s(16))
-    cin = self._add_blocks(PreActBlock, 'block', s(16),
-                           [(s(16 * k), 1), (s(32 * k), 2), (s(64 * k), 2)],
-                           models.wrn_blocks_per_stage(depth))
+    super().__init__(mean, std, in_channels, layers.scale(16, width))
+    cin = self._add_blocks(PreActBlock, 'block', layers.scale(16, width),
+                           _scaled(resnets.wrn_stages(widen_factor), width),
+                           resnets.wrn_blocks_per_stage(depth))
     self.bn = _bn(cin)
     self.fc = nn.Linear(cin, num_classes)
 
@@ -171,7 +171,7 @@ class SmallCNN(nn.Module):
   def __init__(self, num_classes: int, batch_norm: bool = False, width: float = 1.0,
                mean=(0.0,), std=(1.0,), image_shape=(32, 32, 3)):
     super().__init__()
-    s = lambda c: models._scale(c, width)
+    s = lambda c: layers.scale(c, width)
     self.batch_norm = batch_norm
     self.normalize = _Normalize(mean, std)
     h, w, cin = image_shape
@@ -188,7 +188,7 @@ class SmallCNN(nn.Module):
       self.add_module(name, nn.Linear(fin, s(200), bias=not batch_norm))
       if batch_norm:
         self.add_module(f'{name}_bn', nn.BatchNorm1d(
-            s(200), eps=models._BN_EPSILON, momentum=_BN_MOMENTUM))
+            s(200), eps=layers.BN_EPSILON, momentum=_BN_MOMENTUM))
       fin = s(200)
     self.fc3 = nn.Linear(fin, num_classes)
 
@@ -209,23 +209,29 @@ class SmallCNN(nn.Module):
     return self.fc3(x)
 
 
+def _resnet(cls):
+  return lambda c, common, image_shape: cls(in_channels=int(image_shape[-1]), **common)
+
+
+# The same keys as models.MODELS: (model config, common fields, image shape) -> module.
+TWINS = {
+    'preact_resnet18': _resnet(PreActResNet18),
+    'resnet18': _resnet(ResNet18),
+    'wide_resnet': lambda c, common, image_shape: WideResNet(
+        depth=int(c.get('depth', 34)), widen_factor=int(c.get('widen_factor', 10)),
+        in_channels=int(image_shape[-1]), **common),
+    'small_cnn': lambda c, common, image_shape: SmallCNN(
+        batch_norm=bool(c.get('batch_norm', False)), image_shape=tuple(image_shape), **common),
+}
+
+
 def create_model(model_config, num_classes: int, mean: tuple, std: tuple,
                  image_shape: tuple = (32, 32, 3)) -> nn.Module:
-  """The twin of `models.create_model(model_config, ...)` (same fields)."""
-  get = models._get
-  name = get(model_config, 'name', None)
-  common = dict(num_classes=num_classes, width=float(get(model_config, 'width', 1.0)),
+  """The twin of `models.create_model(model_config, ...)` (same fields); NCHW inputs
+  in [0, 1]. Raises ValueError for a model without a twin."""
+  name = model_config.get('name')
+  if name not in TWINS:
+    raise ValueError(f'Model {name!r} has no PyTorch twin; twins: {", ".join(TWINS)}.')
+  common = dict(num_classes=num_classes, width=float(model_config.get('width', 1.0)),
                 mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
-  if name == 'small_cnn':
-    return SmallCNN(batch_norm=bool(get(model_config, 'batch_norm', False)),
-                    image_shape=tuple(image_shape), **common)
-  common['in_channels'] = int(image_shape[-1])
-  if name == 'preact_resnet18':
-    return PreActResNet18(**common)
-  if name == 'resnet18':
-    return ResNet18(**common)
-  if name == 'wide_resnet':
-    return WideResNet(depth=int(get(model_config, 'depth', 34)),
-                      widen_factor=int(get(model_config, 'widen_factor', 10)), **common)
-  raise ValueError(f'Unknown model name {name!r}; valid names: '
-                   f'{", ".join(models.MODEL_NAMES)}.')
+  return TWINS[name](model_config, common, image_shape)

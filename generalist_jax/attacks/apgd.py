@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from generalist_jax import attacks
+from generalist_jax.attacks import losses
+from generalist_jax.attacks import threat
 
 RHO = 0.75        # oscillation threshold
 MOMENTUM = 0.75   # weight of the new step (1 - weight of the last move)
@@ -57,14 +58,14 @@ def checkpoint_schedule(steps: int, norm: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _l0(delta):
-  return jnp.sum(attacks._flat(delta) != 0, -1).astype(delta.dtype)
+  return jnp.sum(threat.flat(delta) != 0, -1).astype(delta.dtype)
 
 
 def apgd_run(logits_fn, x, y, key, *, eps, norm: str, loss_fn: Callable, steps: int,
              delta_init=None, unroll=1) -> RunResult:
   """One APGD run from a random start (or `delta_init`); `loss_fn(logits, y)` per example."""
-  threat = attacks.NORMS[norm]
-  pe = lambda v: attacks._per_example(v, x)
+  threat_model = threat.NORMS[norm]
+  pe = lambda v: threat.per_example(v, x)
   n_features = int(np.prod(x.shape[1:]))
   eps = jnp.broadcast_to(jnp.asarray(eps, x.dtype), x.shape[:1])
   alpha = 1.0 if norm == 'l1' else 2.0
@@ -78,11 +79,11 @@ def apgd_run(logits_fn, x, y, key, *, eps, norm: str, loss_fn: Callable, steps: 
     return per_example, jnp.argmax(logits, -1) != y, grad
 
   if delta_init is None:
-    delta = threat.project(x, threat.init(key, x, eps), eps)
+    delta = threat_model.project(x, threat_model.init(key, x, eps), eps)
     topk = jnp.full(x.shape[:1], 0.2, x.dtype)
     sparsity_old = jnp.full(x.shape[:1], float(n_features), x.dtype)
   else:
-    delta = threat.project(x, delta_init, eps)
+    delta = threat_model.project(x, delta_init, eps)
     topk = _l0(delta) / n_features / 1.5
     sparsity_old = _l0(delta)
   loss, fooled, grad = loss_and_grad(delta)
@@ -97,11 +98,11 @@ def apgd_run(logits_fn, x, y, key, *, eps, norm: str, loss_fn: Callable, steps: 
   def body(i, s):
     delta = s['delta']
     if norm == 'l1':
-      new = threat.project(x, attacks.l1_topk_step(delta, s['grad'], s['step'], s['topk']), eps)
+      new = threat_model.project(x, threat.l1_topk_step(delta, s['grad'], s['step'], s['topk']), eps)
     else:
       a = jnp.where(i > 0, MOMENTUM, 1.0)
-      z = threat.project(x, threat.step(delta, s['grad'], s['step']), eps)
-      new = threat.project(x, delta + a * (z - delta) + (1 - a) * (delta - s['prev']), eps)
+      z = threat_model.project(x, threat_model.step(delta, s['grad'], s['step']), eps)
+      new = threat_model.project(x, delta + a * (z - delta) + (1 - a) * (delta - s['prev']), eps)
     loss, fooled_now, grad = loss_and_grad(new)
     improved = loss > s['loss_best']
     s = dict(s, prev=delta, delta=new, grad=grad,
@@ -120,7 +121,7 @@ def apgd_run(logits_fn, x, y, key, *, eps, norm: str, loss_fn: Callable, steps: 
 
 
 def _restart_from_best(s, where):
-  w = attacks._per_example(where, s['delta'])
+  w = threat.per_example(where, s['delta'])
   return dict(s, delta=jnp.where(w, s['best'], s['delta']),
               grad=jnp.where(w, s['grad_best'], s['grad']))
 
@@ -153,7 +154,7 @@ def _large_eps_run(logits_fn, x, y, key, *, eps, loss_fn, steps, unroll):
   fractions = (0.3, 0.3)
   stage_steps = [math.ceil(f * steps) for f in fractions]
   stage_steps.append(steps - sum(stage_steps))
-  delta = attacks.l1_project(x, jax.random.normal(key, x.shape, x.dtype), 3 * eps)
+  delta = threat.l1_project(x, jax.random.normal(key, x.shape, x.dtype), 3 * eps)
   result = None
   for scale, n in zip((3.0, 2.0, 1.0), stage_steps):
     result = apgd_run(logits_fn, x, y, key, eps=scale * eps, norm='l1', loss_fn=loss_fn,
@@ -166,7 +167,7 @@ def _combine(total: RunResult, new: RunResult) -> RunResult:
   """Keeps a fooling point once found; otherwise the higher-loss point."""
   higher = new.best_loss > total.best_loss
   take_new = ~total.fooled & (new.fooled | higher)
-  pe = lambda m: attacks._per_example(m, total.x_adv)
+  pe = lambda m: threat.per_example(m, total.x_adv)
   return RunResult(jnp.where(pe(take_new), new.x_adv, total.x_adv), total.fooled | new.fooled,
                    jnp.where(higher, new.best_loss, total.best_loss),
                    jnp.where(pe(higher), new.x_best, total.x_best))
@@ -181,7 +182,7 @@ def _repeat(n: int, run: Callable[[int], RunResult]) -> RunResult:
 
 def apgd_result(logits_fn, x, y, key, *, eps, norm='linf', loss='ce', steps=100,
                 restarts=1, large_eps_start=False, unroll=1) -> RunResult:
-  loss_fn = attacks.LOSSES[loss]
+  loss_fn = losses.LOSSES[loss]
 
   def run(r):
     k = jax.random.fold_in(key, r)
@@ -195,9 +196,15 @@ def apgd_result(logits_fn, x, y, key, *, eps, norm='linf', loss='ce', steps=100,
   return _repeat(restarts, run)
 
 
-def apgd(logits_fn, x, y, key, **kwargs) -> jax.Array:
-  """APGD on 'ce' (APGD-CE) or 'dlr' (APGD-DLR); returns x_adv."""
-  return apgd_result(logits_fn, x, y, key, **kwargs).x_adv
+def apgd(logits_fn, x, y, key, *, eps, norm: str = 'linf', loss: str = 'ce', steps: int = 100,
+         restarts: int = 1, large_eps_start: bool = False, unroll=1) -> jax.Array:
+  """APGD on 'ce' (APGD-CE) or 'dlr' (APGD-DLR); returns x_adv [B, ...].
+
+  x [B, H, W, C] in [0, 1], y [B]; eps in pixel units; `large_eps_start` is
+  APGD-l1's 3 eps -> eps schedule (l1 only). Source: fra31/auto-attack
+  `autopgd_base.py`."""
+  return apgd_result(logits_fn, x, y, key, eps=eps, norm=norm, loss=loss, steps=steps,
+                     restarts=restarts, large_eps_start=large_eps_start, unroll=unroll).x_adv
 
 
 def target_classes(logits: jax.Array, n_targets: int) -> jax.Array:
@@ -219,7 +226,7 @@ def apgd_targeted_result(logits_fn, x, y, key, *, eps, norm='linf', steps=100,
 
   def run(r):
     t = targets[r // restarts]
-    loss_fn = lambda logits, labels: attacks.targeted_dlr(logits, labels, t)
+    loss_fn = lambda logits, labels: losses.targeted_dlr(logits, labels, t)
     k = jax.random.fold_in(key, r)
     if large_eps_start:
       return _large_eps_run(logits_fn, x, y, k, eps=eps, loss_fn=loss_fn, steps=steps,
@@ -230,5 +237,11 @@ def apgd_targeted_result(logits_fn, x, y, key, *, eps, norm='linf', steps=100,
   return _repeat(n_targets * restarts, run)
 
 
-def apgd_targeted(logits_fn, x, y, key, **kwargs) -> jax.Array:
-  return apgd_targeted_result(logits_fn, x, y, key, **kwargs).x_adv
+def apgd_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int = 100,
+                  n_targets: int = 9, restarts: int = 1, large_eps_start: bool = False,
+                  unroll=1) -> jax.Array:
+  """APGD-T (targeted DLR towards each of the top `n_targets` other classes);
+  returns x_adv [B, ...]. Raises ValueError with < 4 classes or too many targets."""
+  return apgd_targeted_result(logits_fn, x, y, key, eps=eps, norm=norm, steps=steps,
+                              n_targets=n_targets, restarts=restarts,
+                              large_eps_start=large_eps_start, unroll=unroll).x_adv

@@ -8,7 +8,7 @@ From an evaluation report of `generalist_jax.evaluate` (`eval_plots`):
   plots/eval_<name>_attacks.png  robust accuracy after each attack, per norm
   plots/eval_<name>_norms.png    worst case per norm and their union (several norms)
 
-Plotting must never stop a run: the hooks in train.py and evaluate.py go
+Plotting must never stop a run: the hooks in the training loop and evaluation go
 through `safely`, which logs a warning instead of raising.
 """
 from __future__ import annotations
@@ -57,7 +57,8 @@ def validation_series(records: list[dict]) -> dict:
       parts = key.split('/')
       if len(parts) != 3 or parts[0] != 'val' or parts[2] != 'clean_acc':
         continue
-      robust = r.get(f'val/{parts[1]}/pgd_acc')
+      # robust_acc; runs before the rename wrote pgd_acc
+      robust = r.get(f'val/{parts[1]}/robust_acc', r.get(f'val/{parts[1]}/pgd_acc'))
       if value is None or robust is None:
         continue
       s = series.setdefault(parts[1], {'epoch': [], 'clean': [], 'robust': []})

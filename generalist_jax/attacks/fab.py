@@ -22,8 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from generalist_jax import apgd
-from generalist_jax import attacks
+from generalist_jax.attacks import apgd
+from generalist_jax.attacks import threat
 
 _FLOAT_MAX = 1e10      # "no adversarial point yet" (the reference's res2 init)
 
@@ -85,7 +85,7 @@ def project_on_hyperplane(point: jax.Array, w: jax.Array, b: jax.Array, norm: st
                    jnp.take_along_axis(room, order, -1))
     magnitude = jnp.take_along_axis(m_s, jnp.argsort(order, axis=-1), -1)
   else:
-    raise ValueError(f'unknown norm {norm!r}; use one of {sorted(attacks.NORMS)}')
+    raise ValueError(f'unknown norm {norm!r}; use one of {sorted(threat.NORMS)}')
   return direction * magnitude * (absw > 0)
 
 
@@ -99,8 +99,8 @@ def _random_start(key, x0, norm: str, radius):
     t = jax.random.uniform(key, x0.shape, x0.dtype, -1.0, 1.0)
   else:
     t = jax.random.normal(key, x0.shape, x0.dtype)
-  t = t / attacks._per_example(attacks.lp_norm(t, norm) + 1e-12, t)
-  return jnp.clip(x0 + 0.5 * attacks._per_example(radius, t) * t, 0.0, 1.0)
+  t = t / threat.per_example(threat.lp_norm(t, norm) + 1e-12, t)
+  return jnp.clip(x0 + 0.5 * threat.per_example(radius, t) * t, 0.0, 1.0)
 
 
 def fab_targeted_run(logits_fn, x, y, target, key, *, eps, norm: str, steps: int = 100,
@@ -129,17 +129,17 @@ def fab_targeted_run(logits_fn, x, y, target, key, *, eps, norm: str, steps: int
     b = jnp.sum(w * x1f, -1) - df     # the linearised boundary: <w, z> = b
     d1 = project_on_hyperplane(x1f, w, b, norm)
     d2 = project_on_hyperplane(x0, w, b, norm)
-    a1 = jnp.maximum(attacks.lp_norm(d1, norm), 1e-8)
-    a2 = jnp.maximum(attacks.lp_norm(d2, norm), 1e-8)
+    a1 = jnp.maximum(threat.lp_norm(d1, norm), 1e-8)
+    a2 = jnp.maximum(threat.lp_norm(d2, norm), 1e-8)
     alpha = jnp.clip(a1 / (a1 + a2), 0.0, alpha_max)[:, None]
     x1f = jnp.clip((x1f + eta * d1) * (1 - alpha) + (x0 + eta * d2) * alpha, 0.0, 1.0)
     x1 = x1f.reshape(shape)
     is_adv = jnp.argmax(logits_fn(x1), -1) != y
-    dist = attacks.lp_norm(x1 - x, norm)
+    dist = threat.lp_norm(x1 - x, norm)
     better = is_adv & (dist < norm_best)
-    x_best = jnp.where(attacks._per_example(better, x), x1, x_best)
+    x_best = jnp.where(threat.per_example(better, x), x1, x_best)
     norm_best = jnp.where(better, dist, norm_best)
-    x1 = jnp.where(attacks._per_example(is_adv, x), x + (x1 - x) * beta, x1)
+    x1 = jnp.where(threat.per_example(is_adv, x), x + (x1 - x) * beta, x1)
     return x1, x_best, norm_best
 
   init = (start, x, jnp.full((n,), _FLOAT_MAX, x.dtype))
@@ -170,7 +170,7 @@ def fab_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int = 
           norm=norm, steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
           random_start=(r % restarts) > 0)
       new = ~found & correct & (norm_best <= eps)
-      return jnp.where(attacks._per_example(new, x), x_best, x_adv), found | new
+      return jnp.where(threat.per_example(new, x), x_best, x_adv), found | new
 
     # Every example of the batch already broken (or never correct): skip the run.
     return jax.lax.cond(jnp.all(found | ~correct), lambda _: carry, attack, None)

@@ -1,9 +1,10 @@
 """A suite: several runs of one comparison, trained one after another in sub-workdirs,
 evaluated with the same attacks, and compared in one table (and one report).
 
-A suite config is a ConfigDict with two fields (see configs/demo.py):
+A suite config is a ConfigDict with two fields (see configs/demo.py;
+`config.compare_config` builds the second):
 
-  runs      name -> an ordinary run config (trained by `train.train_and_evaluate`
+  runs      name -> an ordinary run config (trained by `loop.train_and_evaluate`
             in <workdir>/<name>, so each is validated, resumable and plotted as usual)
   compare   how every run is evaluated and where the table goes:
               name        the table is <workdir>/<name>_table.{md,json}
@@ -26,22 +27,20 @@ import json
 import pathlib
 import time
 
-import ml_collections
+
+from generalist_jax.config import validation as config_validation
+from generalist_jax.config.schema import ConfigError
+from generalist_jax.evaluation import compare as compare_runs
+from generalist_jax.evaluation import plots
+from generalist_jax.evaluation import runner
+from generalist_jax.evaluation import tables
+from generalist_jax.run import evaluate_run
+from generalist_jax.run import loop
 
 
 def is_suite(config) -> bool:
   """A config with `runs` is a suite; anything else is one run."""
   return 'runs' in config
-
-
-def compare_config(name='suite', order=(), checkpoint='best', attacks='pgd,apgd-ce',
-                   norms=('linf',), eps=(8 / 255,), steps=20, n_ex=1000,
-                   batch_size=256) -> ml_collections.ConfigDict:
-  """The `compare` field of a suite config."""
-  return ml_collections.ConfigDict(dict(name=name, order=tuple(order), checkpoint=checkpoint,
-                                        attacks=attacks,
-                                        norms=tuple(norms), eps=tuple(eps), steps=steps,
-                                        n_ex=n_ex, batch_size=batch_size))
 
 
 def evaluated_learner(run_config) -> str:
@@ -57,30 +56,28 @@ def run_names(config) -> list[str]:
 
 
 def _check(config) -> None:
-  from generalist_jax import config_lib
   c = config.compare
   if len(config.runs) < 1:
-    raise config_lib.ConfigError('config.runs: define at least one run.')
+    raise ConfigError('config.runs: define at least one run.')
   unknown = [n for n in c.order if n not in config.runs]
   if unknown:
-    raise config_lib.ConfigError(f'config.compare.order: {unknown} are not in config.runs '
+    raise ConfigError(f'config.compare.order: {unknown} are not in config.runs '
                                  f'{sorted(config.runs.keys())}.')
   if len(c.norms) != len(c.eps):
-    raise config_lib.ConfigError(
+    raise ConfigError(
         f'config.compare.eps: needs one eps per norm {tuple(c.norms)}, got {tuple(c.eps)}.')
   if c.checkpoint not in ('best', 'last'):
-    raise config_lib.ConfigError(
+    raise ConfigError(
         f"config.compare.checkpoint: {c.checkpoint!r}; use 'best' or 'last'.")
-  from generalist_jax import evaluate
   try:   # an unknown attack must fail now, not after every run has trained
-    evaluate.make_plan(list(c.norms), list(c.eps), c.attacks, {'steps': c.steps})
+    runner.make_plan(list(c.norms), list(c.eps), c.attacks, {'steps': c.steps})
   except ValueError as e:
-    raise config_lib.ConfigError(f'config.compare.attacks / norms: {e}') from None
+    raise ConfigError(f'config.compare.attacks / norms: {e}') from None
   for name in config.runs.keys():   # every run is checked before any trains
     try:
-      config_lib.validate_config(config.runs[name])
-    except config_lib.ConfigError as e:
-      raise config_lib.ConfigError(
+      config_validation.validate_config(config.runs[name])
+    except ConfigError as e:
+      raise ConfigError(
           str(e).replace('config.', f'config.runs.{name}.', 1)) from None
 
 
@@ -104,18 +101,18 @@ def _quiet_absl():
     absl_logging.set_verbosity(before)
 
 
-def eval_argv(run_dir: pathlib.Path, run_config, compare) -> list[str]:
-  """The `python -m generalist_jax.evaluate` arguments of one run of the suite."""
-  return [f'--workdir={run_dir}', f'--checkpoint={compare.checkpoint}',
-          f'--learner={evaluated_learner(run_config)}', f'--attacks={compare.attacks}',
-          f"--norm={','.join(compare.norms)}", f"--eps={','.join(repr(e) for e in compare.eps)}",
-          f'--steps={compare.steps}', f'--n_ex={compare.n_ex}',
-          f'--batch_size={compare.batch_size}', f'--name={compare.name}', '--no_progress']
+def evaluate(run_dir: pathlib.Path, run_config, compare) -> dict:
+  """Evaluates one run of the suite as `compare` says (`evaluate_run.evaluate_run`)."""
+  return evaluate_run.evaluate_run(
+      run_dir, checkpoint=compare.checkpoint, learner=evaluated_learner(run_config),
+      attacks=compare.attacks, norms=tuple(compare.norms), eps=tuple(compare.eps),
+      n_ex=compare.n_ex, batch_size=compare.batch_size, name=compare.name,
+      overrides={'steps': compare.steps}, progress=False,
+      command=f'suite compare {compare.name}')
 
 
 def table_rows(reports: dict, seconds: dict) -> tuple[list[str], list[list]]:
   """(header, rows) of the comparison: accuracies in %, one row per run."""
-  from generalist_jax import plots
   first = next(iter(reports.values()))
   attack_cols = plots.attack_columns(first)
   worst_cols = plots.worst_columns(first)
@@ -129,17 +126,9 @@ def table_rows(reports: dict, seconds: dict) -> tuple[list[str], list[list]]:
   return header, rows
 
 
-def _fmt(v) -> str:
-  if isinstance(v, float):
-    return f'{v:.1f}'
-  return '-' if v is None else str(v)
-
-
 def format_table(header, rows) -> str:
-  """A Markdown table."""
-  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  lines += ['| ' + ' | '.join(_fmt(v) for v in row) + ' |' for row in rows]
-  return '\n'.join(lines)
+  """A Markdown table, numbers with one decimal."""
+  return '\n'.join(tables.markdown_table(header, rows, fmt=tables.cell))
 
 
 def describe(compare, n_ex: int) -> str:
@@ -155,10 +144,6 @@ def describe(compare, n_ex: int) -> str:
 
 def run_suite(config, workdir: str) -> dict:
   """Trains and evaluates every run of the suite, writes and prints the comparison."""
-  from generalist_jax import evaluate
-  from generalist_jax import plots
-  from generalist_jax import report
-  from generalist_jax import train
   _check(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -170,11 +155,11 @@ def run_suite(config, workdir: str) -> dict:
     eval_json = run_dir / 'eval' / f'{compare.name}.json'
     started = time.perf_counter()
     print(f'== {name}: training in {run_dir}', flush=True)
-    train.train_and_evaluate(config.runs[name], str(run_dir))
+    loop.train_and_evaluate(config.runs[name], str(run_dir))
     seconds[name] = time.perf_counter() - started
     if not eval_json.exists():
       with _quiet_absl():   # orbax warns at length about read-only restores
-        evaluate.main(eval_argv(run_dir, config.runs[name], compare))
+        evaluate(run_dir, config.runs[name], compare)
     reports[name] = json.loads(eval_json.read_text())
   header, rows = table_rows(reports, seconds)
   description = describe(compare, next(iter(reports.values()))['n_ex'])
@@ -185,6 +170,6 @@ def run_suite(config, workdir: str) -> dict:
       {'description': description, 'header': header, 'rows': rows, 'reports': reports},
       indent=2, sort_keys=True))
   plots.safely(plots.comparison_plot, reports, workdir / 'plots' / f'{compare.name}_comparison.png')
-  report.write_report([workdir / n for n in run_names(config)], workdir / 'report.md')
+  compare_runs.write_report([workdir / n for n in run_names(config)], workdir / 'report.md')
   print('\n' + text + f'\n-> {stem}.md, {workdir / "report.md"}')
   return {'header': header, 'rows': rows}

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from generalist_jax import attacks
+from generalist_jax.attacks import losses
+from generalist_jax.attacks import threat
 
 # p(i) = p_init / 2^j once i passes the j-th of these iteration counts (the paper's
 # schedule for 10,000 queries; `rescale_schedule` maps other budgets onto it).
@@ -36,7 +37,7 @@ def p_schedule(i, p_init: float, n_queries: int, rescale_schedule: bool):
 
 
 def _margin(logits, y):
-  return -attacks.margin(logits, y)     # > 0 while correctly classified
+  return -losses.margin(logits, y)     # > 0 while correctly classified
 
 
 def square_linf(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
@@ -132,7 +133,7 @@ def _odd_side(p, h, w, minimum):
 def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
               rescale_schedule: bool = False) -> jax.Array:
   b, h, w, c = x.shape
-  pe = lambda v: attacks._per_example(v, x)
+  pe = lambda v: threat.per_example(v, x)
   init_key, loop_key = jax.random.split(key)
   sphere = lambda delta: jnp.clip(x + _unit(delta, (1, 2, 3)) * eps, 0.0, 1.0)
   x_best = sphere(_l2_start(init_key, x))
@@ -171,3 +172,15 @@ def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
 
 
 SQUARE = {'linf': square_linf, 'l2': square_l2}
+
+
+def square(logits_fn, x, y, key, *, eps, norm: str, n_queries: int = 5000, p_init: float = 0.8,
+           rescale_schedule: bool = False) -> jax.Array:
+  """Square Attack in threat model `norm` (a key of SQUARE); returns x_adv [B, H, W, C].
+
+  x in [0, 1], y [B]; `n_queries` model calls per example (the first is the
+  initial point). Source: fra31/auto-attack `square.py`."""
+  if norm not in SQUARE:
+    raise ValueError(f'Square is implemented for {tuple(SQUARE)}, not {norm!r}.')
+  return SQUARE[norm](logits_fn, x, y, key, eps=eps, n_queries=n_queries, p_init=p_init,
+                      rescale_schedule=rescale_schedule)

@@ -1,0 +1,131 @@
+"""The one ascent loop of every gradient attack, and PGD, FGSM and MIM on it.
+
+An attack maximises a per-example loss of `logits_fn(x + delta)` over delta in a
+threat model (`threat.NORMS`): each iteration takes the input gradient, the
+norm's steepest-ascent step and the exact projection onto the eps-ball and the
+[0, 1] box. The loop is a `lax.fori_loop` inside the caller's jit, unrolled where
+that measures faster (`resolve_unroll`).
+
+`logits_fn(x) -> logits` is the model with its variables bound and BatchNorm in
+eval mode, so attacks never move running statistics. Shapes: x [B, H, W, C] in
+[0, 1], y [B] int; eps and step sizes in pixel units.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from generalist_jax.attacks import losses
+from generalist_jax.attacks import threat
+
+LogitsFn = Callable[[jax.Array], jax.Array]
+
+
+def resolve_unroll(unroll) -> int | bool:
+  """'auto' unrolls fully on CPU. With lax's conv gradients a rolled loop ran
+  2.8-7x slower there; with model.ops='cpu' (cpu_ops' input gradient) it is
+  within 2-7% of unrolled (experiments/benchmarks/results/optimisations.md),
+  so unrolling now buys little, at a longer compile."""
+  if unroll == 'auto':
+    return jax.default_backend() == 'cpu'
+  return unroll
+
+
+def iterate(body: Callable, init, steps: int, unroll='auto'):
+  """`body` applied `steps` times to `init` (any pytree carry), in the jit."""
+  return jax.lax.fori_loop(0, steps, lambda _, carry: body(carry), init,
+                           unroll=resolve_unroll(unroll))
+
+
+def input_gradient(per_example_loss: Callable, x: jax.Array) -> Callable:
+  """delta -> d/d delta of sum_b per_example_loss(x + delta)_b."""
+  return jax.grad(lambda delta: per_example_loss(x + delta).sum())
+
+
+def projected_step(norm: threat.Norm, x: jax.Array, eps, step_size) -> Callable:
+  """(delta, direction) -> the steepest step along `direction`, projected back
+  onto the eps-ball and the [0, 1] box around x."""
+  return lambda delta, direction: norm.project(x, norm.step(delta, direction, step_size), eps)
+
+
+def ascend(per_example_loss: Callable, x: jax.Array, delta: jax.Array, *, norm: str, eps,
+           step_size, steps: int, unroll='auto') -> jax.Array:
+  """`steps` projected steepest-ascent steps of `per_example_loss(x + delta)` ([B])
+  from `delta`, in the `norm` ball of radius eps and the box; returns delta."""
+  grad = input_gradient(per_example_loss, x)
+  step = projected_step(threat.NORMS[norm], x, eps, step_size)
+  return iterate(lambda d: step(d, grad(d)), delta, steps, unroll)
+
+
+def start_point(norm: threat.Norm, x, key, eps, random: bool = True) -> jax.Array:
+  """delta of a random point of the ball ∩ box, or zeros when not `random`."""
+  if random:
+    return norm.project(x, norm.init(key, x, eps), eps)
+  return jnp.zeros_like(x)
+
+
+def _keep_best(best_delta, best_loss, delta, per_example):
+  better = per_example >= best_loss
+  return (jnp.where(threat.per_example(better, delta), delta, best_delta),
+          jnp.maximum(best_loss, per_example))
+
+
+def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
+        eps: float, step_size: float, steps: int, norm: str = 'linf',
+        loss: str = 'ce', random_start: bool = True, restarts: int = 1,
+        unroll='auto') -> jax.Array:
+  """Projected gradient ascent on `loss` (Madry et al. 2018); returns x_adv [B, ...]
+  in the eps-ball and [0, 1].
+
+  With several restarts, each example keeps the restart with the highest loss
+  (as the reference `attack_pgd`). Only input gradients are taken.
+  """
+  threat_model = threat.NORMS[norm]
+  loss_fn = losses.LOSSES[loss]
+  per_example_loss = lambda inputs: loss_fn(logits_fn(inputs), y)
+
+  def one_restart(restart_key):
+    delta = start_point(threat_model, x, restart_key, eps, random_start)
+    delta = ascend(per_example_loss, x, delta, norm=norm, eps=eps, step_size=step_size,
+                   steps=steps, unroll=unroll)
+    return delta, per_example_loss(x + delta)
+
+  best_delta, best_loss = one_restart(jax.random.fold_in(key, 0))
+  for r in range(1, restarts):
+    best_delta, best_loss = _keep_best(best_delta, best_loss,
+                                       *one_restart(jax.random.fold_in(key, r)))
+  return x + best_delta
+
+
+def fgsm(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
+         eps: float, norm: str = 'linf', loss: str = 'ce') -> jax.Array:
+  """One steepest-ascent step of the full radius from x (Goodfellow et al. 2015);
+  for l2 / l1 the normalised-gradient / sparse step of size eps."""
+  del key
+  return pgd(logits_fn, x, y, jax.random.PRNGKey(0), eps=eps, step_size=eps, steps=1,
+             norm=norm, loss=loss, random_start=False)
+
+
+def mim(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
+        eps: float, step_size: float, steps: int, norm: str = 'linf',
+        loss: str = 'ce', decay: float = 1.0, random_start: bool = False,
+        unroll='auto') -> jax.Array:
+  """Momentum Iterative Method (Dong et al. 2018): g <- decay * g + grad / ||grad||_1,
+  then the norm's steepest step along g and the projection. Returns x_adv."""
+  threat_model = threat.NORMS[norm]
+  loss_fn = losses.LOSSES[loss]
+  grad = input_gradient(lambda inputs: loss_fn(logits_fn(inputs), y), x)
+  step = projected_step(threat_model, x, eps, step_size)
+
+  def body(carry):
+    delta, momentum = carry
+    g = grad(delta)
+    g = g * threat.per_example(1.0 / (threat.lp_norm(g, 'l1') + 1e-12), g)
+    momentum = decay * momentum + g
+    return step(delta, momentum), momentum
+
+  delta = start_point(threat_model, x, key, eps, random_start)
+  delta, _ = iterate(body, (delta, jnp.zeros_like(x)), steps, unroll)
+  return x + delta

@@ -1,0 +1,69 @@
+"""AutoAttack (Croce & Hein, ICML 2020): its versions and the algebra of per-example flags.
+
+A version is an ordered list of attacks (rows of `registry.ATTACKS`). A
+composite runs them in order, each on the examples that every earlier one
+failed to break; every table is computed from the per-example flags:
+
+    robust (worst case)       = clean AND (flag of every attack)
+    robust (union of norms)   = AND over norms of the per-norm worst case
+
+'standard' = APGD-CE, APGD-T, FAB-T, Square, as AutoAttack's
+`set_version('standard')` lists them for every norm (l1: APGD with 5 restarts /
+5 targets and the 3 eps -> eps schedule, `registry.standard_settings`).
+AutoAttack's Square has no l1 version (it asserts l-inf or l2), and neither
+does ours, so l1 'standard' runs APGD-CE, APGD-T, FAB-T and every report says
+Square is missing (`missing_components`). 'fast' = APGD-CE, APGD-T.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from generalist_jax.attacks import registry
+
+DEFAULT_EPS = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}   # the CIFAR-10 conventions
+
+STANDARD = ('apgd-ce', 'apgd-t', 'fab-t', 'square')
+VERSIONS = {'standard': STANDARD, 'fast': ('apgd-ce', 'apgd-t')}
+
+
+def version_components(version: str, norm: str) -> tuple[str, ...]:
+  """The attacks of `version` that run in `norm`, in order."""
+  if version not in VERSIONS:
+    raise ValueError(f'unknown version {version!r}; use one of {tuple(VERSIONS)} or a list')
+  return tuple(a for a in VERSIONS[version] if a in registry.implemented(norm))
+
+
+def missing_components(version: str, norm: str) -> tuple[str, ...]:
+  """The attacks of `version` that have no implementation in `norm`."""
+  if version not in VERSIONS:
+    return ()
+  return tuple(a for a in VERSIONS[version] if a not in registry.implemented(norm))
+
+
+# ----------------------------------------------------------------------------
+# Flags -> tables. int8 flags per attack: 1 robust, 0 fooled, -1 not run because
+# an earlier attack (or the clean input) already broke the example, -2 pending.
+# ----------------------------------------------------------------------------
+
+ROBUST, FOOLED, SKIPPED, PENDING = 1, 0, -1, -2
+
+
+def worst_case(clean: np.ndarray, attack_flags: list[np.ndarray]) -> np.ndarray:
+  """Per-example AND: correct on the clean input and not fooled by any attack."""
+  out = np.asarray(clean, bool).copy()
+  for flags in attack_flags:
+    flags = np.asarray(flags)
+    if np.any(flags == PENDING):
+      raise ValueError('worst case asked for before every attack finished')
+    out &= flags != FOOLED
+  return out
+
+
+def union_over_norms(per_norm_worst: dict) -> np.ndarray:
+  """Robust to the union of threat models: per-example AND over norms."""
+  return np.logical_and.reduce([np.asarray(v, bool) for v in per_norm_worst.values()])
+
+
+def still_robust(clean: np.ndarray, earlier: list[np.ndarray]) -> np.ndarray:
+  """Examples that the next attack in the sequence must still try."""
+  return worst_case(clean, earlier)

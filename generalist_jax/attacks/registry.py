@@ -1,0 +1,120 @@
+"""Every attack, one row each: its function, the threat models it runs in,
+AutoAttack's 'standard' budget and whether it needs gradients (white box) or
+only scores (black box).
+
+`build(name, norm=, eps=, **settings)` binds a row into
+`attack(logits_fn, x, y, key) -> x_adv`; settings not given take the row's
+standard budget (`standard_settings`). Adding an attack is one function
+`fn(logits_fn, x, y, key, *, eps, norm, **settings) -> x_adv` and one row in
+`ATTACKS`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+from generalist_jax.attacks import apgd
+from generalist_jax.attacks import ascent
+from generalist_jax.attacks import fab
+from generalist_jax.attacks import square
+from generalist_jax.attacks import threat
+
+ALL_NORMS = tuple(threat.NORMS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Attack:
+  fn: Callable                       # fn(logits_fn, x, y, key, *, eps, norm, **settings)
+  norms: tuple                       # threat models it is implemented for
+  standard: Callable[[str], dict]    # norm -> AutoAttack's 'standard' settings
+  box: str                           # 'white' (gradients) or 'black' (scores only)
+
+
+def _pgd(logits_fn, x, y, key, *, eps, norm, steps, restarts, step_size, loss,
+         random_start, unroll):
+  """PGD; step_size None: 2.5 eps / steps (Madry et al.'s rule)."""
+  step_size = 2.5 * eps / steps if step_size is None else step_size
+  return ascent.pgd(logits_fn, x, y, key, eps=eps, norm=norm, steps=steps, restarts=restarts,
+                    step_size=step_size, loss=loss, random_start=random_start, unroll=unroll)
+
+
+def _mim(logits_fn, x, y, key, *, eps, norm, steps, decay, step_size, loss, random_start,
+         unroll):
+  """MIM; step_size None: eps / steps (Dong et al.)."""
+  step_size = eps / steps if step_size is None else step_size
+  return ascent.mim(logits_fn, x, y, key, eps=eps, norm=norm, steps=steps, decay=decay,
+                    step_size=step_size, loss=loss, random_start=random_start, unroll=unroll)
+
+
+def _apgd_settings(norm: str) -> dict:
+  l1 = norm == 'l1'   # APGD-l1: 5 restarts and the 3 eps -> eps schedule
+  return dict(steps=100, restarts=5 if l1 else 1, large_eps_start=l1)
+
+
+def _pgd_settings(loss: str) -> Callable[[str], dict]:
+  return lambda norm: dict(steps=20, restarts=1, step_size=None, loss=loss, random_start=True,
+                           unroll=1)
+
+
+ATTACKS = {
+    'apgd-ce': Attack(functools.partial(apgd.apgd, loss='ce'), ALL_NORMS, _apgd_settings,
+                      'white'),
+    'apgd-dlr': Attack(functools.partial(apgd.apgd, loss='dlr'), ALL_NORMS, _apgd_settings,
+                       'white'),
+    'apgd-t': Attack(apgd.apgd_targeted, ALL_NORMS, lambda norm: dict(
+        steps=100, restarts=1, n_targets=5 if norm == 'l1' else 9,
+        large_eps_start=norm == 'l1'), 'white'),
+    'fab-t': Attack(fab.fab_targeted, ALL_NORMS,
+                    lambda norm: dict(steps=100, restarts=1, n_targets=9), 'white'),
+    'pgd': Attack(_pgd, ALL_NORMS, _pgd_settings('ce'), 'white'),
+    'pgd-cw': Attack(_pgd, ALL_NORMS, _pgd_settings('margin'), 'white'),
+    'fgsm': Attack(ascent.fgsm, ALL_NORMS, lambda norm: dict(loss='ce'), 'white'),
+    'mim': Attack(_mim, ALL_NORMS, lambda norm: dict(
+        steps=20, decay=1.0, step_size=None, loss='ce', random_start=False, unroll=1), 'white'),
+    'square': Attack(square.square, tuple(square.SQUARE), lambda norm: dict(
+        n_queries=5000, p_init=0.8), 'black'),
+}
+
+
+def implemented(norm: str) -> tuple[str, ...]:
+  """The attacks that run in threat model `norm`, in registry order."""
+  return tuple(name for name, row in ATTACKS.items() if norm in row.norms)
+
+
+def standard_settings(name: str, norm: str) -> dict:
+  """AutoAttack's 'standard' budget of `name` in `norm` (a fresh dict)."""
+  return dict(ATTACKS[name].standard(norm))
+
+
+def settings(name: str, norm: str, overrides: dict | None = None) -> dict:
+  """The standard settings with `overrides` applied: a key the attack does not
+  have is ignored (so a shared override such as n_targets changes only the
+  attacks that have it), `steps` sets Square's `n_queries`, None keeps the
+  standard value."""
+  out = standard_settings(name, norm)
+  for key, value in (overrides or {}).items():
+    key = 'n_queries' if key == 'steps' and 'n_queries' in out else key
+    if key in out and value is not None:
+      out[key] = value
+  return out
+
+
+def check_available(name: str, norm: str) -> None:
+  """Raises ValueError naming what is available when `name` cannot run in `norm`."""
+  if name not in ATTACKS or norm not in ATTACKS[name].norms:
+    raise ValueError(f'attack {name!r} is not available for norm {norm!r}; '
+                     f'available: {implemented(norm) if norm in ALL_NORMS else ()}')
+
+
+def build(name: str, *, norm: str, eps: float, **overrides) -> Callable:
+  """`attack(logits_fn, x, y, key) -> x_adv` for registry row `name`, with AutoAttack's
+  standard budget where `overrides` (see `settings`) say nothing. Raises ValueError
+  for an attack not available in `norm`."""
+  check_available(name, norm)
+  return functools.partial(_bound, ATTACKS[name].fn,
+                           dict(settings(name, norm, overrides), eps=eps, norm=norm))
+
+
+def _bound(fn, kwargs, logits_fn, x, y, key):
+  return fn(logits_fn, x, y, key, **kwargs)

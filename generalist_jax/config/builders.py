@@ -1,0 +1,168 @@
+"""Config builders: every field that decides a run lives in one
+`ml_collections.ConfigDict`; the files in `configs/` only change values.
+
+`base_config()` lists every field with a one-line comment; `pgd_attack`, `sgd`
+and `expert` build its parts. Units: eps and step sizes are in pixel units
+(images in [0, 1]): l-inf 8/255, l2 0.5, l1 12 on CIFAR-10.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+EPS_8 = 8 / 255
+STEP_2 = 2 / 255
+
+
+
+def pgd_attack(eps=EPS_8, step_size=STEP_2, steps=10, norm='linf', loss='ce',
+               restarts=1) -> ml_collections.ConfigDict:
+  """An attack config (PGD by default; `kind` selects another)."""
+  return ml_collections.ConfigDict(dict(
+      kind='pgd',            # 'pgd' | 'fgsm' | 'mim' or any autoattack.IMPLEMENTED[norm]
+      norm=norm,             # threat model: 'linf' | 'l2' | 'l1'
+      eps=eps,               # radius, pixel units in [0, 1]
+      step_size=step_size,   # per-step size
+      steps=steps,           # iterations K
+      loss=loss,             # 'ce' or 'margin' (CW)
+      random_start=True,     # uniform start in the ball
+      restarts=restarts,     # keep the highest-loss restart per example
+      unroll='auto',         # 'auto': unroll on CPU (faster there), else rolled
+  ))
+
+
+def sgd(lr_epochs=(0, 40, 80, 120), lr_values=(0.01, 0.01, 0.001, 0.0001),
+        weight_decay=5e-4, schedule='piecewise_linear', lr=0.1,
+        momentum=0.9) -> ml_collections.ConfigDict:
+  """An SGD config with its learning-rate schedule (knots in epochs)."""
+  return ml_collections.ConfigDict(dict(
+      name='sgd',
+      momentum=momentum,
+      nesterov=False,
+      weight_decay=weight_decay,  # coupled, added to the gradient (PyTorch SGD)
+      schedule=schedule,          # 'piecewise_linear' | 'cosine' | 'constant'
+      lr_epochs=lr_epochs,        # piecewise_linear knots, in epochs
+      lr_values=lr_values,        # piecewise_linear values at the knots
+      lr=lr,                      # peak lr for 'cosine' and 'constant'
+  ))
+
+
+# The CIFAR-10 radii of the multi-norm literature (Maini et al. 2020; Croce & Hein 2022).
+MULTI_NORM_EPS = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}
+
+
+def norm_attacks(steps=10) -> ml_collections.ConfigDict:
+  """One PGD per threat model at MULTI_NORM_EPS, step 2.5 eps / steps (Madry et
+  al.'s rule; 2/255 for l-inf PGD-10); l1 takes attacks.py's sparse top-k step."""
+  return ml_collections.ConfigDict({
+      n: pgd_attack(eps=e, step_size=2.5 * e / steps, steps=steps, norm=n)
+      for n, e in MULTI_NORM_EPS.items()})
+
+
+def expert(task, optimizer, mix_values, attack=None, *, beta=6.0, norms=(),
+           per_norm=None) -> ml_collections.ConfigDict:
+  """One expert: its task, optimizer, mixing weights and (for attack tasks) attack."""
+  cfg = ml_collections.ConfigDict(dict(
+      task=task,              # key of generalist_jax.tasks.TASKS
+      optimizer=optimizer,
+      mix_values=mix_values,  # mixing weight at each of meta.mix_epochs
+      beta=beta,              # trades / mart: weight of the KL term
+      norms=tuple(norms),     # avg / max / msd / eat: threat models (keys of norm_attacks)
+  ))
+  cfg.attack = attack if attack is not None else pgd_attack()   # pgd / trades / mart
+  cfg.norm_attacks = per_norm if per_norm is not None else norm_attacks()
+  return cfg
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every config; one line per field."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0                          # init, attacks, data order
+  c.batch_size = 128                  # global batch
+  c.num_epochs = 120
+
+  c.data = ml_collections.ConfigDict(dict(
+      source='tfds',                  # 'tfds', 'npz' or 'sklearn_digits' (offline 8x8)
+      name='cifar10',                 # tfds name (or a label for npz)
+      data_dir=ml_collections.FieldReference(None, field_type=str),  # tfds data dir
+      path='',                        # .npz file (source='npz')
+      val_size=1000,                  # held out from train for model selection
+      split_seed=0,                   # fixes the validation split across runs
+      train_size=ml_collections.FieldReference(None, field_type=int),  # subset
+      test_size=ml_collections.FieldReference(None, field_type=int),   # subset
+      augment='crop_flip',            # 'crop_flip' | 'crop' | 'none'
+      num_classes=ml_collections.FieldReference(None, field_type=int),  # npz: default max label + 1
+      num_threads=2,                  # grain reader threads
+      prefetch=4,                     # batches prepared ahead of the device
+  ))
+
+  c.model = ml_collections.ConfigDict(dict(
+      name='resnet18',                # one of models.MODEL_NAMES
+      width=1.0,                      # channel multiplier (small CPU runs)
+      depth=34,                       # wide_resnet only
+      widen_factor=10,                # wide_resnet only
+      batch_norm=True,                # small_cnn and mlp only
+      ops='auto',                     # conv/max-pool formulation: 'auto' (= 'cpu' on
+                                      # the CPU backend, else 'xla'), 'xla', 'cpu';
+                                      # same values, see cpu_ops.py
+  ))
+
+  c.experts = ml_collections.ConfigDict()   # name -> expert(); sorted by name
+
+  c.meta = ml_collections.ConfigDict(dict(
+      ema_max_decay=0.999,            # EMA decay min(max, (t+1)/(t+10))
+      stack_experts=False,            # one vmapped update for natural/pgd experts
+                                      # (stacked.py); the loop measured faster on CPU
+      mix_epochs=(0, 40, 80, 120),    # knots of every expert's mix_values
+      sync=ml_collections.ConfigDict(dict(
+          kind='reference',           # 'reference' | 'every_steps' | 'never'
+          start_epoch=75,             # first epoch that may sync
+          every_epochs=5,             # reference: epochs e with e % this == 0
+          every_steps=100,            # every_steps: period in steps
+      )),
+  ))
+
+  c.eval = ml_collections.ConfigDict(dict(
+      every_epochs=1,                 # validation interval
+      batch_size=256,
+      val_attack=pgd_attack(steps=10),    # model selection attack
+      test_attack=pgd_attack(steps=20),   # final test attack (PGD-20)
+      best_metric='global/robust_acc',  # validation metric that picks 'best'
+      final_test=True,                # test last and best-on-val at the end
+  ))
+
+  c.checkpoint = ml_collections.ConfigDict(dict(
+      keep=3,                         # last N checkpoints kept (+ best)
+      every_steps=0,                  # 0: at the end of every epoch
+  ))
+  c.mesh = ml_collections.ConfigDict(dict(
+      data=-1,                        # devices on the 'data' axis (-1: all)
+  ))
+  c.compute_dtype = 'float32'         # 'bfloat16': bf16 compute, f32 params/opt/loss
+  c.log_every_steps = 50
+  c.progress_bar = True
+  return c
+
+
+
+
+def parse_eps(text) -> float:
+  """A radius given as a number or a fraction: '8/255' -> 0.0313..., '0.5' -> 0.5."""
+  if isinstance(text, (int, float)):
+    return float(text)
+  numerator, slash, denominator = str(text).partition('/')
+  try:
+    return float(numerator) / float(denominator) if slash else float(numerator)
+  except (ValueError, ZeroDivisionError):
+    raise ValueError(f'eps {text!r} is not a number or a fraction like 8/255.') from None
+
+
+def compare_config(name='suite', order=(), checkpoint='best', attacks='pgd,apgd-ce',
+                   norms=('linf',), eps=(8 / 255,), steps=20, n_ex=1000,
+                   batch_size=256) -> ml_collections.ConfigDict:
+  """The `compare` field of a suite config (`run/suite.py`): how every run is
+  evaluated (`attacks`, `norms`, one `eps` per norm, `steps`, `n_ex`) and where the
+  table goes (`name`)."""
+  return ml_collections.ConfigDict(dict(name=name, order=tuple(order), checkpoint=checkpoint,
+                                        attacks=attacks,
+                                        norms=tuple(norms), eps=tuple(eps), steps=steps,
+                                        n_ex=n_ex, batch_size=batch_size))

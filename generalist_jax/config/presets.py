@@ -1,0 +1,146 @@
+"""Presets shared by the configs in `configs/`: the reference schedules, the
+Generalist pair, single-expert baselines, and the scale-down switches of the
+config arg (`--config=FILE.py:smoke,epochs=N,...`).
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from generalist_jax.config.builders import base_config, expert, norm_attacks, pgd_attack, sgd
+
+# The reference schedules (README "The method, as implemented"), in epochs out of 120.
+REFERENCE_EPOCHS = 120
+RESNET_LR_EPOCHS = (0, 40, 80, 120)
+RESNET_LR_VALUES = (0.01, 0.01, 0.001, 0.0001)
+ROBUST_MIX = (1.0, 1.0, 1.0, 0.4)      # beta at (0, E/3, 2E/3, E)
+
+
+def generalist_experts(lr_epochs=RESNET_LR_EPOCHS, lr_values=RESNET_LR_VALUES,
+                       robust_wd=3.5e-3, natural_wd=5e-4) -> ml_collections.ConfigDict:
+  """The CVPR'23 pair: a natural expert and an l-inf PGD-10 expert."""
+  return ml_collections.ConfigDict(dict(
+      natural=expert('natural', sgd(lr_epochs, lr_values, natural_wd),
+                     mix_values=tuple(1.0 - b for b in ROBUST_MIX)),
+      robust=expert('pgd', sgd(lr_epochs, lr_values, robust_wd),
+                    mix_values=ROBUST_MIX, attack=pgd_attack(steps=10)),
+  ))
+
+
+def single_expert_config(name: str, best_metric: str, expert_config=None
+                         ) -> ml_collections.ConfigDict:
+  """A plain single-model baseline: one expert (by default the one of the
+  Generalist pair called `name`; same optimizer and budget), mixing weight 1,
+  no sync; its 'global' learner is then just the EMA of that expert."""
+  c = base_config()
+  c.experts = generalist_experts()
+  if expert_config is not None:
+    c.experts[name] = expert_config
+  for other in [n for n in c.experts.keys() if n != name]:
+    del c.experts[other]
+  c.meta.sync.kind = 'never'
+  c.experts[name].mix_values = (1.0,) * len(c.meta.mix_epochs)
+  c.eval.best_metric = best_metric
+  return c
+
+
+def robust_expert(task, attack=None, **kwargs) -> ml_collections.ConfigDict:
+  """An expert with the robust expert's optimizer (reference lr, wd 3.5e-3)."""
+  return expert(task, sgd(RESNET_LR_EPOCHS, RESNET_LR_VALUES, 3.5e-3),
+                mix_values=ROBUST_MIX, attack=attack, **kwargs)
+
+
+def baseline_config(task, attack=None, **kwargs) -> ml_collections.ConfigDict:
+  """A one-expert baseline named 'robust' with task `task` and PGD-AT's budget."""
+  return single_expert_config('robust', 'robust/robust_acc',
+                              robust_expert(task, attack, **kwargs))
+
+
+def norm_experts(norms=('l1', 'l2', 'linf'), steps=10) -> ml_collections.ConfigDict:
+  """Generalist++ reading: one PGD expert per threat model (name = norm), at
+  MULTI_NORM_EPS, with the robust expert's optimizer; equal mixing weights."""
+  attacks_ = norm_attacks(steps)
+  out = ml_collections.ConfigDict()
+  for n in norms:
+    out[n] = robust_expert('pgd', attacks_[n])
+    out[n].mix_values = (1.0 / len(norms),) * len(ROBUST_MIX)
+  return out
+
+
+def scale_epochs(c, num_epochs: int) -> None:
+  """Rescales every epoch knot (lr, mixing, sync start) to `num_epochs`."""
+  ratio = num_epochs / c.num_epochs
+  c.num_epochs = num_epochs
+  c.meta.mix_epochs = tuple(k * ratio for k in c.meta.mix_epochs)
+  c.meta.sync.start_epoch = int(round(c.meta.sync.start_epoch * ratio))
+  for name in c.experts.keys():
+    opt = c.experts[name].optimizer
+    opt.lr_epochs = tuple(k * ratio for k in opt.lr_epochs)
+
+
+def smoke(c, num_epochs: int = 3, train_size: int = 5000) -> None:
+  """CPU scale: a CIFAR-10 subset (5,000 images), a narrow BN SmallCNN, 3 epochs.
+
+  Sync becomes 'every_steps' (about half an epoch) from the rescaled start
+  epoch, since the reference's 'every step of every 5th epoch' has no
+  counterpart in a handful of epochs.
+  """
+  c.data.train_size = train_size
+  c.data.val_size = 500
+  c.data.test_size = 1000
+  c.model.name = 'small_cnn'
+  c.model.batch_norm = True
+  c.model.width = 0.5
+  c.batch_size = 128
+  scale_epochs(c, num_epochs)
+  if c.meta.sync.kind != 'never':
+    c.meta.sync.kind = 'every_steps'
+    c.meta.sync.every_steps = max(1, train_size // c.batch_size // 2)
+  c.eval.batch_size = 500
+  c.eval.val_attack.steps = 5
+  c.eval.val_attack.step_size = 2.5 * c.eval.val_attack.eps / 5
+  c.log_every_steps = 10
+
+
+def parse_arg(arg: str | None, known: tuple) -> dict:
+  """'a,b=2' -> {'a': '1', 'b': '2'}; raises on keys not in `known`."""
+  opts = dict(part.split('=', 1) if '=' in part else (part, '1')
+              for part in (arg or '').split(',') if part)
+  unknown = set(opts) - set(known)
+  if unknown:
+    raise ValueError(f'unknown config arg keys {sorted(unknown)}; use '
+                     f"{', '.join(known)} (e.g. \":{known[0]},{known[1]}=10\").")
+  return opts
+
+
+def scale_attack_steps(c, steps: int) -> None:
+  """Every training attack of every expert (`attack` and `norm_attacks`) to
+  `steps` iterations, the step size scaled by old/new steps (same path length:
+  l-inf PGD-10 at 2/255 becomes PGD-5 at 4/255)."""
+  for name in c.experts.keys():
+    e = c.experts[name]
+    for a in [e.attack] + [e.norm_attacks[n] for n in e.norm_attacks.keys()]:
+      a.step_size = a.step_size * a.steps / steps
+      a.steps = steps
+
+
+def apply_arg(c, arg: str | None):
+  """The config arg after ':' in --config=file.py:ARG, big_vision style:
+  comma-separated 'smoke' and key=value pairs, e.g. 'smoke,epochs=10,train_size=10000'.
+
+  smoke: the CPU scale of `smoke()`; epochs=N rescales every epoch knot;
+  train_size=N and test_size=N subset the data (test_size=0: the full test set);
+  attack_steps=N sets every training attack to N steps (`scale_attack_steps`).
+  """
+  opts = parse_arg(arg, ('smoke', 'epochs', 'train_size', 'test_size', 'attack_steps'))
+  if 'attack_steps' in opts:
+    scale_attack_steps(c, int(opts['attack_steps']))
+  if 'smoke' in opts:
+    smoke(c, num_epochs=int(opts.get('epochs', 3)),
+          train_size=int(opts.get('train_size', 5000)))
+  elif 'epochs' in opts:
+    scale_epochs(c, int(opts['epochs']))
+  if 'train_size' in opts and 'smoke' not in opts:
+    c.data.train_size = int(opts['train_size'])
+  if 'test_size' in opts:
+    c.data.test_size = int(opts['test_size']) or None
+  return c

@@ -1,0 +1,51 @@
+"""Image-classification data: the front door.
+
+Sources (``config.data.source``, one row each in `SOURCES`):
+
+* ``'tfds'``: a TFDS dataset prepared beforehand in ``array_record`` format
+  (`tfds_source.py`; ``python -m generalist_jax.prepare_data``);
+* ``'npz'``: a ``.npz`` file of uint8 images and integer labels (`arrays.py`);
+* ``'sklearn_digits'``: scikit-learn's 8x8 digits, offline (`arrays.py`).
+
+`load_dataset(config.data)` returns a `Dataset` (train source, in-memory val and
+test, `DatasetInfo`); `pipeline.py` turns it into batches. Adding a source is a
+function `(data_config, SplitSpec) -> Dataset` and one row in `SOURCES`.
+"""
+from __future__ import annotations
+
+from generalist_jax.data import arrays
+from generalist_jax.data import tfds_source
+from generalist_jax.data.pipeline import (AUGMENTATIONS, eval_batches, steps_per_epoch,
+                                          to_float, train_batches)
+from generalist_jax.data.splits import ArraySource, Dataset, DatasetInfo, SplitSpec
+from generalist_jax.data.tfds_source import DataNotPreparedError, SUPPORTED_TFDS_DATASETS
+
+SOURCES = {'tfds': tfds_source.load_tfds, 'npz': arrays.load_npz,
+           'sklearn_digits': arrays.load_digits}
+
+
+def load_dataset(data_config) -> Dataset:
+  """Loads the dataset described by ``config.data`` (a ConfigDict or dict).
+
+  Raises ValueError naming the field for a bad source or split size, and the
+  source's own errors (DataNotPreparedError, a malformed npz) otherwise.
+  """
+  source = data_config.get('source', 'tfds')
+  split = SplitSpec(val_size=int(data_config.get('val_size', 0) or 0),
+                    split_seed=int(data_config.get('split_seed', 0) or 0),
+                    train_size=data_config.get('train_size', None),
+                    test_size=data_config.get('test_size', None))
+  if split.val_size < 0:
+    raise ValueError(f'data.val_size must be >= 0, got {split.val_size}.')
+  for field in ('train_size', 'test_size'):
+    value = getattr(split, field)
+    if value is not None and int(value) <= 0:
+      raise ValueError(f'data.{field} must be a positive int or None, got {value}.')
+  if source not in SOURCES:
+    raise ValueError(f'Unknown data.source={source!r}; expected one of {tuple(SOURCES)}.')
+  return SOURCES[source](data_config, split)
+
+
+__all__ = ['AUGMENTATIONS', 'ArraySource', 'DataNotPreparedError', 'Dataset', 'DatasetInfo',
+           'SOURCES', 'SUPPORTED_TFDS_DATASETS', 'SplitSpec', 'eval_batches', 'load_dataset',
+           'steps_per_epoch', 'to_float', 'train_batches']

@@ -1,0 +1,86 @@
+"""Clean and adversarial accuracy of a run's learners under one attack from the
+config (validation during training, the final test): per-example flags on the
+device, summaries on the host.
+
+Metrics of a learner (`summarize`): clean_acc, robust_acc (under the attack),
+sum_acc = clean_acc + robust_acc (the reference's selection quantity), loss and
+adv_loss (mean cross-entropy on clean and adversarial inputs).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from generalist_jax import attacks
+from generalist_jax import data as data_lib
+from generalist_jax import models
+from generalist_jax import parallel
+
+METRICS = ('clean_acc', 'robust_acc', 'sum_acc')   # what eval.best_metric may select on
+
+
+def make_eval_fn(model, attack_config, mesh=None, compute_dtype=None) -> Callable:
+  """(variables, x, y, key) -> per-example flags and losses (numpy, [B] each):
+  'clean', 'adv' (correct on clean / attacked input), 'loss', 'adv_loss'.
+
+  x, y: one host batch, the same on every process; each process feeds its rows
+  to the jitted evaluation (batch sharded on 'data') and gets all flags back.
+  """
+  attack = attacks.make_attack(attack_config)
+  mesh = mesh if mesh is not None else parallel.make_mesh()
+
+  @functools.partial(jax.jit, in_shardings=(
+      parallel.replicated(mesh), parallel.batch_sharded(mesh),
+      parallel.batch_sharded(mesh), parallel.replicated(mesh)),
+                     out_shardings=parallel.batch_sharded(mesh))   # flags stay per row
+  def evaluate_batch(variables, x, y, key):
+    def logits_fn(inputs):
+      return models.apply_model(model, variables, inputs, train=False,
+                                compute_dtype=compute_dtype)[0]
+    logits = logits_fn(x)
+    adv_logits = logits_fn(attack(logits_fn, x, y, key))
+    return {'clean': jnp.argmax(logits, -1) == y,
+            'adv': jnp.argmax(adv_logits, -1) == y,
+            'loss': attacks.cross_entropy(logits, y),
+            'adv_loss': attacks.cross_entropy(adv_logits, y)}
+
+  def evaluate_host_batch(variables, x, y, key):
+    rows = len(x) // jax.process_count()
+    mine = slice(jax.process_index() * rows, (jax.process_index() + 1) * rows)
+    batch = parallel.global_batch({'x': x[mine], 'y': y[mine]}, mesh)
+    return parallel.gather(evaluate_batch(variables, batch['x'], batch['y'], key))
+
+  return evaluate_host_batch
+
+
+def evaluate_flags(eval_fn, variables, images, labels, batch_size: int, seed: int) -> dict:
+  """Per-example flags over a whole split (numpy, length = len(labels))."""
+  key = jax.random.PRNGKey(seed)
+  chunks = []
+  for b, (x, y, n_valid) in enumerate(data_lib.eval_batches(images, labels, batch_size)):
+    out = eval_fn(variables, x, y, jax.random.fold_in(key, b))
+    chunks.append({k: np.asarray(v)[:n_valid] for k, v in out.items()})
+  return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def summarize(flags: dict) -> dict:
+  """Flags of `evaluate_flags` -> the learner's metrics (fractions in [0, 1])."""
+  return {'clean_acc': float(flags['clean'].mean()),
+          'robust_acc': float(flags['adv'].mean()),
+          'sum_acc': float(flags['clean'].mean() + flags['adv'].mean()),
+          'loss': float(flags['loss'].mean()),
+          'adv_loss': float(flags['adv_loss'].mean())}
+
+
+def evaluate_learners(eval_fn, learners: dict, split, batch_size: int, seed: int) -> dict:
+  """{'<learner>/<metric>': value} for every learner (name -> variables) on `split`."""
+  images, labels = split
+  out = {}
+  for name, variables in learners.items():
+    summary = summarize(evaluate_flags(eval_fn, variables, images, labels, batch_size, seed))
+    out.update({f'{name}/{k}': v for k, v in summary.items()})
+  return out

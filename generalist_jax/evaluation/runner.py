@@ -1,0 +1,256 @@
+"""AutoAttack-style evaluation from per-example flags: resumable, batched, jitted.
+
+`make_plan` lists (norm, attack) pairs; `run_evaluation` runs them in order on
+the examples still robust, filling int8 flags per example and attack (1
+robust, 0 fooled, -1 not run: already broken, -2 pending), and can stop and
+resume at any batch; `summarize` and `sanity_checks` turn the flags into
+numbers. Every table is computed from the flags (`attacks.autoattack`).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from generalist_jax import attacks
+from generalist_jax import data as data_lib
+from generalist_jax import models
+from generalist_jax.attacks import autoattack as aa
+from generalist_jax.attacks import registry
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+  """One column of an evaluation: attack `name` in threat model `norm` at `eps`."""
+  norm: str
+  name: str
+  eps: float
+  overrides: tuple = ()      # (key, value) pairs changing the standard budget
+
+  @property
+  def column(self) -> str:
+    return f'{self.norm}/{self.name}'
+
+  def settings(self) -> dict:
+    return dict(registry.settings(self.name, self.norm, dict(self.overrides)), eps=self.eps)
+
+
+def make_plan(norms, eps, attack_list: str, overrides: dict | None = None) -> list[AttackSpec]:
+  overrides = tuple(sorted((k, v) for k, v in (overrides or {}).items() if v is not None))
+  plan = []
+  for norm, e in zip(norms, eps):
+    names = (aa.version_components(attack_list, norm) if attack_list in ('standard', 'fast')
+             else tuple(a.strip() for a in attack_list.split(',') if a.strip()))
+    for name in names:
+      registry.check_available(name, norm)   # fails before any work
+      plan.append(AttackSpec(norm, name, float(e), overrides))
+  return plan
+
+
+# ----------------------------------------------------------------------------
+# Jitted per-batch functions (cached: one compile per model and attack).
+# ----------------------------------------------------------------------------
+
+_COMPILED = {}
+
+
+def _logits_fn(model, variables):
+  return lambda inputs: models.apply_model(model, variables, inputs, train=False)[0]
+
+
+def clean_batch_fn(model):
+  key = ('clean', repr(model))
+  if key not in _COMPILED:
+    @jax.jit
+    def clean(variables, x, y):
+      logits_fn = _logits_fn(model, variables)
+      grad = jax.grad(lambda v: attacks.cross_entropy(logits_fn(v), y).sum())(x)
+      flat = grad.reshape(grad.shape[0], -1)
+      return {'correct': jnp.argmax(logits_fn(x), -1) == y,
+              'grad_zero': jnp.all(flat == 0, -1),
+              'grad_nonfinite': ~jnp.all(jnp.isfinite(flat), -1)}
+    _COMPILED[key] = clean
+  return _COMPILED[key]
+
+
+def attack_batch_fn(model, spec: AttackSpec):
+  key = ('attack', repr(model), spec)
+  if key not in _COMPILED:
+    attack = registry.build(spec.name, norm=spec.norm, eps=spec.eps, **dict(spec.overrides))
+
+    @jax.jit
+    def run(variables, x, y, rng):
+      logits_fn = _logits_fn(model, variables)
+      x_adv = attack(logits_fn, x, y, rng)
+      norm = attacks.lp_norm(x_adv - x, spec.norm)
+      inside = (norm <= spec.eps * (1 + 1e-4) + 1e-6) & jnp.all(
+          (x_adv >= 0) & (x_adv <= 1), axis=tuple(range(1, x.ndim)))
+      return {'correct': jnp.argmax(logits_fn(x_adv), -1) == y, 'inside': inside}
+    _COMPILED[key] = run
+  return _COMPILED[key]
+
+
+# ----------------------------------------------------------------------------
+# The resumable loop over (attack, batch of still-robust examples).
+# ----------------------------------------------------------------------------
+
+def new_state(n: int, plan: list[AttackSpec]) -> dict:
+  state = {'clean': np.full(n, aa.PENDING, np.int8),
+           'grad_zero': np.zeros(n, bool), 'grad_nonfinite': np.zeros(n, bool),
+           'outside_ball': np.zeros(n, bool)}
+  for spec in plan:
+    state[spec.column] = np.full(n, aa.PENDING, np.int8)
+  return state
+
+
+def _padded(indices: np.ndarray, batch_size: int) -> np.ndarray:
+  """Pads a chunk by repeating its last index, up to a multiple of 8 (at most
+  batch_size): few shapes to compile, and the last chunk of an attack (often a
+  handful of still-robust examples) does not pay for a full batch."""
+  size = min(batch_size, -(-len(indices) // 8) * 8)
+  pad = size - len(indices)
+  return np.concatenate([indices, np.repeat(indices[-1:], pad)]) if pad else indices
+
+
+def _chunks(indices, batch_size):
+  return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+
+
+def run_evaluation(model, variables, images, labels, plan: list[AttackSpec], *,
+                   batch_size: int, seed: int, state: dict | None = None,
+                   save=None, progress: bool = True, stop_after_batches: int | None = None
+                   ) -> dict:
+  """Fills `state` (per-example int8 flags per column) and returns it.
+
+  `save(state)` is called after every batch; `stop_after_batches` stops early
+  (as an interruption would; tests use it).
+  """
+  n = len(labels)
+  state = state if state is not None else new_state(n, plan)
+  as_float = lambda idx: data_lib.to_float(images[idx]) if images.dtype == np.uint8 else (
+      np.asarray(images[idx], np.float32))
+  bar = tqdm.tqdm(total=n * (1 + len(plan)), unit='ex', disable=not progress,
+                  dynamic_ncols=True, mininterval=1.0)
+  batches_done = 0
+
+  def step_done(count):
+    nonlocal batches_done
+    bar.update(count)
+    if save is not None:
+      save(state)
+    batches_done += 1
+    return stop_after_batches is not None and batches_done >= stop_after_batches
+
+  clean = clean_batch_fn(model)
+  for chunk in _chunks(np.arange(n), batch_size):
+    if np.all(state['clean'][chunk] != aa.PENDING):
+      bar.update(len(chunk))
+      continue
+    idx = _padded(chunk, batch_size)
+    out = jax.device_get(clean(variables, as_float(idx), labels[idx].astype(np.int32)))
+    m = len(chunk)
+    state['clean'][chunk] = out['correct'][:m]
+    state['grad_zero'][chunk] = out['grad_zero'][:m]
+    state['grad_nonfinite'][chunk] = out['grad_nonfinite'][:m]
+    if step_done(m):
+      bar.close()
+      return state
+
+  base_key = jax.random.PRNGKey(seed)
+  for column_index, spec in enumerate(plan):
+    col = state[spec.column]
+    earlier = [state[s.column] for s in plan[:column_index] if s.norm == spec.norm]
+    todo_mask = aa.still_robust(state['clean'] == 1, earlier)
+    col[~todo_mask & (col == aa.PENDING)] = aa.SKIPPED
+    bar.update(int((~todo_mask).sum()))
+    todo = np.flatnonzero(todo_mask)
+    run = attack_batch_fn(model, spec)
+    column_key = jax.random.fold_in(base_key, column_index + 1)
+    for chunk_index, chunk in enumerate(_chunks(todo, batch_size)):
+      if np.all(col[chunk] != aa.PENDING):
+        bar.update(len(chunk))
+        continue
+      idx = _padded(chunk, batch_size)
+      bar.set_description(spec.column)
+      out = jax.device_get(run(variables, as_float(idx), labels[idx].astype(np.int32),
+                               jax.random.fold_in(column_key, chunk_index)))
+      m = len(chunk)
+      col[chunk] = out['correct'][:m]
+      state['outside_ball'][chunk] |= ~out['inside'][:m]
+      if step_done(m):
+        bar.close()
+        return state
+  bar.close()
+  return state
+
+
+def is_complete(state: dict, plan) -> bool:
+  return all(np.all(state[c] != aa.PENDING) for c in ['clean'] + [s.column for s in plan])
+
+
+# ----------------------------------------------------------------------------
+# Tables.
+# ----------------------------------------------------------------------------
+
+def summarize(state: dict, plan: list[AttackSpec]) -> dict:
+  clean = state['clean'] == 1
+  norms = list(dict.fromkeys(s.norm for s in plan))
+  out = {'n_ex': int(len(clean)), 'clean_acc': float(clean.mean()), 'attacks': {},
+         'worst_case': {}}
+  worst = {}
+  for norm in norms:
+    specs = [s for s in plan if s.norm == norm]
+    for k, spec in enumerate(specs):
+      col = state[spec.column]
+      out['attacks'][spec.column] = {
+          'robust_acc_after': float(aa.worst_case(clean, [state[s.column]
+                                                           for s in specs[:k + 1]]).mean()),
+          'newly_fooled': int((col == aa.FOOLED).sum()),
+          'attacked': int((col != aa.SKIPPED).sum()),
+          'settings': spec.settings()}
+    worst[norm] = aa.worst_case(clean, [state[s.column] for s in specs])
+    out['worst_case'][norm] = float(worst[norm].mean())
+  union = aa.union_over_norms(worst) if worst else clean
+  out['worst_case']['union' if len(norms) > 1 else norms[0] if norms else 'none'] = float(
+      union.mean())
+  out['robust_acc'] = float(union.mean())
+  return out, worst, union
+
+
+def sanity_checks(state: dict, plan, determinism_gap: float) -> dict:
+  checks = {'zero_input_gradient': int(state['grad_zero'].sum()),
+            'nonfinite_input_gradient': int(state['grad_nonfinite'].sum()),
+            'adversarial_outside_ball_or_box': int(state['outside_ball'].sum()),
+            'output_changes_between_identical_calls': float(determinism_gap),
+            'black_box_beats_white_box': 0}
+  for spec in plan:
+    if registry.ATTACKS[spec.name].box != 'black':
+      continue
+    white = [state[s.column] for s in plan
+             if s.norm == spec.norm and registry.ATTACKS[s.name].box == 'white']
+    beaten = (state[spec.column] == aa.FOOLED) & np.logical_and.reduce(
+        [w != aa.FOOLED for w in white] + [np.ones(len(state['clean']), bool)])
+    checks['black_box_beats_white_box'] += int(beaten.sum())
+  warnings = []
+  if checks['zero_input_gradient'] or checks['nonfinite_input_gradient']:
+    warnings.append('some examples have zero or non-finite input gradients: gradient '
+                    'attacks cannot work there (masking?)')
+  if checks['black_box_beats_white_box']:
+    warnings.append('Square (black-box) broke examples that every white-box attack '
+                    'missed: a sign of gradient masking; trust the worst case, not PGD')
+  if determinism_gap > 0:
+    warnings.append('the model output changed between two identical calls: randomised '
+                    'or stateful model; use EOT-style evaluation')
+  if checks['adversarial_outside_ball_or_box']:
+    warnings.append('some adversarial examples left the eps-ball or [0, 1]: a bug')
+  checks['warnings'] = warnings
+  return checks
+
+
+def determinism_gap(model, variables, images) -> float:
+  x = data_lib.to_float(images) if images.dtype == np.uint8 else np.asarray(images, np.float32)
+  fn = jax.jit(lambda v, x: models.apply_model(model, v, x, train=False)[0])
+  return float(jnp.max(jnp.abs(fn(variables, x) - fn(variables, x))))

@@ -1,0 +1,123 @@
+"""Schedules: pure functions of the (0-based) global step, so they jit and resume
+without state of their own.
+
+The reference evaluates its epoch-based schedules at the fractional epoch
+reached *after* the current step, `epoch + (i + 1) / steps_per_epoch`;
+`epoch_after_step` is that quantity.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import jax.numpy as jnp
+
+Schedule = Callable[[jnp.ndarray], jnp.ndarray]
+
+
+def epoch_after_step(step, steps_per_epoch: int):
+  """Fractional epoch reached once update `step` (0-based) is done."""
+  return (step + 1) / steps_per_epoch
+
+
+def piecewise_linear(t, knots: Sequence[float], values: Sequence[float]):
+  """np.interp semantics: linear between knots, constant outside."""
+  return jnp.interp(t, jnp.asarray(knots, jnp.float32),
+                    jnp.asarray(values, jnp.float32))
+
+
+def _piecewise_linear_lr(opt_config, num_epochs: int, steps_per_epoch: int) -> Schedule:
+  """Knots `lr_epochs`, values `lr_values`, as the reference."""
+  del num_epochs
+  knots, values = tuple(opt_config.lr_epochs), tuple(opt_config.lr_values)
+  return lambda step: piecewise_linear(epoch_after_step(step, steps_per_epoch), knots, values)
+
+
+def _cosine_lr(opt_config, num_epochs: int, steps_per_epoch: int) -> Schedule:
+  """Peak `lr`, to 0 at `num_epochs`."""
+  peak = float(opt_config.lr)
+  return lambda step: peak * 0.5 * (1 + jnp.cos(
+      math.pi * epoch_after_step(step, steps_per_epoch) / num_epochs))
+
+
+def _constant_lr(opt_config, num_epochs: int, steps_per_epoch: int) -> Schedule:
+  """`lr` throughout."""
+  del num_epochs, steps_per_epoch
+  return lambda step: jnp.full((), float(opt_config.lr), jnp.float32)
+
+
+# optimizer.schedule -> (optimizer config, num_epochs, steps_per_epoch) -> Schedule.
+LR_SCHEDULES = {'piecewise_linear': _piecewise_linear_lr, 'cosine': _cosine_lr,
+                'constant': _constant_lr}
+
+
+def make_lr_schedule(opt_config, num_epochs: int, steps_per_epoch: int) -> Schedule:
+  """lr as a function of optax's update count (= 0-based global step); the kind is
+  `opt_config.schedule`, a key of LR_SCHEDULES (ValueError otherwise)."""
+  kind = opt_config.schedule
+  if kind not in LR_SCHEDULES:
+    raise ValueError(f'optimizer.schedule={kind!r}: use one of {tuple(LR_SCHEDULES)}.')
+  return LR_SCHEDULES[kind](opt_config, num_epochs, steps_per_epoch)
+
+
+def ema_decay(step, max_decay: float = 0.999):
+  """Warm-up decay of the reference EMA: min(max, (t + 1) / (t + 10)),
+  t = number of updates before this one."""
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(max_decay, (step + 1.0) / (step + 10.0))
+
+
+def make_mix_schedule(knots: Sequence[float], values_per_expert: Sequence[Sequence[float]],
+                      steps_per_epoch: int) -> Schedule:
+  """Mixing weights (one per expert, summing to one) at the epoch after `step`.
+
+  All experts share the knots (in epochs); since the values sum to one at each
+  knot, the interpolated weights sum to one everywhere.
+  """
+  knots = tuple(knots)
+  table = tuple(tuple(v) for v in values_per_expert)
+
+  def weights(step):
+    t = epoch_after_step(step, steps_per_epoch)
+    return jnp.stack([piecewise_linear(t, knots, v) for v in table])
+
+  return weights
+
+
+def _reference_sync(sync_config, steps_per_epoch: int) -> Schedule:
+  """Every step of each epoch e (counted from 1) with e >= start_epoch and
+  e % every_epochs == 0 (the authors' rule, 75 and 5 for 120 epochs)."""
+  start, every = int(sync_config.start_epoch), int(sync_config.every_epochs)
+
+  def sync(step):
+    epoch = step // steps_per_epoch + 1
+    return (epoch >= start) & (epoch % every == 0)
+  return sync
+
+
+def _every_steps_sync(sync_config, steps_per_epoch: int) -> Schedule:
+  """Every `every_steps` steps once epoch `start_epoch` (counted from 0) has begun."""
+  start, every = int(sync_config.start_epoch), int(sync_config.every_steps)
+
+  def sync(step):
+    return (step >= start * steps_per_epoch) & ((step + 1) % every == 0)
+  return sync
+
+
+def _never_sync(sync_config, steps_per_epoch: int) -> Schedule:
+  del sync_config, steps_per_epoch
+  return lambda step: jnp.zeros((), bool)
+
+
+# meta.sync.kind -> (sync config, steps_per_epoch) -> Schedule of bools.
+SYNC_SCHEDULES = {'reference': _reference_sync, 'every_steps': _every_steps_sync,
+                  'never': _never_sync}
+
+
+def make_sync_schedule(sync_config, steps_per_epoch: int) -> Schedule:
+  """Whether the global learner is copied into every expert after `step`; the kind
+  is `sync_config.kind`, a key of SYNC_SCHEDULES (ValueError otherwise)."""
+  kind = sync_config.kind
+  if kind not in SYNC_SCHEDULES:
+    raise ValueError(f'meta.sync.kind={kind!r}: use one of {tuple(SYNC_SCHEDULES)}.')
+  return SYNC_SCHEDULES[kind](sync_config, steps_per_epoch)

@@ -1,0 +1,74 @@
+"""Layers shared by the models: channel scaling, BatchNorm with PyTorch's
+defaults, convolutions with torch's inits and padding, in-model normalisation."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from generalist_jax.models import cpu_ops
+
+# PyTorch BatchNorm2d defaults. PyTorch's momentum 0.1 weights the *new* batch,
+# flax's momentum weights the *old* running value: 0.1 there == 0.9 here.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+# ResNets / WRN: He-normal with fan_out, i.e. torch's
+# kaiming_normal_(mode='fan_out', nonlinearity='relu') and TRADES' WRN init
+# normal(0, sqrt(2 / (k * k * out_channels))). Untruncated, like torch.
+conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+# SmallCNN: TRADES uses torch's kaiming_normal_ defaults (fan_in).
+conv_init_fan_in = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
+
+
+def scale(channels: int, width: float) -> int:
+  return max(1, int(round(channels * width)))
+
+
+def batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
+                      epsilon=BN_EPSILON, name=name)
+
+
+def conv_fn(ops: str):
+  """The convolution primitive for `ops` ('xla' or 'cpu', see cpu_ops)."""
+  return cpu_ops.conv_general_dilated if ops == 'cpu' else lax.conv_general_dilated
+
+
+def max_pool_2x2(x: jax.Array, ops: str) -> jax.Array:
+  if ops == 'cpu':
+    return cpu_ops.max_pool_2x2(x)
+  return nn.max_pool(x, (2, 2), strides=(2, 2))  # Floors, like MaxPool2d.
+
+
+def conv3x3(features: int, strides: int = 1, name: str | None = None,
+             ops: str = 'xla'):
+  # Explicit (1, 1) padding, not 'SAME': for stride 2 on even sizes flax's
+  # SAME pads (0, 1) while PyTorch's padding=1 pads (1, 1).
+  return nn.Conv(features, (3, 3), strides=(strides, strides),
+                 padding=((1, 1), (1, 1)), use_bias=False,
+                 kernel_init=conv_init, conv_general_dilated=conv_fn(ops), name=name)
+
+
+def conv1x1(features: int, strides: int = 1, name: str | None = None,
+             ops: str = 'xla'):
+  return nn.Conv(features, (1, 1), strides=(strides, strides),
+                 padding='VALID', use_bias=False, kernel_init=conv_init,
+                 conv_general_dilated=conv_fn(ops), name=name)
+
+
+def normalize(x: jax.Array, mean: Sequence[float],
+               std: Sequence[float]) -> jax.Array:
+  channels = x.shape[-1]
+  for what, v in (('mean', mean), ('std', std)):
+    # Length 1 broadcasts; anything else must match, because a 3-channel mean
+    # silently broadcasting a 1-channel image to 3 channels is a nasty bug.
+    if len(v) not in (1, channels):
+      raise ValueError(f'{what} has {len(v)} entries but the input has '
+                       f'{channels} channels.')
+  mean = jnp.asarray(mean, x.dtype)
+  std = jnp.asarray(std, x.dtype)
+  return (x - mean) / std

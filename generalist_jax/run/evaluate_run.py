@@ -1,0 +1,97 @@
+"""Evaluating a run's checkpoint: restore a learner, run the attacks on a fixed
+test subset, write `<workdir>/eval/<name>.{json,csv,md}` and plots.
+
+The CLI is `python -m generalist_jax.evaluate`; the suite calls `evaluate_run`.
+An interrupted evaluation resumes from `<name>.state.npz` (saved every batch).
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from typing import Sequence
+
+import numpy as np
+
+from generalist_jax.attacks import autoattack as aa
+from generalist_jax.evaluation import plots
+from generalist_jax.evaluation import reports
+from generalist_jax.evaluation import runner
+from generalist_jax.method import step as step_lib
+from generalist_jax.run import restore
+
+
+def default_name(attacks: str, norms: Sequence[str], checkpoint: str, learner: str,
+                 n_ex: int) -> str:
+  return f"{attacks.replace(',', '+')}_{'+'.join(norms)}_{checkpoint}_{learner}_n{n_ex}"
+
+
+def test_subset(images, labels, n_ex: int):
+  """A fixed random subset of n_ex test examples (not the first n_ex: test files are
+  often sorted by class)."""
+  if n_ex < len(labels):
+    keep = np.sort(np.random.default_rng([0, 0xE7A1]).permutation(len(labels))[:n_ex])
+    return images[keep], np.asarray(labels[keep])
+  return images, labels
+
+
+def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
+                 attacks: str = 'standard', norms: Sequence[str] = ('linf',),
+                 eps: Sequence[float] | None = None, n_ex: int = 1000, batch_size: int = 256,
+                 seed: int = 0, name: str | None = None, overrides: dict | None = None,
+                 progress: bool = True, command: str = '',
+                 stop_after_batches: int | None = None) -> dict | None:
+  """Evaluates `learner` of the run in `workdir` at `checkpoint` ('last', 'best', a step).
+
+  attacks: 'standard', 'fast' or a comma list of `attacks.registry` names, run per norm
+  in order; eps: one per norm, pixel units (default: the CIFAR-10 conventions 8/255,
+  0.5, 12); overrides: changes to the standard budgets (steps, n_targets, restarts).
+  Returns the report dict, or None when stopped early (`stop_after_batches`, for
+  tests). Raises ValueError for an unknown learner, attack or checkpoint.
+  """
+  workdir = pathlib.Path(workdir)
+  norms = list(norms)
+  eps = list(eps) if eps is not None else [aa.DEFAULT_EPS[n] for n in norms]
+  if len(eps) != len(norms):
+    raise ValueError(f'--eps needs one value per norm ({norms}), got {eps}')
+  overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+  name = name or default_name(attacks, norms, checkpoint, learner, n_ex)
+  plan = runner.make_plan(norms, eps, attacks, overrides)
+
+  config, dataset, setup, train_state, step = restore.restore_run(workdir, checkpoint)
+  learners = step_lib.learners(train_state, setup)
+  if learner not in learners:
+    raise ValueError(f'--learner={learner!r}; this run has {sorted(learners)}')
+  variables = learners[learner]
+  images, labels = test_subset(*dataset.test, n_ex)
+
+  settings = {'checkpoint': checkpoint, 'step': step, 'learner': learner,
+              'n_ex': int(len(labels)), 'batch_size': batch_size, 'seed': seed,
+              'attacks': [dataclasses.asdict(s) for s in plan]}
+  eval_dir = workdir / 'eval'
+  eval_dir.mkdir(parents=True, exist_ok=True)
+  state_path = eval_dir / f'{name}.state.npz'
+  state = reports.load_state(state_path, settings)
+  if state is not None:
+    print(f'resuming {state_path}')
+  started = time.time()
+  state = runner.run_evaluation(setup.model, variables, images, labels, plan,
+                                batch_size=batch_size, seed=seed, state=state,
+                                save=lambda s: reports.save_state(state_path, s, settings),
+                                progress=progress, stop_after_batches=stop_after_batches)
+  if not runner.is_complete(state, plan):
+    print(f'stopped early; start the same command again to resume ({state_path})')
+    return None
+  missing = sorted({f'{n}/{m}' for n in norms for m in aa.missing_components(attacks, n)})
+  meta = dict(settings, name=name, workdir=str(workdir), versions=reports.library_versions(),
+              missing_components=missing, seconds_this_invocation=time.time() - started,
+              command=command,
+              sanity=runner.sanity_checks(state, plan, runner.determinism_gap(
+                  setup.model, variables, images[:min(len(labels), batch_size)])))
+  report = reports.write_reports(eval_dir / name, state, plan, labels, meta)
+  plots.safely(plots.eval_plots, report, workdir / 'plots', name)   # warns, never raises
+  print(f"{name}: clean {100 * report['clean_acc']:.2f}%, robust (worst case) "
+        f"{100 * report['robust_acc']:.2f}% -> {eval_dir / name}.md")
+  for w in meta['sanity']['warnings']:
+    print('WARNING:', w)
+  return report
