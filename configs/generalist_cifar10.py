@@ -1,6 +1,6 @@
 r"""Generalist (CVPR'23) on CIFAR-10: natural expert + l-inf PGD-10 expert, ResNet-18.
 
-The reference setup (DESIGN.md section 2): 120 epochs, batch 128, SGD momentum 0.9,
+The reference setup (README, "The method, as implemented"): 120 epochs, batch 128, SGD momentum 0.9,
 lr piecewise-linear [0, 40, 80, 120] -> [0.01, 0.01, 0.001, 0.0001] for both
 experts, weight decay 3.5e-3 (robust) and 5e-4 (natural), eps 8/255, step 2/255;
 EMA decay min(0.999, (t+1)/(t+10)); beta = interp(epoch, [0, 40, 80, 120],

@@ -5,14 +5,10 @@ import pathlib
 import subprocess
 import sys
 
-import jax
-import numpy as np
+import chex
 
-from generalist_jax import checkpointing
-from generalist_jax import data as data_lib
-from generalist_jax import train
+from generalist_jax.run import restore
 from tests.conftest import write_tiny_npz
-from tests.tiny_config import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EPOCHS = 4   # 5 steps an epoch with the tiny npz: 20 steps, a checkpoint every 2
@@ -28,21 +24,14 @@ def cli(workdir, npz, cache_dir):
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def final_state(workdir, npz):
-  config = tiny_config(npz, num_epochs=EPOCHS)
-  dataset = data_lib.load_dataset(config.data)
-  setup = train.make_setup(config, dataset.info, data_lib.steps_per_epoch(dataset, 8))
-  template = train.create_train_state(setup, dataset.info.image_shape, config.seed)
-  ckpts = checkpointing.RunCheckpoints(pathlib.Path(workdir) / 'checkpoints', 3)
-  state, _ = ckpts.restore(template)
-  ckpts.close()
-  return state
+def final_state(workdir):
+  """The newest checkpoint's state of a run."""
+  return restore.restore_run(workdir, 'last').state
 
 
 def assert_same_state(a, b):
   assert int(a.step) == int(b.step)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  chex.assert_trees_all_equal(a, b)   # bit for bit, leaf by leaf
 
 
 def progress(workdir: pathlib.Path):
@@ -60,4 +49,4 @@ def straight_run(tmp_path_factory):
   proc = cli(base / 'run', npz, base / 'cache')
   out, _ = proc.communicate(timeout=600)
   assert proc.returncode == 0, out
-  return npz, base / 'cache', final_state(base / 'run', npz)
+  return npz, base / 'cache', final_state(base / 'run')

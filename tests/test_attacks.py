@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from generalist_jax import attacks
+from generalist_jax.attacks import losses
 
 
 def linear_logits_fn(key, shape, num_classes=10):
@@ -59,8 +60,8 @@ def test_more_restarts_never_lower_the_loss():
 
 def test_margin_loss_by_hand():
   logits = jnp.array([[1.0, 3.0, 2.0]])
-  np.testing.assert_allclose(attacks.margin(logits, jnp.array([0])), 2.0)
-  np.testing.assert_allclose(attacks.margin(logits, jnp.array([1])), -1.0)
+  np.testing.assert_allclose(losses.margin(logits, jnp.array([0])), 2.0)
+  np.testing.assert_allclose(losses.margin(logits, jnp.array([1])), -1.0)
 
 
 def test_rolled_and_unrolled_loops_agree():

@@ -6,10 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from generalist_jax import apgd
 from generalist_jax import attacks
-from generalist_jax import autoattack
-from generalist_jax import square
+from generalist_jax.attacks import apgd
+from generalist_jax.attacks import autoattack
+from generalist_jax.attacks import losses
+from generalist_jax.attacks import registry
+from generalist_jax.attacks import square
+from generalist_jax.attacks import threat
 
 SHAPE = (4, 4, 3)
 W = jax.random.normal(jax.random.PRNGKey(1), (int(np.prod(SHAPE)), 10))
@@ -62,7 +65,7 @@ def test_apgd_stays_in_ball_and_box_and_keeps_its_best_point(norm, large):
 def test_apgd_best_loss_never_below_its_start_and_restarts_never_help_the_model():
   key = jax.random.PRNGKey(4)
   one = _apgd_fn('linf', 12)(X, Y, key)
-  start = attacks.linf_project(X, attacks.linf_init(jax.random.fold_in(key, 0), X,
+  start = threat.linf_project(X, threat.linf_init(jax.random.fold_in(key, 0), X,
                                                     EPS['linf']), EPS['linf'])
   assert bool(jnp.all(one.best_loss >= attacks.cross_entropy(logits_fn(X + start), Y) - 1e-6))
   two = _apgd_fn('linf', 12, 2)(X, Y, key)     # restart 0 is the same run
@@ -91,7 +94,7 @@ def test_apgd_t_moves_towards_its_target_and_more_targets_never_help_the_model()
       logits_fn, x, y, k, eps=EPS['linf'], steps=10, n_targets=n))(X, Y, jax.random.PRNGKey(5))
   one, three = run(1), run(3)
   target = apgd.target_classes(logits_fn(X), 1)[0]
-  gain = lambda x_: attacks.targeted_dlr(logits_fn(x_), Y, target)
+  gain = lambda x_: losses.targeted_dlr(logits_fn(x_), Y, target)
   assert bool(jnp.all(gain(one.x_best) >= gain(X) - 1e-6))
   fooled = np.asarray(one.fooled)
   assert fooled.any()
@@ -110,8 +113,8 @@ def test_square_more_queries_never_weaker_and_stays_in_ball_and_box():
   for x_adv in (few, many):
     assert float(jnp.abs(x_adv - X).max()) <= EPS['linf'] + 1e-6
     assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
-  margin_few = attacks.margin(logits_fn(few), Y)
-  margin_many = attacks.margin(logits_fn(many), Y)
+  margin_few = losses.margin(logits_fn(few), Y)
+  margin_many = losses.margin(logits_fn(many), Y)
   assert bool(jnp.all(margin_many >= margin_few - 1e-6))   # same first 20 queries, then better
   assert accuracy(many) <= accuracy(few) < 1.0
 
@@ -126,4 +129,4 @@ def test_standard_version_lists_what_is_implemented_and_what_is_missing():
   assert autoattack.missing_components('standard', 'l1') == ('square',)
   assert autoattack.version_components('fast', 'l1') == ('apgd-ce', 'apgd-t')
   with pytest.raises(ValueError, match='not available'):
-    autoattack.make_component('square', norm='l1', eps=12.0)
+    registry.build('square', norm='l1', eps=12.0)

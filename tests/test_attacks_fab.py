@@ -9,8 +9,10 @@ import pytest
 import scipy.optimize
 
 from generalist_jax import attacks
-from generalist_jax import fab
-from generalist_jax import square
+from generalist_jax.attacks import fab
+from generalist_jax.attacks import losses
+from generalist_jax.attacks import registry
+from generalist_jax.attacks import square
 
 NORMS = ('linf', 'l2', 'l1')
 SHAPE = (4, 4, 3)
@@ -203,7 +205,7 @@ def test_square_l2_stays_on_ball_and_box_and_more_queries_never_weaker():
   for x_adv in (few, many):
     assert bool(jnp.all(attacks.lp_norm(x_adv - x, 'l2') <= EPS['l2'] * (1 + 1e-5)))
     assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
-  margin = lambda a: attacks.margin(logits_fn(a), y)
+  margin = lambda a: losses.margin(logits_fn(a), y)
   assert bool(jnp.all(margin(many) >= margin(few) - 1e-6))
   assert bool(jnp.any(margin(many) > margin(few)))
 
@@ -224,7 +226,7 @@ def _random_case(norm):
 @pytest.mark.parametrize('norm', NORMS)
 def test_standard_attacks_stay_in_ball_and_box_over_random_shapes_and_eps(norm):
   """(PGD, FGSM, MIM: test_attacks_norms; APGD-DLR shares APGD-CE's loop.)"""
-  from generalist_jax import autoattack
+  from generalist_jax.attacks import autoattack
   logits_fn, x, radii = _random_case(norm)
   y = jnp.argmax(logits_fn(x), -1)
   names = autoattack.version_components('standard', norm)
@@ -232,7 +234,7 @@ def test_standard_attacks_stay_in_ball_and_box_over_random_shapes_and_eps(norm):
   @jax.jit
   def run_all(eps):     # eps traced: one compile per norm for every radius
     key = jax.random.PRNGKey(4)
-    return [autoattack.make_component(a, norm=norm, eps=eps, steps=3, n_targets=2)(
+    return [registry.build(a, norm=norm, eps=eps, overrides=dict(steps=3, n_targets=2))(
         logits_fn, x, y, key) for a in names]
 
   for eps in radii:

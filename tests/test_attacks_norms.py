@@ -8,6 +8,7 @@ import pytest
 import scipy.optimize
 
 from generalist_jax import attacks
+from generalist_jax.attacks import threat
 
 NORMS = ('linf', 'l2', 'l1')
 
@@ -73,7 +74,7 @@ def test_l1_projection_matches_scipy_qp():
   rng = np.random.default_rng(7)
   x, v = random_problem(rng, n_ex=2, shape=(2, 2, 2), scale=0.6)
   eps = 0.7
-  got = np.asarray(attacks.l1_project(jnp.asarray(x), jnp.asarray(v), eps))
+  got = np.asarray(threat.l1_project(jnp.asarray(x), jnp.asarray(v), eps))
   for i in range(2):
     xi, vi = x[i].ravel().astype(np.float64), v[i].ravel().astype(np.float64)
     n = xi.size
@@ -114,7 +115,7 @@ def test_per_example_eps():
 
 def test_l1_topk_step_moves_only_the_largest_gradients():
   grad = jnp.arange(1.0, 21.0).reshape(1, 20) * jnp.where(jnp.arange(20) % 2, 1, -1)
-  step = attacks.l1_topk_step(jnp.zeros_like(grad), grad, 2.0, fraction=0.2)
+  step = threat.l1_topk_step(jnp.zeros_like(grad), grad, 2.0, fraction=0.2)
   moved = np.flatnonzero(np.asarray(step[0]))
   np.testing.assert_array_equal(moved, [16, 17, 18, 19])
   np.testing.assert_allclose(np.asarray(step[0, moved]), [-0.5, 0.5, -0.5, 0.5])
@@ -126,15 +127,15 @@ def test_l1_topk_step_fixed_fraction_equals_the_sorted_threshold():
   grad = jax.random.normal(jax.random.PRNGKey(3), (6, 3, 8, 8))
   grad = grad.at[0, 0, 0, :4].set(2.5)     # a tie at the top
   for fraction in (0.05, 0.2, 0.5, 1.0):
-    fixed = attacks.l1_topk_step(jnp.zeros_like(grad), grad, 1.3, fraction=fraction)
-    per_example = attacks.l1_topk_step(jnp.zeros_like(grad), grad, 1.3,
+    fixed = threat.l1_topk_step(jnp.zeros_like(grad), grad, 1.3, fraction=fraction)
+    per_example = threat.l1_topk_step(jnp.zeros_like(grad), grad, 1.3,
                                        fraction=jnp.full((6,), fraction))
     np.testing.assert_array_equal(fixed, per_example)
 
 
 def test_l2_step_has_the_step_length_along_the_gradient():
   grad = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
-  step = attacks.l2_step(jnp.zeros_like(grad), grad, 0.7)
+  step = threat.l2_step(jnp.zeros_like(grad), grad, 0.7)
   np.testing.assert_allclose(attacks.lp_norm(step, 'l2'), 0.7, rtol=1e-5)
   cos = jnp.sum(step * grad, -1) / (attacks.lp_norm(step, 'l2') * attacks.lp_norm(grad, 'l2'))
   np.testing.assert_allclose(cos, 1.0, rtol=1e-5)

@@ -1,9 +1,9 @@
 """A damaged latest checkpoint is reported, kept aside, and the run falls back to
 the previous good one."""
-from tests.run_helpers import EPOCHS, assert_same_state, final_state
-
-
-from generalist_jax import train
+from generalist_jax.run import loop
+from tests.run_helpers import EPOCHS
+from tests.run_helpers import assert_same_state
+from tests.run_helpers import final_state
 from tests.tiny_config import tiny_config
 
 
@@ -12,12 +12,12 @@ def test_corrupt_latest_checkpoint_falls_back_and_is_kept(tmp_path, straight_run
   workdir = tmp_path / 'corrupt'
   config = tiny_config(npz, num_epochs=EPOCHS)
   config.eval.final_test = False
-  train.train_and_evaluate(config, str(workdir), stop_after_steps=6)
+  loop.train_and_evaluate(config, str(workdir), stop_after_steps=6)
   latest = workdir / 'checkpoints' / 'last' / '6'
   for f in (latest / 'state').rglob('*'):
     if f.is_file() and f.stat().st_size > 0 and 'metadata' not in f.name:
       f.write_bytes(b'garbage')                          # damage every data file
-  train.train_and_evaluate(config, str(workdir))
+  loop.train_and_evaluate(config, str(workdir))
   quarantined = list((workdir / 'checkpoints' / 'unreadable').iterdir())
   assert [q.name.split('_')[:2] for q in quarantined] == [['last', '6']]
-  assert_same_state(final_state(workdir, npz), expected)
+  assert_same_state(final_state(workdir), expected)

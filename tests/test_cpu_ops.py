@@ -1,12 +1,13 @@
 """cpu_ops: the CPU formulations give lax's values and gradients."""
 import jax
+from jax import lax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from jax import lax
 
-from generalist_jax import cpu_ops, models
+from generalist_jax.models import cpu_ops
+from generalist_jax import models
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 

@@ -8,6 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from generalist_jax import data
+from generalist_jax.data import pipeline
 
 
 def _config(**overrides):
@@ -357,7 +358,7 @@ def test_random_crop_matches_zero_pad_then_crop():
   rng = np.random.default_rng(0)
   image = rng.integers(1, 256, (8, 8, 3), dtype=np.uint8)
   for seed in range(30):
-    out = data._random_crop(image, np.random.default_rng(seed), pad=4)
+    out = pipeline._random_crop(image, np.random.default_rng(seed), pad=4)
     dy, dx = np.random.default_rng(seed).integers(0, 9, size=2)
     padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
     np.testing.assert_array_equal(out, padded[dy:dy + 8, dx:dx + 8])

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from generalist_jax import data as data_lib
-from generalist_jax import plots
-from generalist_jax import report
-from generalist_jax import suite
+from generalist_jax.data import arrays
+from generalist_jax.evaluation import compare as report
+from generalist_jax.evaluation import plots
+from generalist_jax.run import suite
 
 RUNS = ('standard', 'pgd_at', 'generalist')
 
@@ -18,8 +19,8 @@ def test_sklearn_digits_is_a_fixed_offline_split():
   a = data_lib.load_dataset({'source': 'sklearn_digits', 'val_size': 100, 'split_seed': 0})
   b = data_lib.load_dataset({'source': 'sklearn_digits', 'val_size': 100, 'split_seed': 1})
   assert a.info.image_shape == (8, 8, 1) and a.info.num_classes == 10
-  assert len(a.train) + len(a.val[1]) == 1797 - data_lib.DIGITS_TEST_SIZE
-  assert len(a.test[1]) == data_lib.DIGITS_TEST_SIZE
+  assert len(a.train) + len(a.val[1]) == 1797 - arrays.DIGITS_TEST_SIZE
+  assert len(a.test[1]) == arrays.DIGITS_TEST_SIZE
   np.testing.assert_array_equal(a.test[0], b.test[0])       # test split: independent of seeds
   assert not np.array_equal(a.val[1], b.val[1])              # validation: split_seed picks it
   assert a.test[0].dtype == np.uint8 and a.test[0].max() == 255
@@ -42,7 +43,7 @@ def test_plotting_errors_only_warn(caplog):
 ])
 def test_suite_refuses_a_bad_config_before_training(tmp_path, field, value, message):
   from configs import demo
-  from generalist_jax import config_lib
+  from generalist_jax import config as config_lib
   config = demo.get_config()
   *parents, last = field.split('.')
   node = config
@@ -98,7 +99,7 @@ def test_tiny_demo_writes_every_plot(tiny_demo):
 
 
 def test_report_compares_the_demo_runs(tiny_demo, tmp_path):
-  out = report.main([str(tiny_demo), '--out', str(tmp_path / 'sub' / 'report.md')])
+  out = report.write_report([str(tiny_demo)], tmp_path / 'sub' / 'report.md')
   text = out.read_text()
   for section in ('## Config differences', '## Best on validation',
                   '## Test: final and best-on-validation checkpoints', '## Evaluation `demo`'):

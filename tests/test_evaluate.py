@@ -6,10 +6,13 @@ import jax
 import numpy as np
 import pytest
 
-from generalist_jax import autoattack as aa
-from generalist_jax import evaluate
-
-from tiny_config import tiny_config
+from generalist_jax import config as config_lib
+from generalist_jax.attacks import autoattack as aa
+from generalist_jax.evaluation import reports
+from generalist_jax.evaluation import runner
+from generalist_jax.run import evaluate_run
+from generalist_jax.run import loop
+from tests.tiny_config import tiny_config
 
 
 class Linear(nn.Module):
@@ -28,12 +31,12 @@ _clean_logits = MODEL.apply({'params': VARIABLES['params']}, IMAGES / np.float32
 # 16 of 20 labels are the model's prediction (correct), 4 are wrong.
 LABELS = np.asarray(np.argmax(_clean_logits, -1)).astype(np.int32)
 LABELS[[3, 7, 11, 19]] = (LABELS[[3, 7, 11, 19]] + 1) % 10
-PLAN = (evaluate.make_plan(['linf'], [0.03], 'apgd-ce,pgd,square', {'steps': 6}) +
-        evaluate.make_plan(['l2'], [0.3], 'apgd-ce,pgd', {'steps': 6}))
+PLAN = (runner.make_plan(['linf'], [0.03], 'apgd-ce,pgd,square', {'steps': 6}) +
+        runner.make_plan(['l2'], [0.3], 'apgd-ce,pgd', {'steps': 6}))
 
 
 def run(**kwargs):
-  return evaluate.run_evaluation(MODEL, VARIABLES, IMAGES, LABELS, PLAN, batch_size=8, seed=1,
+  return runner.run_evaluation(MODEL, VARIABLES, IMAGES, LABELS, PLAN, batch_size=8, seed=1,
                                  progress=False, **kwargs)
 
 
@@ -46,7 +49,7 @@ def test_worst_case_is_the_and_of_the_per_attack_flags(full_state):
   state = full_state
   clean = state['clean'] == 1
   assert clean.sum() == 16
-  summary, worst, union = evaluate.summarize(state, PLAN)
+  summary, worst, union = runner.summarize(state, PLAN)
   for norm in ('linf', 'l2'):
     cols = [state[s.column] for s in PLAN if s.norm == norm]
     expected = clean.copy()
@@ -63,10 +66,10 @@ def test_worst_case_is_the_and_of_the_per_attack_flags(full_state):
 
 
 def test_eps_zero_gives_clean_accuracy_for_the_whole_composite():
-  plan = evaluate.make_plan(['linf'], [0.0], 'standard', {'steps': 2, 'n_targets': 2})
-  state = evaluate.run_evaluation(MODEL, VARIABLES, IMAGES, LABELS, plan, batch_size=8, seed=1,
+  plan = runner.make_plan(['linf'], [0.0], 'standard', {'steps': 2, 'n_targets': 2})
+  state = runner.run_evaluation(MODEL, VARIABLES, IMAGES, LABELS, plan, batch_size=8, seed=1,
                                   progress=False)
-  summary, worst, _ = evaluate.summarize(state, plan)
+  summary, worst, _ = runner.summarize(state, plan)
   np.testing.assert_array_equal(worst['linf'], state['clean'] == 1)
   assert summary['robust_acc'] == summary['clean_acc'] == 0.8
 
@@ -81,7 +84,7 @@ def test_an_interrupted_evaluation_resumes_to_the_same_flags(full_state, stop_af
   saved = {}
   partial = run(save=lambda s: saved.update(state={k: v.copy() for k, v in s.items()}),
                 stop_after_batches=stop_after)
-  assert not evaluate.is_complete(partial, PLAN)
+  assert not runner.is_complete(partial, PLAN)
   resumed = run(state=saved['state'])
   for key, value in full_state.items():
     np.testing.assert_array_equal(resumed[key], value, err_msg=key)
@@ -89,24 +92,23 @@ def test_an_interrupted_evaluation_resumes_to_the_same_flags(full_state, stop_af
 
 def test_state_file_round_trip_and_settings_check(tmp_path, full_state):
   path = tmp_path / 's.state.npz'
-  evaluate.save_state(path, full_state, {'seed': 1})
-  loaded = evaluate.load_state(path, {'seed': 1})
+  reports.save_state(path, full_state, {'seed': 1})
+  loaded = reports.load_state(path, {'seed': 1})
   for key, value in full_state.items():
     np.testing.assert_array_equal(loaded[key], value)
   with pytest.raises(ValueError, match='other settings'):
-    evaluate.load_state(path, {'seed': 2})
+    reports.load_state(path, {'seed': 2})
 
 
-def test_cli_end_to_end_on_a_tiny_run(tmp_path, tiny_npz):
-  from generalist_jax import train
+def test_evaluate_run_end_to_end_on_a_tiny_run(tmp_path, tiny_npz):
   workdir = tmp_path / 'run'
-  train.train_and_evaluate(tiny_config(tiny_npz), str(workdir))
-  args = ['--workdir', str(workdir), '--checkpoint=last', '--learner=global',
-          '--attacks=standard', '--norm=linf', '--eps=1/255', '--n_ex=12', '--batch_size=8',
-          '--steps=3', '--n_targets=2', '--seed=3', '--name=aa', '--no_progress']
-  assert evaluate.main(args, stop_after_batches=2) is None        # "interrupted"
+  loop.train_and_evaluate(tiny_config(tiny_npz), str(workdir))
+  kwargs = dict(checkpoint='last', learner='global', attacks='standard', norms=['linf'],
+                eps=[config_lib.parse_eps('1/255')], n_ex=12, batch_size=8,
+                overrides={'steps': 3, 'n_targets': 2}, seed=3, name='aa', progress=False)
+  assert evaluate_run.evaluate_run(workdir, stop_after_batches=2, **kwargs) is None
   assert (workdir / 'eval' / 'aa.state.npz').exists()
-  report = evaluate.main(args)                                      # resumes
+  report = evaluate_run.evaluate_run(workdir, **kwargs)              # resumes
   on_disk = json.loads((workdir / 'eval' / 'aa.json').read_text())
   assert on_disk['robust_acc'] == report['robust_acc'] <= report['clean_acc']
   assert on_disk['seed'] == 3 and on_disk['n_ex'] == 12 and on_disk['versions']['jax']
@@ -120,4 +122,4 @@ def test_cli_end_to_end_on_a_tiny_run(tmp_path, tiny_npz):
   md = (workdir / 'eval' / 'aa.md').read_text()
   assert '| clean | linf/apgd-ce | linf/apgd-t | linf/fab-t | linf/square | worst linf |' in md
   with pytest.raises(ValueError, match='other settings'):
-    evaluate.main(args[:-3] + ['--seed=4', '--name=aa', '--no_progress'])
+    evaluate_run.evaluate_run(workdir, **dict(kwargs, seed=4))

@@ -7,11 +7,11 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from generalist_jax import config_lib
+from generalist_jax import config as config_lib
 from generalist_jax import data as data_lib
-from generalist_jax import export_torch
 from generalist_jax import models
-from generalist_jax import train
+from generalist_jax.method import step as step_lib
+from generalist_jax.models import torch_convert
 
 TINY = 0.125
 CASES = {   # name: (model fields, image shape)
@@ -27,7 +27,7 @@ CASES = {   # name: (model fields, image shape)
 
 @functools.lru_cache(maxsize=None)
 def _trained(case, steps=3, batch=8):
-  """A few real natural-training steps (train.train_step), so BatchNorm running
+  """A few real natural-training steps (step_lib.train_step), so BatchNorm running
   statistics and weights are far from their init values."""
   fields, image_shape = CASES[case]
   c = config_lib.single_expert_config('natural', 'global/clean_acc')
@@ -38,14 +38,14 @@ def _trained(case, steps=3, batch=8):
   channels = image_shape[-1]
   info = data_lib.DatasetInfo(10, image_shape, tuple(np.linspace(0.3, 0.6, channels)),
                               tuple(np.linspace(0.2, 0.3, channels)))
-  setup = train.make_setup(c, info, steps_per_epoch=steps)
-  state = train.create_train_state(setup, image_shape, seed=0)
+  setup = step_lib.make_setup(c, info, steps_per_epoch=steps)
+  state = step_lib.create_train_state(setup, image_shape, seed=0)
   rng = np.random.default_rng(0)
   step = None
   for _ in range(steps):
     data = {'image': rng.uniform(size=(batch, *image_shape)).astype(np.float32),
             'label': rng.integers(0, 10, batch).astype(np.int32)}
-    step = step or _compile(lambda s, b: train.train_step(setup, s, b), state, data)
+    step = step or _compile(lambda s, b: step_lib.train_step(setup, s, b), state, data)
     state, _ = step(state, data)
   return setup.model, info, state.experts[0]
 
@@ -65,7 +65,7 @@ def test_same_logits(case):
   if variables['batch_stats']:   # the statistics really moved
     leaf = jax.tree.leaves(variables['batch_stats'])[0]
     assert np.abs(np.asarray(leaf)).max() > 1e-3
-  twin = export_torch.torch_twin(fields, info.num_classes, info.mean, info.std, image_shape,
+  twin = torch_convert.torch_twin(fields, info.num_classes, info.mean, info.std, image_shape,
                                  variables)
   x = np.random.default_rng(1).uniform(size=(5, *image_shape)).astype(np.float32)
   forward = lambda v, x: models.apply_model(model, v, x, train=False)[0]
@@ -79,5 +79,5 @@ def test_mismatched_width_is_refused():
   fields, image_shape = CASES['small_cnn_bn']
   _, info, variables = _trained('small_cnn_bn')
   with pytest.raises(ValueError, match='shape'):
-    export_torch.torch_twin(dict(fields, width=0.25), 10, info.mean, info.std, image_shape,
+    torch_convert.torch_twin(dict(fields, width=0.25), 10, info.mean, info.std, image_shape,
                             variables)

@@ -4,7 +4,10 @@ import random
 import signal
 import time
 
-from tests.run_helpers import assert_same_state, cli, final_state, progress
+from tests.run_helpers import assert_same_state
+from tests.run_helpers import cli
+from tests.run_helpers import final_state
+from tests.run_helpers import progress
 
 
 def test_five_sigkills_then_resume_equals_uninterrupted(tmp_path, straight_run):
@@ -35,4 +38,4 @@ def test_five_sigkills_then_resume_equals_uninterrupted(tmp_path, straight_run):
   proc = cli(workdir, npz, cache)
   out, _ = proc.communicate(timeout=600)
   assert proc.returncode == 0, out
-  assert_same_state(final_state(workdir, npz), expected)
+  assert_same_state(final_state(workdir), expected)

@@ -5,8 +5,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from generalist_jax import meta
-from generalist_jax import schedules
+from generalist_jax.method import meta
+from generalist_jax.method import schedules
 
 
 def tree(w, m):

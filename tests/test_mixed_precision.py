@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from generalist_jax import data as data_lib
-from generalist_jax import train
+from generalist_jax.method import step as step_lib
 from tests.tiny_config import tiny_config
 
 STEPS = 12
@@ -19,11 +19,11 @@ def _losses_and_state(tiny_npz, compute_dtype: str):
     opt = config.experts[name].optimizer
     opt.lr_values = (0.05,) * len(opt.lr_values)
   dataset = data_lib.load_dataset(config.data)
-  setup = train.make_setup(config, dataset.info,
+  setup = step_lib.make_setup(config, dataset.info,
                            data_lib.steps_per_epoch(dataset, config.batch_size))
-  state = train.create_train_state(setup, dataset.info.image_shape, seed=0)
+  state = step_lib.create_train_state(setup, dataset.info.image_shape, seed=0)
   batch = next(data_lib.train_batches(dataset, 16, seed=0, augment='none'))
-  step = jax.jit(lambda s, b: train.train_step(setup, s, b))
+  step = jax.jit(lambda s, b: step_lib.train_step(setup, s, b))
   losses = []
   for _ in range(STEPS):
     state, metrics = step(state, batch)

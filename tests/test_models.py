@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from generalist_jax import models
+from generalist_jax.models import resnets
 
 CIFAR = (32, 32, 3)
 MNIST = (28, 28, 1)
@@ -82,12 +83,12 @@ def test_small_cnn_param_count():
 
 
 def test_wrn_blocks_per_stage():
-  assert models.wrn_blocks_per_stage(28) == 4
-  assert models.wrn_blocks_per_stage(34) == 5
-  assert models.wrn_blocks_per_stage(32) == 5
+  assert resnets.wrn_blocks_per_stage(28) == 4
+  assert resnets.wrn_blocks_per_stage(34) == 5
+  assert resnets.wrn_blocks_per_stage(32) == 5
   for bad in (4, 30, 33, 35):
     with pytest.raises(ValueError, match='depth'):
-      models.wrn_blocks_per_stage(bad)
+      resnets.wrn_blocks_per_stage(bad)
 
 
 def test_bad_wrn_depth_raises_at_creation():

@@ -10,7 +10,7 @@ import textwrap
 import jax
 import numpy as np
 
-from generalist_jax import train
+from generalist_jax.run import loop
 from tests.run_helpers import final_state
 from tests.tiny_config import tiny_config
 
@@ -19,14 +19,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 FOUR_DEVICE_RUN = textwrap.dedent('''
     import sys
     import jax, numpy as np
-    from generalist_jax import config_lib, data, parallel, train
+    from generalist_jax import config as config_lib, data, parallel
+    from generalist_jax.config import validation
+    from generalist_jax.run import loop
     from tests.tiny_config import tiny_config
     npz, workdir = sys.argv[1], sys.argv[2]
     assert jax.device_count() == 4
     config = tiny_config(npz)
     config.batch_size = 6
     try:
-      config_lib.validate_config(config)
+      validation.validate_config(config)
       raise SystemExit('batch 6 on 4 devices was accepted')
     except config_lib.ConfigError as err:
       assert 'does not split over 4 devices' in str(err), err
@@ -38,7 +40,7 @@ FOUR_DEVICE_RUN = textwrap.dedent('''
     shards = batch['image'].addressable_shards
     assert len(shards) == 4 and all(s.data.shape[0] == 2 for s in shards), shards
     assert len({s.device for s in shards}) == 4
-    train.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
     print('SHARDED_OK')
 ''')
 
@@ -52,8 +54,8 @@ def test_four_devices_match_one_device(tmp_path, tiny_npz):
   config = tiny_config(tiny_npz)
   config.eval.final_test = False
   assert jax.device_count() == 1
-  train.train_and_evaluate(config, str(tmp_path / 'one'))
-  four, one = final_state(tmp_path / 'four', tiny_npz), final_state(tmp_path / 'one', tiny_npz)
+  loop.train_and_evaluate(config, str(tmp_path / 'one'))
+  four, one = final_state(tmp_path / 'four'), final_state(tmp_path / 'one')
   assert int(four.step) == int(one.step) == 10
   # Batch statistics and gradients are reduced across shards in another order:
   # equal up to float32 rounding, amplified a little over 10 steps.

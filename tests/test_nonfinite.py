@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from generalist_jax import train
+from generalist_jax.run import loop
 from tests.tiny_config import tiny_config
 
 
@@ -19,10 +19,10 @@ def digest(directory: pathlib.Path) -> str:
 def test_exploding_expert_is_named_and_good_checkpoints_are_untouched(tmp_path, tiny_npz):
   config = tiny_config(tiny_npz)
   config.eval.final_test = False
-  train.train_and_evaluate(config, str(tmp_path / 'run'), stop_after_steps=4)
+  loop.train_and_evaluate(config, str(tmp_path / 'run'), stop_after_steps=4)
   checkpoints = tmp_path / 'run' / 'checkpoints'
   before = digest(checkpoints)
   config.experts.natural.optimizer.lr_values = (1e30,) * 4   # diverges after resuming
-  with pytest.raises(train.NonFiniteError, match=r"expert 'natural': \w+ is (nan|inf) in the log interval ending at step 5"):
-    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  with pytest.raises(loop.NonFiniteError, match=r"expert 'natural': \w+ is (nan|inf) in the log interval ending at step 5"):
+    loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert digest(checkpoints) == before

@@ -2,7 +2,10 @@
 import signal
 import time
 
-from tests.run_helpers import assert_same_state, cli, final_state, progress
+from tests.run_helpers import assert_same_state
+from tests.run_helpers import cli
+from tests.run_helpers import final_state
+from tests.run_helpers import progress
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path, straight_run):
@@ -22,4 +25,4 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, straight_run):
   proc = cli(workdir, npz, cache)
   out, _ = proc.communicate(timeout=600)
   assert proc.returncode == 0 and f'from step {saved}' in out, out
-  assert_same_state(final_state(workdir, npz), expected)
+  assert_same_state(final_state(workdir), expected)

@@ -2,9 +2,9 @@
 import jax
 import numpy as np
 
-from generalist_jax import config_lib
+from generalist_jax import config as config_lib
 from generalist_jax import data as data_lib
-from generalist_jax import train
+from generalist_jax.method import step as step_lib
 from tests.tiny_config import tiny_config
 
 
@@ -24,11 +24,11 @@ def norm_experts_config(npz):
 def run_steps(config, stack: bool, steps: int = 3):
   config.meta.stack_experts = stack
   dataset = data_lib.load_dataset(config.data)
-  setup = train.make_setup(config, dataset.info,
+  setup = step_lib.make_setup(config, dataset.info,
                            data_lib.steps_per_epoch(dataset, config.batch_size))
   assert (setup.stack is not None) == stack
-  state = train.create_train_state(setup, dataset.info.image_shape, seed=0)
-  step_fn = jax.jit(lambda s, b: train.train_step(setup, s, b))
+  state = step_lib.create_train_state(setup, dataset.info.image_shape, seed=0)
+  step_fn = jax.jit(lambda s, b: step_lib.train_step(setup, s, b))
   batches = data_lib.train_batches(dataset, config.batch_size, seed=0, augment='none')
   for _ in range(steps):
     state, metrics = step_fn(state, next(batches))
@@ -52,5 +52,5 @@ def test_unstackable_tasks_fall_back_to_the_loop(tiny_npz):
   c.experts.robust.task = 'trades'
   c.meta.stack_experts = True
   dataset = data_lib.load_dataset(c.data)
-  setup = train.make_setup(c, dataset.info, data_lib.steps_per_epoch(dataset, c.batch_size))
+  setup = step_lib.make_setup(c, dataset.info, data_lib.steps_per_epoch(dataset, c.batch_size))
   assert setup.stack is None

@@ -7,12 +7,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from generalist_jax import attacks
-from generalist_jax import config_lib
+from generalist_jax.attacks import threat
+from generalist_jax import config as config_lib
 from generalist_jax import data as data_lib
-from generalist_jax import multi_norm
-from generalist_jax import tasks
-from generalist_jax import train
+from generalist_jax.attacks import training as multi_norm
+from generalist_jax.config import validation
+from generalist_jax.method import step as step_lib
+from generalist_jax.method import tasks
 from tests.tiny_config import tiny_config
 
 CLEAN = np.array([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]], np.float32)
@@ -102,7 +103,7 @@ def test_msd_one_iteration_is_the_best_of_the_three_steepest_steps():
   g = (p - np.eye(3)[np.asarray(y)]) @ np.asarray(w).T
   linf = 0.02 * np.sign(g)
   l2 = 0.1 * g / np.linalg.norm(g, axis=1, keepdims=True)
-  l1 = np.asarray(attacks.l1_topk_step(jnp.zeros((4, d)), jnp.asarray(g), 0.2))
+  l1 = np.asarray(threat.l1_topk_step(jnp.zeros((4, d)), jnp.asarray(g), 0.2))
   cands = [l1, l2, linf]
   ce = lambda delta: -np.log(softmax((xf + delta) @ np.asarray(w))[np.arange(4), np.asarray(y)])
   losses = np.stack([ce(c) for c in cands])
@@ -151,12 +152,12 @@ def test_new_tasks_train_as_three_experts(tiny_npz, new):
       t: config_lib.expert(t, opt, (1 / 3,) * len(c.meta.mix_epochs),
                            config_lib.pgd_attack(steps=1), norms=('l1', 'linf'),
                            per_norm=small) for t in new})
-  config_lib.validate_config(c)
+  validation.validate_config(c)
   dataset = data_lib.load_dataset(c.data)
-  setup = train.make_setup(c, dataset.info, data_lib.steps_per_epoch(dataset, c.batch_size))
-  state0 = train.create_train_state(setup, dataset.info.image_shape, seed=0)
+  setup = step_lib.make_setup(c, dataset.info, data_lib.steps_per_epoch(dataset, c.batch_size))
+  state0 = step_lib.create_train_state(setup, dataset.info.image_shape, seed=0)
   batch = next(data_lib.train_batches(dataset, c.batch_size, seed=0, augment='none'))
-  state1, metrics = jax.jit(lambda s, b: train.train_step(setup, s, b))(state0, batch)
+  state1, metrics = jax.jit(lambda s, b: step_lib.train_step(setup, s, b))(state0, batch)
   for t in new:
     assert np.isfinite(float(metrics[f'train/{t}/loss'])), t
     np.testing.assert_allclose(metrics[f'schedule/{t}/mix_weight'], 1 / 3, rtol=1e-5)
@@ -176,11 +177,11 @@ def test_multi_norm_config_errors_name_the_field(change, field):
   c.experts = ml_collections.ConfigDict(dict(a=config_lib.expert(
       'msd', config_lib.sgd(), (1.0,) * 4, norms=('l2', 'linf'))))
   c.meta.sync.kind = 'never'
-  c.eval.best_metric = 'a/pgd_acc'
-  config_lib.validate_config(c)
+  c.eval.best_metric = 'a/robust_acc'
+  validation.validate_config(c)
   change(c.experts.a)
   with pytest.raises(config_lib.ConfigError, match=field.replace('.', r'\.')):
-    config_lib.validate_config(c)
+    validation.validate_config(c)
 
 
 def test_trades_beta_must_be_non_negative():
@@ -188,6 +189,6 @@ def test_trades_beta_must_be_non_negative():
   c.experts = ml_collections.ConfigDict(dict(a=config_lib.expert(
       'trades', config_lib.sgd(), (1.0,) * 4, beta=-1.0)))
   c.meta.sync.kind = 'never'
-  c.eval.best_metric = 'a/pgd_acc'
+  c.eval.best_metric = 'a/robust_acc'
   with pytest.raises(config_lib.ConfigError, match=r'experts\.a\.beta'):
-    config_lib.validate_config(c)
+    validation.validate_config(c)

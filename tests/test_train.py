@@ -2,30 +2,30 @@
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
-from generalist_jax import checkpointing
 from generalist_jax import data as data_lib
-from generalist_jax import schedules
-from generalist_jax import train
+from generalist_jax.method import schedules
+from generalist_jax.method import step as step_lib
+from generalist_jax.run import checkpoints as checkpointing
+from generalist_jax.run import loop
 from tests.tiny_config import tiny_config
 
 
 def _setup(config):
   dataset = data_lib.load_dataset(config.data)
   spe = data_lib.steps_per_epoch(dataset, config.batch_size)
-  return dataset, train.make_setup(config, dataset.info, spe)
+  return dataset, step_lib.make_setup(config, dataset.info, spe)
 
 
 def test_first_step_meta_update_matches_hand_arithmetic(tiny_npz):
   config = tiny_config(tiny_npz)
   dataset, setup = _setup(config)
-  state0 = train.create_train_state(setup, dataset.info.image_shape, seed=0)
+  state0 = step_lib.create_train_state(setup, dataset.info.image_shape, seed=0)
   init = jax.tree.map(np.asarray, state0.global_learner)
   batch = next(data_lib.train_batches(dataset, config.batch_size, seed=0, augment='none'))
-  state1, metrics = jax.jit(lambda s, b: train.train_step(setup, s, b))(state0, batch)
+  state1, metrics = jax.jit(lambda s, b: step_lib.train_step(setup, s, b))(state0, batch)
   decay = float(schedules.ema_decay(0))          # 0.1 at t = 0
   w = np.asarray(setup.mix_schedule(0))          # [natural, robust]
   experts = [jax.tree.map(np.asarray, e) for e in state1.experts]
@@ -51,7 +51,7 @@ def _leaves(state):
 
 def _restore(workdir, config, which='last'):
   dataset, setup = _setup(config)
-  template = train.create_train_state(setup, dataset.info.image_shape, config.seed)
+  template = step_lib.create_train_state(setup, dataset.info.image_shape, config.seed)
   ckpts = checkpointing.RunCheckpoints(workdir / 'checkpoints', config.checkpoint.keep)
   state, meta = ckpts.restore(template, which)
   ckpts.close()
@@ -60,7 +60,7 @@ def _restore(workdir, config, which='last'):
 
 def test_npz_run_writes_logs_checkpoints_and_test_tables(tmp_path, tiny_npz):
   config = tiny_config(tiny_npz)
-  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  results = loop.train_and_evaluate(config, str(tmp_path / 'run'))
   run = tmp_path / 'run'
   assert json.loads((run / 'config.json').read_text())['batch_size'] == 8
   records = [json.loads(l) for l in (run / 'metrics.jsonl').read_text().splitlines()]
@@ -68,7 +68,7 @@ def test_npz_run_writes_logs_checkpoints_and_test_tables(tmp_path, tiny_npz):
   assert steps == sorted(steps) and steps[-1] == 10            # 40 train / 8 = 5 x 2 epochs
   train_keys = {k for r in records for k in r}
   for key in ('train/natural/loss', 'train/robust/loss', 'schedule/robust/lr',
-              'schedule/robust/mix_weight', 'val/global/pgd_acc', 'val/natural/clean_acc',
+              'schedule/robust/mix_weight', 'val/global/robust_acc', 'val/natural/clean_acc',
               'perf/img_per_sec'):
     assert key in train_keys, key
   assert list((run / 'tensorboard').glob('events.out.tfevents.*'))
@@ -82,19 +82,19 @@ def test_npz_run_writes_logs_checkpoints_and_test_tables(tmp_path, tiny_npz):
     assert (run / 'eval' / f'test_{which}.md').exists()
   assert results['last']['step'] == 10
   for m in results['last']['learners'].values():
-    assert 0.0 <= m['clean_acc'] <= 1.0 and 0.0 <= m['pgd_acc'] <= 1.0
+    assert 0.0 <= m['clean_acc'] <= 1.0 and 0.0 <= m['robust_acc'] <= 1.0
 
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, tiny_npz):
   config = tiny_config(tiny_npz)
   config.eval.final_test = False
-  train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  loop.train_and_evaluate(config, str(tmp_path / 'straight'))
   # Stop after 3 steps (checkpoint at step 2), then again after 4 more, as kills would.
-  train.train_and_evaluate(config, str(tmp_path / 'killed'), stop_after_steps=3)
-  train.train_and_evaluate(config, str(tmp_path / 'killed'), stop_after_steps=4)
+  loop.train_and_evaluate(config, str(tmp_path / 'killed'), stop_after_steps=3)
+  loop.train_and_evaluate(config, str(tmp_path / 'killed'), stop_after_steps=4)
   partial, _ = _restore(tmp_path / 'killed', config)
   assert int(partial.step) == 6
-  train.train_and_evaluate(config, str(tmp_path / 'killed'))
+  loop.train_and_evaluate(config, str(tmp_path / 'killed'))
   straight, meta_a = _restore(tmp_path / 'straight', config)
   resumed, meta_b = _restore(tmp_path / 'killed', config)
   assert int(straight.step) == int(resumed.step) == 10
@@ -114,6 +114,6 @@ def test_one_step_on_mock_tfds_cifar10(tmp_path):
   config.meta.sync.start_epoch = 0
   config.eval.final_test = False
   with tfds.testing.mock_data(num_examples=40):
-    train.train_and_evaluate(config, str(tmp_path / 'run'), stop_after_steps=1)
+    loop.train_and_evaluate(config, str(tmp_path / 'run'), stop_after_steps=1)
   records = [json.loads(l) for l in (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()]
   assert records[0]['step'] == 1 and np.isfinite(records[0]['train/robust/loss'])

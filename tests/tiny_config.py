@@ -3,7 +3,7 @@ r"""A tiny Generalist config for tests, also loadable by the CLI:
   python -m generalist_jax.main --config=tests/tiny_config.py --workdir=W \
       --config.data.path=tiny.npz
 """
-from generalist_jax import config_lib
+from generalist_jax import config as config_lib
 
 
 def tiny_config(npz_path=None, num_epochs=2):

@@ -27,9 +27,9 @@ import statistics
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import bench   # noqa: E402
+import bench  # noqa: E402
 
-from generalist_jax import train   # noqa: E402
+from generalist_jax.method import step as step_lib
 
 FLAGS = {'xnnpack': 'xla_cpu_use_xnnpack', 'onednn': 'xla_cpu_use_onednn',
          'fastmath': 'xla_cpu_enable_fast_math'}
@@ -48,7 +48,7 @@ def compiled_step(variant: str, args):
     config.model.ops = 'xla'
   options = {FLAGS[e]: True for e in extras if e in FLAGS} or None
   step = bench.JaxStep(config, bench._batch(args.batch))
-  lowered = train.jit_train_step(step.setup).lower(step.state, step.batch)
+  lowered = step_lib.jit_train_step(step.setup).lower(step.state, step.batch)
   step.compile_s = bench._timed(lambda: setattr(step, 'compiled', lowered.compile(options)))
   return step
 

@@ -4,12 +4,12 @@ r"""Speed of the training steps and of APGD-CE: JAX (what users run) vs PyTorch.
   python experiments/benchmarks/bench.py --quick         # smoke run: SmallCNN only
 
 Per model and batch size, for each step kind
-  natural      one natural expert                      (train.train_step)
-  pgd          one l-inf PGD-K expert (PGD-AT)         (train.train_step)
-  generalist2  natural + l-inf PGD-K + meta-update     (train.train_step)
-  generalist4  natural + l-inf/l2/l1 PGD-K experts     (train.train_step)
-  apgd_ce      APGD-CE evaluation (l-inf, --apgd_steps) (evaluate.attack_batch_fn)
-the JAX side is the real jitted step (`train.jit_train_step` on a config from
+  natural      one natural expert                      (step_lib.train_step)
+  pgd          one l-inf PGD-K expert (PGD-AT)         (step_lib.train_step)
+  generalist2  natural + l-inf PGD-K + meta-update     (step_lib.train_step)
+  generalist4  natural + l-inf/l2/l1 PGD-K experts     (step_lib.train_step)
+  apgd_ce      APGD-CE evaluation (l-inf, --apgd_steps) (runner.attack_batch_fn)
+the JAX side is the real jitted step (`step_lib.jit_train_step` on a config from
 `config_lib`); the PyTorch side runs the same step on the `torch_models` twin:
 input-only gradients inside the attack (parameters frozen, requires_grad on
 the input), SGD momentum + weight decay, the same EMA / global-learner update.
@@ -50,21 +50,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-import jax   # noqa: E402
-import jax.numpy as jnp   # noqa: E402
-import ml_collections   # noqa: E402
-import numpy as np   # noqa: E402
-import psutil   # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 
-from generalist_jax import apgd   # noqa: E402
-from generalist_jax import autoattack   # noqa: E402
-from generalist_jax import config_lib   # noqa: E402
-from generalist_jax import data as data_lib   # noqa: E402
-from generalist_jax import evaluate   # noqa: E402
-from generalist_jax import models   # noqa: E402
-from generalist_jax import parallel   # noqa: E402
-from generalist_jax import schedules   # noqa: E402
-from generalist_jax import train   # noqa: E402
+from generalist_jax import config as config_lib  # noqa: E402
+from generalist_jax import data as data_lib  # noqa: E402
+from generalist_jax import models  # noqa: E402
+from generalist_jax import parallel  # noqa: E402
+from generalist_jax.attacks import apgd  # noqa: E402
+from generalist_jax.attacks import autoattack  # noqa: E402
+from generalist_jax.config import validation
+from generalist_jax.evaluation import runner
+from generalist_jax.method import schedules  # noqa: E402
+from generalist_jax.method import step as step_lib
 
 STEP_KINDS = ('natural', 'pgd', 'generalist2', 'generalist4', 'apgd_ce')
 CIFAR_INFO = data_lib.DatasetInfo(10, (32, 32, 3), (0.4914, 0.4822, 0.4465),
@@ -86,7 +87,7 @@ def step_config(kind: str, model_fields: dict, batch: int, k: int):
   if kind == 'natural':
     c = config_lib.single_expert_config('natural', 'global/clean_acc')
   elif kind == 'pgd':
-    c = config_lib.single_expert_config('robust', 'global/pgd_acc')
+    c = config_lib.single_expert_config('robust', 'global/robust_acc')
   else:
     c = config_lib.base_config()
     c.experts = config_lib.generalist_experts()
@@ -101,7 +102,7 @@ def step_config(kind: str, model_fields: dict, batch: int, k: int):
     c.experts[name].attack = _pgd(c.experts[name].attack.norm, k)
   c.model.update(model_fields)
   c.batch_size = batch
-  config_lib.validate_config(c)
+  validation.validate_config(c)
   return c
 
 
@@ -181,15 +182,15 @@ class JaxStep:
   """The jitted train step of `config` (donated state carried across calls)."""
 
   def __init__(self, config, host_batch):
-    self.setup = train.make_setup(config, CIFAR_INFO, steps_per_epoch=100)
+    self.setup = step_lib.make_setup(config, CIFAR_INFO, steps_per_epoch=100)
     mesh = self.setup.mesh
     self.state = parallel.replicate(
-        train.create_train_state(self.setup, CIFAR_INFO.image_shape, config.seed), mesh)
+        step_lib.create_train_state(self.setup, CIFAR_INFO.image_shape, config.seed), mesh)
     self.batch = parallel.global_batch(host_batch, mesh)
     self.compiled = None
 
   def compile(self):
-    lowered = train.jit_train_step(self.setup).lower(self.state, self.batch)
+    lowered = step_lib.jit_train_step(self.setup).lower(self.state, self.batch)
     self.compile_s = _timed(lambda: setattr(self, 'compiled', lowered.compile()))
     self.memory_mb = _memory_mb(self.compiled)
     return self
@@ -207,9 +208,9 @@ class JaxAPGD:
   """APGD-CE l-inf as `evaluate` runs it (attack + correctness flags)."""
 
   def __init__(self, model, variables, host_batch, steps: int):
-    spec = evaluate.AttackSpec('linf', 'apgd-ce', autoattack.DEFAULT_EPS['linf'],
+    spec = runner.AttackSpec('linf', 'apgd-ce', autoattack.DEFAULT_EPS['linf'],
                                (('steps', steps),))
-    fn = evaluate.attack_batch_fn(model, spec)
+    fn = runner.attack_batch_fn(model, spec)
     self.args = (variables, jnp.asarray(host_batch['image']), jnp.asarray(host_batch['label']),
                  jax.random.PRNGKey(0))
     lowered = fn.lower(*self.args)
@@ -228,8 +229,9 @@ class TorchSteps:
   """PyTorch versions of the steps; built lazily so torch stays optional."""
 
   def __init__(self, config, setup, host_batch, threads: int):
-    import torch   # pylint: disable=g-import-not-at-top
-    from generalist_jax import torch_models   # pylint: disable=g-import-not-at-top
+    import torch  # pylint: disable=g-import-not-at-top
+
+    from generalist_jax.models import torch_models  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(threads)
     self.torch = torch
     self.F = torch.nn.functional
@@ -333,7 +335,7 @@ def _copied(model, source):
 
 def _torch_l1_ball(delta, eps: float):
   """Duchi et al.'s sort-based projection onto the l1 ball (per example)."""
-  import torch   # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
   v = delta.flatten(1)
   u = v.abs().sort(dim=1, descending=True).values
   css = u.cumsum(1)

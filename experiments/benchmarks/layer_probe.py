@@ -27,15 +27,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-import bench   # noqa: E402
-import flax.linen as nn   # noqa: E402
-import jax   # noqa: E402
-import jax.numpy as jnp   # noqa: E402
-import ml_collections   # noqa: E402
-import numpy as np   # noqa: E402
-from jax import lax   # noqa: E402
+import bench  # noqa: E402
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+from jax import lax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
 
-from generalist_jax import cpu_ops, models   # noqa: E402
+from generalist_jax import models  # noqa: E402
+from generalist_jax.models import cpu_ops  # noqa: E402
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 

@@ -2,13 +2,13 @@ r"""Does the training loop keep up with its step? Loop vs isolated-step throughp
 
   python experiments/benchmarks/loop_efficiency.py --npz=/work/data/cifar10.npz
 
-Runs `train.train_and_evaluate` on an .npz dataset (grain input pipeline with
+Runs `loop.train_and_evaluate` on an .npz dataset (grain input pipeline with
 augmentation, metrics.jsonl + TensorBoard logging, orbax checkpoints, all on)
 and times it between two log points after the first (which holds the
 compile): the wall time between them covers every step, batch, log write and
 checkpoint save of that stretch. Validation is kept out of the window (the
 epoch is longer than the run). The isolated step is the same jitted step
-(`train.jit_train_step`, `bench.JaxStep`) on one device-resident batch,
+(`step_lib.jit_train_step`, `bench.JaxStep`) on one device-resident batch,
 measured just before and just after the loop (median of reps), so load drift
 on a shared machine shows as their difference.
 
@@ -25,11 +25,13 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import bench   # noqa: E402  (puts the repository root on sys.path)
+import bench  # noqa: E402  (puts the repository root on sys.path)
 
-from generalist_jax import config_lib   # noqa: E402
-from generalist_jax import metric_writer   # noqa: E402
-from generalist_jax import train   # noqa: E402
+from generalist_jax import config as config_lib  # noqa: E402
+from generalist_jax.config import validation
+from generalist_jax.method import step as step_lib
+from generalist_jax.run import loop
+from generalist_jax.run import metric_writer  # noqa: E402
 
 
 def loop_config(args):
@@ -49,7 +51,7 @@ def loop_config(args):
   c.checkpoint.every_steps = args.ckpt_every
   c.eval.final_test = False
   c.progress_bar = False
-  config_lib.validate_config(c)
+  validation.validate_config(c)
   return c
 
 
@@ -71,7 +73,7 @@ def timed_loop(config, workdir: str, steps: int) -> dict:
 
   metric_writer.MetricWriter.write = write
   try:
-    train.train_and_evaluate(config, workdir, stop_after_steps=steps)
+    loop.train_and_evaluate(config, workdir, stop_after_steps=steps)
   finally:
     metric_writer.MetricWriter.write = original
   (s0, t0), (s1, t1) = stamps[0], stamps[-1]

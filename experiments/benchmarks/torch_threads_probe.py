@@ -3,8 +3,14 @@ alternating (shows what oversubscription does to 2 threads on a loaded 2-core ma
 
   PYTHONPATH=. python experiments/benchmarks/torch_threads_probe.py
 """
-import time, statistics, torch, ml_collections
-from generalist_jax import torch_models
+import statistics
+import time
+
+import ml_collections
+import torch
+
+from generalist_jax.models import torch_models
+
 m = torch_models.create_model(ml_collections.ConfigDict(dict(name='preact_resnet18', width=0.25)), 10, (0.5,)*3, (0.25,)*3)
 x = torch.rand(64, 3, 32, 32); y = torch.randint(0, 10, (64,))
 opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)

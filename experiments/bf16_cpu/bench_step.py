@@ -13,9 +13,9 @@ import time
 import jax
 import numpy as np
 
-from generalist_jax import config_lib
+from generalist_jax import config as config_lib
 from generalist_jax import data as data_lib
-from generalist_jax import train
+from generalist_jax.method import step as step_lib
 
 
 def make_step(config, dtype, batch_size):
@@ -23,12 +23,12 @@ def make_step(config, dtype, batch_size):
   config.compute_dtype = dtype
   info = data_lib.DatasetInfo(num_classes=10, image_shape=(32, 32, 3),
                               mean=(0.5,) * 3, std=(0.25,) * 3)   # random data: speed only
-  setup = train.make_setup(config, info, steps_per_epoch=100)
-  state = train.create_train_state(setup, info.image_shape, seed=0)
+  setup = step_lib.make_setup(config, info, steps_per_epoch=100)
+  state = step_lib.create_train_state(setup, info.image_shape, seed=0)
   rng = np.random.default_rng(0)
   batch = {'image': rng.random((batch_size, 32, 32, 3), np.float32),
            'label': rng.integers(0, 10, batch_size).astype(np.int32)}
-  step = jax.jit(lambda s, b: train.train_step(setup, s, b), donate_argnums=0)
+  step = jax.jit(lambda s, b: step_lib.train_step(setup, s, b), donate_argnums=0)
   t0 = time.perf_counter()
   state, m = step(state, batch)
   jax.block_until_ready(m)

@@ -29,7 +29,7 @@ def summarize(workdir: pathlib.Path) -> dict:
       # The first interval includes compilation: throughput from the rest.
       'img_per_sec_median': float(np.median(speeds[1:])),
       'test_global_clean_acc': test['clean_acc'],
-      'test_global_pgd_acc': test['pgd_acc'],
+      'test_global_pgd_acc': test.get('robust_acc', test.get('pgd_acc')),
   }
 
 

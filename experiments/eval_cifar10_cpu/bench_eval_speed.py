@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from generalist_jax import autoattack
 from generalist_jax import models
+from generalist_jax.attacks import autoattack
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
 MODELS = {'small_cnn': dict(name='small_cnn', width=0.5, batch_norm=True),

@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 
-from generalist_jax import autoattack as aa_lib
-from generalist_jax import evaluate
+from generalist_jax.attacks import autoattack as aa_lib
+from generalist_jax.evaluation import runner
 
 RUNS = {'generalist': 'Generalist (global learner)', 'pgd_at': 'PGD-AT'}
 # (column, eval name, attack column in that eval): single attacks, each alone.
@@ -38,7 +38,7 @@ def flags_summary(state_path: pathlib.Path) -> dict:
   with np.load(state_path) as f:
     settings = json.loads(str(f['settings']))
     state = {k.replace('__', '/'): f[k].copy() for k in f.files if k != 'settings'}
-  plan = [evaluate.AttackSpec(a['norm'], a['name'], a['eps'], tuple(map(tuple, a['overrides'])))
+  plan = [runner.AttackSpec(a['norm'], a['name'], a['eps'], tuple(map(tuple, a['overrides'])))
           for a in settings['attacks']]
   clean = state['clean'] == 1
   attacks, worst = {}, {}

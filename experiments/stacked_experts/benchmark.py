@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from generalist_jax import config_lib
+from generalist_jax import config as config_lib
 from generalist_jax import data as data_lib
-from generalist_jax import train
+from generalist_jax.method import step as step_lib
 
 CASES = {
     '2: natural + linf (Generalist)': ('natural', 'linf'),
@@ -82,12 +82,12 @@ def main():
     kinds = CASES[name]
     runs = {}
     for mode in ('loop', 'stacked'):
-      setup = train.make_setup(case_config(kinds, mode == 'stacked'), info, steps_per_epoch=39)
+      setup = step_lib.make_setup(case_config(kinds, mode == 'stacked'), info, steps_per_epoch=39)
       assert (setup.stack is not None) == (mode == 'stacked')
-      step_fn = jax.jit(lambda s, b, setup=setup: train.train_step(setup, s, b),
+      step_fn = jax.jit(lambda s, b, setup=setup: step_lib.train_step(setup, s, b),
                         donate_argnums=0)
       start = time.perf_counter()
-      state = train.create_train_state(setup, info.image_shape, seed=0)
+      state = step_lib.create_train_state(setup, info.image_shape, seed=0)
       state, _ = time_steps(step_fn, state, batch, 1)   # compile + first step
       runs[mode] = {'fn': step_fn, 'state': state, 'compile_s': time.perf_counter() - start,
                     'times': []}

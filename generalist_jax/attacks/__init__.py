@@ -40,7 +40,7 @@ def make_attack(attack_config) -> Callable:
   fields = {k: cast(attack_config[k]) for k, cast in _CONFIG_FIELDS.items()
             if k in attack_config}
   return build(attack_config.get('kind', 'pgd'), norm=attack_config.get('norm', 'linf'),
-               eps=float(attack_config['eps']), **fields)
+               eps=float(attack_config['eps']), overrides=fields)
 
 
 __all__ = ['ATTACKS', 'LOSSES', 'NORMS', 'build', 'cross_entropy', 'fgsm', 'lp_norm',

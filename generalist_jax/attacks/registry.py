@@ -2,7 +2,7 @@
 AutoAttack's 'standard' budget and whether it needs gradients (white box) or
 only scores (black box).
 
-`build(name, norm=, eps=, **settings)` binds a row into
+`build(name, norm=, eps=, overrides=)` binds a row into
 `attack(logits_fn, x, y, key) -> x_adv`; settings not given take the row's
 standard budget (`standard_settings`). Adding an attack is one function
 `fn(logits_fn, x, y, key, *, eps, norm, **settings) -> x_adv` and one row in
@@ -107,7 +107,7 @@ def check_available(name: str, norm: str) -> None:
                      f'available: {implemented(norm) if norm in ALL_NORMS else ()}')
 
 
-def build(name: str, *, norm: str, eps: float, **overrides) -> Callable:
+def build(name: str, *, norm: str, eps: float, overrides: dict | None = None) -> Callable:
   """`attack(logits_fn, x, y, key) -> x_adv` for registry row `name`, with AutoAttack's
   standard budget where `overrides` (see `settings`) say nothing. Raises ValueError
   for an attack not available in `norm`."""

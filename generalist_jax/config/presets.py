@@ -43,16 +43,19 @@ def single_expert_config(name: str, best_metric: str, expert_config=None
   return c
 
 
-def robust_expert(task, attack=None, **kwargs) -> ml_collections.ConfigDict:
-  """An expert with the robust expert's optimizer (reference lr, wd 3.5e-3)."""
-  return expert(task, sgd(RESNET_LR_EPOCHS, RESNET_LR_VALUES, 3.5e-3),
-                mix_values=ROBUST_MIX, attack=attack, **kwargs)
+def robust_expert(task, attack=None, *, beta=6.0, norms=(),
+                  per_norm=None) -> ml_collections.ConfigDict:
+  """An expert with the robust expert's optimizer (reference lr, wd 3.5e-3); the
+  other fields as `builders.expert`."""
+  return expert(task, sgd(RESNET_LR_EPOCHS, RESNET_LR_VALUES, 3.5e-3), mix_values=ROBUST_MIX,
+                attack=attack, beta=beta, norms=norms, per_norm=per_norm)
 
 
-def baseline_config(task, attack=None, **kwargs) -> ml_collections.ConfigDict:
+def baseline_config(task, attack=None, *, beta=6.0, norms=(),
+                    per_norm=None) -> ml_collections.ConfigDict:
   """A one-expert baseline named 'robust' with task `task` and PGD-AT's budget."""
-  return single_expert_config('robust', 'robust/robust_acc',
-                              robust_expert(task, attack, **kwargs))
+  return single_expert_config('robust', 'robust/robust_acc', robust_expert(
+      task, attack, beta=beta, norms=norms, per_norm=per_norm))
 
 
 def norm_experts(norms=('l1', 'l2', 'linf'), steps=10) -> ml_collections.ConfigDict:

@@ -79,7 +79,8 @@ def clean_batch_fn(model):
 def attack_batch_fn(model, spec: AttackSpec):
   key = ('attack', repr(model), spec)
   if key not in _COMPILED:
-    attack = registry.build(spec.name, norm=spec.norm, eps=spec.eps, **dict(spec.overrides))
+    attack = registry.build(spec.name, norm=spec.norm, eps=spec.eps,
+                            overrides=dict(spec.overrides))
 
     @jax.jit
     def run(variables, x, y, rng):

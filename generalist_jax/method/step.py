@@ -171,8 +171,8 @@ def _update(setup: Setup, inputs_fn, loss, tx_update, variables, opt_state, x, y
   metrics = {'loss': value,
              # of the last batch for multi-batch tasks (TRADES / MART: adversarial)
              'train_acc': jnp.mean(jnp.argmax(logits, -1) == y),
-             'grad_norm': optax.global_norm(grads),
-             'param_norm': optax.global_norm(params)}   # non-finite params stop the run
+             'grad_norm': optax.tree.norm(grads),
+             'param_norm': optax.tree.norm(params)}   # non-finite params stop the run
   return {'params': params, 'batch_stats': batch_stats}, opt_state, metrics
 
 

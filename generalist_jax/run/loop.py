@@ -129,7 +129,11 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
       epoch_end = done % steps_per_epoch == 0
       validate = epoch_end and (epoch % config.eval.every_epochs == 0
                                 or done == setup.total_steps)
-      save = done % ckpt_every == 0 or done == setup.total_steps or preemption.requested
+      # Every process reaches the same sync points; a SIGTERM seen by any host
+      # stops all of them there, at the same step.
+      stop = preemption.stop_requested(
+          sync_point=done % config.log_every_steps == 0 or epoch_end or done == end_step)
+      save = done % ckpt_every == 0 or done == setup.total_steps or stop
       if done % config.log_every_steps == 0 or epoch_end or save or done == end_step:
         scalars = _mean_metrics(pending)
         _check_finite(scalars, done, setup.expert_names)
@@ -148,7 +152,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
                                      data_position=done))
       if not pending:   # interval timing excludes validation and checkpoint time
         interval_start = time.perf_counter()
-      if preemption.requested:
+      if stop:
         ckpts.wait()
         if main_process:
           bar.write(f'SIGTERM: saved step {done}; start the same command again to resume.')
