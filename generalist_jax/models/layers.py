@@ -72,3 +72,12 @@ def normalize(x: jax.Array, mean: Sequence[float],
   mean = jnp.asarray(mean, x.dtype)
   std = jnp.asarray(std, x.dtype)
   return (x - mean) / std
+
+
+class Classifier(nn.Module):
+  """The fields every image classifier here takes (see `models.create_model`)."""
+  num_classes: int
+  width: float = 1.0        # multiplier on every channel count
+  mean: tuple = (0.0,)      # per-channel input normalisation, [0, 1] units
+  std: tuple = (1.0,)
+  ops: str = 'xla'          # 'xla' or 'cpu' (cpu_ops formulations); see create_model

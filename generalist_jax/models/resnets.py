@@ -77,13 +77,8 @@ def residual_stages(x, block, stages: Sequence[tuple], blocks_per_stage: int, *,
   return x
 
 
-class PreActResNet18(nn.Module):
+class PreActResNet18(layers.Classifier):
   """PreActResNet18 of Rice et al. 2020: 3x3 stem, [2, 2, 2, 2] PreActBlocks."""
-  num_classes: int
-  width: float = 1.0
-  mean: tuple = (0.0,)
-  std: tuple = (1.0,)
-  ops: str = 'xla'   # 'xla' or 'cpu' (cpu_ops formulations); see create_model
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -96,13 +91,8 @@ class PreActResNet18(nn.Module):
     return nn.Dense(self.num_classes, name='linear')(x)
 
 
-class ResNet18(nn.Module):
+class ResNet18(layers.Classifier):
   """CIFAR ResNet-18 of kuangliu/pytorch-cifar."""
-  num_classes: int
-  width: float = 1.0
-  mean: tuple = (0.0,)
-  std: tuple = (1.0,)
-  ops: str = 'xla'   # 'xla' or 'cpu' (cpu_ops formulations); see create_model
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -140,18 +130,13 @@ def wrn_stages(widen_factor: int) -> tuple:
   return ((16 * widen_factor, 1), (32 * widen_factor, 2), (64 * widen_factor, 2))
 
 
-class WideResNet(nn.Module):
+class WideResNet(layers.Classifier):
   """TRADES / MART WideResNet: pre-activation blocks, channels 16, 16k, 32k, 64k.
 
   `depth` follows `wrn_blocks_per_stage` (34 and 32 both give 5 blocks/stage).
   """
-  num_classes: int
   depth: int = 34
   widen_factor: int = 10
-  width: float = 1.0
-  mean: tuple = (0.0,)
-  std: tuple = (1.0,)
-  ops: str = 'xla'   # 'xla' or 'cpu' (cpu_ops formulations); see create_model
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:

@@ -12,7 +12,7 @@ import jax
 
 from generalist_jax.models import layers
 
-class SmallCNN(nn.Module):
+class SmallCNN(layers.Classifier):
   """TRADES MNIST SmallCNN: 4 VALID 3x3 convs, 2 max-pools, 3 dense layers.
 
   Works for any input size that survives the VALID convs (28x28 -> 4x4x64,
@@ -20,12 +20,7 @@ class SmallCNN(nn.Module):
   every conv and hidden dense (before the ReLU; their biases are then dropped
   as redundant), which makes adversarial training converge much faster.
   """
-  num_classes: int
   batch_norm: bool = False
-  width: float = 1.0
-  mean: tuple = (0.0,)
-  std: tuple = (1.0,)
-  ops: str = 'xla'   # 'xla' or 'cpu' (cpu_ops formulations); see create_model
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
