@@ -25,5 +25,5 @@ def get_config(arg: str | None = None):
   """arg: 'smoke' and/or key=value (epochs, train_size, test_size); see config.apply_arg."""
   c = config.base_config()
   c.experts = config.generalist_experts()
-  c.eval.best_metric = 'global/robust_acc'
+  c.eval.best_metric = 'global/sum_acc'   # clean + robust on validation (the reference's quantity)
   return config.apply_arg(c, arg)

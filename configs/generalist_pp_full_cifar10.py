@@ -23,5 +23,5 @@ def get_config(arg: str | None = None):
   for n in c.experts.keys():
     c.experts[n].mix_values = tuple(b / 3 for b in config.ROBUST_MIX)
   c.experts.natural = config.generalist_experts().natural
-  c.eval.best_metric = 'global/robust_acc'
+  c.eval.best_metric = 'global/sum_acc'   # clean + robust on validation (the reference's quantity)
   return config.apply_arg(c, arg)

@@ -20,5 +20,5 @@ def get_config(arg: str | None = None):
   """arg: 'smoke' and/or key=value (epochs, train_size, test_size, attack_steps)."""
   c = config.base_config()
   c.experts = config.norm_experts(('l1', 'l2', 'linf'))
-  c.eval.best_metric = 'global/robust_acc'
+  c.eval.best_metric = 'global/sum_acc'   # clean + robust on validation (the reference's quantity)
   return config.apply_arg(c, arg)

@@ -81,12 +81,14 @@ def test_generalist_config_is_the_reference_setup():
   assert (c.meta.sync.kind, c.meta.sync.start_epoch, c.meta.sync.every_epochs) == ('reference', 75, 5)
 
 
-def test_epochs_arg_rescales_every_knot():
+def test_epochs_arg_makes_a_relative_miniature():
   c = load('generalist_cifar10', 'epochs=12')
-  assert c.num_epochs == 12
+  assert c.num_epochs == 12 and c.meta.timescale == 'relative'
   assert tuple(c.experts.natural.optimizer.lr_epochs) == (0, 4, 8, 12)
   assert tuple(c.meta.mix_epochs) == (0, 4, 8, 12)
-  assert c.meta.sync.start_epoch == round(75 / 10)
+  # The sync rule stays the reference's, on 120 virtual epochs of the run.
+  assert (c.meta.sync.start_epoch, c.meta.sync.every_epochs, c.meta.sync.virtual_epochs) == (
+      75, 5, 120)
   with pytest.raises(ValueError, match='unknown config arg'):
     load('generalist_cifar10', 'smok')
 

@@ -7,6 +7,7 @@ import pytest
 
 from generalist_jax.method import meta
 from generalist_jax.method import schedules
+from generalist_jax.method import timescale
 
 
 def tree(w, m):
@@ -56,6 +57,15 @@ def test_ema_decay_warmup():
   np.testing.assert_allclose(schedules.ema_decay(10**6), 0.999, rtol=1e-6)
 
 
+def timeline(steps_per_epoch, num_epochs, **kw):
+  return timescale.Timeline(steps_per_epoch=steps_per_epoch, num_epochs=num_epochs, **kw)
+
+
+def clock(steps_per_epoch, num_epochs):
+  """The default clock: the fractional epoch after the step."""
+  return timeline(steps_per_epoch, num_epochs).epoch
+
+
 def lr_config(**kw):
   base = dict(schedule='piecewise_linear', lr_epochs=(0, 40, 80, 120),
               lr_values=(0.01, 0.01, 0.001, 0.0001), lr=0.1)
@@ -64,7 +74,7 @@ def lr_config(**kw):
 
 
 def test_piecewise_linear_lr_at_the_epoch_after_the_step():
-  lr = schedules.make_lr_schedule(lr_config(), num_epochs=120, steps_per_epoch=10)
+  lr = schedules.make_lr_schedule(lr_config(), num_epochs=120, clock=clock(10, 120))
   np.testing.assert_allclose(lr(9), 0.01, rtol=1e-6)        # epoch 1.0
   # step 409 ends at epoch 41: 0.01 - (1/40) * 0.009
   np.testing.assert_allclose(lr(409), 0.009775, rtol=1e-5)
@@ -73,18 +83,18 @@ def test_piecewise_linear_lr_at_the_epoch_after_the_step():
 
 def test_cosine_and_constant_lr():
   cos = schedules.make_lr_schedule(lr_config(schedule='cosine'), num_epochs=10,
-                                   steps_per_epoch=10)
+                                   clock=clock(10, 10))
   np.testing.assert_allclose(cos(49), 0.05, rtol=1e-5)       # half way
   np.testing.assert_allclose(cos(99), 0.0, atol=1e-7)
-  const = schedules.make_lr_schedule(lr_config(schedule='constant'), 10, 10)
+  const = schedules.make_lr_schedule(lr_config(schedule='constant'), 10, clock(10, 10))
   np.testing.assert_allclose(const(57), 0.1)
   with pytest.raises(ValueError, match='schedule'):
-    schedules.make_lr_schedule(lr_config(schedule='step'), 10, 10)
+    schedules.make_lr_schedule(lr_config(schedule='step'), 10, clock(10, 10))
 
 
 def test_mixing_weights_follow_the_reference_beta_and_sum_to_one():
   weights = schedules.make_mix_schedule(
-      (0, 40, 80, 120), [(0.0, 0.0, 0.0, 0.6), (1.0, 1.0, 1.0, 0.4)], steps_per_epoch=10)
+      (0, 40, 80, 120), [(0.0, 0.0, 0.0, 0.6), (1.0, 1.0, 1.0, 0.4)], clock=clock(10, 120))
   np.testing.assert_allclose(weights(999), [0.3, 0.7], rtol=1e-5)   # epoch 100: beta .7
   np.testing.assert_allclose(weights(1199), [0.6, 0.4], rtol=1e-5)
   all_steps = jax.vmap(weights)(jnp.arange(1200))
@@ -98,7 +108,7 @@ def sync_config(**kw):
 
 
 def test_reference_sync_every_step_of_epochs_75_80_counted_from_one():
-  sync = schedules.make_sync_schedule(sync_config(), steps_per_epoch=10)
+  sync = schedules.make_sync_schedule(sync_config(), timeline(10, 120))
   on = list(np.flatnonzero(jax.vmap(sync)(jnp.arange(1200))))
   expected = [s for s in range(1200) if (s // 10 + 1) in range(75, 121, 5)]
   assert on == expected
@@ -107,7 +117,7 @@ def test_reference_sync_every_step_of_epochs_75_80_counted_from_one():
 
 def test_every_steps_sync_after_start_epoch():
   sync = schedules.make_sync_schedule(sync_config(kind='every_steps', start_epoch=2),
-                                      steps_per_epoch=10)
+                                      timeline(10, 4))
   assert list(np.flatnonzero(jax.vmap(sync)(jnp.arange(40)))) == [23, 27, 31, 35, 39]
-  never = schedules.make_sync_schedule(sync_config(kind='never'), steps_per_epoch=10)
+  never = schedules.make_sync_schedule(sync_config(kind='never'), timeline(10, 4))
   assert not bool(jnp.any(jax.vmap(never)(jnp.arange(40))))

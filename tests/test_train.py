@@ -69,15 +69,20 @@ def test_npz_run_writes_logs_checkpoints_and_test_tables(tmp_path, tiny_npz):
   train_keys = {k for r in records for k in r}
   for key in ('train/natural/loss', 'train/robust/loss', 'schedule/robust/lr',
               'schedule/robust/mix_weight', 'val/global/robust_acc', 'val/natural/clean_acc',
-              'perf/img_per_sec'):
+              'perf/img_per_sec', 'val/natural_ema/robust_acc'):
     assert key in train_keys, key
+  # Validations on each side of every sync window (tiny config: syncs at steps 5 and 8).
+  around = {r['step']: k.split('/')[0] for r in records for k in r
+            if k.startswith(('presync/', 'postsync/'))}
+  assert around == {5: 'presync', 6: 'postsync', 8: 'presync', 9: 'postsync'}
   assert list((run / 'tensorboard').glob('events.out.tfevents.*'))
   assert sorted(int(p.name) for p in (run / 'checkpoints' / 'last').iterdir()
                 if p.name.isdigit())[-1] == 10
   assert any(p.name.isdigit() for p in (run / 'checkpoints' / 'best').iterdir())
   for which in ('last', 'best'):
     table = json.loads((run / 'eval' / f'test_{which}.json').read_text())
-    assert set(table['learners']) == {'natural', 'robust', 'global'}
+    assert set(table['learners']) == {'natural', 'robust', 'natural_ema', 'robust_ema',
+                                      'global'}
     assert table['n_test'] == 16
     assert (run / 'eval' / f'test_{which}.md').exists()
   assert results['last']['step'] == 10

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import ml_collections
 
+# The reference's EMA horizon, 1 / (1 - 0.999) steps, as a share of its 120 x 391 steps
+# (method/timescale.py; kept here too so configs need no jax import).
+REFERENCE_EMA_HORIZON = 1000 / (120 * 391)
+
 EPS_8 = 8 / 255
 STEP_2 = 2 / 255
 
@@ -109,14 +113,23 @@ def base_config() -> ml_collections.ConfigDict:
   c.experts = ml_collections.ConfigDict()   # name -> expert(); sorted by name
 
   c.meta = ml_collections.ConfigDict(dict(
-      ema_max_decay=0.999,            # EMA decay min(max, (t+1)/(t+10))
+      timescale='epochs',             # 'epochs': the constants below as set; 'relative':
+                                      # EMA cap and sync are shares of the run's T steps
+                                      # (method/timescale.py, docs/meta-update.md)
+      clock='fractional',             # schedule time of a step: 'fractional' epoch after
+                                      # it (TMLlib) or 'integer' epoch from 1 (main.py)
+      ema_max_decay=0.999,            # EMA decay min(max, (t+1)/(t+10)) ('epochs')
+      ema_horizon=REFERENCE_EMA_HORIZON,  # 'relative': 1 / (1 - cap) as a share of T
+      drift_lr_scale=1.0,             # every expert's lr x this from the first sync on
       stack_experts=False,            # one vmapped update for natural/pgd experts
                                       # (stacked.py); the loop measured faster on CPU
       mix_epochs=(0, 40, 80, 120),    # knots of every expert's mix_values
       sync=ml_collections.ConfigDict(dict(
           kind='reference',           # 'reference' | 'every_steps' | 'never'
-          start_epoch=75,             # first epoch that may sync
-          every_epochs=5,             # reference: epochs e with e % this == 0
+          start_epoch=75,             # first (virtual) epoch that may sync, from 1
+          every_epochs=5,             # reference: a window ends at every e % this == 0
+          window_epochs=1,            # reference: (virtual) epochs in each window
+          virtual_epochs=120,         # 'relative': epochs of T / this steps for the rule
           every_steps=100,            # every_steps: period in steps
       )),
   ))
@@ -127,6 +140,7 @@ def base_config() -> ml_collections.ConfigDict:
       val_attack=pgd_attack(steps=10),    # model selection attack
       test_attack=pgd_attack(steps=20),   # final test attack (PGD-20)
       best_metric='global/robust_acc',  # validation metric that picks 'best'
+      clean_floor=0.0,                # 'best' only among validations with clean acc >= this
       final_test=True,                # test last and best-on-val at the end
   ))
 

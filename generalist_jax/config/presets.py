@@ -70,22 +70,29 @@ def norm_experts(norms=('l1', 'l2', 'linf'), steps=10) -> ml_collections.ConfigD
 
 
 def scale_epochs(c, num_epochs: int) -> None:
-  """Rescales every epoch knot (lr, mixing, sync start) to `num_epochs`."""
+  """Rescales every epoch knot (lr, mixing; the sync start unless the timescale is
+  'relative', where the sync rule counts virtual epochs) to `num_epochs`."""
   ratio = num_epochs / c.num_epochs
   c.num_epochs = num_epochs
   c.meta.mix_epochs = tuple(k * ratio for k in c.meta.mix_epochs)
-  c.meta.sync.start_epoch = int(round(c.meta.sync.start_epoch * ratio))
+  if c.meta.timescale != 'relative':
+    c.meta.sync.start_epoch = int(round(c.meta.sync.start_epoch * ratio))
   for name in c.experts.keys():
     opt = c.experts[name].optimizer
     opt.lr_epochs = tuple(k * ratio for k in opt.lr_epochs)
 
 
-def smoke(c, num_epochs: int = 3, train_size: int = 5000) -> None:
-  """CPU scale: a CIFAR-10 subset (5,000 images), a narrow BN SmallCNN, 3 epochs.
+def miniature(c, num_epochs: int) -> None:
+  """A faithful miniature of `c` in `num_epochs`: the run-relative timescale (EMA
+  horizon and sync rule as shares of the run's steps, the sync rule on the
+  reference's 120 virtual epochs) and every epoch knot rescaled."""
+  c.meta.timescale = 'relative'
+  scale_epochs(c, num_epochs)
 
-  Sync becomes 'every_steps' (about half an epoch) from the rescaled start
-  epoch, since the reference's 'every step of every 5th epoch' has no
-  counterpart in a handful of epochs.
+
+def smoke(c, num_epochs: int = 10, train_size: int = 5000) -> None:
+  """CPU scale: a CIFAR-10 subset (5,000 images), a narrow BN SmallCNN, 10 epochs
+  (390 steps), as a `miniature`: an EMA horizon of 8 steps, sync windows of 3.
   """
   c.data.train_size = train_size
   c.data.val_size = 500
@@ -94,10 +101,7 @@ def smoke(c, num_epochs: int = 3, train_size: int = 5000) -> None:
   c.model.batch_norm = True
   c.model.width = 0.5
   c.batch_size = 128
-  scale_epochs(c, num_epochs)
-  if c.meta.sync.kind != 'never':
-    c.meta.sync.kind = 'every_steps'
-    c.meta.sync.every_steps = max(1, train_size // c.batch_size // 2)
+  miniature(c, num_epochs)
   c.eval.batch_size = 500
   c.eval.val_attack.steps = 5
   c.eval.val_attack.step_size = 2.5 * c.eval.val_attack.eps / 5
@@ -130,7 +134,7 @@ def apply_arg(c, arg: str | None):
   """The config arg after ':' in --config=file.py:ARG, big_vision style:
   comma-separated 'smoke' and key=value pairs, e.g. 'smoke,epochs=10,train_size=10000'.
 
-  smoke: the CPU scale of `smoke()`; epochs=N rescales every epoch knot;
+  smoke: the CPU scale of `smoke()`; epochs=N makes a `miniature` of N epochs;
   train_size=N and test_size=N subset the data (test_size=0: the full test set);
   attack_steps=N sets every training attack to N steps (`scale_attack_steps`).
   """
@@ -138,10 +142,10 @@ def apply_arg(c, arg: str | None):
   if 'attack_steps' in opts:
     scale_attack_steps(c, int(opts['attack_steps']))
   if 'smoke' in opts:
-    smoke(c, num_epochs=int(opts.get('epochs', 3)),
+    smoke(c, num_epochs=int(opts.get('epochs', 10)),
           train_size=int(opts.get('train_size', 5000)))
   elif 'epochs' in opts:
-    scale_epochs(c, int(opts['epochs']))
+    miniature(c, int(opts['epochs']))
   if 'train_size' in opts and 'smoke' not in opts:
     c.data.train_size = int(opts['train_size'])
   if 'test_size' in opts:

@@ -20,6 +20,7 @@ from generalist_jax.config.schema import ConfigError, check, check_config_schema
 from generalist_jax.evaluation import learners as learner_eval
 from generalist_jax.method import schedules
 from generalist_jax.method import tasks
+from generalist_jax.method import timescale
 from generalist_jax.models import cpu_ops
 
 COMPUTE_DTYPES = ('float32', 'bfloat16')
@@ -153,19 +154,38 @@ def _check_meta(c) -> None:
     check(len(c.experts) >= 2, 'meta.sync.kind',
           "syncing one expert with its own EMA changes the baseline; use 'never'.")
     limit = c.num_epochs if s.kind == 'reference' else c.num_epochs - 1
+    if c.meta.timescale == 'relative' and s.kind == 'reference':
+      limit = s.virtual_epochs
     check(0 <= s.start_epoch <= limit, 'meta.sync.start_epoch',
           f'{s.start_epoch} is outside training (0..{limit} for num_epochs={c.num_epochs}); '
           'no sync would ever happen. Scale it with the epochs or use kind=\'never\'.')
     if s.kind == 'reference':
       check(s.every_epochs >= 1, 'meta.sync.every_epochs', f'must be >= 1, got {s.every_epochs}.')
-      check(any(e % s.every_epochs == 0 for e in range(max(s.start_epoch, 1), c.num_epochs + 1)),
+      last = s.virtual_epochs if c.meta.timescale == 'relative' else c.num_epochs
+      check(any(e % s.every_epochs == 0 for e in range(max(s.start_epoch, 1), last + 1)),
             'meta.sync.every_epochs',
-            f'no epoch in {max(s.start_epoch, 1)}..{c.num_epochs} is a multiple of '
+            f'no epoch in {max(s.start_epoch, 1)}..{last} is a multiple of '
             f'{s.every_epochs}; no sync would ever happen.')
     else:
       check(s.every_steps >= 1, 'meta.sync.every_steps', f'must be >= 1, got {s.every_steps}.')
   check(0 < c.meta.ema_max_decay < 1, 'meta.ema_max_decay',
         f'must be in (0, 1), got {c.meta.ema_max_decay}.')
+  check(c.meta.timescale in timescale.TIMESCALES, 'meta.timescale',
+        f'{c.meta.timescale!r} is unknown; use one of {timescale.TIMESCALES}.')
+  check(c.meta.clock in timescale.CLOCKS, 'meta.clock',
+        f'{c.meta.clock!r} is unknown; use one of {timescale.CLOCKS}.')
+  check(0 < c.meta.ema_horizon < 1, 'meta.ema_horizon',
+        f'must be a share of the run in (0, 1), got {c.meta.ema_horizon}.')
+  check(c.meta.drift_lr_scale > 0, 'meta.drift_lr_scale',
+        f'must be > 0, got {c.meta.drift_lr_scale}.')
+  check(1 <= s.window_epochs <= max(s.every_epochs, 1), 'meta.sync.window_epochs',
+        f'must be in 1..every_epochs={s.every_epochs}, got {s.window_epochs}.')
+  check(s.virtual_epochs >= 1, 'meta.sync.virtual_epochs',
+        f'must be >= 1, got {s.virtual_epochs}.')
+  if c.meta.timescale == 'relative' and s.kind == 'reference':
+    check(s.start_epoch <= s.virtual_epochs, 'meta.sync.start_epoch',
+          f'{s.start_epoch} is after the last of meta.sync.virtual_epochs='
+          f'{s.virtual_epochs}; no sync would ever happen.')
 
 
 def _check_eval(c, devices: int) -> None:
@@ -175,7 +195,9 @@ def _check_eval(c, devices: int) -> None:
         f'must be a positive multiple of the device count {devices}, got {ev.batch_size}.')
   check_attack(ev.val_attack, 'eval.val_attack')
   check_attack(ev.test_attack, 'eval.test_attack')
-  learners = list(c.experts.keys()) + ['global']
+  check(0 <= ev.clean_floor <= 1, 'eval.clean_floor',
+        f'must be a clean accuracy in [0, 1], got {ev.clean_floor}.')
+  learners = list(c.experts.keys()) + [n + '_ema' for n in c.experts.keys()] + ['global']
   learner, _, metric = ev.best_metric.partition('/')
   check(learner in learners and metric in learner_eval.METRICS, 'eval.best_metric',
         f"{ev.best_metric!r}: use '<learner>/<metric>' with learner in {learners} and "
@@ -194,14 +216,22 @@ def validate_config(c) -> None:
   _check_eval(c, devices)
 
 
-def validate_for_data(c, steps_per_epoch: int) -> None:
-  """Checks that need the dataset's size (known only once it is read)."""
+def validate_for_data(c, steps_per_epoch: int) -> list[str]:
+  """Checks that need the dataset's size (known only once it is read). Raises
+  ConfigError; returns warnings (a relative-timescale run short enough that some
+  time constant covers only a few steps), which the caller prints."""
   s = c.meta.sync
+  timeline = timescale.make_timeline(c.meta, c.num_epochs, steps_per_epoch)
+  windows = timescale.sync_windows(schedules.make_sync_schedule(s, timeline),
+                                   timeline.total_steps)
+  errors, warnings = timescale.fidelity_problems(c.meta, timeline.total_steps, windows)
+  check(not errors, 'meta.timescale', ' '.join(errors))
   if s.kind == 'every_steps':
     window = (c.num_epochs - s.start_epoch) * steps_per_epoch
     check(s.every_steps <= window, 'meta.sync.every_steps',
           f'{s.every_steps} is longer than the {window} steps from epoch {s.start_epoch} '
           f'to the end ({steps_per_epoch} steps an epoch); no sync would ever happen.')
+  return warnings
 
 
 __all__ = ['ConfigError', 'check_attack', 'validate_config', 'validate_for_data']

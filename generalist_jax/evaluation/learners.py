@@ -84,3 +84,28 @@ def evaluate_learners(eval_fn, learners: dict, split, batch_size: int, seed: int
     summary = summarize(evaluate_flags(eval_fn, variables, images, labels, batch_size, seed))
     out.update({f'{name}/{k}': v for k, v in summary.items()})
   return out
+
+
+def selection_value(metrics: dict, best_metric: str, clean_floor: float = 0.0,
+                    prefix: str = 'val/') -> float | None:
+  """The value `best_metric` ('<learner>/<metric>') has in one validation record,
+  or None when that learner's clean accuracy is under `clean_floor` (the
+  reference keeps the global learner only at >= 88% clean, on CIFAR-10 ResNet-18)."""
+  learner = best_metric.split('/')[0]
+  clean = metrics.get(f'{prefix}{learner}/clean_acc')
+  value = metrics.get(f'{prefix}{best_metric}')
+  if value is None or clean is None or clean < clean_floor:
+    return None
+  return value
+
+
+def select_best(records, best_metric: str, clean_floor: float = 0.0,
+                prefix: str = 'val/') -> tuple[int, float] | None:
+  """(step, value) of the validation record with the highest `selection_value`
+  (the first on ties), or None when no record qualifies."""
+  best = None
+  for r in records:
+    value = selection_value(r, best_metric, clean_floor, prefix)
+    if value is not None and (best is None or value > best[1]):
+      best = (int(r['step']), value)
+  return best

@@ -322,6 +322,23 @@ def comparison_plot(reports: dict, path) -> pathlib.Path:
   return _save(fig, path)
 
 
+def interpolation_plot(result: dict, path) -> pathlib.Path:
+  """Clean and robust accuracy against alpha on the path from learner a to b."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.0, 4.2), dpi=110)
+  alpha = result['alpha']
+  ax.plot(alpha, [100 * v for v in result['clean_acc']], 'o-', color='0.4', label='clean')
+  ax.plot(alpha, [100 * v for v in result['robust_acc']], 's-', color='#d62728',
+          label=_attack_label(result.get('attack')))
+  ax.set_xlabel(f"alpha: (1 - alpha) {result['a']} + alpha {result['b']}")
+  ax.set_ylabel(f"{result['split']} accuracy (%), {result['n']} images")
+  ax.set_title(f"{pathlib.Path(result['workdir']).name}, checkpoint {result['checkpoint']} "
+               f"(step {result['step']})", fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  return _save(fig, path)
+
+
 def _save(fig, path) -> pathlib.Path:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,9 @@
 """Schedules: pure functions of the (0-based) global step, so they jit and resume
 without state of their own.
 
-The reference evaluates its epoch-based schedules at the fractional epoch
-reached *after* the current step, `epoch + (i + 1) / steps_per_epoch`;
-`epoch_after_step` is that quantity.
+Epoch-based schedules read the step's schedule time from a clock, `clock(step)
+-> epoch` (`timescale.Timeline.epoch`: the fractional epoch after the step by
+default, or the integer epoch counted from 1 as the authors' `main.py`).
 """
 from __future__ import annotations
 
@@ -15,49 +15,54 @@ import jax.numpy as jnp
 Schedule = Callable[[jnp.ndarray], jnp.ndarray]
 
 
-def epoch_after_step(step, steps_per_epoch: int):
-  """Fractional epoch reached once update `step` (0-based) is done."""
-  return (step + 1) / steps_per_epoch
-
-
 def piecewise_linear(t, knots: Sequence[float], values: Sequence[float]):
   """np.interp semantics: linear between knots, constant outside."""
   return jnp.interp(t, jnp.asarray(knots, jnp.float32),
                     jnp.asarray(values, jnp.float32))
 
 
-def _piecewise_linear_lr(opt_config, num_epochs: int, steps_per_epoch: int) -> Schedule:
+Clock = Callable[[jnp.ndarray], jnp.ndarray]   # step -> schedule time in epochs
+
+
+def _piecewise_linear_lr(opt_config, num_epochs: int, clock: Clock) -> Schedule:
   """Knots `lr_epochs`, values `lr_values`, as the reference."""
   del num_epochs
   knots, values = tuple(opt_config.lr_epochs), tuple(opt_config.lr_values)
-  return lambda step: piecewise_linear(epoch_after_step(step, steps_per_epoch), knots, values)
+  return lambda step: piecewise_linear(clock(step), knots, values)
 
 
-def _cosine_lr(opt_config, num_epochs: int, steps_per_epoch: int) -> Schedule:
+def _cosine_lr(opt_config, num_epochs: int, clock: Clock) -> Schedule:
   """Peak `lr`, to 0 at `num_epochs`."""
   peak = float(opt_config.lr)
-  return lambda step: peak * 0.5 * (1 + jnp.cos(
-      math.pi * epoch_after_step(step, steps_per_epoch) / num_epochs))
+  return lambda step: peak * 0.5 * (1 + jnp.cos(math.pi * clock(step) / num_epochs))
 
 
-def _constant_lr(opt_config, num_epochs: int, steps_per_epoch: int) -> Schedule:
+def _constant_lr(opt_config, num_epochs: int, clock: Clock) -> Schedule:
   """`lr` throughout."""
-  del num_epochs, steps_per_epoch
+  del num_epochs, clock
   return lambda step: jnp.full((), float(opt_config.lr), jnp.float32)
 
 
-# optimizer.schedule -> (optimizer config, num_epochs, steps_per_epoch) -> Schedule.
+# optimizer.schedule -> (optimizer config, num_epochs, clock) -> Schedule.
 LR_SCHEDULES = {'piecewise_linear': _piecewise_linear_lr, 'cosine': _cosine_lr,
                 'constant': _constant_lr}
 
 
-def make_lr_schedule(opt_config, num_epochs: int, steps_per_epoch: int) -> Schedule:
+def make_lr_schedule(opt_config, num_epochs: int, clock: Clock) -> Schedule:
   """lr as a function of optax's update count (= 0-based global step); the kind is
   `opt_config.schedule`, a key of LR_SCHEDULES (ValueError otherwise)."""
   kind = opt_config.schedule
   if kind not in LR_SCHEDULES:
     raise ValueError(f'optimizer.schedule={kind!r}: use one of {tuple(LR_SCHEDULES)}.')
-  return LR_SCHEDULES[kind](opt_config, num_epochs, steps_per_epoch)
+  return LR_SCHEDULES[kind](opt_config, num_epochs, clock)
+
+
+def scaled_after(schedule: Schedule, first_step: int, scale: float) -> Schedule:
+  """`schedule` times `scale` from `first_step` on (meta.drift_lr_scale: the lr of
+  the free phases between sync windows)."""
+  if scale == 1.0:
+    return schedule
+  return lambda step: schedule(step) * jnp.where(step >= first_step, scale, 1.0)
 
 
 def ema_decay(step, max_decay: float = 0.999):
@@ -68,8 +73,8 @@ def ema_decay(step, max_decay: float = 0.999):
 
 
 def make_mix_schedule(knots: Sequence[float], values_per_expert: Sequence[Sequence[float]],
-                      steps_per_epoch: int) -> Schedule:
-  """Mixing weights (one per expert, summing to one) at the epoch after `step`.
+                      clock: Clock) -> Schedule:
+  """Mixing weights (one per expert, summing to one) at the schedule time of `step`.
 
   All experts share the knots (in epochs); since the values sum to one at each
   knot, the interpolated weights sum to one everywhere.
@@ -78,46 +83,49 @@ def make_mix_schedule(knots: Sequence[float], values_per_expert: Sequence[Sequen
   table = tuple(tuple(v) for v in values_per_expert)
 
   def weights(step):
-    t = epoch_after_step(step, steps_per_epoch)
+    t = clock(step)
     return jnp.stack([piecewise_linear(t, knots, v) for v in table])
 
   return weights
 
 
-def _reference_sync(sync_config, steps_per_epoch: int) -> Schedule:
-  """Every step of each epoch e (counted from 1) with e >= start_epoch and
-  e % every_epochs == 0 (the authors' rule, 75 and 5 for 120 epochs)."""
+def _reference_sync(sync_config, timeline) -> Schedule:
+  """Every step of the windows of `window_epochs` (virtual) epochs that end at each
+  epoch e % every_epochs == 0 with e >= start_epoch, epochs counted from 1 (window
+  1: the authors' rule, every step of epochs 75, 80, ..., 120)."""
   start, every = int(sync_config.start_epoch), int(sync_config.every_epochs)
+  window = int(sync_config.get('window_epochs', 1))
 
   def sync(step):
-    epoch = step // steps_per_epoch + 1
-    return (epoch >= start) & (epoch % every == 0)
+    epoch = timeline.integer_epoch(step)
+    window_end = ((epoch - 1) // every + 1) * every   # the period's last epoch
+    return (window_end >= start) & ((epoch - 1) % every >= every - window)
   return sync
 
 
-def _every_steps_sync(sync_config, steps_per_epoch: int) -> Schedule:
+def _every_steps_sync(sync_config, timeline) -> Schedule:
   """Every `every_steps` steps once epoch `start_epoch` (counted from 0) has begun."""
   start, every = int(sync_config.start_epoch), int(sync_config.every_steps)
 
   def sync(step):
-    return (step >= start * steps_per_epoch) & ((step + 1) % every == 0)
+    return (step >= start * timeline.steps_per_epoch) & ((step + 1) % every == 0)
   return sync
 
 
-def _never_sync(sync_config, steps_per_epoch: int) -> Schedule:
-  del sync_config, steps_per_epoch
-  return lambda step: jnp.zeros((), bool)
+def _never_sync(sync_config, timeline) -> Schedule:
+  del sync_config, timeline
+  return lambda step: jnp.zeros(jnp.shape(step), bool)
 
 
-# meta.sync.kind -> (sync config, steps_per_epoch) -> Schedule of bools.
+# meta.sync.kind -> (sync config, timescale.Timeline) -> Schedule of bools.
 SYNC_SCHEDULES = {'reference': _reference_sync, 'every_steps': _every_steps_sync,
                   'never': _never_sync}
 
 
-def make_sync_schedule(sync_config, steps_per_epoch: int) -> Schedule:
+def make_sync_schedule(sync_config, timeline) -> Schedule:
   """Whether the global learner is copied into every expert after `step`; the kind
   is `sync_config.kind`, a key of SYNC_SCHEDULES (ValueError otherwise)."""
   kind = sync_config.kind
   if kind not in SYNC_SCHEDULES:
     raise ValueError(f'meta.sync.kind={kind!r}: use one of {tuple(SYNC_SCHEDULES)}.')
-  return SYNC_SCHEDULES[kind](sync_config, steps_per_epoch)
+  return SYNC_SCHEDULES[kind](sync_config, timeline)

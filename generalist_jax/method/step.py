@@ -28,6 +28,7 @@ from generalist_jax.method import meta
 from generalist_jax.method import schedules
 from generalist_jax.method import stacked
 from generalist_jax.method import tasks as tasks_lib
+from generalist_jax.method import timescale
 
 GLOBAL = 'global'
 
@@ -55,18 +56,25 @@ class Setup:
   ema_max_decay: float
   steps_per_epoch: int
   total_steps: int
+  sync_windows: tuple = ()    # ((first, last) step of every sync window), host-side
   stack: Any = None           # stacked.StackSpec: experts as one vmapped update
   mesh: Any = None            # jax.sharding.Mesh with a 'data' axis
   compute_dtype: Any = None   # None (float32) or jnp.bfloat16
 
 
+EMA_SUFFIX = '_ema'
+
+
 def learner_names(setup: Setup) -> list[str]:
-  return list(setup.expert_names) + [GLOBAL]
+  """Every expert, every expert's EMA ('<expert>_ema') and the global learner."""
+  names = list(setup.expert_names)
+  return names + [n + EMA_SUFFIX for n in names] + [GLOBAL]
 
 
 def learners(state: TrainState, setup: Setup) -> dict:
-  """name -> variables, for every expert and the global learner."""
+  """name -> variables, for every expert, its EMA and the global learner."""
   out = dict(zip(setup.expert_names, state.experts))
+  out.update({n + EMA_SUFFIX: ema for n, ema in zip(setup.expert_names, state.emas)})
   out[GLOBAL] = state.global_learner
   return out
 
@@ -84,8 +92,13 @@ def make_setup(config, info, steps_per_epoch: int) -> Setup:
   (num_classes, image_shape, mean, std)."""
   names = tuple(config.experts.keys())   # ConfigDict keys come sorted
   expert_cfgs = [config.experts[n] for n in names]
-  lr_fns = tuple(schedules.make_lr_schedule(e.optimizer, config.num_epochs, steps_per_epoch)
-                 for e in expert_cfgs)
+  timeline = timescale.make_timeline(config.meta, config.num_epochs, steps_per_epoch)
+  sync_fn = schedules.make_sync_schedule(config.meta.sync, timeline)
+  windows = tuple(timescale.sync_windows(sync_fn, timeline.total_steps))
+  first_sync = windows[0][0] if windows else timeline.total_steps
+  lr_fns = tuple(schedules.scaled_after(
+      schedules.make_lr_schedule(e.optimizer, config.num_epochs, timeline.epoch), first_sync,
+      float(config.meta.get('drift_lr_scale', 1.0))) for e in expert_cfgs)
   optimizers = tuple(make_optimizer(e.optimizer, fn) for e, fn in zip(expert_cfgs, lr_fns))
   model = models.create_model(config.model, info.num_classes, info.mean, info.std)
   spec = None
@@ -102,11 +115,12 @@ def make_setup(config, info, steps_per_epoch: int) -> Setup:
       optimizers=optimizers,
       lr_schedules=lr_fns,
       mix_schedule=schedules.make_mix_schedule(
-          config.meta.mix_epochs, [e.mix_values for e in expert_cfgs], steps_per_epoch),
-      sync_schedule=schedules.make_sync_schedule(config.meta.sync, steps_per_epoch),
-      ema_max_decay=float(config.meta.ema_max_decay),
+          config.meta.mix_epochs, [e.mix_values for e in expert_cfgs], timeline.epoch),
+      sync_schedule=sync_fn,
+      ema_max_decay=timescale.ema_cap(config.meta, timeline.total_steps),
       steps_per_epoch=steps_per_epoch,
-      total_steps=steps_per_epoch * config.num_epochs,
+      total_steps=timeline.total_steps,
+      sync_windows=windows,
       stack=spec,
       mesh=parallel.make_mesh(config.mesh.data),
       compute_dtype=jnp.bfloat16 if config.compute_dtype == 'bfloat16' else None,

@@ -71,11 +71,17 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   workdir.mkdir(parents=True, exist_ok=True)
   dataset = data_lib.load_dataset(config.data)
   steps_per_epoch = data_lib.steps_per_epoch(dataset, config.batch_size)
-  config_validation.validate_for_data(config, steps_per_epoch)
+  fidelity_warnings = config_validation.validate_for_data(config, steps_per_epoch)
   setup = step_lib.make_setup(config, dataset.info, steps_per_epoch)
   main_process = parallel.is_main_process()   # logs and tables: process 0 only
   if main_process:
     _write_config(config, workdir)
+    for warning in fidelity_warnings:
+      print(f'WARNING (faithful miniature): {warning}')
+  # Validations just before and just after every sync window (the experts' drift
+  # apart in the free phase, and what the window made of the global learner).
+  around_sync = {first: 'presync' for first, _ in setup.sync_windows}
+  around_sync.update({last + 1: 'postsync' for _, last in setup.sync_windows})
 
   # Restore: the newest readable checkpoint decides where this run continues.
   state = parallel.replicate(step_lib.create_train_state(setup, dataset.info.image_shape,
@@ -142,6 +148,9 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
         scalars['epoch'] = done / steps_per_epoch
         writer.write(done, scalars)
         pending = []
+      if done in around_sync:
+        validation.validate(config, setup, dataset, state, val_eval_fn, writer, bar, done,
+                            prefix=around_sync[done])
       if validate:
         run_meta = validation.validate_and_keep_best(config, setup, dataset, state, run_meta,
                                                     val_eval_fn, ckpts, writer, bar, done)

@@ -50,20 +50,33 @@ def final_test(config, setup, ckpts, template, dataset, workdir: pathlib.Path) -
   return results
 
 
+def validate(config, setup, dataset, state, eval_fn, writer, bar, step: int,
+             prefix: str = 'val') -> dict:
+  """Validation of every learner, logged as '<prefix>/<learner>/<metric>' (prefix
+  'presync' / 'postsync' for the validations around a sync window)."""
+  val = learner_eval.evaluate_learners(eval_fn, step_lib.learners(state, setup), dataset.val,
+                                       config.eval.batch_size, config.seed + 1)
+  val = {f'{prefix}/{k}': v for k, v in val.items()}
+  writer.write(step, val)
+  if parallel.is_main_process():
+    when = (f'epoch {step // setup.steps_per_epoch}' if prefix == 'val' else
+            f'{prefix} at step {step} (epoch {step / setup.steps_per_epoch:.2f})')
+    bar.write(f'{when}: ' + ', '.join(
+        f'{n} {100 * val[f"{prefix}/{n}/clean_acc"]:.1f}/'
+        f'{100 * val[f"{prefix}/{n}/robust_acc"]:.1f}'
+        for n in step_lib.learner_names(setup)) + ' (clean/robust %)')
+  return val
+
+
 def validate_and_keep_best(config, setup, dataset, state, run_meta, eval_fn, ckpts,
                            writer, bar, step: int) -> dict:
   """Validation of every learner; saves `checkpoints/best` when `eval.best_metric`
-  improves. Returns the updated run meta (best value and step)."""
-  val = learner_eval.evaluate_learners(eval_fn, step_lib.learners(state, setup), dataset.val,
-                                       config.eval.batch_size, config.seed + 1)
-  val = {f'val/{k}': v for k, v in val.items()}
-  writer.write(step, val)
-  if parallel.is_main_process():
-    bar.write(f'epoch {step // setup.steps_per_epoch}: ' + ', '.join(
-        f'{n} {100 * val[f"val/{n}/clean_acc"]:.1f}/{100 * val[f"val/{n}/robust_acc"]:.1f}'
-        for n in step_lib.learner_names(setup)) + ' (val clean/robust %)')
-  value = val[f'val/{config.eval.best_metric}']
-  if value > run_meta['best_value']:
+  improves among validations whose clean accuracy is >= `eval.clean_floor`.
+  Returns the updated run meta (best value and step)."""
+  val = validate(config, setup, dataset, state, eval_fn, writer, bar, step)
+  value = learner_eval.selection_value(val, config.eval.best_metric,
+                                       config.eval.get('clean_floor', 0.0))
+  if value is not None and value > run_meta['best_value']:
     run_meta = {'best_value': value, 'best_step': step}
     ckpts.save(step, state, dict(run_meta, epoch=step / setup.steps_per_epoch,
                                  data_position=step), best=True)
