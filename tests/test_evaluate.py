@@ -23,6 +23,7 @@ class Linear(nn.Module):
 
 
 MODEL = Linear()
+APPLY = lambda variables, x: MODEL.apply({'params': variables['params']}, x, False)
 VARIABLES = {'params': MODEL.init(jax.random.PRNGKey(0), np.zeros((1, 4, 4, 3)), False)['params'],
              'batch_stats': {}}
 RNG = np.random.default_rng(0)
@@ -36,7 +37,7 @@ PLAN = (runner.make_plan(['linf'], [0.03], 'apgd-ce,pgd,square', {'steps': 6}) +
 
 
 def run(**kwargs):
-  return runner.run_evaluation(MODEL, VARIABLES, IMAGES, LABELS, PLAN, batch_size=8, seed=1,
+  return runner.run_evaluation(APPLY, VARIABLES, IMAGES, LABELS, PLAN, batch_size=8, seed=1,
                                  progress=False, **kwargs)
 
 
@@ -67,7 +68,7 @@ def test_worst_case_is_the_and_of_the_per_attack_flags(full_state):
 
 def test_eps_zero_gives_clean_accuracy_for_the_whole_composite():
   plan = runner.make_plan(['linf'], [0.0], 'standard', {'steps': 2, 'n_targets': 2})
-  state = runner.run_evaluation(MODEL, VARIABLES, IMAGES, LABELS, plan, batch_size=8, seed=1,
+  state = runner.run_evaluation(APPLY, VARIABLES, IMAGES, LABELS, plan, batch_size=8, seed=1,
                                   progress=False)
   summary, worst, _ = runner.summarize(state, plan)
   np.testing.assert_array_equal(worst['linf'], state['clean'] == 1)
@@ -123,3 +124,51 @@ def test_evaluate_run_end_to_end_on_a_tiny_run(tmp_path, tiny_npz):
   assert '| clean | linf/apgd-ce | linf/apgd-t | linf/fab-t | linf/square | worst linf |' in md
   with pytest.raises(ValueError, match='other settings'):
     evaluate_run.evaluate_run(workdir, **dict(kwargs, seed=4))
+
+
+class MLP(nn.Module):
+  """Non-linear enough that an attack's random start changes its outcome."""
+  @nn.compact
+  def __call__(self, x, train):
+    del train
+    return 3.0 * nn.Dense(10)(nn.tanh(nn.Dense(32)(x.reshape(x.shape[0], -1) * 4.0)))
+
+
+MLP_MODEL = MLP()
+MLP_PARAMS = MLP_MODEL.init(jax.random.PRNGKey(0), np.zeros((1, 4, 4, 3)), False)
+MLP_APPLY = lambda params, x: MLP_MODEL.apply(params, x, False)
+MANY = np.random.default_rng(0).integers(0, 256, (160, 4, 4, 3), dtype=np.uint8)
+MANY_LABELS = np.asarray(np.argmax(MLP_APPLY(MLP_PARAMS, MANY / np.float32(255)), -1),
+                         np.int32)
+
+
+def _evaluate(plan, batch_size, idx=None):
+  idx = np.arange(len(MANY)) if idx is None else idx
+  return runner.run_evaluation(MLP_APPLY, MLP_PARAMS, MANY[idx], MANY_LABELS[idx], plan,
+                               batch_size=batch_size, seed=7, example_ids=idx, progress=False)
+
+
+def test_a_list_never_scores_above_any_of_its_attacks_run_alone():
+  """Fault kind: an attack's randomness depended on its place in the list and on
+  which batch an example landed in (on the old code this plan had 7 examples robust
+  in the list yet fooled by one of its attacks alone). Keys now come from (seed,
+  attack, norm, example)."""
+  plan = runner.make_plan(['l2'], [0.2], 'pgd,apgd-ce', {'steps': 2})
+  listed = _evaluate(plan, batch_size=16)
+  worst = runner.summarize(listed, plan)[1]['l2']
+  assert 0.1 < worst.mean() < 0.9
+  for spec in plan:
+    alone = _evaluate([spec], batch_size=24)
+    robust_alone = runner.summarize(alone, [spec])[1]['l2']
+    assert not np.any(worst & ~robust_alone), spec.name      # never robust where alone fools
+    ran = listed[spec.column] != aa.SKIPPED       # where it ran in the list: the same result
+    np.testing.assert_array_equal(listed[spec.column][ran], alone[spec.column][ran])
+
+
+def test_an_examples_result_does_not_depend_on_its_batch_or_the_subset():
+  plan = runner.make_plan(['linf'], [0.04], 'square,pgd', {'steps': 2})
+  everything = _evaluate(plan, batch_size=32)
+  subset = np.array([2, 5, 6, 13, 17, 40, 41, 99, 150])
+  part = _evaluate(plan, batch_size=2, idx=subset)
+  for spec in plan:
+    np.testing.assert_array_equal(part[spec.column], everything[spec.column][subset])

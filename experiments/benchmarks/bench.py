@@ -210,9 +210,10 @@ class JaxAPGD:
   def __init__(self, model, variables, host_batch, steps: int):
     spec = runner.AttackSpec('linf', 'apgd-ce', autoattack.DEFAULT_EPS['linf'],
                                (('steps', steps),))
-    fn = runner.attack_batch_fn(model, spec)
-    self.args = (variables, jnp.asarray(host_batch['image']), jnp.asarray(host_batch['label']),
-                 jax.random.PRNGKey(0))
+    fn = runner.attack_batch_fn(runner.model_apply_fn(model), spec)
+    labels = jnp.asarray(host_batch['label'])
+    self.args = (variables, jnp.asarray(host_batch['image']), labels,
+                 runner.column_key(0, spec), jnp.arange(len(labels), dtype=jnp.int32))
     lowered = fn.lower(*self.args)
     self.compile_s = _timed(lambda: setattr(self, 'compiled', lowered.compile()))
     self.memory_mb = _memory_mb(self.compiled)

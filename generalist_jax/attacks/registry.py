@@ -29,6 +29,9 @@ class Attack:
   norms: tuple                       # threat models it is implemented for
   standard: Callable[[str], dict]    # norm -> AutoAttack's 'standard' settings
   box: str                           # 'white' (gradients) or 'black' (scores only)
+  # settings -> whether the attack draws random numbers with these settings (then an
+  # evaluation gives every example its own key; a key-free attack runs batched).
+  uses_key: Callable[[dict], bool] = lambda settings: True
 
 
 def _pgd(logits_fn, x, y, key, *, eps, norm, steps, restarts, step_size, loss,
@@ -66,12 +69,17 @@ ATTACKS = {
         steps=100, restarts=1, n_targets=5 if norm == 'l1' else 9,
         large_eps_start=norm == 'l1'), 'white'),
     'fab-t': Attack(fab.fab_targeted, ALL_NORMS,
-                    lambda norm: dict(steps=100, restarts=1, n_targets=9), 'white'),
-    'pgd': Attack(_pgd, ALL_NORMS, _pgd_settings('ce'), 'white'),
-    'pgd-cw': Attack(_pgd, ALL_NORMS, _pgd_settings('margin'), 'white'),
-    'fgsm': Attack(ascent.fgsm, ALL_NORMS, lambda norm: dict(loss='ce'), 'white'),
+                    lambda norm: dict(steps=100, restarts=1, n_targets=9), 'white',
+                    uses_key=lambda s: s['restarts'] > 1),   # restarts > 1: random starts
+    'pgd': Attack(_pgd, ALL_NORMS, _pgd_settings('ce'), 'white',
+                  uses_key=lambda s: s['random_start']),
+    'pgd-cw': Attack(_pgd, ALL_NORMS, _pgd_settings('margin'), 'white',
+                     uses_key=lambda s: s['random_start']),
+    'fgsm': Attack(ascent.fgsm, ALL_NORMS, lambda norm: dict(loss='ce'), 'white',
+                   uses_key=lambda s: False),
     'mim': Attack(_mim, ALL_NORMS, lambda norm: dict(
-        steps=20, decay=1.0, step_size=None, loss='ce', random_start=False, unroll=1), 'white'),
+        steps=20, decay=1.0, step_size=None, loss='ce', random_start=False, unroll=1), 'white',
+                  uses_key=lambda s: s['random_start']),
     'square': Attack(square.square, tuple(square.SQUARE), lambda norm: dict(
         n_queries=5000, p_init=0.8), 'black'),
 }

@@ -9,6 +9,7 @@ numbers. Every table is computed from the flags (`attacks.autoattack`).
 from __future__ import annotations
 
 import dataclasses
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -51,22 +52,39 @@ def make_plan(norms, eps, attack_list: str, overrides: dict | None = None) -> li
 
 
 # ----------------------------------------------------------------------------
-# Jitted per-batch functions (cached: one compile per model and attack).
+# Jitted per-batch functions (cached: one compile per predictor and attack).
+# A predictor is `apply_fn(params, x [B, H, W, C] in [0, 1]) -> logits [B, K]`.
 # ----------------------------------------------------------------------------
 
 _COMPILED = {}
 
 
-def _logits_fn(model, variables):
-  return lambda inputs: models.apply_model(model, variables, inputs, train=False)[0]
+def model_apply_fn(model):
+  """The predictor of a flax model of `models` (BatchNorm in eval mode); one
+  function object per model, so its compiled evaluations are reused."""
+  key = ('apply', repr(model))
+  if key not in _COMPILED:
+    _COMPILED[key] = lambda variables, x: models.apply_model(model, variables, x,
+                                                             train=False)[0]
+  return _COMPILED[key]
 
 
-def clean_batch_fn(model):
-  key = ('clean', repr(model))
+def column_key(seed: int, spec: AttackSpec) -> jax.Array:
+  """The key of attack `spec` (its name and norm) under `seed`; example i of the
+  evaluation gets fold_in(column_key, i). So an attack's randomness on an example
+  is the same whether it runs alone or after others, in any batch."""
+  key = jax.random.PRNGKey(seed)
+  for part in (spec.name, spec.norm):
+    key = jax.random.fold_in(key, zlib.crc32(part.encode()) & 0x7FFFFFFF)
+  return key
+
+
+def clean_batch_fn(apply_fn):
+  key = ('clean', apply_fn)
   if key not in _COMPILED:
     @jax.jit
-    def clean(variables, x, y):
-      logits_fn = _logits_fn(model, variables)
+    def clean(params, x, y):
+      logits_fn = lambda inputs: apply_fn(params, inputs)
       grad = jax.grad(lambda v: attacks.cross_entropy(logits_fn(v), y).sum())(x)
       flat = grad.reshape(grad.shape[0], -1)
       return {'correct': jnp.argmax(logits_fn(x), -1) == y,
@@ -76,16 +94,28 @@ def clean_batch_fn(model):
   return _COMPILED[key]
 
 
-def attack_batch_fn(model, spec: AttackSpec):
-  key = ('attack', repr(model), spec)
+def attack_batch_fn(apply_fn, spec: AttackSpec):
+  """jit(params, x [B,...], y [B], key, ids [B]) -> {'correct', 'inside'} per example.
+
+  An attack that draws random numbers runs on each example on its own (`jax.vmap`
+  over the batch, the model seeing batches of one) with the key fold_in(key,
+  ids[b]); a key-free one (`registry.Attack.uses_key`) runs batched. Either way an
+  example's result does not depend on which other examples share its batch."""
+  key = ('attack', apply_fn, spec)
   if key not in _COMPILED:
     attack = registry.build(spec.name, norm=spec.norm, eps=spec.eps,
                             overrides=dict(spec.overrides))
+    per_example = registry.ATTACKS[spec.name].uses_key(
+        registry.settings(spec.name, spec.norm, dict(spec.overrides)))
 
     @jax.jit
-    def run(variables, x, y, rng):
-      logits_fn = _logits_fn(model, variables)
-      x_adv = attack(logits_fn, x, y, rng)
+    def run(params, x, y, column, ids):
+      logits_fn = lambda inputs: apply_fn(params, inputs)
+
+      def one(xi, yi, i):
+        return attack(logits_fn, xi[None], yi[None], jax.random.fold_in(column, i))[0]
+
+      x_adv = jax.vmap(one)(x, y, ids) if per_example else attack(logits_fn, x, y, column)
       norm = attacks.lp_norm(x_adv - x, spec.norm)
       inside = (norm <= spec.eps * (1 + 1e-4) + 1e-6) & jnp.all(
           (x_adv >= 0) & (x_adv <= 1), axis=tuple(range(1, x.ndim)))
@@ -120,16 +150,20 @@ def _chunks(indices, batch_size):
   return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
 
 
-def run_evaluation(model, variables, images, labels, plan: list[AttackSpec], *,
-                   batch_size: int, seed: int, state: dict | None = None,
+def run_evaluation(apply_fn, params, images, labels, plan: list[AttackSpec], *,
+                   batch_size: int, seed: int, example_ids=None, state: dict | None = None,
                    save=None, progress: bool = True, stop_after_batches: int | None = None
                    ) -> dict:
   """Fills `state` (per-example int8 flags per column) and returns it.
 
-  `save(state)` is called after every batch; `stop_after_batches` stops early
-  (as an interruption would; tests use it).
+  apply_fn(params, x) -> logits is the predictor (`model_apply_fn` for our models);
+  images uint8 or float in [0, 1], [N, H, W, C]; labels [N]. `example_ids` [N]
+  (default 0..N-1; e.g. indices into the test split) fix each example's attack
+  keys with `seed` (`column_key`). `save(state)` is called after every batch;
+  `stop_after_batches` stops early (as an interruption would; tests use it).
   """
   n = len(labels)
+  example_ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
   state = state if state is not None else new_state(n, plan)
   as_float = lambda idx: data_lib.to_float(images[idx]) if images.dtype == np.uint8 else (
       np.asarray(images[idx], np.float32))
@@ -145,13 +179,13 @@ def run_evaluation(model, variables, images, labels, plan: list[AttackSpec], *,
     batches_done += 1
     return stop_after_batches is not None and batches_done >= stop_after_batches
 
-  clean = clean_batch_fn(model)
+  clean = clean_batch_fn(apply_fn)
   for chunk in _chunks(np.arange(n), batch_size):
     if np.all(state['clean'][chunk] != aa.PENDING):
       bar.update(len(chunk))
       continue
     idx = _padded(chunk, batch_size)
-    out = jax.device_get(clean(variables, as_float(idx), labels[idx].astype(np.int32)))
+    out = jax.device_get(clean(params, as_float(idx), labels[idx].astype(np.int32)))
     m = len(chunk)
     state['clean'][chunk] = out['correct'][:m]
     state['grad_zero'][chunk] = out['grad_zero'][:m]
@@ -160,7 +194,6 @@ def run_evaluation(model, variables, images, labels, plan: list[AttackSpec], *,
       bar.close()
       return state
 
-  base_key = jax.random.PRNGKey(seed)
   for column_index, spec in enumerate(plan):
     col = state[spec.column]
     earlier = [state[s.column] for s in plan[:column_index] if s.norm == spec.norm]
@@ -168,16 +201,16 @@ def run_evaluation(model, variables, images, labels, plan: list[AttackSpec], *,
     col[~todo_mask & (col == aa.PENDING)] = aa.SKIPPED
     bar.update(int((~todo_mask).sum()))
     todo = np.flatnonzero(todo_mask)
-    run = attack_batch_fn(model, spec)
-    column_key = jax.random.fold_in(base_key, column_index + 1)
-    for chunk_index, chunk in enumerate(_chunks(todo, batch_size)):
+    run = attack_batch_fn(apply_fn, spec)
+    key = column_key(seed, spec)
+    for chunk in _chunks(todo, batch_size):
       if np.all(col[chunk] != aa.PENDING):
         bar.update(len(chunk))
         continue
       idx = _padded(chunk, batch_size)
       bar.set_description(spec.column)
-      out = jax.device_get(run(variables, as_float(idx), labels[idx].astype(np.int32),
-                               jax.random.fold_in(column_key, chunk_index)))
+      out = jax.device_get(run(params, as_float(idx), labels[idx].astype(np.int32), key,
+                               example_ids[idx].astype(np.int32)))
       m = len(chunk)
       col[chunk] = out['correct'][:m]
       state['outside_ball'][chunk] |= ~out['inside'][:m]
@@ -251,7 +284,8 @@ def sanity_checks(state: dict, plan, determinism_gap: float) -> dict:
   return checks
 
 
-def determinism_gap(model, variables, images) -> float:
+def determinism_gap(apply_fn, params, images) -> float:
+  """Largest change of the logits between two identical calls (0 for a deterministic model)."""
   x = data_lib.to_float(images) if images.dtype == np.uint8 else np.asarray(images, np.float32)
-  fn = jax.jit(lambda v, x: models.apply_model(model, v, x, train=False)[0])
-  return float(jnp.max(jnp.abs(fn(variables, x) - fn(variables, x))))
+  fn = jax.jit(apply_fn)
+  return float(jnp.max(jnp.abs(fn(params, x) - fn(params, x))))

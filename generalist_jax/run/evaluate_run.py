@@ -75,7 +75,8 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
   if state is not None:
     print(f'resuming {state_path}')
   started = time.time()
-  state = runner.run_evaluation(setup.model, variables, images, labels, plan,
+  apply_fn = runner.model_apply_fn(setup.model)
+  state = runner.run_evaluation(apply_fn, variables, images, labels, plan,
                                 batch_size=batch_size, seed=seed, state=state,
                                 save=lambda s: reports.save_state(state_path, s, settings),
                                 progress=progress, stop_after_batches=stop_after_batches)
@@ -87,7 +88,7 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
               missing_components=missing, seconds_this_invocation=time.time() - started,
               command=command,
               sanity=runner.sanity_checks(state, plan, runner.determinism_gap(
-                  setup.model, variables, images[:min(len(labels), batch_size)])))
+                  apply_fn, variables, images[:min(len(labels), batch_size)])))
   report = reports.write_reports(eval_dir / name, state, plan, labels, meta)
   plots.safely(plots.eval_plots, report, workdir / 'plots', name)   # warns, never raises
   print(f"{name}: clean {100 * report['clean_acc']:.2f}%, robust (worst case) "
