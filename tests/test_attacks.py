@@ -72,3 +72,31 @@ def test_rolled_and_unrolled_loops_agree():
   rolled = attacks.pgd(logits_fn, x, y, jax.random.PRNGKey(2), unroll=1, **kw)
   unrolled = attacks.pgd(logits_fn, x, y, jax.random.PRNGKey(2), unroll=True, **kw)
   np.testing.assert_allclose(rolled, unrolled, atol=1e-6)
+
+
+def mlp_logits_fn(key, shape, hidden=32, num_classes=10):
+  k1, k2 = jax.random.split(key)
+  w1 = jax.random.normal(k1, (int(np.prod(shape)), hidden)) * 2.0
+  w2 = jax.random.normal(k2, (hidden, num_classes))
+  return lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w1) @ w2
+
+
+@pytest.mark.parametrize('norm,eps', [('linf', 0.03), ('l2', 0.3)])
+def test_a_point_is_robust_only_if_no_restart_fools_it(norm, eps):
+  """Fault kind: restarts kept the highest-loss one even when a lower-loss restart
+  misclassified (CE can peak without flipping the label). Restarts 0..R-2 of an
+  R-restart run are those of the (R-1)-restart run, so an example fooled with
+  R - 1 restarts must stay fooled with R."""
+  shape = (4, 4, 3)
+  logits_fn = mlp_logits_fn(jax.random.PRNGKey(0), shape)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (400, *shape))
+  y = jnp.argmax(logits_fn(x), -1)
+  fooled = []
+  for restarts in range(1, 9):
+    x_adv = jax.jit(lambda k, r=restarts: attacks.pgd(
+        logits_fn, x, y, k, eps=eps, step_size=eps / 4, steps=2, norm=norm,
+        restarts=r))(jax.random.PRNGKey(2))
+    fooled.append(np.asarray(jnp.argmax(logits_fn(x_adv), -1) != y))
+  for fewer, more in zip(fooled, fooled[1:]):
+    assert not np.any(fewer & ~more)          # never un-fooled by another restart
+  assert fooled[-1].sum() > fooled[0].sum()   # and restarts do find more

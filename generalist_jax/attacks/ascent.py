@@ -66,10 +66,14 @@ def start_point(norm: threat.Norm, x, key, eps, random: bool = True) -> jax.Arra
   return jnp.zeros_like(x)
 
 
-def _keep_best(best_delta, best_loss, delta, per_example):
-  better = per_example >= best_loss
-  return (jnp.where(threat.per_example(better, delta), delta, best_delta),
-          jnp.maximum(best_loss, per_example))
+def _keep_better(best, new):
+  """Per example, the restart to keep: a misclassifying one over any other (a point
+  is robust only if no restart fools it), then the higher loss (as the reference
+  `attack_pgd`). best, new: (delta, loss [B], fooled [B])."""
+  (b_delta, b_loss, b_fooled), (n_delta, n_loss, n_fooled) = best, new
+  take = ~b_fooled & (n_fooled | (n_loss >= b_loss))
+  return (jnp.where(threat.per_example(take, b_delta), n_delta, b_delta),
+          jnp.where(take, n_loss, b_loss), b_fooled | n_fooled)
 
 
 def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
@@ -79,8 +83,8 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
   """Projected gradient ascent on `loss` (Madry et al. 2018); returns x_adv [B, ...]
   in the eps-ball and [0, 1].
 
-  With several restarts, each example keeps the restart with the highest loss
-  (as the reference `attack_pgd`). Only input gradients are taken.
+  With several restarts, each example keeps a restart that misclassifies it if one
+  does, else the one with the highest loss. Only input gradients are taken.
   """
   threat_model = threat.NORMS[norm]
   loss_fn = losses.LOSSES[loss]
@@ -90,13 +94,15 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
     delta = start_point(threat_model, x, restart_key, eps, random_start)
     delta = ascend(per_example_loss, x, delta, norm=norm, eps=eps, step_size=step_size,
                    steps=steps, unroll=unroll)
-    return delta, per_example_loss(x + delta)
+    if restarts == 1:   # nothing to choose between (training: skip the extra forward)
+      return delta, None, None
+    logits = logits_fn(x + delta)
+    return delta, loss_fn(logits, y), jnp.argmax(logits, -1) != y
 
-  best_delta, best_loss = one_restart(jax.random.fold_in(key, 0))
+  best = one_restart(jax.random.fold_in(key, 0))
   for r in range(1, restarts):
-    best_delta, best_loss = _keep_best(best_delta, best_loss,
-                                       *one_restart(jax.random.fold_in(key, r)))
-  return x + best_delta
+    best = _keep_better(best, one_restart(jax.random.fold_in(key, r)))
+  return x + best[0]
 
 
 def fgsm(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
