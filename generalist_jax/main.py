@@ -24,6 +24,9 @@ _COORDINATOR = flags.DEFINE_string(
     'SLURM / Open MPI / TPU auto-detection.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1.')
+_START_OVER = flags.DEFINE_boolean(
+    'start_over', False, 'The workdir holds a run of another config: move it into '
+    '<workdir>/superseded/<time>/ (kept) and train this config from step 0.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -36,9 +39,9 @@ def main(argv):
   parallel.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                         _PROCESS_ID.value)
   if suite.is_suite(_CONFIG.value):
-    suite.run_suite(_CONFIG.value, _WORKDIR.value)
+    suite.run_suite(_CONFIG.value, _WORKDIR.value, start_over=_START_OVER.value)
     return
-  results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, start_over=_START_OVER.value)
   for which, r in (results.items() if parallel.is_main_process() else ()):
     print(f"test ({which}, step {r['step']}): " + ', '.join(
         f"{n} {100 * m['clean_acc']:.2f}/{100 * m['robust_acc']:.2f}"

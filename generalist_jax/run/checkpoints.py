@@ -12,7 +12,12 @@ import pathlib
 import time
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint is readable but belongs to another config."""
 
 
 def _manager(directory: pathlib.Path, keep: int, read_only: bool) -> ocp.CheckpointManager:
@@ -22,7 +27,9 @@ def _manager(directory: pathlib.Path, keep: int, read_only: bool) -> ocp.Checkpo
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                          cleanup_tmp_directories=not read_only,
                                          read_only=read_only)
-  return ocp.CheckpointManager(directory, options=options, item_names=('state', 'meta'))
+  # Handlers named up front, so a fresh manager can read a checkpoint's metadata.
+  return ocp.CheckpointManager(directory, options=options, item_handlers={
+      'state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()})
 
 
 class RunCheckpoints:
@@ -59,6 +66,7 @@ class RunCheckpoints:
     manager = getattr(self, which)
     candidates = [step] if step is not None else self.steps(which)[::-1]
     for s in candidates:
+      self._check_matches(manager, which, s, template)
       try:
         restored = manager.restore(s, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()))
@@ -79,6 +87,23 @@ class RunCheckpoints:
         continue
       return restored.state, restored.meta
     return None
+
+  def _check_matches(self, manager, which: str, step: int, template: Any) -> None:
+    """Raises CheckpointMismatchError when a readable checkpoint holds arrays of other
+    shapes than `template` (another model or config, not damage: it stays in place).
+    Unreadable metadata is left to the restore below (damage: quarantined)."""
+    try:
+      saved = manager.item_metadata(step)['state'].tree
+    except Exception:  # pylint: disable=broad-except  (damaged: the restore reports it)
+      return
+    shapes = lambda tree: sorted((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(
+        tree, is_leaf=lambda x: hasattr(x, 'shape')))
+    if shapes(saved) != shapes(template):
+      raise CheckpointMismatchError(
+          f'checkpoint {which}/{step} in {manager.directory} holds a state of other shapes '
+          'than this config builds (another model, width or number of experts?). It is '
+          'not damaged and was left in place; resume it with its own config, or use '
+          'another workdir.')
 
   def _quarantine(self, manager, which: str, step: int) -> pathlib.Path:
     """Moves an unreadable step out of orbax's sight so the run can redo it."""

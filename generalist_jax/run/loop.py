@@ -8,7 +8,6 @@ by one, so no non-finite state is ever saved.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import pathlib
 import time
@@ -27,6 +26,7 @@ from generalist_jax.run import checkpoints
 from generalist_jax.run import metric_writer
 from generalist_jax.run import preemption as preemption_lib
 from generalist_jax.run import restore
+from generalist_jax.run import run_config
 from generalist_jax.run import validation
 
 
@@ -50,32 +50,25 @@ def _check_finite(scalars: dict, step: int, expert_names) -> None:
             f'experts.{name}.optimizer or check the data, then start the same command again.')
 
 
-def _write_config(config, workdir: pathlib.Path) -> None:
-  path = workdir / 'config.json'
-  text = config.to_json_best_effort(indent=2, sort_keys=True)
-  if path.exists() and path.read_text() != text:
-    logging.warning('config differs from %s (resuming with the new one); the old one '
-                    'is kept as config.previous.json', path)
-    path.replace(workdir / 'config.previous.json')
-  path.write_text(text)
-
-
-def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None) -> dict:
+def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None,
+                       start_over: bool = False) -> dict:
   """Trains (or resumes) the run in `workdir`; returns the final test results.
 
+  A workdir that holds a run of another config is refused (run_config.py);
+  `start_over` moves that run aside and trains from step 0 instead.
   `stop_after_steps` ends this invocation early, as a kill would (tests use it).
   """
   # Set-up: validate before any work, then data, model, state.
   config_validation.validate_config(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  run_config.check_and_write(config, workdir, start_over_allowed=start_over)
   dataset = data_lib.load_dataset(config.data)
   steps_per_epoch = data_lib.steps_per_epoch(dataset, config.batch_size)
   fidelity_warnings = config_validation.validate_for_data(config, steps_per_epoch)
   setup = step_lib.make_setup(config, dataset.info, steps_per_epoch)
   main_process = parallel.is_main_process()   # logs and tables: process 0 only
   if main_process:
-    _write_config(config, workdir)
     for warning in fidelity_warnings:
       print(f'WARNING (faithful miniature): {warning}')
   # Validations just before and just after every sync window (the experts' drift

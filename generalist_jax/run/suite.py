@@ -142,7 +142,7 @@ def describe(compare, n_ex: int) -> str:
           'is only re-tested).')
 
 
-def run_suite(config, workdir: str) -> dict:
+def run_suite(config, workdir: str, *, start_over: bool = False) -> dict:
   """Trains and evaluates every run of the suite, writes and prints the comparison."""
   _check(config)
   workdir = pathlib.Path(workdir)
@@ -155,7 +155,7 @@ def run_suite(config, workdir: str) -> dict:
     eval_json = run_dir / 'eval' / f'{compare.name}.json'
     started = time.perf_counter()
     print(f'== {name}: training in {run_dir}', flush=True)
-    loop.train_and_evaluate(config.runs[name], str(run_dir))
+    loop.train_and_evaluate(config.runs[name], str(run_dir), start_over=start_over)
     seconds[name] = time.perf_counter() - started
     if not eval_json.exists():
       with _quiet_absl():   # orbax warns at length about read-only restores

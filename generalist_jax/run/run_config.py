@@ -1,0 +1,79 @@
+"""A workdir belongs to one config. Starting it again with another config is
+refused before any work (naming the fields that differ), unless the difference is
+only operational (logging, threads, where the data lives), or the user asks to
+start over, which moves the old run aside: nothing saved is ever deleted."""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import jax
+from jax.experimental import multihost_utils
+
+from generalist_jax import parallel
+from generalist_jax.evaluation import compare
+
+# Fields that change how a run is executed or logged, not what it computes.
+OPERATIONAL = ('progress_bar', 'log_every_steps', 'data.num_threads', 'data.prefetch',
+               'data.data_dir', 'data.path', 'checkpoint.keep', 'eval.final_test')
+SUPERSEDED = 'superseded'
+
+
+class ConfigChangedError(ValueError):
+  """The workdir holds a run trained with another config."""
+
+
+def config_differences(saved: dict, current: dict) -> dict:
+  """{field: (saved value, current value)} for every flattened field that differs."""
+  a, b = compare.flatten(saved), compare.flatten(current)
+  return {k: (a.get(k, '(absent)'), b.get(k, '(absent)')) for k in sorted(set(a) | set(b))
+          if a.get(k, '(absent)') != b.get(k, '(absent)')}
+
+
+def _run_defining(differences: dict) -> dict:
+  return {k: v for k, v in differences.items() if k not in OPERATIONAL}
+
+
+def start_over(workdir: pathlib.Path) -> pathlib.Path | None:
+  """Moves everything of the old run into <workdir>/superseded/<time>/ (process 0;
+  every process waits for it). Returns where it went, or None for an empty workdir."""
+  target = None
+  entries = [p for p in workdir.iterdir() if p.name != SUPERSEDED] if workdir.exists() else []
+  if entries and parallel.is_main_process():
+    target = workdir / SUPERSEDED / time.strftime('%Y%m%d-%H%M%S')
+    target.mkdir(parents=True)
+    for p in entries:
+      p.rename(target / p.name)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('start_over')
+  return target
+
+
+def check_and_write(config, workdir: pathlib.Path, *, start_over_allowed: bool = False) -> None:
+  """Refuses (ConfigChangedError) a workdir whose saved config.json differs from
+  `config` in a field that decides the run; with `start_over_allowed` the old run
+  is moved aside instead. Writes config.json (process 0), keeping a replaced one
+  as config.previous.json when only operational fields changed."""
+  path = workdir / 'config.json'
+  current = json.loads(config.to_json_best_effort(sort_keys=True))
+  if path.exists():
+    differences = config_differences(json.loads(path.read_text()), current)
+    defining = _run_defining(differences)
+    if defining and start_over_allowed:
+      moved = start_over(workdir)
+      print(f'--start_over: the previous run in {workdir} was moved to {moved}.')
+    elif defining:
+      rows = '\n'.join(f'  {k}: {old!r} -> {new!r}' for k, (old, new) in defining.items())
+      raise ConfigChangedError(
+          f'{workdir} holds a run trained with another config; these fields differ '
+          f'(saved -> now):\n{rows}\nNothing was changed. To resume it, run with its own '
+          f'config ({path}); to train the new config, use another --workdir, or pass '
+          '--start_over to move the old run into '
+          f'{workdir / SUPERSEDED}/<time>/ (kept, not deleted) and start from step 0.')
+    elif differences and parallel.is_main_process():
+      print('config: only operational fields changed (' + ', '.join(differences) +
+            f'); resuming. The old config is kept as {workdir / "config.previous.json"}.')
+      path.replace(workdir / 'config.previous.json')
+  if parallel.is_main_process():
+    path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))

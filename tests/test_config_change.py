@@ -1,0 +1,68 @@
+"""A workdir belongs to its config: another config is refused before any work, a
+readable checkpoint of another config is never taken for a damaged one, and
+starting over moves the old run aside."""
+import pathlib
+
+import pytest
+
+from generalist_jax.run import checkpoints
+from generalist_jax.run import loop
+from generalist_jax.run import run_config
+from tests.tiny_config import tiny_config
+
+
+def _files(workdir: pathlib.Path) -> dict:
+  return {str(p.relative_to(workdir)): p.stat().st_size
+          for p in sorted(workdir.rglob('*')) if p.is_file()}
+
+
+@pytest.fixture()
+def trained(tmp_path, tiny_npz):
+  config = tiny_config(tiny_npz)
+  config.eval.final_test = False
+  loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  return config, tmp_path / 'run'
+
+
+def test_a_changed_config_is_refused_naming_the_fields_and_nothing_moves(trained):
+  config, workdir = trained
+  before = _files(workdir)
+  changed = tiny_config(config.data.path)
+  changed.eval.final_test = False
+  changed.model.width = 0.25
+  changed.experts.robust.attack.steps = 3
+  with pytest.raises(run_config.ConfigChangedError) as err:
+    loop.train_and_evaluate(changed, str(workdir))
+  message = str(err.value)
+  assert 'model.width: 0.125 -> 0.25' in message
+  assert 'experts.robust.attack.steps: 2 -> 3' in message and '--start_over' in message
+  assert _files(workdir) == before                     # nothing moved, nothing written
+  assert not (workdir / 'checkpoints' / 'unreadable').exists()
+
+
+def test_operational_changes_resume_and_start_over_keeps_the_old_run(trained):
+  config, workdir = trained
+  quiet = tiny_config(config.data.path)
+  quiet.eval.final_test = False
+  quiet.log_every_steps = 5
+  loop.train_and_evaluate(quiet, str(workdir))          # a finished run: nothing to redo
+  assert (workdir / 'config.previous.json').exists()
+  best_before = sorted(p.name for p in (workdir / 'checkpoints' / 'best').iterdir())
+  wider = tiny_config(config.data.path)
+  wider.eval.final_test = False
+  wider.model.width = 0.25
+  loop.train_and_evaluate(wider, str(workdir), start_over=True)
+  old = next((workdir / 'superseded').iterdir())
+  assert sorted(p.name for p in (old / 'checkpoints' / 'best').iterdir()) == best_before
+  assert '"width": 0.25' in (workdir / 'config.json').read_text()
+
+
+def test_a_checkpoint_of_another_shape_is_not_quarantined(trained):
+  config, workdir = trained
+  (workdir / 'config.json').unlink()                  # no config to compare against
+  wider = tiny_config(config.data.path)
+  wider.model.width = 0.25
+  with pytest.raises(checkpoints.CheckpointMismatchError, match='not damaged'):
+    loop.train_and_evaluate(wider, str(workdir))
+  assert not (workdir / 'checkpoints' / 'unreadable').exists()
+  assert any(p.name.isdigit() for p in (workdir / 'checkpoints' / 'best').iterdir())
