@@ -47,6 +47,9 @@ _STEPS = flags.DEFINE_integer('steps', None,
 _N_TARGETS = flags.DEFINE_integer('n_targets', None, 'override APGD-T / FAB-T targets')
 _RESTARTS = flags.DEFINE_integer('restarts', None, 'override APGD/PGD restarts')
 _NO_PROGRESS = flags.DEFINE_boolean('no_progress', False, 'no progress bar')
+_ALLOW_LARGE_EPS = flags.DEFINE_boolean(
+    'allow_large_eps', False, 'run radii whose ball holds every image (l-inf >= 1, l2 > '
+    'sqrt(d), l1 > d); refused by default: eps is in pixel units of [0, 1]')
 flags.mark_flag_as_required('workdir')
 
 
@@ -62,7 +65,7 @@ def main(argv):
       batch_size=_BATCH_SIZE.value, seed=_SEED.value, name=_NAME.value,
       overrides={'steps': _STEPS.value, 'n_targets': _N_TARGETS.value,
                  'restarts': _RESTARTS.value},
-      progress=not _NO_PROGRESS.value,
+      progress=not _NO_PROGRESS.value, allow_large_eps=_ALLOW_LARGE_EPS.value,
       command=' '.join([sys.executable, '-m', 'generalist_jax.evaluate'] + sys.argv[1:]))
 
 

@@ -12,10 +12,13 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from generalist_jax import config
 from generalist_jax import parallel
 from generalist_jax.run import loop
 from generalist_jax.run import suite
 
+# Float config fields also take a fraction: --config.experts.robust.attack.eps=8/255.
+config_flags.register_flag_parser_for_type(float, config.FractionParser())
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, logs).')

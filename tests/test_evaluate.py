@@ -124,6 +124,9 @@ def test_evaluate_run_end_to_end_on_a_tiny_run(tmp_path, tiny_npz):
   assert '| clean | linf/apgd-ce | linf/apgd-t | linf/fab-t | linf/square | worst linf |' in md
   with pytest.raises(ValueError, match='other settings'):
     evaluate_run.evaluate_run(workdir, **dict(kwargs, seed=4))
+  # Fault kind: eps typed in 0-255 units is refused unless asked for.
+  with pytest.raises(ValueError, match='pixel units.*allow_large_eps'):
+    evaluate_run.evaluate_run(workdir, **dict(kwargs, eps=[8.0], name='big'))
 
 
 class MLP(nn.Module):

@@ -9,6 +9,7 @@ example ([B]), in pixel units (l-inf 8/255, l2 0.5, l1 12 on CIFAR-10).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import jax
@@ -48,6 +49,22 @@ def lp_norm(delta: jax.Array, norm: str) -> jax.Array:
   if norm == 'l1':
     return jnp.abs(d).sum(axis=-1)
   raise ValueError(f'unknown norm {norm!r}; use one of {sorted(NORMS)}')
+
+
+def eps_problem(norm: str, eps: float, input_dim: int) -> str | None:
+  """Why `eps` cannot be meant in pixel units for inputs of `input_dim` values in
+  [0, 1] (then the ball holds every image: l-inf eps >= 1, l2 eps > sqrt(d),
+  l1 eps > d), or None. Catches radii typed in 0-255 units (8 for 8/255)."""
+  limits = {'linf': (1.0, '1 (the whole [0, 1] box)'),
+            'l2': (math.sqrt(input_dim), f'sqrt(d) = {math.sqrt(input_dim):.4g}'),
+            'l1': (float(input_dim), f'd = {input_dim}')}
+  limit, what = limits[norm]
+  too_big = eps >= limit if norm == 'linf' else eps > limit
+  if not too_big:
+    return None
+  return (f'{norm} eps={eps:g} reaches {what} for inputs of d={input_dim} values in [0, 1]: '
+          'every image would be inside the ball. Radii are in pixel units of [0, 1] '
+          '(l-inf 8/255 = 0.0314, not 8); a fraction like 8/255 is accepted.')
 
 
 def _shrink_into_ball(delta, norm: str, eps) -> jax.Array:

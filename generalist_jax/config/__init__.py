@@ -8,7 +8,8 @@
   validation.py  the up-front checks, one function per concern (imports jax and the
                  registries, so it is not imported here: configs stay light)
 """
-from generalist_jax.config.builders import (EPS_8, MULTI_NORM_EPS, STEP_2, base_config,
+from generalist_jax.config.builders import (EPS_8, MULTI_NORM_EPS, STEP_2, FractionParser,
+                                            base_config,
                                             compare_config, expert, norm_attacks, parse_eps,
                                             pgd_attack, sgd)
 from generalist_jax.config.presets import (REFERENCE_EPOCHS, RESNET_LR_EPOCHS, RESNET_LR_VALUES,
@@ -20,7 +21,7 @@ from generalist_jax.config.presets import (REFERENCE_EPOCHS, RESNET_LR_EPOCHS, R
 from generalist_jax.config.schema import ConfigError
 
 __all__ = ['EPS_8', 'MULTI_NORM_EPS', 'REFERENCE_EPOCHS', 'RESNET_LR_EPOCHS', 'RESNET_LR_VALUES',
-           'ROBUST_MIX', 'STEP_2', 'ConfigError', 'apply_arg', 'base_config', 'baseline_config',
+           'ROBUST_MIX', 'STEP_2', 'ConfigError', 'FractionParser', 'apply_arg', 'base_config', 'baseline_config',
            'compare_config', 'expert', 'generalist_experts', 'miniature', 'norm_experts', 'norm_attacks',
            'parse_arg', 'parse_eps', 'pgd_attack', 'robust_expert', 'scale_attack_steps',
            'scale_epochs', 'sgd', 'single_expert_config', 'smoke']

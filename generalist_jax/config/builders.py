@@ -7,6 +7,7 @@ and `expert` build its parts. Units: eps and step sizes are in pixel units
 """
 from __future__ import annotations
 
+from absl import flags
 import ml_collections
 
 # The reference's EMA horizon, 1 / (1 - 0.999) steps, as a share of its 120 x 391 steps
@@ -168,6 +169,13 @@ def parse_eps(text) -> float:
     return float(numerator) / float(denominator) if slash else float(numerator)
   except (ValueError, ZeroDivisionError):
     raise ValueError(f'eps {text!r} is not a number or a fraction like 8/255.') from None
+
+
+class FractionParser(flags.FloatParser):
+  """An absl parser for float fields that also takes a fraction ('8/255')."""
+
+  def parse(self, argument):
+    return parse_eps(argument) if isinstance(argument, str) else super().parse(argument)
 
 
 def compare_config(name='suite', order=(), checkpoint='best', attacks='pgd,apgd-ce',

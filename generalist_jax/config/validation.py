@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 
 import jax
+import numpy as np
 
 from generalist_jax import attacks
 from generalist_jax import data
 from generalist_jax import models
 from generalist_jax.attacks import registry
+from generalist_jax.attacks import threat
 from generalist_jax.config.schema import ConfigError, check, check_config_schema, check_increasing
 from generalist_jax.evaluation import learners as learner_eval
 from generalist_jax.method import schedules
@@ -38,6 +40,9 @@ def check_attack(attack, field: str) -> None:
   check(attack.loss in attacks.LOSSES, f'{field}.loss',
         f'{attack.loss!r} is unknown; use one of {tuple(attacks.LOSSES)}.')
   check(attack.eps >= 0, f'{field}.eps', f'must be >= 0, got {attack.eps}.')
+  if attack.norm == 'linf':   # l2 / l1 limits need the image size: validate_for_data
+    problem = threat.eps_problem('linf', float(attack.eps), 1)
+    check(problem is None, f'{field}.eps', problem or '')
   check(attack.step_size >= 0, f'{field}.step_size', f'must be >= 0, got {attack.step_size}.')
   check(attack.steps >= 1, f'{field}.steps', f'must be >= 1, got {attack.steps}.')
   check(attack.restarts >= 1, f'{field}.restarts', f'must be >= 1, got {attack.restarts}.')
@@ -216,10 +221,29 @@ def validate_config(c) -> None:
   _check_eval(c, devices)
 
 
-def validate_for_data(c, steps_per_epoch: int) -> list[str]:
-  """Checks that need the dataset's size (known only once it is read). Raises
-  ConfigError; returns warnings (a relative-timescale run short enough that some
-  time constant covers only a few steps), which the caller prints."""
+def attack_fields(c) -> dict:
+  """'<field>' -> attack config, for every attack the run uses."""
+  out = {'eval.val_attack': c.eval.val_attack, 'eval.test_attack': c.eval.test_attack}
+  for name in c.experts.keys():
+    e = c.experts[name]
+    reads = tasks.TASKS[e.task].reads
+    if 'attack' in reads:
+      out[f'experts.{name}.attack'] = e.attack
+    if 'norms' in reads:
+      out.update({f'experts.{name}.norm_attacks.{n}': e.norm_attacks[n] for n in e.norms})
+  return out
+
+
+def validate_for_data(c, steps_per_epoch: int, image_shape: tuple = ()) -> list[str]:
+  """Checks that need the dataset (its size; the image shape for eps in pixel units),
+  known only once it is read. Raises ConfigError; returns warnings (a
+  relative-timescale run short enough that some time constant covers only a few
+  steps), which the caller prints."""
+  if image_shape:
+    dim = int(np.prod(image_shape))
+    for field, attack in attack_fields(c).items():
+      problem = threat.eps_problem(attack.norm, float(attack.eps), dim)
+      check(problem is None, f'{field}.eps', problem or '')
   s = c.meta.sync
   timeline = timescale.make_timeline(c.meta, c.num_epochs, steps_per_epoch)
   windows = timescale.sync_windows(schedules.make_sync_schedule(s, timeline),

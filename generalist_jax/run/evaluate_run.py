@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from generalist_jax.attacks import autoattack as aa
+from generalist_jax.attacks import threat
 from generalist_jax.evaluation import plots
 from generalist_jax.evaluation import reports
 from generalist_jax.evaluation import runner
@@ -39,13 +40,15 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
                  attacks: str = 'standard', norms: Sequence[str] = ('linf',),
                  eps: Sequence[float] | None = None, n_ex: int = 1000, batch_size: int = 256,
                  seed: int = 0, name: str | None = None, overrides: dict | None = None,
-                 progress: bool = True, command: str = '',
+                 progress: bool = True, command: str = '', allow_large_eps: bool = False,
                  stop_after_batches: int | None = None) -> dict | None:
   """Evaluates `learner` of the run in `workdir` at `checkpoint` ('last', 'best', a step).
 
   attacks: 'standard', 'fast' or a comma list of `attacks.registry` names, run per norm
   in order; eps: one per norm, pixel units (default: the CIFAR-10 conventions 8/255,
-  0.5, 12); overrides: changes to the standard budgets (steps, n_targets, restarts).
+  0.5, 12), refused when the ball would hold every image (eps in 0-255 units?) unless
+  `allow_large_eps`; overrides: changes to the standard budgets (steps, n_targets,
+  restarts).
   Returns the report dict, or None when stopped early (`stop_after_batches`, for
   tests). Raises ValueError for an unknown learner, attack or checkpoint.
   """
@@ -64,6 +67,10 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
     raise ValueError(f'--learner={learner!r}; this run has {sorted(learners)}')
   variables = learners[learner]
   images, labels = test_subset(*dataset.test, n_ex)
+  for norm, e in zip(norms, eps):
+    problem = threat.eps_problem(norm, float(e), int(np.prod(images.shape[1:])))
+    if problem and not allow_large_eps:
+      raise ValueError(f'--eps: {problem} (--allow_large_eps to run it anyway)')
 
   settings = {'checkpoint': checkpoint, 'step': step, 'learner': learner,
               'n_ex': int(len(labels)), 'batch_size': batch_size, 'seed': seed,

@@ -65,7 +65,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   run_config.check_and_write(config, workdir, start_over_allowed=start_over)
   dataset = data_lib.load_dataset(config.data)
   steps_per_epoch = data_lib.steps_per_epoch(dataset, config.batch_size)
-  fidelity_warnings = config_validation.validate_for_data(config, steps_per_epoch)
+  fidelity_warnings = config_validation.validate_for_data(config, steps_per_epoch,
+                                                          dataset.info.image_shape)
   setup = step_lib.make_setup(config, dataset.info, steps_per_epoch)
   main_process = parallel.is_main_process()   # logs and tables: process 0 only
   if main_process:

@@ -50,16 +50,23 @@ def start_over(workdir: pathlib.Path) -> pathlib.Path | None:
   return target
 
 
+def has_checkpoints(workdir: pathlib.Path) -> bool:
+  """Whether any training was saved (a config.json alone, e.g. after a data error, is
+  not a run yet)."""
+  return any(p.name.isdigit() for which in ('last', 'best')
+             for p in (workdir / 'checkpoints' / which).glob('*'))
+
+
 def check_and_write(config, workdir: pathlib.Path, *, start_over_allowed: bool = False) -> None:
   """Refuses (ConfigChangedError) a workdir whose saved config.json differs from
-  `config` in a field that decides the run; with `start_over_allowed` the old run
-  is moved aside instead. Writes config.json (process 0), keeping a replaced one
-  as config.previous.json when only operational fields changed."""
+  `config` in a field that decides the run, once it has checkpoints; with
+  `start_over_allowed` the old run is moved aside instead. Writes config.json
+  (process 0), keeping a replaced one as config.previous.json."""
   path = workdir / 'config.json'
   current = json.loads(config.to_json_best_effort(sort_keys=True))
   if path.exists():
     differences = config_differences(json.loads(path.read_text()), current)
-    defining = _run_defining(differences)
+    defining = _run_defining(differences) if has_checkpoints(workdir) else {}
     if defining and start_over_allowed:
       moved = start_over(workdir)
       print(f'--start_over: the previous run in {workdir} was moved to {moved}.')
@@ -72,8 +79,8 @@ def check_and_write(config, workdir: pathlib.Path, *, start_over_allowed: bool =
           '--start_over to move the old run into '
           f'{workdir / SUPERSEDED}/<time>/ (kept, not deleted) and start from step 0.')
     elif differences and parallel.is_main_process():
-      print('config: only operational fields changed (' + ', '.join(differences) +
-            f'); resuming. The old config is kept as {workdir / "config.previous.json"}.')
+      print('config: ' + ', '.join(differences) + ' changed (operational, or nothing '
+            f'trained yet); the old config is kept as {workdir / "config.previous.json"}.')
       path.replace(workdir / 'config.previous.json')
   if parallel.is_main_process():
     path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))

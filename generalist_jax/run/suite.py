@@ -27,7 +27,7 @@ import json
 import pathlib
 import time
 
-
+from generalist_jax.attacks import threat
 from generalist_jax.config import validation as config_validation
 from generalist_jax.config.schema import ConfigError
 from generalist_jax.evaluation import compare as compare_runs
@@ -66,6 +66,10 @@ def _check(config) -> None:
   if len(c.norms) != len(c.eps):
     raise ConfigError(
         f'config.compare.eps: needs one eps per norm {tuple(c.norms)}, got {tuple(c.eps)}.')
+  for norm, eps in zip(c.norms, c.eps):
+    problem = threat.eps_problem(norm, float(eps), 1) if norm == 'linf' else None
+    if problem:
+      raise ConfigError(f'config.compare.eps: {problem}')
   if c.checkpoint not in ('best', 'last'):
     raise ConfigError(
         f"config.compare.checkpoint: {c.checkpoint!r}; use 'best' or 'last'.")
