@@ -175,3 +175,24 @@ def test_an_examples_result_does_not_depend_on_its_batch_or_the_subset():
   part = _evaluate(plan, batch_size=2, idx=subset)
   for spec in plan:
     np.testing.assert_array_equal(part[spec.column], everything[spec.column][subset])
+
+
+def test_n_ex_means_test_examples_and_the_files_say_how_many(tmp_path):
+  """Fault kind: --n_ex was silently capped at the run's training-time test subset,
+  and the files were named after the request."""
+  from tests.conftest import write_tiny_npz
+  npz = write_tiny_npz(tmp_path / 'd.npz', n_test=40)
+  config = tiny_config(npz)
+  config.data.test_size = 16            # what the run tested on while training
+  config.eval.final_test = False
+  workdir = tmp_path / 'run'
+  loop.train_and_evaluate(config, str(workdir))
+  kwargs = dict(checkpoint='last', attacks='pgd', norms=['linf'], eps=[0.01], batch_size=8,
+                overrides={'steps': 1}, progress=False)
+  report = evaluate_run.evaluate_run(workdir, n_ex=30, **kwargs)
+  assert report['n_ex'] == 30 and report['test_split_size'] == 40
+  assert report['name'].endswith('_n30') and (workdir / 'eval' / f"{report['name']}.csv").exists()
+  capped = evaluate_run.evaluate_run(workdir, n_ex=100, **kwargs)
+  assert capped['n_ex'] == 40 and capped['n_ex_requested'] == 100
+  assert capped['name'].endswith('_n40')
+  assert '40 of the 40 TEST examples' in (workdir / 'eval' / f"{capped['name']}.md").read_text()

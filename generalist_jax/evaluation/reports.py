@@ -52,7 +52,8 @@ def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:
   md = [f"# {meta['name']}: {meta['workdir']}",
         '',
         f"Checkpoint `{meta['checkpoint']}` (step {meta['step']}), learner "
-        f"`{meta['learner']}`, {summary['n_ex']} TEST examples (fixed random subset), seed {meta['seed']}.",
+        f"`{meta['learner']}`, {summary['n_ex']} of the {meta.get('test_split_size', '?')} "
+        f"TEST examples (a fixed random subset), seed {meta['seed']}.",
         'Attack columns: robust accuracy after that attack (attacks run in order, each on '
         'the examples all earlier ones of its norm missed); worst = per-example AND.',
         '',

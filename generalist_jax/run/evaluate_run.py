@@ -28,12 +28,13 @@ def default_name(attacks: str, norms: Sequence[str], checkpoint: str, learner: s
 
 
 def test_subset(images, labels, n_ex: int):
-  """A fixed random subset of n_ex test examples (not the first n_ex: test files are
-  often sorted by class)."""
+  """(images, labels, indices) of a fixed random subset of n_ex test examples (not
+  the first n_ex: test files are often sorted by class); all of them when n_ex is
+  not smaller than the split."""
+  keep = np.arange(len(labels))
   if n_ex < len(labels):
     keep = np.sort(np.random.default_rng([0, 0xE7A1]).permutation(len(labels))[:n_ex])
-    return images[keep], np.asarray(labels[keep])
-  return images, labels
+  return images[keep], np.asarray(labels[keep]), keep
 
 
 def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
@@ -58,22 +59,28 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
   if len(eps) != len(norms):
     raise ValueError(f'--eps needs one value per norm ({norms}), got {eps}')
   overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-  name = name or default_name(attacks, norms, checkpoint, learner, n_ex)
   plan = runner.make_plan(norms, eps, attacks, overrides)
 
-  config, dataset, setup, train_state, step = restore.restore_run(workdir, checkpoint)
+  # The whole test split, whatever subset the run tested on while training.
+  config, dataset, setup, train_state, step = restore.restore_run(workdir, checkpoint,
+                                                                   full_test=True)
   learners = step_lib.learners(train_state, setup)
   if learner not in learners:
     raise ValueError(f'--learner={learner!r}; this run has {sorted(learners)}')
   variables = learners[learner]
-  images, labels = test_subset(*dataset.test, n_ex)
+  images, labels, example_ids = test_subset(*dataset.test, n_ex)
+  if len(labels) < n_ex:
+    print(f'--n_ex={n_ex}: the test split has {len(labels)} examples; evaluating all of them.')
+  name = name or default_name(attacks, norms, checkpoint, learner, len(labels))
   for norm, e in zip(norms, eps):
     problem = threat.eps_problem(norm, float(e), int(np.prod(images.shape[1:])))
     if problem and not allow_large_eps:
       raise ValueError(f'--eps: {problem} (--allow_large_eps to run it anyway)')
 
   settings = {'checkpoint': checkpoint, 'step': step, 'learner': learner,
-              'n_ex': int(len(labels)), 'batch_size': batch_size, 'seed': seed,
+              'n_ex': int(len(labels)), 'n_ex_requested': int(n_ex),
+              'test_split_size': int(len(dataset.test[1])),
+              'batch_size': batch_size, 'seed': seed,
               'attacks': [dataclasses.asdict(s) for s in plan]}
   eval_dir = workdir / 'eval'
   eval_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +91,8 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
   started = time.time()
   apply_fn = runner.model_apply_fn(setup.model)
   state = runner.run_evaluation(apply_fn, variables, images, labels, plan,
-                                batch_size=batch_size, seed=seed, state=state,
+                                batch_size=batch_size, seed=seed, example_ids=example_ids,
+                                state=state,
                                 save=lambda s: reports.save_state(state_path, s, settings),
                                 progress=progress, stop_after_batches=stop_after_batches)
   if not runner.is_complete(state, plan):

@@ -40,7 +40,8 @@ def interpolate(workdir, a: str, b: str, *, checkpoint: str = 'last', points: in
   Raises ValueError for an unknown learner, split or checkpoint."""
   if points < 2:
     raise ValueError(f'--points={points}: need at least the two ends.')
-  config, dataset, setup, state, step = restore.restore_run(workdir, checkpoint)
+  config, dataset, setup, state, step = restore.restore_run(workdir, checkpoint,
+                                                            full_test=split == 'test')
   learners = step_lib.learners(state, setup)
   for name in (a, b):
     if name not in learners:
@@ -49,7 +50,7 @@ def interpolate(workdir, a: str, b: str, *, checkpoint: str = 'last', points: in
     raise ValueError(f"--split={split!r}: use 'val' or 'test'.")
   images, labels = dataset.val if split == 'val' else dataset.test
   if n_ex is not None and split == 'test':
-    images, labels = evaluate_run.test_subset(images, labels, n_ex)
+    images, labels, _ = evaluate_run.test_subset(images, labels, n_ex)
   attack = config.eval.val_attack if split == 'val' else config.eval.test_attack
   eval_fn = learner_eval.make_eval_fn(setup.model, attack, setup.mesh, setup.compute_dtype)
   alphas = np.linspace(0.0, 1.0, points)

@@ -35,12 +35,16 @@ def read_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def restore_run(workdir, checkpoint: str = 'last') -> RestoredRun:
+def restore_run(workdir, checkpoint: str = 'last', *, full_test: bool = False) -> RestoredRun:
   """A run's checkpoint ('last', 'best' or a step number), read-only (safe beside a
-  live run). Raises ValueError when there is no such checkpoint."""
+  live run). `full_test`: the whole test split, not the run's `data.test_size`
+  subset. Raises ValueError when there is no such checkpoint."""
   workdir = pathlib.Path(workdir)
   config = read_config(workdir)
-  dataset = data_lib.load_dataset(config.data)
+  data_config = config.data.copy_and_resolve_references()
+  if full_test:
+    data_config.test_size = None
+  dataset = data_lib.load_dataset(data_config)
   setup = step_lib.make_setup(config, dataset.info,
                               data_lib.steps_per_epoch(dataset, config.batch_size))
   template = state_template(step_lib.create_train_state(setup, dataset.info.image_shape,
