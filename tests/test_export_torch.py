@@ -12,6 +12,7 @@ from generalist_jax import data as data_lib
 from generalist_jax import models
 from generalist_jax.method import step as step_lib
 from generalist_jax.models import torch_convert
+from generalist_jax.models import torch_models
 
 TINY = 0.125
 CASES = {   # name: (model fields, image shape)
@@ -22,7 +23,15 @@ CASES = {   # name: (model fields, image shape)
     'small_cnn': (dict(name='small_cnn', width=TINY, batch_norm=False), (32, 32, 3)),
     'small_cnn_bn': (dict(name='small_cnn', width=TINY, batch_norm=True), (32, 32, 3)),
     'small_cnn_bn_mnist': (dict(name='small_cnn', width=TINY, batch_norm=True), (28, 28, 1)),
+    'mlp': (dict(name='mlp', width=TINY, batch_norm=True), (8, 8, 1)),
+    'mlp_no_bn': (dict(name='mlp', width=TINY, batch_norm=False), (8, 8, 3)),
 }
+
+
+def test_every_registered_model_has_a_twin_and_a_case():
+  """Fault kind: a model listed as valid (mlp) could not be exported."""
+  assert set(models.MODEL_NAMES) == set(torch_models.TWINS)
+  assert set(models.MODEL_NAMES) == {fields['name'] for fields, _ in CASES.values()}
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -209,6 +210,34 @@ class SmallCNN(nn.Module):
     return self.fc3(x)
 
 
+class MLP(nn.Module):
+  """The flax MLP's twin: two hidden layers (BatchNorm optional). Flattens HWC, as
+  flax does, so the dense kernels need no reordering."""
+
+  def __init__(self, num_classes: int, batch_norm: bool = True, width: float = 1.0,
+               mean=(0.0,), std=(1.0,), image_shape=(8, 8, 1)):
+    super().__init__()
+    self.batch_norm = batch_norm
+    self.normalize = _Normalize(mean, std)
+    fin, hidden = int(np.prod(image_shape)), layers.scale(256, width)
+    for name in ('fc1', 'fc2'):
+      self.add_module(name, nn.Linear(fin, hidden, bias=not batch_norm))
+      if batch_norm:
+        self.add_module(f'{name}_bn', nn.BatchNorm1d(hidden, eps=layers.BN_EPSILON,
+                                                     momentum=_BN_MOMENTUM))
+      fin = hidden
+    self.logits = nn.Linear(fin, num_classes)
+
+  def forward(self, x):
+    x = self.normalize(x).permute(0, 2, 3, 1).flatten(1)   # NCHW -> HWC rows
+    for name in ('fc1', 'fc2'):
+      x = getattr(self, name)(x)
+      if self.batch_norm:
+        x = getattr(self, f'{name}_bn')(x)
+      x = F.relu(x)
+    return self.logits(x)
+
+
 def _resnet(cls):
   return lambda c, common, image_shape: cls(in_channels=int(image_shape[-1]), **common)
 
@@ -222,6 +251,8 @@ TWINS = {
         in_channels=int(image_shape[-1]), **common),
     'small_cnn': lambda c, common, image_shape: SmallCNN(
         batch_norm=bool(c.get('batch_norm', False)), image_shape=tuple(image_shape), **common),
+    'mlp': lambda c, common, image_shape: MLP(
+        batch_norm=bool(c.get('batch_norm', True)), image_shape=tuple(image_shape), **common),
 }
 
 
