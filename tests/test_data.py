@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 from generalist_jax import data
 from generalist_jax.data import pipeline
+from tests.conftest import write_tiny_npz
 
 
 def _config(**overrides):
@@ -280,6 +281,24 @@ def test_npz_label_out_of_range_with_num_classes(tmp_path):
     data.load_dataset(_config(path=str(path), num_classes=5))
 
 
+def test_one_stray_label_is_refused_not_taken_for_246_classes_more(tmp_path):
+  """Fault kind: a single 255 among labels 0-9 loaded as 256 classes."""
+  path = tmp_path / 'stray.npz'
+  rng = np.random.default_rng(0)
+  y_train = np.arange(60) % 10
+  y_train[7] = 255
+  np.savez(path, x_train=rng.integers(0, 256, (60, 4, 4, 3), dtype=np.uint8), y_train=y_train,
+           x_test=rng.integers(0, 256, (20, 4, 4, 3), dtype=np.uint8), y_test=np.arange(20) % 10)
+  with pytest.raises(ValueError, match=r'256 classes.*245 of the ids.*data\.num_classes'):
+    data.load_dataset(_config(path=str(path)))
+  with pytest.raises(ValueError, match=r'y_train has labels in \[0, 255\], outside \[0, 9\]'):
+    data.load_dataset(_config(path=str(path), num_classes=10))
+  y_train[7] = 3                         # every class present: inferred as before
+  np.savez(path, x_train=np.zeros((60, 4, 4, 3), np.uint8), y_train=y_train,
+           x_test=np.zeros((20, 4, 4, 3), np.uint8), y_test=np.arange(20) % 10)
+  assert data.load_dataset(_config(path=str(path))).info.num_classes == 10
+
+
 def test_npz_missing_file(tmp_path):
   path = tmp_path / 'nope.npz'
   with pytest.raises(ValueError) as err:
@@ -395,3 +414,33 @@ def test_test_subset_is_spread_over_classes_when_the_file_is_sorted(tmp_path):
            y_test=np.repeat(np.arange(10), 10))        # sorted by class
   ds = data.load_dataset(_config(path=str(path), val_size=4, test_size=20))
   assert len(np.unique(ds.test[1])) >= 6               # the first 20 hold only 2
+
+
+def test_a_runs_normalisation_is_part_of_the_run(tmp_path, capsys):
+  """Fault kind: mean/std were recomputed from the data at evaluation time, so
+  adding training images to the npz changed the evaluated model."""
+  from generalist_jax.run import evaluate_run
+  from generalist_jax.run import loop
+  from generalist_jax.run import restore
+  from tests.tiny_config import tiny_config
+  npz = write_tiny_npz(tmp_path / 'd.npz', n_train=48, n_test=24)
+  config = tiny_config(npz)
+  config.eval.final_test = False
+  workdir = tmp_path / 'run'
+  loop.train_and_evaluate(config, str(workdir))
+  kwargs = dict(checkpoint='last', attacks='pgd', norms=['linf'], eps=[0.01], n_ex=24,
+                batch_size=8, overrides={'steps': 1}, progress=False)
+  before = evaluate_run.evaluate_run(workdir, name='before', **kwargs)
+  saved = restore.restore_run(workdir).dataset.info
+  with np.load(npz) as f:        # the same test set; more, brighter training images
+    arrays = dict(f)
+  arrays['x_train'] = np.concatenate([arrays['x_train'], np.full_like(arrays['x_train'], 250)])
+  arrays['y_train'] = np.concatenate([arrays['y_train'], arrays['y_train']])
+  np.savez(npz, **arrays)
+  capsys.readouterr()
+  after = evaluate_run.evaluate_run(workdir, name='after', **kwargs)
+  assert 'normalisation statistics differ' in capsys.readouterr().out
+  assert after['clean_acc'] == before['clean_acc']
+  flags = lambda name: (workdir / 'eval' / f'{name}.csv').read_text()
+  assert flags('after') == flags('before')
+  assert restore.restore_run(workdir).dataset.info == saved   # the run's own constants

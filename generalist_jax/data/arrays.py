@@ -124,6 +124,19 @@ def load_npz(data_config, split: splits.SplitSpec) -> splits.Dataset:
                              num_classes=data_config.get('num_classes', None))
 
 
+def _check_every_class_occurs(labels: np.ndarray, inferred: int, path) -> None:
+  """With data.num_classes unset, the class count is max label + 1; a class id that no
+  example has means a stray label (a 255 among 0-9 would make 256 classes)."""
+  missing = np.setdiff1d(np.arange(inferred), labels)
+  if len(missing):
+    raise ValueError(
+        f'{path}: the labels run up to {inferred - 1}, so there would be {inferred} classes, '
+        f'but {len(missing)} of the ids 0..{inferred - 1} have no example (e.g. '
+        f'{missing[:5].tolist()}): a stray label? Set data.num_classes to the real number '
+        'of classes (labels outside 0..num_classes-1 are then refused, naming them), or '
+        'fix the labels.')
+
+
 def dataset_from_arrays(arrays, path, what, split: splits.SplitSpec,
                         num_classes=None) -> splits.Dataset:
   """Checks in-memory ``x_train, y_train, x_test, y_test`` (``path`` and
@@ -145,6 +158,7 @@ def dataset_from_arrays(arrays, path, what, split: splits.SplitSpec,
 
   inferred = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
   if num_classes is None:
+    _check_every_class_occurs(np.concatenate([y_train, y_test]), inferred, path)
     num_classes = inferred
   num_classes = int(num_classes)
   for key, y in (('y_train', y_train), ('y_test', y_test)):

@@ -8,6 +8,7 @@ by one, so no non-finite state is ever saved.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import pathlib
 import time
@@ -64,6 +65,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   workdir.mkdir(parents=True, exist_ok=True)
   run_config.check_and_write(config, workdir, start_over_allowed=start_over)
   dataset = data_lib.load_dataset(config.data)
+  dataset = dataclasses.replace(dataset, info=restore.run_data_info(
+      workdir, dataset.info, write=parallel.is_main_process()))
   steps_per_epoch = data_lib.steps_per_epoch(dataset, config.batch_size)
   fidelity_warnings = config_validation.validate_for_data(config, steps_per_epoch,
                                                           dataset.info.image_shape)

@@ -1,6 +1,7 @@
 """Reading a run back: its config, data, static setup and a checkpoint's state."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from typing import Any, NamedTuple
@@ -12,6 +13,7 @@ import orbax.checkpoint as ocp
 from generalist_jax import data as data_lib
 from generalist_jax.method import step as step_lib
 from generalist_jax.run import checkpoints
+from generalist_jax.run import run_config
 
 
 class RestoredRun(NamedTuple):
@@ -35,6 +37,40 @@ def read_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
+DATA_INFO = 'data_info.json'
+
+
+def _info_dict(info: data_lib.DatasetInfo) -> dict:
+  return {'num_classes': int(info.num_classes), 'image_shape': list(info.image_shape),
+          'mean': [float(m) for m in info.mean], 'std': [float(s) for s in info.std]}
+
+
+def run_data_info(workdir, info: data_lib.DatasetInfo, *, write: bool) -> data_lib.DatasetInfo:
+  """The run's preprocessing constants (classes, image shape, normalisation mean/std),
+  saved in <workdir>/data_info.json when the run first starts (`write`) and used
+  from then on by resumes, evaluation and export, so the model stays the same
+  function when the data file changes. A changed mean/std is reported (the saved
+  one is used); other classes or image shapes are refused (ValueError)."""
+  path = pathlib.Path(workdir) / DATA_INFO
+  if not path.exists() or (write and not run_config.has_checkpoints(pathlib.Path(workdir))):
+    if write:   # first start (or nothing trained yet): these constants define the run
+      path.write_text(json.dumps(_info_dict(info), indent=2))
+    return info
+  saved = json.loads(path.read_text())
+  now = _info_dict(info)
+  for field in ('num_classes', 'image_shape'):
+    if saved[field] != now[field]:
+      raise ValueError(f'the data now has {field}={now[field]}, but the run in {workdir} was '
+                       f'trained with {saved[field]} ({path}); use the data it was trained on.')
+  if any(abs(a - b) > 1e-7 for k in ('mean', 'std') for a, b in zip(saved[k], now[k])):
+    print(f'WARNING: the data\'s normalisation statistics differ from the run\'s '
+          f'(mean {now["mean"]} vs {saved["mean"]}, std {now["std"]} vs {saved["std"]}); '
+          f'using the run\'s saved ones ({path}).')
+  return data_lib.DatasetInfo(num_classes=saved['num_classes'],
+                              image_shape=tuple(saved['image_shape']),
+                              mean=tuple(saved['mean']), std=tuple(saved['std']))
+
+
 def restore_run(workdir, checkpoint: str = 'last', *, full_test: bool = False) -> RestoredRun:
   """A run's checkpoint ('last', 'best' or a step number), read-only (safe beside a
   live run). `full_test`: the whole test split, not the run's `data.test_size`
@@ -45,6 +81,7 @@ def restore_run(workdir, checkpoint: str = 'last', *, full_test: bool = False) -
   if full_test:
     data_config.test_size = None
   dataset = data_lib.load_dataset(data_config)
+  dataset = dataclasses.replace(dataset, info=run_data_info(workdir, dataset.info, write=False))
   setup = step_lib.make_setup(config, dataset.info,
                               data_lib.steps_per_epoch(dataset, config.batch_size))
   template = state_template(step_lib.create_train_state(setup, dataset.info.image_shape,
