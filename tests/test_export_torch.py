@@ -90,3 +90,55 @@ def test_mismatched_width_is_refused():
   with pytest.raises(ValueError, match='shape'):
     torch_convert.torch_twin(dict(fields, width=0.25), 10, info.mean, info.std, image_shape,
                             variables)
+
+
+# RobustBench's / kuangliu's key names, made from the twins' by the inverse renames.
+ROBUSTBENCH_NAMES = {
+    'wide_resnet': ((r'^(block\d)_(\d+)\.', r'\1.layer.\2.'), (r'\.shortcut\.', '.convShortcut.'),
+                    (r'^bn\.', 'bn1.')),
+    'preact_resnet18': ((r'^(layer\d)_(\d+)\.', r'\1.\2.'), (r'\.shortcut\.', '.shortcut.0.')),
+    'resnet18': ((r'^(layer\d)_(\d+)\.', r'\1.\2.'), (r'\.shortcut_conv\.', '.shortcut.0.'),
+                 (r'\.shortcut_bn\.', '.shortcut.1.')),
+}
+
+
+@pytest.mark.parametrize('case', ['wide_resnet', 'preact_resnet18', 'resnet18', 'small_cnn_bn',
+                                  'mlp'])
+@pytest.mark.parametrize('names', ['ours', 'robustbench'])
+def test_a_pytorch_state_dict_imports_with_the_same_logits(case, names):
+  import re
+  fields, image_shape = CASES[case]
+  if names == 'robustbench' and fields['name'] not in ROBUSTBENCH_NAMES:
+    pytest.skip('no RobustBench naming for this architecture')
+  torch.manual_seed(0)
+  twin = torch_models.create_model(fields, 10, (0.0,), (1.0,), image_shape).eval()
+  with torch.no_grad():     # BatchNorm statistics away from their init values
+    for module in twin.modules():
+      if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+        module.running_mean.uniform_(-0.5, 0.5)
+        module.running_var.uniform_(0.5, 2.0)
+  state = twin.state_dict()
+  if names == 'robustbench':
+    renamed = {}
+    for key, value in state.items():
+      for pattern, replacement in ROBUSTBENCH_NAMES[fields['name']]:
+        key = re.sub(pattern, replacement, key)
+      renamed['module.' + key] = value            # as saved from a DataParallel model
+    state = renamed
+  model = models.create_model(fields, 10, (0.0,), (1.0,))
+  template = models.init_variables(model, jax.random.PRNGKey(0), image_shape)
+  variables = torch_convert.flax_variables(state, twin, template)
+  x = np.random.default_rng(1).uniform(size=(4, *image_shape)).astype(np.float32)
+  expected = twin(torch.from_numpy(x.transpose(0, 3, 1, 2))).detach().numpy()
+  got = np.asarray(models.apply_model(model, variables, x, train=False)[0])
+  np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_importing_another_architecture_names_what_is_missing():
+  fields, image_shape = CASES['resnet18']
+  twin = torch_models.create_model(fields, 10, (0.0,), (1.0,), image_shape)
+  other = torch_models.create_model(CASES['preact_resnet18'][0], 10, (0.0,), (1.0,), image_shape)
+  model = models.create_model(fields, 10, (0.0,), (1.0,))
+  template = models.init_variables(model, jax.random.PRNGKey(0), image_shape)
+  with pytest.raises(ValueError, match='has no'):
+    torch_convert.flax_variables(other.state_dict(), twin, template)

@@ -119,7 +119,8 @@ def attack_batch_fn(apply_fn, spec: AttackSpec):
       norm = attacks.lp_norm(x_adv - x, spec.norm)
       inside = (norm <= spec.eps * (1 + 1e-4) + 1e-6) & jnp.all(
           (x_adv >= 0) & (x_adv <= 1), axis=tuple(range(1, x.ndim)))
-      return {'correct': jnp.argmax(logits_fn(x_adv), -1) == y, 'inside': inside}
+      return {'correct': jnp.argmax(logits_fn(x_adv), -1) == y, 'inside': inside,
+              'x_adv': x_adv}
     _COMPILED[key] = run
   return _COMPILED[key]
 
@@ -152,8 +153,8 @@ def _chunks(indices, batch_size):
 
 def run_evaluation(apply_fn, params, images, labels, plan: list[AttackSpec], *,
                    batch_size: int, seed: int, example_ids=None, state: dict | None = None,
-                   save=None, progress: bool = True, stop_after_batches: int | None = None
-                   ) -> dict:
+                   save=None, progress: bool = True, stop_after_batches: int | None = None,
+                   x_adv: np.ndarray | None = None) -> dict:
   """Fills `state` (per-example int8 flags per column) and returns it.
 
   apply_fn(params, x) -> logits is the predictor (`model_apply_fn` for our models);
@@ -161,6 +162,8 @@ def run_evaluation(apply_fn, params, images, labels, plan: list[AttackSpec], *,
   (default 0..N-1; e.g. indices into the test split) fix each example's attack
   keys with `seed` (`column_key`). `save(state)` is called after every batch;
   `stop_after_batches` stops early (as an interruption would; tests use it).
+  `x_adv` (float32 [N, H, W, C], e.g. the clean images): each example's
+  adversarial point is written there by the attack that fooled it.
   """
   n = len(labels)
   example_ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
@@ -214,6 +217,9 @@ def run_evaluation(apply_fn, params, images, labels, plan: list[AttackSpec], *,
       m = len(chunk)
       col[chunk] = out['correct'][:m]
       state['outside_ball'][chunk] |= ~out['inside'][:m]
+      if x_adv is not None:
+        fooled = ~out['correct'][:m]
+        x_adv[chunk[fooled]] = out['x_adv'][:m][fooled]
       if step_done(m):
         bar.close()
         return state

@@ -1,7 +1,10 @@
 """Flax variables <-> PyTorch state_dicts of the `torch_models` twins (needs the
-`torch` extra). The CLI that exports a run's learner is
+`torch` extra), both ways. The CLI that exports a run's learner is
 `python -m generalist_jax.export_torch`; `load(path)` rebuilds an exported learner
-in eval mode, e.g. for the official AutoAttack or RobustBench:
+in eval mode, e.g. for the official AutoAttack or RobustBench. The other way,
+`flax_variables` reads a PyTorch state_dict (ours, or RobustBench's key names
+for PreAct-ResNet-18, ResNet-18 and WideResNet, see `robustbench_keys`) into the
+flax model, e.g. to evaluate it with our AutoAttack:
 
   from generalist_jax.models import torch_convert
   model = torch_convert.load('model.pt')   # inputs NCHW in [0, 1]
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 import flax.traverse_util
 import numpy as np
@@ -72,6 +76,77 @@ def state_dict(variables: dict, torch_model: torch.nn.Module) -> dict:
                        f'{tuple(expected[key].shape)} (same width / image shape?)')
     result[key] = torch.from_numpy(np.array(value)).to(expected[key].dtype)   # a writable copy
   return result
+
+
+def _hwc_rows_from_chw(kernel: np.ndarray, chw: tuple) -> np.ndarray:
+  """Inverse of `_hwc_to_chw_rows`."""
+  c, h, w = chw
+  return kernel.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(h * w * c, -1)
+
+
+def _flax_param(name: str, value: np.ndarray) -> np.ndarray:
+  """Inverse of `_torch_param`."""
+  if name != 'kernel':
+    return value
+  return value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+
+
+_BLOCKS = (r'^(layer\d)\.(\d+)\.', r'\1_\2.')      # nn.Sequential blocks -> named blocks
+_RENAMES = {   # twin class -> (pattern, replacement): RobustBench / kuangliu names -> ours
+    'WideResNet': ((r'^(block\d)\.layer\.(\d+)\.', r'\1_\2.'), (r'\.convShortcut\.', '.shortcut.'),
+                   (r'^bn1\.', 'bn.')),
+    'PreActResNet18': (_BLOCKS, (r'\.shortcut\.0\.', '.shortcut.')),
+    'ResNet18': (_BLOCKS, (r'\.shortcut\.0\.', '.shortcut_conv.'),
+                 (r'\.shortcut\.1\.', '.shortcut_bn.')),
+}
+
+
+def robustbench_keys(torch_state: dict, twin: torch.nn.Module) -> dict:
+  """`torch_state` with its keys renamed to the twin's where they are RobustBench's
+  (or kuangliu/pytorch-cifar's; a DataParallel 'module.' prefix is dropped). RobustBench
+  WRNs' unused `sub_block1` is left out."""
+  expected = set(twin.state_dict())
+  out = {}
+  for key, value in torch_state.items():
+    key = re.sub(r'^module\.', '', key)
+    if key.startswith('sub_block1.'):
+      continue
+    if key not in expected:
+      for pattern, replacement in _RENAMES.get(type(twin).__name__, ()):
+        key = re.sub(pattern, replacement, key)
+    out[key] = value
+  return out
+
+
+def flax_variables(torch_state: dict, twin: torch.nn.Module, template: dict) -> dict:
+  """A PyTorch state_dict of `twin`'s architecture -> flax {'params', 'batch_stats'}
+  with `template`'s structure (e.g. `models.init_variables(model, ...)`). Fails
+  naming the keys and shapes that do not match."""
+  state = {k: v.detach().cpu().numpy() if hasattr(v, 'detach') else np.asarray(v)
+           for k, v in robustbench_keys(torch_state, twin).items()}
+  expected = twin.state_dict()
+  missing = sorted(k for k in expected if k not in state and not k.endswith('num_batches_tracked'))
+  if missing:
+    raise ValueError(f'the state_dict has no {missing[:8]} that {type(twin).__name__} needs '
+                     '(another architecture, depth or width?)')
+  params = flax.traverse_util.flatten_dict(template['params'])
+  out_params = {}
+  for path, leaf in params.items():
+    value = state['.'.join(path[:-1] + (_PARAM_NAMES[path[-1]],))]
+    if isinstance(twin, torch_models.SmallCNN) and path == ('fc1', 'kernel'):
+      value = _hwc_rows_from_chw(value.T, twin.flat_shape)
+    else:
+      value = _flax_param(path[-1], value)
+    if value.shape != tuple(leaf.shape):
+      raise ValueError(f"{'/'.join(path)}: the state_dict gives shape {value.shape}, the "
+                       f'flax model wants {tuple(leaf.shape)} (same width / depth?)')
+    out_params[path] = np.asarray(value, np.float32)
+  stats = {}
+  for path, leaf in flax.traverse_util.flatten_dict(template.get('batch_stats') or {}).items():
+    stats[path] = np.asarray(state[f"{'.'.join(path[:-1])}.{_STAT_NAMES[path[-1]]}"],
+                             np.float32).reshape(leaf.shape)
+  return {'params': flax.traverse_util.unflatten_dict(out_params),
+          'batch_stats': flax.traverse_util.unflatten_dict(stats) if stats else {}}
 
 
 def torch_twin(model_config, num_classes: int, mean, std, image_shape,
