@@ -62,20 +62,38 @@ def _l0(delta):
 
 
 def apgd_run(logits_fn, x, y, key, *, eps, norm: str, loss_fn: Callable, steps: int,
-             delta_init=None, unroll=1) -> RunResult:
-  """One APGD run from a random start (or `delta_init`); `loss_fn(logits, y)` per example."""
+             delta_init=None, unroll=1, eot_iter: int = 1) -> RunResult:
+  """One APGD run from a random start (or `delta_init`); `loss_fn(logits, y)` per example.
+
+  eot_iter > 1 (randomised models, AutoAttack's 'rand'): the gradient is the mean
+  over `eot_iter` draws of the model, `logits_fn(x, key=k)`, as the official
+  `eot_iter`; the loss and prediction are those of the last draw."""
   threat_model = threat.NORMS[norm]
   pe = lambda v: threat.per_example(v, x)
   n_features = int(np.prod(x.shape[1:]))
   eps = jnp.broadcast_to(jnp.asarray(eps, x.dtype), x.shape[:1])
   alpha = 1.0 if norm == 'l1' else 2.0
 
-  def loss_and_grad(delta):
+  eot_key = jax.random.fold_in(key, 0xE07)
+
+  def one_draw(delta, draw_key):
     def total(d):
-      logits = logits_fn(x + d)
+      logits = logits_fn(x + d) if draw_key is None else logits_fn(x + d, key=draw_key)
       per_example = loss_fn(logits, y)
       return per_example.sum(), (per_example, logits)
     (_, (per_example, logits)), grad = jax.value_and_grad(total, has_aux=True)(delta)
+    return per_example, logits, grad
+
+  def loss_and_grad(delta, i=-1):
+    if eot_iter == 1:
+      per_example, logits, grad = one_draw(delta, None)
+    else:
+      def draw(total_grad, k):
+        per_example, logits, grad = one_draw(delta, k)
+        return total_grad + grad, (per_example, logits)
+      keys = jax.random.split(jax.random.fold_in(eot_key, i + 1), eot_iter)
+      grad, (per_example, logits) = jax.lax.scan(draw, jnp.zeros_like(delta), keys)
+      grad, per_example, logits = grad / eot_iter, per_example[-1], logits[-1]
     return per_example, jnp.argmax(logits, -1) != y, grad
 
   if delta_init is None:
@@ -103,7 +121,7 @@ def apgd_run(logits_fn, x, y, key, *, eps, norm: str, loss_fn: Callable, steps: 
       a = jnp.where(i > 0, MOMENTUM, 1.0)
       z = threat_model.project(x, threat_model.step(delta, s['grad'], s['step']), eps)
       new = threat_model.project(x, delta + a * (z - delta) + (1 - a) * (delta - s['prev']), eps)
-    loss, fooled_now, grad = loss_and_grad(new)
+    loss, fooled_now, grad = loss_and_grad(new, i)
     improved = loss > s['loss_best']
     s = dict(s, prev=delta, delta=new, grad=grad,
              adv=jnp.where(pe(fooled_now), new, s['adv']), fooled=s['fooled'] | fooled_now,
@@ -148,7 +166,7 @@ def _l1_checkpoint(s, x, eps, alpha, n_features):
   return _restart_from_best(s, sparser)
 
 
-def _large_eps_run(logits_fn, x, y, key, *, eps, loss_fn, steps, unroll):
+def _large_eps_run(logits_fn, x, y, key, *, eps, loss_fn, steps, unroll, eot_iter=1):
   """APGD-l1 with eps 3x, 2x, 1x for 30/30/40% of the steps; each stage starts
   from the previous best point. Only the last stage (the real eps) counts."""
   fractions = (0.3, 0.3)
@@ -158,7 +176,7 @@ def _large_eps_run(logits_fn, x, y, key, *, eps, loss_fn, steps, unroll):
   result = None
   for scale, n in zip((3.0, 2.0, 1.0), stage_steps):
     result = apgd_run(logits_fn, x, y, key, eps=scale * eps, norm='l1', loss_fn=loss_fn,
-                      steps=max(n, 1), delta_init=delta, unroll=unroll)
+                      steps=max(n, 1), delta_init=delta, unroll=unroll, eot_iter=eot_iter)
     delta = result.x_best - x
   return result
 
@@ -181,7 +199,7 @@ def _repeat(n: int, run: Callable[[int], RunResult]) -> RunResult:
 
 
 def apgd_result(logits_fn, x, y, key, *, eps, norm='linf', loss='ce', steps=100,
-                restarts=1, large_eps_start=False, unroll=1) -> RunResult:
+                restarts=1, large_eps_start=False, unroll=1, eot_iter=1) -> RunResult:
   loss_fn = losses.LOSSES[loss]
 
   def run(r):
@@ -189,22 +207,25 @@ def apgd_result(logits_fn, x, y, key, *, eps, norm='linf', loss='ce', steps=100,
     if large_eps_start:
       assert norm == 'l1', 'large_eps_start is the APGD-l1 schedule'
       return _large_eps_run(logits_fn, x, y, k, eps=eps, loss_fn=loss_fn, steps=steps,
-                            unroll=unroll)
+                            unroll=unroll, eot_iter=eot_iter)
     return apgd_run(logits_fn, x, y, k, eps=eps, norm=norm, loss_fn=loss_fn, steps=steps,
-                    unroll=unroll)
+                    unroll=unroll, eot_iter=eot_iter)
 
   return _repeat(restarts, run)
 
 
 def apgd(logits_fn, x, y, key, *, eps, norm: str = 'linf', loss: str = 'ce', steps: int = 100,
-         restarts: int = 1, large_eps_start: bool = False, unroll=1) -> jax.Array:
+         restarts: int = 1, large_eps_start: bool = False, unroll=1,
+         eot_iter: int = 1) -> jax.Array:
   """APGD on 'ce' (APGD-CE) or 'dlr' (APGD-DLR); returns x_adv [B, ...].
 
   x [B, H, W, C] in [0, 1], y [B]; eps in pixel units; `large_eps_start` is
-  APGD-l1's 3 eps -> eps schedule (l1 only). Source: fra31/auto-attack
+  APGD-l1's 3 eps -> eps schedule (l1 only); eot_iter > 1 averages gradients over
+  draws of a randomised `logits_fn(x, key=k)`. Source: fra31/auto-attack
   `autopgd_base.py`."""
   return apgd_result(logits_fn, x, y, key, eps=eps, norm=norm, loss=loss, steps=steps,
-                     restarts=restarts, large_eps_start=large_eps_start, unroll=unroll).x_adv
+                     restarts=restarts, large_eps_start=large_eps_start, unroll=unroll,
+                     eot_iter=eot_iter).x_adv
 
 
 def target_classes(logits: jax.Array, n_targets: int) -> jax.Array:

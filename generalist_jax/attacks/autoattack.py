@@ -9,10 +9,8 @@ failed to break; every table is computed from the per-example flags:
 
 'standard' = APGD-CE, APGD-T, FAB-T, Square, as AutoAttack's
 `set_version('standard')` lists them for every norm (l1: APGD with 5 restarts /
-5 targets and the 3 eps -> eps schedule, `registry.standard_settings`).
-AutoAttack's Square has no l1 version (it asserts l-inf or l2), and neither
-does ours, so l1 'standard' runs APGD-CE, APGD-T, FAB-T and every report says
-Square is missing (`missing_components`). 'fast' = APGD-CE, APGD-T.
+5 targets and the 3 eps -> eps schedule, `registry.standard_settings`); 'plus' and
+'rand' as AutoAttack's; 'fast' (ours) = APGD-CE, APGD-T.
 """
 from __future__ import annotations
 
@@ -22,22 +20,38 @@ from generalist_jax.attacks import registry
 
 DEFAULT_EPS = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}   # the CIFAR-10 conventions
 
-STANDARD = ('apgd-ce', 'apgd-t', 'fab-t', 'square')
-VERSIONS = {'standard': STANDARD, 'fast': ('apgd-ce', 'apgd-t')}
+# version -> ((attack, settings that differ from its registry row's standard budget), ...)
+# as AutoAttack's `_set_version` (fra31/auto-attack autoattack.py): 'plus' adds
+# APGD-DLR and untargeted FAB with 5 restarts and raises APGD-CE to 5 restarts;
+# 'rand' is APGD-CE and APGD-DLR with EOT over 20 draws of a randomised model.
+VERSIONS = {
+    'standard': (('apgd-ce', {}), ('apgd-t', {}), ('fab-t', {}), ('square', {})),
+    'plus': (('apgd-ce', {'restarts': 5}), ('apgd-dlr', {'restarts': 5}),
+             ('fab', {'restarts': 5}), ('square', {}),
+             ('apgd-t', {'restarts': 1, 'n_targets': 9}), ('fab-t', {'restarts': 1, 'n_targets': 9})),
+    'rand': (('apgd-ce', {'restarts': 1, 'eot_iter': 20}),
+             ('apgd-dlr', {'restarts': 1, 'eot_iter': 20})),
+    'fast': (('apgd-ce', {}), ('apgd-t', {})),
+}
+
+
+def version_attacks(version: str, norm: str) -> tuple[tuple[str, dict], ...]:
+  """((attack, settings overrides), ...) of `version` that run in `norm`, in order."""
+  if version not in VERSIONS:
+    raise ValueError(f'unknown version {version!r}; use one of {tuple(VERSIONS)} or a list')
+  return tuple((a, dict(o)) for a, o in VERSIONS[version] if a in registry.implemented(norm))
 
 
 def version_components(version: str, norm: str) -> tuple[str, ...]:
   """The attacks of `version` that run in `norm`, in order."""
-  if version not in VERSIONS:
-    raise ValueError(f'unknown version {version!r}; use one of {tuple(VERSIONS)} or a list')
-  return tuple(a for a in VERSIONS[version] if a in registry.implemented(norm))
+  return tuple(a for a, _ in version_attacks(version, norm))
 
 
 def missing_components(version: str, norm: str) -> tuple[str, ...]:
   """The attacks of `version` that have no implementation in `norm`."""
   if version not in VERSIONS:
     return ()
-  return tuple(a for a in VERSIONS[version] if a not in registry.implemented(norm))
+  return tuple(a for a, _ in VERSIONS[version] if a not in registry.implemented(norm))
 
 
 # ----------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def _mim(logits_fn, x, y, key, *, eps, norm, steps, decay, step_size, loss, rand
 
 def _apgd_settings(norm: str) -> dict:
   l1 = norm == 'l1'   # APGD-l1: 5 restarts and the 3 eps -> eps schedule
-  return dict(steps=100, restarts=5 if l1 else 1, large_eps_start=l1)
+  return dict(steps=100, restarts=5 if l1 else 1, large_eps_start=l1, eot_iter=1)
 
 
 def _pgd_settings(loss: str) -> Callable[[str], dict]:

@@ -40,14 +40,21 @@ class AttackSpec:
 
 
 def make_plan(norms, eps, attack_list: str, overrides: dict | None = None) -> list[AttackSpec]:
-  overrides = tuple(sorted((k, v) for k, v in (overrides or {}).items() if v is not None))
+  """The columns of an evaluation: for every norm (with its eps), the attacks of
+  version `attack_list` ('standard', 'plus', 'rand', 'fast') with the version's
+  budgets, or of a comma list; `overrides` (steps, n_targets, restarts) change
+  every attack that has them. Raises ValueError for an attack not in a norm."""
+  user = {k: v for k, v in (overrides or {}).items() if v is not None}
   plan = []
   for norm, e in zip(norms, eps):
-    names = (aa.version_components(attack_list, norm) if attack_list in ('standard', 'fast')
-             else tuple(a.strip() for a in attack_list.split(',') if a.strip()))
-    for name in names:
+    if attack_list in aa.VERSIONS:
+      attacks = aa.version_attacks(attack_list, norm)
+    else:
+      attacks = tuple((a.strip(), {}) for a in attack_list.split(',') if a.strip())
+    for name, version_settings in attacks:
       registry.check_available(name, norm)   # fails before any work
-      plan.append(AttackSpec(norm, name, float(e), overrides))
+      merged = dict(version_settings, **user)
+      plan.append(AttackSpec(norm, name, float(e), tuple(sorted(merged.items()))))
   return plan
 
 
@@ -69,6 +76,13 @@ def model_apply_fn(model):
   return _COMPILED[key]
 
 
+def bind(apply_fn, params):
+  """`logits_fn(x, key=None)` of a predictor; the key reaches randomised predictors
+  (`apply_fn(params, x, key)`) only when an attack draws the model (EOT)."""
+  return lambda inputs, key=None: (apply_fn(params, inputs) if key is None
+                                   else apply_fn(params, inputs, key))
+
+
 def column_key(seed: int, spec: AttackSpec) -> jax.Array:
   """The key of attack `spec` (its name and norm) under `seed`; example i of the
   evaluation gets fold_in(column_key, i). So an attack's randomness on an example
@@ -84,7 +98,7 @@ def clean_batch_fn(apply_fn):
   if key not in _COMPILED:
     @jax.jit
     def clean(params, x, y):
-      logits_fn = lambda inputs: apply_fn(params, inputs)
+      logits_fn = bind(apply_fn, params)
       grad = jax.grad(lambda v: attacks.cross_entropy(logits_fn(v), y).sum())(x)
       flat = grad.reshape(grad.shape[0], -1)
       return {'correct': jnp.argmax(logits_fn(x), -1) == y,
@@ -110,7 +124,7 @@ def attack_batch_fn(apply_fn, spec: AttackSpec):
 
     @jax.jit
     def run(params, x, y, column, ids):
-      logits_fn = lambda inputs: apply_fn(params, inputs)
+      logits_fn = bind(apply_fn, params)
 
       def one(xi, yi, i):
         return attack(logits_fn, xi[None], yi[None], jax.random.fold_in(column, i))[0]

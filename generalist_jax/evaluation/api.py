@@ -1,0 +1,147 @@
+"""AutoAttack for any JAX model, called as the official one is (fra31/auto-attack):
+
+    from generalist_jax import AutoAttack
+    adversary = AutoAttack(logits_fn, norm='Linf', eps=8 / 255, version='standard', seed=0)
+    report = adversary.run(x, y)                       # per-example flags and accuracies
+    x_adv = adversary.run_standard_evaluation(x, y)    # as the official one returns
+
+`logits_fn` is any jittable `x [N, H, W, C] float32 in [0, 1] -> logits [N, K]` (a
+flax / haiku / equinox model with its weights bound, or a plain function); with
+`params=`, it is `logits_fn(params, x)`, so large weights are arguments of the
+compiled attacks rather than constants baked into them. For version='rand' the
+model is randomised: `logits_fn(x, key)` (or `logits_fn(params, x, key)`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import numpy as np
+
+from generalist_jax.attacks import autoattack as aa
+from generalist_jax.attacks import threat
+from generalist_jax.evaluation import reports
+from generalist_jax.evaluation import runner
+
+NORMS = {'Linf': 'linf', 'L2': 'l2', 'L1': 'l1', 'linf': 'linf', 'l2': 'l2', 'l1': 'l1'}
+
+
+@dataclasses.dataclass
+class Report:
+  """What `AutoAttack.run` found. Accuracies are fractions in [0, 1]; flags are
+  int8 per example and attack (1 robust, 0 fooled, -1 not run: already broken)."""
+  norm: str
+  eps: float
+  version: str
+  n_ex: int
+  clean_acc: float
+  robust_acc: float                 # per-example worst case over every attack
+  robust_acc_after: dict            # attack -> robust accuracy after it and those before
+  clean: np.ndarray                 # [N] bool: correct on the clean input
+  robust: np.ndarray                # [N] bool: correct on every attack's point
+  flags: dict                       # attack -> [N] int8
+  settings: dict                    # attack -> its settings (budget, eps)
+  missing_components: tuple
+  sanity: dict
+  versions: dict
+
+  def to_dict(self) -> dict:
+    """JSON-ready: numbers, settings and the per-example robust flags as lists."""
+    out = {k: v for k, v in dataclasses.asdict(self).items()
+           if not isinstance(v, (np.ndarray, dict)) or k in ('robust_acc_after', 'settings',
+                                                             'sanity', 'versions')}
+    out.update(clean=self.clean.astype(int).tolist(), robust=self.robust.astype(int).tolist(),
+               flags={k: v.astype(int).tolist() for k, v in self.flags.items()})
+    return out
+
+
+class AutoAttack:
+  """AutoAttack (Croce & Hein, ICML 2020) on a JAX model; see the module docstring.
+
+  norm: 'Linf', 'L2', 'L1' (or 'linf', 'l2', 'l1'); eps in pixel units of [0, 1];
+  version: 'standard', 'plus', 'rand' or 'custom' (then `attacks_to_run`, names as
+  AutoAttack's: 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square', plus our
+  'pgd', 'pgd-cw', 'fgsm', 'mim'); seed: the attacks' randomness (per example,
+  the same whatever the batch). Raises ValueError for an unknown norm, version or
+  attack, and for an eps whose ball holds every image (0-255 units?) unless
+  `allow_large_eps`.
+  """
+
+  def __init__(self, logits_fn, *, norm: str = 'Linf', eps: float = 8 / 255,
+               version: str = 'standard', seed: int = 0, attacks_to_run=(), params=None,
+               allow_large_eps: bool = False):
+    if norm not in NORMS:
+      raise ValueError(f"norm={norm!r}: use one of 'Linf', 'L2', 'L1'.")
+    if version == 'custom':
+      if not attacks_to_run:
+        raise ValueError("version='custom' needs attacks_to_run, e.g. ['apgd-ce', 'square'].")
+      attack_list = ','.join(attacks_to_run)
+    elif attacks_to_run:
+      raise ValueError("attacks_to_run is only read with version='custom' (as AutoAttack).")
+    else:
+      attack_list = version
+    self.norm, self.eps, self.version, self.seed = NORMS[norm], float(eps), version, int(seed)
+    self.allow_large_eps = allow_large_eps
+    self.plan = runner.make_plan([self.norm], [self.eps], attack_list)
+    self.params = params
+    if version == 'rand':   # one fixed draw where no key is given (clean pass, final check)
+      fixed = jax.random.PRNGKey(self.seed)
+      self.apply_fn = ((lambda p, x, key=fixed: logits_fn(p, x, key)) if params is not None
+                       else (lambda _, x, key=fixed: logits_fn(x, key)))
+    else:
+      self.apply_fn = ((lambda p, x, key=None: logits_fn(p, x)) if params is not None
+                       else (lambda _, x, key=None: logits_fn(x)))
+
+  def _check_eps(self, x) -> None:
+    problem = threat.eps_problem(self.norm, self.eps, int(np.prod(x.shape[1:])))
+    if problem and not self.allow_large_eps:
+      raise ValueError(f'{problem} (allow_large_eps=True to run it anyway)')
+
+  def run(self, x, y, *, batch_size: int = 500, state_path: str | None = None,
+          example_ids=None, progress: bool = False, x_adv: np.ndarray | None = None) -> Report:
+    """Runs the version's attacks in order, each on the examples every earlier one
+    missed. x [N, H, W, C] float in [0, 1] (or uint8), y [N] int. `state_path`: an
+    .npz where the flags are saved after every batch; running again with it
+    resumes (refused if the settings differ). `x_adv` (optional float32 array like
+    x) receives each fooled example's adversarial point."""
+    x = np.asarray(x)
+    y = np.asarray(y).astype(np.int32)
+    self._check_eps(x)
+    settings = {'norm': self.norm, 'eps': self.eps, 'version': self.version, 'seed': self.seed,
+                'n_ex': int(len(y)), 'attacks': [dataclasses.asdict(s) for s in self.plan]}
+    state = save = None
+    if state_path is not None:
+      path = pathlib.Path(state_path)
+      state = reports.load_state(path, settings)
+      save = lambda s: reports.save_state(path, s, settings)
+    state = runner.run_evaluation(self.apply_fn, self.params, x, y, self.plan,
+                                  batch_size=batch_size, seed=self.seed, example_ids=example_ids,
+                                  state=state, save=save, progress=progress, x_adv=x_adv)
+    summary, worst, _ = runner.summarize(state, self.plan)
+    random_model = self.version == 'rand'
+    gap = 0.0 if random_model else runner.determinism_gap(self.apply_fn, self.params,
+                                                          x[:min(len(y), batch_size)])
+    return Report(
+        norm=self.norm, eps=self.eps, version=self.version, n_ex=int(len(y)),
+        clean_acc=summary['clean_acc'], robust_acc=summary['robust_acc'],
+        robust_acc_after={s.name: summary['attacks'][s.column]['robust_acc_after']
+                          for s in self.plan},
+        clean=state['clean'] == 1, robust=worst[self.norm],
+        flags={s.name: state[s.column] for s in self.plan},
+        settings={s.name: s.settings() for s in self.plan},
+        missing_components=aa.missing_components(self.version, self.norm),
+        sanity=runner.sanity_checks(state, self.plan, gap), versions=reports.library_versions())
+
+  def run_standard_evaluation(self, x, y, bs: int = 250, return_labels: bool = False):
+    """The official call: returns x_adv [N, H, W, C] (the clean input where no attack
+    succeeded), and with `return_labels` also the model's labels on x_adv."""
+    x_adv = np.array(x, np.float32) / (255.0 if np.asarray(x).dtype == np.uint8 else 1.0)
+    report = self.run(x, y, batch_size=bs, x_adv=x_adv)
+    print(f'clean accuracy: {100 * report.clean_acc:.2f}%, robust accuracy: '
+          f'{100 * report.robust_acc:.2f}% ({self.version}, {self.norm} eps={self.eps:.5g})')
+    if not return_labels:
+      return x_adv
+    labels = np.concatenate([np.argmax(np.asarray(jax.jit(self.apply_fn)(
+        self.params, x_adv[i:i + bs])), -1) for i in range(0, len(x_adv), bs)])
+    return x_adv, labels
