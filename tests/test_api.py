@@ -74,3 +74,15 @@ def test_rand_averages_gradients_over_draws_of_a_randomised_model():
 
 def test_the_package_exports_the_api_lazily():
   assert generalist_jax.AutoAttack is AutoAttack
+
+
+def test_plus_is_autoattacks_list_with_its_restarts():
+  adversary = AutoAttack(logits_fn, norm='L2', eps=0.5, version='plus')
+  plan = [(s.name, s.settings()) for s in adversary.plan]
+  assert [name for name, _ in plan] == ['apgd-ce', 'apgd-dlr', 'fab', 'square', 'apgd-t',
+                                        'fab-t']
+  settings = dict(plan)
+  assert settings['apgd-ce']['restarts'] == settings['apgd-dlr']['restarts'] == 5
+  assert settings['fab']['restarts'] == 5 and settings['fab-t']['restarts'] == 1
+  assert settings['apgd-t']['n_targets'] == settings['fab-t']['n_targets'] == 9
+  assert settings['square']['n_queries'] == 5000

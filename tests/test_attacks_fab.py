@@ -13,6 +13,7 @@ from generalist_jax.attacks import fab
 from generalist_jax.attacks import losses
 from generalist_jax.attacks import registry
 from generalist_jax.attacks import square
+from generalist_jax.attacks import threat
 
 NORMS = ('linf', 'l2', 'l1')
 SHAPE = (4, 4, 3)
@@ -143,14 +144,39 @@ def test_fab_t_finds_real_adversarial_points_in_ball_and_box(trained, norm):
 def test_fab_t_best_point_never_worse_with_more_iterations(trained):
   logits_fn, x, y = trained
   target = jnp.argsort(logits_fn(x), -1)[:, -2]
-  run = jax.jit(lambda steps: fab.fab_targeted_run(      # steps traced: one compile
-      logits_fn, x, y, target, jax.random.PRNGKey(0), eps=EPS['l2'], norm='l2', steps=steps))
+  run = jax.jit(lambda steps: fab.fab_run(                # steps traced: one compile
+      logits_fn, x, y, jax.random.PRNGKey(0), fab.targeted_boundary(logits_fn, y, target),
+      eps=EPS['l2'], norm='l2', steps=steps))
   (_, n10), (x30, n30) = run(10), run(30)
   assert bool(jnp.all(n30 <= n10))                  # same first 10 iterations, then smaller
   assert bool(jnp.any(n30 < n10))
   found = n30 < 1e9
   np.testing.assert_allclose(attacks.lp_norm(x30 - x, 'l2')[found], n30[found], rtol=1e-5)
   assert bool(jnp.all(jnp.argmax(logits_fn(x30), -1)[found] != y[found]))
+
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_untargeted_fab_steps_to_the_closest_boundary_and_breaks_points(trained, norm):
+  logits_fn, x, y = trained
+  boundary = fab.closest_boundary(logits_fn, y, norm)
+  df, w = boundary(x)
+  # By hand for example 0: the class with the smallest |f_k - f_y| / ||grad||_dual.
+  logits = logits_fn(x[:1])
+  jac = jax.jacrev(lambda v: logits_fn(v)[0])(x[:1]).reshape(logits.shape[-1], -1)
+  dual = {'linf': 1, 'l2': 2, 'l1': np.inf}[norm]
+  dists = [abs(float(logits[0, k] - logits[0, y[0]])) /
+           (1e-12 + float(np.linalg.norm(jac[k] - jac[y[0]], ord=dual)))
+           if k != int(y[0]) else np.inf for k in range(logits.shape[-1])]
+  k = int(np.argmin(dists))
+  np.testing.assert_allclose(df[0], logits[0, k] - logits[0, y[0]], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(w[0], jac[k] - jac[y[0]], rtol=1e-4, atol=1e-6)
+  eps = {'linf': 0.1, 'l2': 1.0, 'l1': 4.0}[norm]
+  x_adv = fab.fab_untargeted(logits_fn, x, y, jax.random.PRNGKey(1), eps=eps, norm=norm,
+                             steps=20, restarts=2)
+  assert bool(jnp.all(threat.lp_norm(x_adv - x, norm) <= eps * (1 + 1e-5)))
+  changed = np.asarray(jnp.any((x_adv != x).reshape(len(x), -1), -1))
+  assert changed.any()
+  assert np.all(np.asarray(jnp.argmax(logits_fn(x_adv), -1) != y)[changed])
 
 
 def test_fab_t_refuses_more_targets_than_classes(trained):
@@ -208,6 +234,37 @@ def test_square_l2_stays_on_ball_and_box_and_more_queries_never_weaker():
   margin = lambda a: losses.margin(logits_fn(a), y)
   assert bool(jnp.all(margin(many) >= margin(few) - 1e-6))
   assert bool(jnp.any(margin(many) > margin(few)))
+
+
+def test_square_l1_stays_in_ball_and_box_and_more_queries_never_weaker():
+  """AutoAttack's L1 Square (fra31/auto-attack square.py, L1 branch)."""
+  shape = (10, 10, 3)                              # 5 x 5 start tiles of side 2
+  w = jax.random.normal(jax.random.PRNGKey(3), (int(np.prod(shape)), 10)) * 0.1
+  logits_fn = lambda v: 3.0 * jnp.tanh(v.reshape(v.shape[0], -1) @ w)
+  x = jax.random.uniform(jax.random.PRNGKey(4), (16, *shape))
+  y = jnp.argmax(logits_fn(x), -1)
+  eps = 2.0
+  run = jax.jit(lambda n: square.square_l1(
+      logits_fn, x, y, jax.random.PRNGKey(2), eps=eps, n_queries=n))
+  few, many = run(15), run(80)
+  for x_adv in (few, many):
+    assert bool(jnp.all(attacks.lp_norm(x_adv - x, 'l1') <= eps * (1 + 1e-5)))
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+  margin = lambda a: losses.margin(logits_fn(a), y)
+  assert bool(jnp.all(margin(many) >= margin(few) - 1e-6))
+  assert bool(jnp.any(margin(many) > margin(few)))
+
+
+def test_the_l1_tile_has_unit_l1_mass_and_opposite_halves():
+  s = 7
+  r, q = jnp.meshgrid(jnp.arange(s), jnp.arange(s), indexing='ij')
+  tile = square.eta_tile(r[None], q[None], s, jnp.zeros((1, 1, 1), bool), 'l1')[0]
+  assert float(jnp.abs(tile).sum()) == pytest.approx(1.0, rel=1e-5)
+  assert float(tile[:s // 2].min()) > 0 and float(tile[s // 2:].max()) < 0
+  # The top rectangle (3 x 7, centre (1, 3)): rings k = 0, 1, 2, 3 weigh 1/(k+1)^4, so
+  # the centre holds all four and a cell at ring distance 3 only the last one.
+  assert float(tile[1, 3] / tile[1, 0]) == pytest.approx(
+      sum(1 / (k + 1) ** 4 for k in range(4)) / (1 / 4 ** 4), rel=1e-4)
 
 
 # --- every registered attack, random shapes and radii: ball, box, eps = 0 -----

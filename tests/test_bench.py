@@ -40,3 +40,24 @@ def test_quick_mode_writes_finite_numbers(tmp_path):
   assert math.isfinite(ratio['jax_ratio']) and ratio['jax_ratio'] > 0
   assert written['machine']['cpu'] and written['uptime_before']
   assert result['settings']['k'] == 1
+
+
+def test_gpu_check_quick_runs_on_cpu_and_writes_one_report(tmp_path):
+  """The GPU check script works before a GPU is ever used (its --quick mode)."""
+  import os
+  import subprocess
+  script = BENCH.parent / 'gpu_check.sh'
+  env = dict(os.environ, GPU_CHECK_OUT_DIR=str(tmp_path), PYTHON=sys.executable)
+  env.pop('OUT', None)
+  proc = subprocess.run(['bash', str(script), '--quick'], env=env, capture_output=True,
+                        text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  (report,) = [p for p in tmp_path.glob('gpu_check_*.json') if '_steps_' not in p.name]
+  result = json.loads(report.read_text())
+  assert set(result['bench']) == {'float32', 'bfloat16'}
+  for dtype, b in result['bench'].items():
+    assert [l['kind'] for l in b['lines']] == ['natural', 'pgd', 'generalist2'], dtype
+    assert all(math.isfinite(l['jax_s']) and l['torch_s'] > 0 for l in b['lines'])
+  assert result['loop']['loop_img_s'] > 0 and result['seconds'] > 0
+  md = report.with_suffix('.md').read_text()
+  assert '## Steps, bfloat16' in md and '## Training loop on CIFAR-10' in md

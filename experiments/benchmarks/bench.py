@@ -82,7 +82,8 @@ def _pgd(norm: str, k: int):
   return config_lib.pgd_attack(eps=eps, step_size=2.5 * eps / k, steps=k, norm=norm)
 
 
-def step_config(kind: str, model_fields: dict, batch: int, k: int):
+def step_config(kind: str, model_fields: dict, batch: int, k: int,
+                compute_dtype: str = 'float32'):
   """A config_lib config whose train_step is the benchmarked step."""
   if kind == 'natural':
     c = config_lib.single_expert_config('natural', 'global/clean_acc')
@@ -102,6 +103,7 @@ def step_config(kind: str, model_fields: dict, batch: int, k: int):
     c.experts[name].attack = _pgd(c.experts[name].attack.norm, k)
   c.model.update(model_fields)
   c.batch_size = batch
+  c.compute_dtype = compute_dtype
   validation.validate_config(c)
   return c
 
@@ -229,7 +231,8 @@ class JaxAPGD:
 class TorchSteps:
   """PyTorch versions of the steps; built lazily so torch stays optional."""
 
-  def __init__(self, config, setup, host_batch, threads: int):
+  def __init__(self, config, setup, host_batch, threads: int, device: str = 'cpu',
+               compute_dtype: str = 'float32'):
     import torch  # pylint: disable=g-import-not-at-top
 
     from generalist_jax.models import torch_models  # pylint: disable=g-import-not-at-top
@@ -252,9 +255,25 @@ class TorchSteps:
       self.optimizers.append(torch.optim.SGD(
           model.parameters(), lr=float(setup.lr_schedules[0](0)) or 0.01,
           momentum=o.momentum, weight_decay=o.weight_decay))
-    self.x = torch.from_numpy(host_batch['image'].transpose(0, 3, 1, 2).copy())
-    self.y = torch.from_numpy(host_batch['label'].astype(np.int64))
+    if device == 'auto':
+      device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    self.device = device
+    for model in self.experts + self.emas + [self.global_learner]:
+      model.to(device)   # in place: the optimizers keep their parameters
+    self.x = torch.from_numpy(host_batch['image'].transpose(0, 3, 1, 2).copy()).to(device)
+    self.y = torch.from_numpy(host_batch['label'].astype(np.int64)).to(device)
+    self.autocast = (torch.autocast(device_type=device, dtype=torch.bfloat16)
+                     if compute_dtype == 'bfloat16' else _null())
     self.step_count = 0
+
+  def timed(self, fn):
+    """fn(), under autocast, synchronised so that GPU work is inside the timing."""
+    def call():
+      with self.autocast:
+        fn()
+      if self.device != 'cpu':
+        self.torch.cuda.synchronize()
+    return call
 
   # --- attacks: input gradients only -----------------------------------------
 
@@ -417,6 +436,7 @@ class Line:
   torch_rss_rise_mb: float | None
   jax_reps: list
   torch_reps: list
+  torch_gpu_peak_mb: float | None = None   # CUDA: torch.cuda.max_memory_allocated
 
   @property
   def ratio(self):   # JAX/PyTorch throughput
@@ -435,7 +455,8 @@ def measure(kind: str, model_name: str, model_fields: dict, batch: int, args) ->
   """Compiles, warms up, then alternates JAX and PyTorch repetitions."""
   k = args.k
   host = _batch(batch)
-  config = step_config('pgd' if kind == 'apgd_ce' else kind, model_fields, batch, k)
+  config = step_config('pgd' if kind == 'apgd_ce' else kind, model_fields, batch, k,
+                       args.compute_dtype)
   jax_step = JaxStep(config, host)
   model = jax_step.setup.model
   flops = forward_flops(model, jax_step.variables, batch)
@@ -445,10 +466,14 @@ def measure(kind: str, model_name: str, model_fields: dict, batch: int, args) ->
     jax_fn = jax_step.compile()
   torch_fn = None
   if not args.no_torch:
-    ts = TorchSteps(config, jax_step.setup, host, args.torch_threads)
-    torch_fn = (ts.train_step if kind != 'apgd_ce'
-                else lambda: ts.apgd_ce(ts.global_learner, args.apgd_steps))
+    ts = TorchSteps(config, jax_step.setup, host, args.torch_threads, args.torch_device,
+                    args.compute_dtype)
+    torch_fn = ts.timed(ts.train_step if kind != 'apgd_ce'
+                        else lambda: ts.apgd_ce(ts.global_learner, args.apgd_steps))
   reps = args.reps_for(model_name, kind)
+  gpu_torch = torch_fn is not None and ts.device != 'cpu'
+  if gpu_torch:
+    ts.torch.cuda.reset_peak_memory_stats()
   jax_times, torch_times = [], []
   jax_rss, torch_rss = PeakRSS(), PeakRSS()
   for rep in range(args.warmup + reps):
@@ -470,7 +495,9 @@ def measure(kind: str, model_name: str, model_fields: dict, batch: int, args) ->
               compile_s=jax_fn.compile_s, jax_xla_memory_mb=jax_fn.memory_mb,
               jax_rss_rise_mb=jax_rss.rise_mb,
               torch_rss_rise_mb=torch_rss.rise_mb if torch_fn else None,
-              jax_reps=jax_times, torch_reps=torch_times)
+              jax_reps=jax_times, torch_reps=torch_times,
+              torch_gpu_peak_mb=(ts.torch.cuda.max_memory_allocated() / 2**20 if gpu_torch
+                                 else None))
   return line
 
 
@@ -548,13 +575,14 @@ def markdown(result: dict) -> str:
            f"torch threads {result['settings']['torch_threads']}; "
            f"XLA_FLAGS='{m['xla_flags']}'.", '',
            f"Load: before `{result['uptime_before']}`; after `{result['uptime_after']}`.", '',
+           f"Compute dtype {result['settings'].get('compute_dtype', 'float32')}. "
            f"PGD K={result['settings']['k']}, APGD-CE steps={result['settings']['apgd_steps']};"
            f" median of reps after {result['settings']['warmup']} warm-up, JAX and PyTorch "
            'alternating. GFLOP: XLA cost analysis of the forward pass x work units.', '',
            '| model | batch | step | JAX s | PyTorch s | JAX img/s | PyTorch img/s | '
            'JAX GFLOP/s | PyTorch GFLOP/s | JAX/PyTorch | compile s | XLA MB | '
-           'JAX RSS+ MB | PyTorch RSS+ MB |',
-           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+           'JAX RSS+ MB | PyTorch RSS+ MB | PyTorch GPU peak MB |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
   for r in result['lines']:
     lines.append(
         f"| {r['model']} | {r['batch']} | {r['kind']} | {_fmt(r['jax_s'], '.3f')} | "
@@ -562,7 +590,8 @@ def markdown(result: dict) -> str:
         f"{_fmt(r['torch_img_s'], '.1f')} | {_fmt(r['jax_gflop_s'], '.1f')} | "
         f"{_fmt(r['torch_gflop_s'], '.1f')} | {_fmt(r['jax_over_torch_throughput'])} | "
         f"{_fmt(r['compile_s'], '.1f')} | {_fmt(r['jax_xla_memory_mb'], '.0f')} | "
-        f"{_fmt(r['jax_rss_rise_mb'], '.0f')} | {_fmt(r['torch_rss_rise_mb'], '.0f')} |")
+        f"{_fmt(r['jax_rss_rise_mb'], '.0f')} | {_fmt(r['torch_rss_rise_mb'], '.0f')} | "
+        f"{_fmt(r.get('torch_gpu_peak_mb'), '.0f')} |")
   if result['generalist']:
     lines += ['', 'Generalist step / PGD-AT step (same model, batch, run):', '',
               '| model | batch | step | work count | JAX ratio | JAX ratio / work count | '
@@ -579,11 +608,14 @@ def markdown(result: dict) -> str:
 # ----------------------------------------------------------------------------
 
 def parse_model(spec: str) -> tuple[str, dict]:
-  """'small_cnn:1', 'preact_resnet18:0.25' -> (label, model config fields)."""
+  """'small_cnn:1', 'preact_resnet18:0.25', 'wrn-34-10:1' -> (label, model config fields)."""
   name, _, width = spec.partition(':')
   fields = {'name': name, 'width': float(width or 1.0)}
   if name == 'small_cnn':
     fields['batch_norm'] = True
+  wrn = re.fullmatch(r'wrn-(\d+)-(\d+)', name)
+  if wrn:
+    fields.update(name='wide_resnet', depth=int(wrn[1]), widen_factor=int(wrn[2]))
   return spec, fields
 
 
@@ -604,6 +636,12 @@ def parse_args(argv=None):
   p.add_argument('--warmup', type=int, default=1)
   p.add_argument('--torch_threads', type=int, default=2)
   p.add_argument('--no_torch', action='store_true')
+  p.add_argument('--compute_dtype', default='float32', choices=('float32', 'bfloat16'),
+                 help='JAX: config.compute_dtype; PyTorch: autocast to the same dtype')
+  p.add_argument('--torch_device', default='auto', help="'auto' (cuda if there), 'cpu', 'cuda'")
+  p.add_argument('--budget_s', type=float, default=None,
+                 help='measure no new line after this many seconds (the rest are listed '
+                      'as skipped)')
   p.add_argument('--machine', default=None, help='results file name (default: from the CPU)')
   p.add_argument('--out_dir', default=str(ROOT / 'experiments' / 'benchmarks' / 'results'))
   if p.parse_args(argv).quick:   # quick changes the defaults; explicit flags still win
@@ -636,6 +674,7 @@ def main(argv=None) -> dict:
             'bench.main(' + ' '.join(argv) + ')',
             'machine': machine(), 'uptime_before': uptime(),
             'settings': {'k': args.k, 'apgd_steps': args.apgd_steps, 'reps': args.reps,
+                         'compute_dtype': args.compute_dtype,
                          'slow_reps': args.slow_reps, 'warmup': args.warmup,
                          'torch_threads': args.torch_threads, 'quick': args.quick},
             'lines': []}
@@ -643,9 +682,14 @@ def main(argv=None) -> dict:
   out_dir.mkdir(parents=True, exist_ok=True)
   stem = out_dir / (args.machine or machine_name(result['machine']))
   lines = []
+  started = time.perf_counter()
+  result['skipped'] = []
   print(f"{result['machine']['cpu']}: {result['uptime_before']}", flush=True)
   for label, fields, batch, model_kinds in specs:
     for kind in model_kinds:
+      if args.budget_s is not None and time.perf_counter() - started > args.budget_s:
+        result['skipped'].append(f'{label}@{batch} {kind}: over --budget_s={args.budget_s:g}')
+        continue
       line = measure(kind, label, fields, batch, args)
       lines.append(line)
       print(f'{label:>22} b={batch:<4} {kind:<12} JAX {line.jax_s:8.3f} s  PyTorch '

@@ -103,28 +103,54 @@ def _random_start(key, x0, norm: str, radius):
   return jnp.clip(x0 + 0.5 * threat.per_example(radius, t) * t, 0.0, 1.0)
 
 
-def fab_targeted_run(logits_fn, x, y, target, key, *, eps, norm: str, steps: int = 100,
-                     alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9,
-                     random_start=False):
-  """(x_best, norm_best): the smallest misclassified point found towards `target`
-  (norm_best = 1e10 and x_best = x where none was found). `random_start` may
-  be traced (the restart index decides it)."""
+def targeted_boundary(logits_fn, y, target):
+  """x1 -> (f_t - f_y [B], its input gradient [B, D]) towards a fixed `target` [B]:
+  one backward pass (the cotangent e_t - e_y)."""
+  def boundary(x1):
+    logits, vjp = jax.vjp(logits_fn, x1)
+    onehot = jax.nn.one_hot(target, logits.shape[-1]) - jax.nn.one_hot(y, logits.shape[-1])
+    (dg,) = vjp(onehot.astype(logits.dtype))
+    return jnp.sum(logits * onehot, -1), dg.reshape(x1.shape[0], -1)
+  return boundary
+
+
+_DUAL = {'linf': 'l1', 'l2': 'l2', 'l1': 'linf'}
+
+
+def closest_boundary(logits_fn, y, norm: str):
+  """x1 -> (f_k - f_y, grad (f_k - f_y)) for the class k whose linearised boundary is
+  closest in `norm` (|f_k - f_y| / ||grad||_dual, the true class excluded), chosen
+  anew at every iterate: untargeted FAB. The full Jacobian costs one backward pass
+  per class (fra31/auto-attack fab_base.py `attack_single_run`, targeted=False)."""
+  def boundary(x1):
+    logits, vjp = jax.vjp(logits_fn, x1)
+    n, k = logits.shape
+    grads = jax.vmap(lambda e: vjp(jnp.broadcast_to(e, (n, k)))[0])(jnp.eye(k, dtype=logits.dtype))
+    grads = jnp.moveaxis(grads.reshape(k, n, -1), 0, 1)              # [B, K, D]
+    true = jax.nn.one_hot(y, k, dtype=bool)
+    df = logits - jnp.take_along_axis(logits, y[:, None], -1)
+    dg = grads - jnp.take_along_axis(grads, y[:, None, None], 1)
+    dual = threat.lp_norm(dg.reshape(n * k, -1), _DUAL[norm]).reshape(n, k)
+    dist = jnp.where(true, jnp.inf, jnp.abs(df) / (1e-12 + dual))
+    closest = jnp.argmin(dist, -1)
+    return (jnp.take_along_axis(df, closest[:, None], -1)[:, 0],
+            jnp.take_along_axis(dg, closest[:, None, None], 1)[:, 0])
+  return boundary
+
+
+def fab_run(logits_fn, x, y, key, boundary, *, eps, norm: str, steps: int = 100,
+            alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, random_start=False):
+  """(x_best, norm_best): the smallest misclassified point found, stepping towards the
+  linearised boundary `boundary(x1) -> (df [B], w [B, D])` (norm_best = 1e10 and
+  x_best = x where none was found). `random_start` may be traced."""
   shape = x.shape
   n = x.shape[0]
   x0 = x.reshape(n, -1)
   start = jnp.where(random_start, _random_start(key, x, norm, eps), x)
 
-  def per_example_diff_and_grad(x1):
-    # One backward pass: the cotangent e_t - e_y gives grad (f_t - f_y) per example.
-    logits, vjp = jax.vjp(logits_fn, x1)
-    onehot = jax.nn.one_hot(target, logits.shape[-1]) - jax.nn.one_hot(y, logits.shape[-1])
-    df = jnp.sum(logits * onehot, -1)
-    (dg,) = vjp(onehot.astype(logits.dtype))
-    return df, dg.reshape(n, -1)
-
   def body(_, carry):
     x1, x_best, norm_best = carry
-    df, w = per_example_diff_and_grad(x1)
+    df, w = boundary(x1)
     x1f = x1.reshape(n, -1)
     b = jnp.sum(w * x1f, -1) - df     # the linearised boundary: <w, z> = b
     d1 = project_on_hyperplane(x1f, w, b, norm)
@@ -147,34 +173,61 @@ def fab_targeted_run(logits_fn, x, y, target, key, *, eps, norm: str, steps: int
   return x_best, norm_best
 
 
-def fab_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int = 100,
-                 n_targets: int = 9, restarts: int = 1, alpha_max: float = 0.1,
-                 eta: float = 1.05, beta: float = 0.9) -> jax.Array:
-  """FAB-T: the runs towards each of the top `n_targets` other classes (and
-  `restarts` runs per target, random starts after the first); returns, per
-  example, the first misclassified point within eps found, else x."""
-  num_classes = logits_fn(x[:1]).shape[-1]
-  if n_targets > num_classes - 1:
-    raise ValueError(f'FAB-T needs n_targets <= {num_classes - 1} for {num_classes} classes; '
-                     f'got n_targets={n_targets}.')
-  clean_logits = logits_fn(x)
-  targets = apgd.target_classes(clean_logits, n_targets)
-  correct = jnp.argmax(clean_logits, -1) == y
+def _first_found(logits_fn, x, y, runs: int, run):
+  """Runs run(r) -> (x_best, norm_best) for r = 0..runs-1 on the examples still
+  robust; per example, the first misclassified point within eps, else x."""
+  correct = jnp.argmax(logits_fn(x), -1) == y
 
   def one(r, carry):
     x_adv, found = carry
 
     def attack(_):
-      x_best, norm_best = fab_targeted_run(
-          logits_fn, x, y, targets[r // restarts], jax.random.fold_in(key, r), eps=eps,
-          norm=norm, steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
-          random_start=(r % restarts) > 0)
-      new = ~found & correct & (norm_best <= eps)
+      x_best, within = run(r)
+      new = ~found & correct & within
       return jnp.where(threat.per_example(new, x), x_best, x_adv), found | new
 
     # Every example of the batch already broken (or never correct): skip the run.
     return jax.lax.cond(jnp.all(found | ~correct), lambda _: carry, attack, None)
 
-  x_adv, _ = jax.lax.fori_loop(0, n_targets * restarts, one,
-                               (x, jnp.zeros(x.shape[:1], bool)))
+  x_adv, _ = jax.lax.fori_loop(0, runs, one, (x, jnp.zeros(x.shape[:1], bool)))
   return x_adv
+
+
+def fab_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int = 100,
+                 n_targets: int = 9, restarts: int = 1, alpha_max: float = 0.1,
+                 eta: float = 1.05, beta: float = 0.9) -> jax.Array:
+  """FAB-T: the runs towards each of the top `n_targets` other classes (and
+  `restarts` runs per target, random starts after the first); returns, per
+  example, the first misclassified point within eps found, else x [B, ...]."""
+  num_classes = logits_fn(x[:1]).shape[-1]
+  if n_targets > num_classes - 1:
+    raise ValueError(f'FAB-T needs n_targets <= {num_classes - 1} for {num_classes} classes; '
+                     f'got n_targets={n_targets}.')
+  targets = apgd.target_classes(logits_fn(x), n_targets)
+
+  def run(r):
+    x_best, norm_best = fab_run(
+        logits_fn, x, y, jax.random.fold_in(key, r),
+        targeted_boundary(logits_fn, y, targets[r // restarts]), eps=eps, norm=norm,
+        steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
+        random_start=(r % restarts) > 0)
+    return x_best, norm_best <= eps
+
+  return _first_found(logits_fn, x, y, n_targets * restarts, run)
+
+
+def fab_untargeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int = 100,
+                   restarts: int = 1, alpha_max: float = 0.1, eta: float = 1.05,
+                   beta: float = 0.9) -> jax.Array:
+  """FAB (untargeted, AutoAttack 'plus'): every iterate steps towards the closest
+  linearised boundary; `restarts` runs, random starts of radius eps / 2 after the
+  first; returns the first misclassified point within eps found, else x [B, ...]."""
+  boundary = closest_boundary(logits_fn, y, norm)
+
+  def run(r):
+    x_best, norm_best = fab_run(logits_fn, x, y, jax.random.fold_in(key, r), boundary,
+                                eps=eps, norm=norm, steps=steps, alpha_max=alpha_max,
+                                eta=eta, beta=beta, random_start=r > 0)
+    return x_best, norm_best <= eps
+
+  return _first_found(logits_fn, x, y, restarts, run)

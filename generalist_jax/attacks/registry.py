@@ -71,6 +71,9 @@ ATTACKS = {
     'fab-t': Attack(fab.fab_targeted, ALL_NORMS,
                     lambda norm: dict(steps=100, restarts=1, n_targets=9), 'white',
                     uses_key=lambda s: s['restarts'] > 1),   # restarts > 1: random starts
+    'fab': Attack(fab.fab_untargeted, ALL_NORMS,
+                  lambda norm: dict(steps=100, restarts=5), 'white',
+                  uses_key=lambda s: s['restarts'] > 1),
     'pgd': Attack(_pgd, ALL_NORMS, _pgd_settings('ce'), 'white',
                   uses_key=lambda s: s['random_start']),
     'pgd-cw': Attack(_pgd, ALL_NORMS, _pgd_settings('margin'), 'white',

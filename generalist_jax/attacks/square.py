@@ -1,4 +1,5 @@
-"""Square Attack (Andriushchenko et al., ECCV 2020): score-based, no gradients; l-inf and l2.
+"""Square Attack (Andriushchenko et al., ECCV 2020): score-based, no gradients; l-inf,
+l2 and l1 (Croce & Hein 2021, "Mind the box", as AutoAttack runs it since March 2021).
 
 l-inf: starts from vertical stripes of +-eps, then for `n_queries - 1`
 iterations proposes, per example, a random square window whose every channel is
@@ -12,9 +13,14 @@ moves the mass of a second random window into a first one (a fresh eta tile
 plus the old content of the first window, rescaled so the total l2 norm stays
 eps), then rescales the whole perturbation to norm eps.
 
+l1: the same moves with tiles of weight 1/(k+1)^4 and unit l1 mass; a proposal
+spends the budget left (eps minus the current l1 norm) plus the mass of both
+windows, and the point is projected onto the l1 ball of radius eps (1 - 1e-6)
+intersected with the box (fra31/auto-attack `square.py`, its L1 branch).
+
 The window side shrinks with the schedule p(i) of the paper. Examples already
 misclassified stop changing. A black-box attack: if it beats the white-box
-ones, suspect gradient masking. (No l1 version: AutoAttack's Square has none.)
+ones, suspect gradient masking.
 """
 from __future__ import annotations
 
@@ -74,38 +80,46 @@ def square_linf(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: flo
 # l2.
 # ----------------------------------------------------------------------------
 
-# _INV_SQ_CUMSUM[n] = sum_{k < n} 1 / (k + 1)^2: the weight a cell gets from the
-# concentric squares k = k0 .. m-1 covering it is _INV_SQ_CUMSUM[m] - _INV_SQ_CUMSUM[k0].
-_INV_SQ_CUMSUM = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, 1025) ** 2)])
+# _INV_POW_CUMSUM[p][n] = sum_{k < n} 1 / (k + 1)^p: the weight a cell gets from the
+# concentric squares k = k0 .. m-1 covering it is table[m] - table[k0] (p = 2 for l2,
+# 4 for l1, as the reference's `eta_rectangles`).
+_INV_POW_CUMSUM = {p: np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, 1025) ** p)])
+                   for p in (2, 4)}
+_TILE_POWER = {'l2': 2, 'l1': 4}
 
 
-def _concentric(r, q, rows, cols):
+def _concentric(r, q, rows, cols, power: int = 2):
   """The unnormalised `eta_rectangles(rows, cols)` of the reference at offsets (r, q)
   inside the rectangle (0 outside): concentric squares around its centre, the
-  k-th (k = 0, 1, ...) of half-width k and weight 1 / (k + 1)^2. Sizes may be traced."""
+  k-th (k = 0, 1, ...) of half-width k and weight 1 / (k + 1)^power. Sizes may be traced."""
   rc, cc = rows // 2, cols // 2              # centre cell (x_c - 1 in the reference)
   m = jnp.maximum(rc, cc) + 1                # number of squares
   k0 = jnp.maximum(jnp.abs(r - rc), jnp.abs(q - cc))
-  table = jnp.asarray(_INV_SQ_CUMSUM, jnp.float32)
+  table = jnp.asarray(_INV_POW_CUMSUM[power], jnp.float32)
   value = table[m] - table[jnp.minimum(k0, m)]
   return jnp.where((r >= 0) & (r < rows) & (q >= 0) & (q < cols), value, 0.0)
 
 
-def _unit(v, axes):
-  return v / (jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True)) + 1e-12)
+def _unit(v, axes, norm: str = 'l2'):
+  """v scaled to unit l2 norm (or unit l1 mass) over `axes`."""
+  size = (jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True)) if norm == 'l2'
+          else jnp.sum(jnp.abs(v), axis=axes, keepdims=True))
+  return v / (size + 1e-12)
 
 
-def eta_tile(r, q, s, transpose):
+def eta_tile(r, q, s, transpose, norm: str = 'l2'):
   """The reference's eta(s) at offsets (r, q) in an s x s window (0 outside):
-  top half positive, bottom half negative, unit l2 norm; transposed where asked.
-  r, q: (B, H, W) offsets; s, transpose: broadcastable to them."""
+  top half positive, bottom half negative, unit l2 norm (l1: unit l1 mass, tile
+  weights 1/(k+1)^4); transposed where asked. r, q: (B, H, W) offsets; s,
+  transpose: broadcastable to them."""
   r, q = jnp.where(transpose, q, r), jnp.where(transpose, r, q)
-  top = _unit(_concentric(r, q, s // 2, s), (-2, -1))
-  bottom = _unit(_concentric(r - s // 2, q, s - s // 2, s), (-2, -1))
-  return _unit(top - bottom, (-2, -1))
+  power = _TILE_POWER[norm]
+  top = _unit(_concentric(r, q, s // 2, s, power), (-2, -1), norm)
+  bottom = _unit(_concentric(r - s // 2, q, s - s // 2, s, power), (-2, -1), norm)
+  return _unit(top - bottom, (-2, -1), norm)
 
 
-def _l2_start(key, x):
+def _tile_start(key, x, norm: str = 'l2'):
   """A grid of eta tiles of side h // 5 with a random sign per (example, tile, channel)."""
   b, h, w, c = x.shape
   s = max(h // 5, 1)
@@ -118,7 +132,7 @@ def _l2_start(key, x):
   keys = jax.random.split(key, 2 * len(corners))
   for i, (vh, vw) in enumerate(corners):
     transpose = jax.random.bernoulli(keys[2 * i], 0.5, (b, 1, 1))
-    tile = eta_tile(rows - vh, cols - vw, s, transpose)
+    tile = eta_tile(rows - vh, cols - vw, s, transpose, norm)
     signs = jax.random.rademacher(keys[2 * i + 1], (b, 1, 1, c), x.dtype)
     delta = delta + tile[..., None] * signs
   return delta
@@ -136,7 +150,7 @@ def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
   pe = lambda v: threat.per_example(v, x)
   init_key, loop_key = jax.random.split(key)
   sphere = lambda delta: jnp.clip(x + _unit(delta, (1, 2, 3)) * eps, 0.0, 1.0)
-  x_best = sphere(_l2_start(init_key, x))
+  x_best = sphere(_tile_start(init_key, x))
   margin_min = _margin(logits_fn(x_best), y)
   rows = jnp.arange(h)[None, :, None]
   cols = jnp.arange(w)[None, None, :]
@@ -171,7 +185,58 @@ def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
   return x_best
 
 
-SQUARE = {'linf': square_linf, 'l2': square_l2}
+# ----------------------------------------------------------------------------
+# l1.
+# ----------------------------------------------------------------------------
+
+def square_l1(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
+              rescale_schedule: bool = False) -> jax.Array:
+  """Square Attack in l1 (fra31/auto-attack `square.py`, L1 branch): moves of l1 mass
+  between two windows, each point projected onto the l1 ball of radius
+  eps (1 - 1e-6) intersected with [0, 1]. Returns x_adv [B, H, W, C]."""
+  b, h, w, c = x.shape
+  pe = lambda v: threat.per_example(v, x)
+  radius = eps * (1.0 - 1e-6)
+  onto_ball = lambda delta: x + threat.l1_project(x, delta, radius)
+  init_key, loop_key = jax.random.split(key)
+  x_best = onto_ball(_tile_start(init_key, x, 'l1'))
+  margin_min = _margin(logits_fn(x_best), y)
+  rows = jnp.arange(h)[None, :, None]
+  cols = jnp.arange(w)[None, None, :]
+  l1 = lambda v, axes: jnp.sum(jnp.abs(v), axis=axes, keepdims=True)
+
+  def body(i, carry):
+    x_best, margin_min = carry
+    k1, k2, kt, ks = jax.random.split(jax.random.fold_in(loop_key, i), 4)
+    s = _odd_side(p_schedule(i, p_init, n_queries, rescale_schedule), h, w, 3)
+    # The reference draws corners in 0 .. h - s - 1 (its random_int never gives h - s).
+    corner = lambda k: (jax.random.randint(k, (b, 1, 1), 0, jnp.maximum(h - s, 1)),
+                        jax.random.randint(jax.random.fold_in(k, 1), (b, 1, 1), 0,
+                                           jnp.maximum(w - s, 1)))
+    (vh, vw), (vh2, vw2) = corner(k1), corner(k2)
+    in1 = ((rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s))[..., None]
+    in2 = ((rows >= vh2) & (rows < vh2 + s) & (cols >= vw2) & (cols < vw2 + s))[..., None]
+    delta = x_best - x
+    mass_window1 = l1(delta * in1, (1, 2))                     # per channel
+    mass_image = l1(delta, (1, 2, 3))
+    mass_windows = l1(delta * (in1 | in2), (1, 2))             # per channel
+    transpose = jax.random.bernoulli(kt, 0.5, (b, 1, 1))
+    signs = jax.random.rademacher(ks, (b, 1, 1, c), x.dtype)
+    fresh = eta_tile(rows - vh, cols - vw, s, transpose, 'l1')[..., None] * signs
+    moved = fresh + delta * in1 / (1e-12 + mass_window1)
+    budget = (jnp.maximum(eps - mass_image, 0.0) / c + mass_windows) * c
+    moved = moved / (1e-12 + l1(moved, (1, 2))) * budget
+    delta = jnp.where(in1, moved, jnp.where(in2, 0.0, delta))
+    x_new = onto_ball(delta)
+    margin_new = _margin(logits_fn(x_new), y)
+    accept = (margin_min > 0) & (margin_new < margin_min)
+    return jnp.where(pe(accept), x_new, x_best), jnp.where(accept, margin_new, margin_min)
+
+  x_best, _ = jax.lax.fori_loop(0, n_queries - 1, body, (x_best, margin_min))
+  return x_best
+
+
+SQUARE = {'linf': square_linf, 'l2': square_l2, 'l1': square_l1}
 
 
 def square(logits_fn, x, y, key, *, eps, norm: str, n_queries: int = 5000, p_init: float = 0.8,
