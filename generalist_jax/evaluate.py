@@ -18,6 +18,16 @@ The flags are saved after every batch (`<name>.state.npz`), so starting the
 same command again continues where an interrupted evaluation stopped; batches
 and keys are fixed by the flags of finished attacks, so the result is the same
 as an uninterrupted run. (The work is `run.evaluate_run.evaluate_run`.)
+
+A model trained elsewhere, as a PyTorch state_dict (ours, or RobustBench's
+PreAct-ResNet-18 / ResNet-18 / WideResNet key names), is evaluated the same way:
+
+  python -m generalist_jax.evaluate --torch_checkpoint=model.pt --arch=wrn-28-10 \
+      --data=cifar10 [--data_dir=DIR | --data=/path/data.npz] [--mean=... --std=...] \
+      --attacks=standard --norm=linf --eps=8/255 --n_ex=1000 --out=eval_wrn
+
+(`evaluation/external.py`; --mean/--std: the normalisation inside the model, none by
+default, as RobustBench's CIFAR models take [0, 1] inputs.)
 """
 from __future__ import annotations
 
@@ -27,9 +37,11 @@ from absl import app
 from absl import flags
 
 from generalist_jax import config
+from generalist_jax.attacks import autoattack
+from generalist_jax.evaluation import external
 from generalist_jax.run import evaluate_run
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (or --torch_checkpoint).')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', 'best', "'last', 'best' or a step")
 _LEARNER = flags.DEFINE_string('learner', 'global', "'global' or an expert's name")
 _ATTACKS = flags.DEFINE_string(
@@ -50,7 +62,16 @@ _NO_PROGRESS = flags.DEFINE_boolean('no_progress', False, 'no progress bar')
 _ALLOW_LARGE_EPS = flags.DEFINE_boolean(
     'allow_large_eps', False, 'run radii whose ball holds every image (l-inf >= 1, l2 > '
     'sqrt(d), l1 > d); refused by default: eps is in pixel units of [0, 1]')
-flags.mark_flag_as_required('workdir')
+_TORCH_CHECKPOINT = flags.DEFINE_string('torch_checkpoint', None,
+                                        'a PyTorch state_dict to evaluate instead of a run')
+_ARCH = flags.DEFINE_string('arch', None, "with --torch_checkpoint: 'wrn-28-10', 'wrn-34-10', "
+                            "'preact_resnet18', 'resnet18'")
+_DATA = flags.DEFINE_string('data', 'cifar10', 'with --torch_checkpoint: a TFDS name or an .npz')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data dir')
+_NUM_CLASSES = flags.DEFINE_integer('num_classes', 10, 'with --torch_checkpoint')
+_MEAN = flags.DEFINE_string('mean', '0', 'per-channel mean inside the model, comma list')
+_STD = flags.DEFINE_string('std', '1', 'per-channel std inside the model, comma list')
+_OUT = flags.DEFINE_string('out', 'eval_torch', 'with --torch_checkpoint: output folder')
 
 
 def main(argv):
@@ -59,14 +80,32 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   norms = [n.strip() for n in _NORM.value.split(',')]
   eps = [config.parse_eps(e) for e in _EPS.value.split(',')] if _EPS.value else None
+  overrides = {'steps': _STEPS.value, 'n_targets': _N_TARGETS.value,
+               'restarts': _RESTARTS.value}
+  command = ' '.join([sys.executable, '-m', 'generalist_jax.evaluate'] + sys.argv[1:])
+  if _TORCH_CHECKPOINT.value:
+    if not _ARCH.value:
+      raise app.UsageError('--torch_checkpoint needs --arch (e.g. wrn-28-10).')
+    source = ({'source': 'npz', 'path': _DATA.value} if _DATA.value.endswith('.npz') else
+              {'source': 'tfds', 'name': _DATA.value, 'data_dir': _DATA_DIR.value})
+    external.evaluate_torch_checkpoint(
+        _TORCH_CHECKPOINT.value, arch=_ARCH.value, data_config=dict(source, val_size=1),
+        out_dir=_OUT.value, attacks=_ATTACKS.value, norms=norms,
+        eps=eps or [autoattack.DEFAULT_EPS[n] for n in norms], n_ex=_N_EX.value,
+        batch_size=_BATCH_SIZE.value, seed=_SEED.value, num_classes=_NUM_CLASSES.value,
+        mean=[float(v) for v in _MEAN.value.split(',')],
+        std=[float(v) for v in _STD.value.split(',')], overrides=overrides,
+        allow_large_eps=_ALLOW_LARGE_EPS.value, progress=not _NO_PROGRESS.value,
+        command=command)
+    return
+  if not _WORKDIR.value:
+    raise app.UsageError('give --workdir (a run) or --torch_checkpoint.')
   evaluate_run.evaluate_run(
       _WORKDIR.value, checkpoint=_CHECKPOINT.value, learner=_LEARNER.value,
       attacks=_ATTACKS.value, norms=norms, eps=eps, n_ex=_N_EX.value,
       batch_size=_BATCH_SIZE.value, seed=_SEED.value, name=_NAME.value,
-      overrides={'steps': _STEPS.value, 'n_targets': _N_TARGETS.value,
-                 'restarts': _RESTARTS.value},
-      progress=not _NO_PROGRESS.value, allow_large_eps=_ALLOW_LARGE_EPS.value,
-      command=' '.join([sys.executable, '-m', 'generalist_jax.evaluate'] + sys.argv[1:]))
+      overrides=overrides, progress=not _NO_PROGRESS.value,
+      allow_large_eps=_ALLOW_LARGE_EPS.value, command=command)
 
 
 if __name__ == '__main__':

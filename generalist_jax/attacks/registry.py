@@ -104,8 +104,12 @@ def settings(name: str, norm: str, overrides: dict | None = None) -> dict:
   attacks that have it), `steps` sets Square's `n_queries`, None keeps the
   standard value."""
   out = standard_settings(name, norm)
-  for key, value in (overrides or {}).items():
-    key = 'n_queries' if key == 'steps' and 'n_queries' in out else key
+  overrides = overrides or {}
+  for key, value in overrides.items():
+    if key == 'steps' and 'n_queries' in out:
+      if overrides.get('n_queries') is not None:
+        continue                 # an explicit n_queries wins over the shared steps
+      key = 'n_queries'
     if key in out and value is not None:
       out[key] = value
   return out

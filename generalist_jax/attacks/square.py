@@ -42,6 +42,14 @@ def p_schedule(i, p_init: float, n_queries: int, rescale_schedule: bool):
   return p_init / (2.0 ** halvings)
 
 
+def _corner(key, shape, extent, s):
+  """A window's first row (or column) as the reference draws it: uniform in
+  0 .. extent - s - 1 (its `random_int(0, extent - s)` never returns the upper end,
+  so the last row and column are never a window's start; 0 when s = extent). Kept
+  for parity with AutoAttack's numbers."""
+  return jax.random.randint(key, shape, 0, jnp.maximum(extent - s, 1))
+
+
 def _margin(logits, y):
   return -losses.margin(logits, y)     # > 0 while correctly classified
 
@@ -61,8 +69,8 @@ def square_linf(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: flo
     k_h, k_w, k_s = jax.random.split(jax.random.fold_in(loop_key, i), 3)
     p = p_schedule(i, p_init, n_queries, rescale_schedule)
     s = jnp.clip(jnp.round(jnp.sqrt(p * h * w)).astype(jnp.int32), 1, min(h, w))
-    vh = jax.random.randint(k_h, (b, 1, 1, 1), 0, h - s + 1)
-    vw = jax.random.randint(k_w, (b, 1, 1, 1), 0, w - s + 1)
+    vh = _corner(k_h, (b, 1, 1, 1), h, s)
+    vw = _corner(k_w, (b, 1, 1, 1), w, s)
     window = (rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s)
     signs = jax.random.rademacher(k_s, (b, 1, 1, c), x.dtype)
     x_new = jnp.where(window, x + eps * signs, x_best)
@@ -160,8 +168,8 @@ def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
     x_best, margin_min = carry
     k1, k2, kt, ks = jax.random.split(jax.random.fold_in(loop_key, i), 4)
     s = _odd_side(p_schedule(i, p_init, n_queries, rescale_schedule), h, w, 3)
-    corner = lambda k: (jax.random.randint(k, (b, 1, 1), 0, h - s + 1),
-                        jax.random.randint(jax.random.fold_in(k, 1), (b, 1, 1), 0, w - s + 1))
+    corner = lambda k: (_corner(k, (b, 1, 1), h, s),
+                        _corner(jax.random.fold_in(k, 1), (b, 1, 1), w, s))
     (vh, vw), (vh2, vw2) = corner(k1), corner(k2)
     in1 = ((rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s))[..., None]
     in2 = ((rows >= vh2) & (rows < vh2 + s) & (cols >= vw2) & (cols < vw2 + s))[..., None]
@@ -209,10 +217,8 @@ def square_l1(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
     x_best, margin_min = carry
     k1, k2, kt, ks = jax.random.split(jax.random.fold_in(loop_key, i), 4)
     s = _odd_side(p_schedule(i, p_init, n_queries, rescale_schedule), h, w, 3)
-    # The reference draws corners in 0 .. h - s - 1 (its random_int never gives h - s).
-    corner = lambda k: (jax.random.randint(k, (b, 1, 1), 0, jnp.maximum(h - s, 1)),
-                        jax.random.randint(jax.random.fold_in(k, 1), (b, 1, 1), 0,
-                                           jnp.maximum(w - s, 1)))
+    corner = lambda k: (_corner(k, (b, 1, 1), h, s),
+                        _corner(jax.random.fold_in(k, 1), (b, 1, 1), w, s))
     (vh, vw), (vh2, vw2) = corner(k1), corner(k2)
     in1 = ((rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s))[..., None]
     in2 = ((rows >= vh2) & (rows < vh2 + s) & (cols >= vw2) & (cols < vw2 + s))[..., None]

@@ -63,14 +63,16 @@ class AutoAttack:
   version: 'standard', 'plus', 'rand' or 'custom' (then `attacks_to_run`, names as
   AutoAttack's: 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square', plus our
   'pgd', 'pgd-cw', 'fgsm', 'mim'); seed: the attacks' randomness (per example,
-  the same whatever the batch). Raises ValueError for an unknown norm, version or
+  the same whatever the batch); overrides: budget changes for every attack that has
+  them (steps, n_targets, restarts, n_queries; e.g. for quick checks). Raises
+  ValueError for an unknown norm, version or
   attack, and for an eps whose ball holds every image (0-255 units?) unless
   `allow_large_eps`.
   """
 
   def __init__(self, logits_fn, *, norm: str = 'Linf', eps: float = 8 / 255,
                version: str = 'standard', seed: int = 0, attacks_to_run=(), params=None,
-               allow_large_eps: bool = False):
+               allow_large_eps: bool = False, overrides: dict | None = None):
     if norm not in NORMS:
       raise ValueError(f"norm={norm!r}: use one of 'Linf', 'L2', 'L1'.")
     if version == 'custom':
@@ -83,7 +85,7 @@ class AutoAttack:
       attack_list = version
     self.norm, self.eps, self.version, self.seed = NORMS[norm], float(eps), version, int(seed)
     self.allow_large_eps = allow_large_eps
-    self.plan = runner.make_plan([self.norm], [self.eps], attack_list)
+    self.plan = runner.make_plan([self.norm], [self.eps], attack_list, overrides)
     self.params = params
     if version == 'rand':   # one fixed draw where no key is given (clean pass, final check)
       fixed = jax.random.PRNGKey(self.seed)

@@ -58,6 +58,16 @@ def make_plan(norms, eps, attack_list: str, overrides: dict | None = None) -> li
   return plan
 
 
+def test_subset(images, labels, n_ex: int):
+  """(images, labels, indices) of a fixed random subset of n_ex test examples (not
+  the first n_ex: test files are often sorted by class); all of them when n_ex is
+  not smaller than the split."""
+  keep = np.arange(len(labels))
+  if n_ex < len(labels):
+    keep = np.sort(np.random.default_rng([0, 0xE7A1]).permutation(len(labels))[:n_ex])
+  return images[keep], np.asarray(labels[keep]), keep
+
+
 # ----------------------------------------------------------------------------
 # Jitted per-batch functions (cached: one compile per predictor and attack).
 # A predictor is `apply_fn(params, x [B, H, W, C] in [0, 1]) -> logits [B, K]`.

@@ -27,16 +27,6 @@ def default_name(attacks: str, norms: Sequence[str], checkpoint: str, learner: s
   return f"{attacks.replace(',', '+')}_{'+'.join(norms)}_{checkpoint}_{learner}_n{n_ex}"
 
 
-def test_subset(images, labels, n_ex: int):
-  """(images, labels, indices) of a fixed random subset of n_ex test examples (not
-  the first n_ex: test files are often sorted by class); all of them when n_ex is
-  not smaller than the split."""
-  keep = np.arange(len(labels))
-  if n_ex < len(labels):
-    keep = np.sort(np.random.default_rng([0, 0xE7A1]).permutation(len(labels))[:n_ex])
-  return images[keep], np.asarray(labels[keep]), keep
-
-
 def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
                  attacks: str = 'standard', norms: Sequence[str] = ('linf',),
                  eps: Sequence[float] | None = None, n_ex: int = 1000, batch_size: int = 256,
@@ -68,7 +58,7 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
   if learner not in learners:
     raise ValueError(f'--learner={learner!r}; this run has {sorted(learners)}')
   variables = learners[learner]
-  images, labels, example_ids = test_subset(*dataset.test, n_ex)
+  images, labels, example_ids = runner.test_subset(*dataset.test, n_ex)
   if len(labels) < n_ex:
     print(f'--n_ex={n_ex}: the test split has {len(labels)} examples; evaluating all of them.')
   name = name or default_name(attacks, norms, checkpoint, learner, len(labels))
