@@ -23,7 +23,7 @@ def pgd_attack(eps=EPS_8, step_size=STEP_2, steps=10, norm='linf', loss='ce',
                restarts=1) -> ml_collections.ConfigDict:
   """An attack config (PGD by default; `kind` selects another)."""
   return ml_collections.ConfigDict(dict(
-      kind='pgd',            # 'pgd' | 'fgsm' | 'mim' or any autoattack.IMPLEMENTED[norm]
+      kind='pgd',            # any attacks.registry row for the norm (pgd, fgsm, mim, ...)
       norm=norm,             # threat model: 'linf' | 'l2' | 'l1'
       eps=eps,               # radius, pixel units in [0, 1]
       step_size=step_size,   # per-step size

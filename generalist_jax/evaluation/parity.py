@@ -57,6 +57,8 @@ def _official(torch_model, norm: str, eps: float, attacks, seed: int, iterations
   if iterations is not None:
     for attack in (adversary.apgd, adversary.apgd_targeted, adversary.fab):
       attack.n_iter = iterations
+    for attack in (adversary.apgd, adversary.apgd_targeted):
+      attack.n_iter_orig = iterations     # what the l1 3 eps -> eps schedule splits
   if targets is not None:
     adversary.apgd_targeted.n_target_classes = targets
     adversary.fab.n_target_classes = targets
