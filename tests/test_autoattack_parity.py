@@ -92,14 +92,14 @@ def test_on_a_gradient_masked_model_square_wins_for_both(trained):
       return self.twin(torch.round(inputs * 8) / 8)
 
   masked = Masked().eval()
-  white = parity.compare(masked_apply, variables, masked, x, y, norm='linf', eps=0.1,
+  white = parity.compare(masked_apply, variables, masked, x, y, norm='linf', eps=0.16,
                          attacks=('apgd-ce',), **BUDGET)
-  black = parity.compare(masked_apply, variables, masked, x, y, norm='linf', eps=0.1,
+  black = parity.compare(masked_apply, variables, masked, x, y, norm='linf', eps=0.16,
                          attacks=('square',), **BUDGET)
   for side in ('ours_robust_acc', 'official_robust_acc'):
     assert getattr(black, side) < getattr(white, side) - 0.1, (white.row(), black.row())
   from generalist_jax import AutoAttack
-  report = AutoAttack(masked_apply, params=variables, norm='Linf', eps=0.1, version='custom',
+  report = AutoAttack(masked_apply, params=variables, norm='Linf', eps=0.16, version='custom',
                       attacks_to_run=['apgd-ce', 'square'], overrides={'steps': 10,
                                                                        'n_queries': 1000}).run(x, y)
   assert report.sanity['zero_input_gradient'] > 0

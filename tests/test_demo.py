@@ -39,7 +39,7 @@ def test_plotting_errors_only_warn(caplog):
     ('runs.pgd_at.experts.robust.attack.eps', -0.1,
      'config.runs.pgd_at.experts.robust.attack.eps: must be >= 0'),
     ('compare.eps', (0.2,), 'config.compare.eps: needs one eps per norm'),
-    ('compare.attacks', 'pgd,fab', 'config.compare.attacks / norms: .*fab'),
+    ('compare.attacks', 'pgd,fab-x', 'config.compare.attacks / norms: .*fab-x'),
 ])
 def test_suite_refuses_a_bad_config_before_training(tmp_path, field, value, message):
   from configs import demo
