@@ -1,6 +1,6 @@
 r"""Tables and plots of the fidelity runs (issue 15), from their files.
 
-  python experiments/fidelity_cifar10_cpu/collect.py RUNS_DIR [OUT_DIR]
+  python experiments/fidelity_cifar10_cpu/collect.py RUNS_DIR [OUT_DIR] [N_EX]
 
 Writes OUT_DIR (default: this folder) results.json, results.md (rows x {last,
 selected} x {clean, PGD-20, APGD-CE+T}, mean +- std over seeds, wall times), the
@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:
 from generalist_jax.evaluation import plots  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
+N_EX = 1000   # test images per evaluation (evaluate.py --n_ex)
 ROWS = [('Generalist (relative timescale)', 'generalist', 'global'),
         ('PGD-AT', 'pgd_at', 'robust'),
         ("PGD-AT's EMA (same horizon)", 'pgd_at', 'robust_ema'),
@@ -52,7 +53,7 @@ def runs_of(runs_dir: pathlib.Path, row: str):
 
 
 def eval_value(run: pathlib.Path, which: str, learner: str, attack: str, key: str):
-  path = run / 'eval' / f'fidelity_{which}_{learner}_{attack}.json'
+  path = run / 'eval' / f'fidelity_{which}_{learner}_{attack}_n{N_EX}.json'
   return json.loads(path.read_text())[key] if path.exists() else None
 
 
@@ -140,6 +141,8 @@ def window_plot(rows: list[dict], path: pathlib.Path) -> None:
 def main(argv):
   runs_dir = pathlib.Path(argv[1])
   out = pathlib.Path(argv[2]) if len(argv) > 2 else HERE
+  global N_EX
+  N_EX = int(argv[3]) if len(argv) > 3 else N_EX
   times = {}
   if (runs_dir / 'times.jsonl').exists():
     for line in (runs_dir / 'times.jsonl').read_text().splitlines():
