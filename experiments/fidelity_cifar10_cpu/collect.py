@@ -22,7 +22,10 @@ if str(ROOT) not in sys.path:
 from generalist_jax.evaluation import plots  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
-N_EX = 1000   # test images per evaluation (evaluate.py --n_ex)
+sys.path.insert(0, str(HERE))
+from evaluate import result_name  # noqa: E402
+
+N_EX = 1000   # default test images per evaluation (evaluate.py --n_ex)
 ROWS = [('Generalist (relative timescale)', 'generalist', 'global'),
         ('PGD-AT', 'pgd_at', 'robust'),
         ("PGD-AT's EMA (same horizon)", 'pgd_at', 'robust_ema'),
@@ -52,12 +55,12 @@ def runs_of(runs_dir: pathlib.Path, row: str):
   return sorted(p for p in runs_dir.glob(f'{row}_s[0-9]') if p.is_dir())
 
 
-def eval_value(run: pathlib.Path, which: str, learner: str, attack: str, key: str):
-  path = run / 'eval' / f'fidelity_{which}_{learner}_{attack}_n{N_EX}.json'
+def eval_value(run: pathlib.Path, which: str, learner: str, attack: str, key: str, n_ex: int):
+  path = run / 'eval' / f'{result_name(which, learner, attack, n_ex)}.json'
   return json.loads(path.read_text())[key] if path.exists() else None
 
 
-def table(runs_dir: pathlib.Path, times: dict) -> tuple[list, list]:
+def table(runs_dir: pathlib.Path, times: dict, n_ex: int) -> tuple[list, list]:
   rows, raw = [], []
   for label, row, learner in ROWS:
     runs = runs_of(runs_dir, row)
@@ -67,7 +70,8 @@ def table(runs_dir: pathlib.Path, times: dict) -> tuple[list, list]:
     cells = [label, learner, str(len(runs))]
     for which in ('last', 'selected'):
       for name, attack, key in METRICS:
-        values = [v for r in runs if (v := eval_value(r, which, learner, attack, key)) is not None]
+        values = [v for r in runs
+                  if (v := eval_value(r, which, learner, attack, key, n_ex)) is not None]
         entry[f'{which}/{name}'] = values
         cells.append(fmt(mean_std(values)))
     steps = [json.loads((r / 'eval' / 'fidelity_selection.json').read_text())[learner]['selected']
@@ -141,14 +145,13 @@ def window_plot(rows: list[dict], path: pathlib.Path) -> None:
 def main(argv):
   runs_dir = pathlib.Path(argv[1])
   out = pathlib.Path(argv[2]) if len(argv) > 2 else HERE
-  global N_EX
-  N_EX = int(argv[3]) if len(argv) > 3 else N_EX
+  n_ex = int(argv[3]) if len(argv) > 3 else N_EX
   times = {}
   if (runs_dir / 'times.jsonl').exists():
     for line in (runs_dir / 'times.jsonl').read_text().splitlines():
       t = json.loads(line)
       times[t['run']] = t['train_seconds']
-  rows, raw = table(runs_dir, times)
+  rows, raw = table(runs_dir, times, n_ex)
   per_window = windows(runs_dir)
   header = (['row', 'learner', 'seeds'] + [f'last {m}' for m, _, _ in METRICS]
             + [f'selected {m}' for m, _, _ in METRICS] + ['selected steps', 'train min'])

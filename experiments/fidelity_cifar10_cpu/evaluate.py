@@ -12,7 +12,7 @@ its row reports, at two checkpoints:
 the same fixed n_ex test images (a fixed random subset of the 10,000) get
   pgd20     l-inf PGD-20, eps 8/255, step 2.5 eps / 20, random start;
   fast      APGD-CE + APGD-T (AutoAttack's budgets: 100 iterations, 9 targets).
-Results: <run>/eval/fidelity_<which>_<learner>_<attacks>.json (resumable), and the
+Results: <run>/eval/fidelity_<which>_<learner>_<attacks>_n<n_ex>.json (resumable), and the
 selection in <run>/eval/fidelity_selection.json. Then `interpolate` for the paths.
 """
 import argparse
@@ -40,6 +40,11 @@ def row_of(run: pathlib.Path) -> str:
   return run.name.rsplit('_s', 1)[0]
 
 
+def result_name(which: str, learner: str, attack: str, n_ex: int) -> str:
+  """The file stem of one evaluation under <run>/eval (collect.py reads it back)."""
+  return f'fidelity_{which}_{learner}_{attack}_n{n_ex}'
+
+
 def selected_step(run: pathlib.Path, learner: str) -> int:
   records = plots.read_metrics(run)
   step, _ = learner_eval.select_best(records, f'{learner}/sum_acc')
@@ -57,7 +62,7 @@ def evaluate(run: pathlib.Path, args) -> dict:
         continue
       for label in args.attacks:
         attacks, overrides = ATTACKS[label]
-        name = f'fidelity_{which}_{learner}_{label}_n{args.n_ex}'
+        name = result_name(which, learner, label, args.n_ex)
         if (run / 'eval' / f'{name}.json').exists():
           continue
         started = time.time()
