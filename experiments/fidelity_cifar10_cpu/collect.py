@@ -2,9 +2,11 @@ r"""Tables and plots of the fidelity runs (issue 15), from their files.
 
   python experiments/fidelity_cifar10_cpu/collect.py RUNS_DIR [OUT_DIR] [N_EX]
 
-Writes OUT_DIR (default: this folder) results.json, results.md (rows x {last,
+Writes OUT_DIR (default: this folder) results.json, table.md (rows x {last,
 selected} x {clean, PGD-20, APGD-CE+T}, mean +- std over seeds, wall times), the
-per-sync-window table, and PNGs: windows.png (each expert's EMA at the end of the
+per-sync-window table windows.md (both also spliced into results.md between its
+`<!-- begin table.md -->` / `<!-- end table.md -->` markers, so the prose file never
+quotes stale tables), and PNGs: windows.png (each expert's EMA at the end of the
 free phase before a window, the global learner just after it), trajectory_<run>.png
 (validation clean vs robust of every learner through training) and the copied
 interpolation curves.
@@ -63,7 +65,7 @@ def eval_value(run: pathlib.Path, which: str, learner: str, attack: str, key: st
 def table(runs_dir: pathlib.Path, times: dict, n_ex: int) -> tuple[list, list]:
   rows, raw = [], []
   for label, row, learner in ROWS:
-    runs = runs_of(runs_dir, row)
+    runs = [r for r in runs_of(runs_dir, row) if (r / 'eval').is_dir()]   # evaluated only
     if not runs:
       continue
     entry = {'row': label, 'runs': [r.name for r in runs], 'learner': learner}
@@ -142,6 +144,16 @@ def window_plot(rows: list[dict], path: pathlib.Path) -> None:
   plt.close(fig)
 
 
+def splice(text: str, name: str, lines: list[str]) -> str:
+  """`text` with the lines between `<!-- begin NAME -->` and `<!-- end NAME -->`
+  replaced by `lines`; unchanged when the markers are absent."""
+  begin, end = f'<!-- begin {name} -->', f'<!-- end {name} -->'
+  if begin not in text or end not in text:
+    return text
+  head, rest = text.split(begin, 1)
+  return head + begin + '\n' + '\n'.join(lines) + '\n' + end + rest.split(end, 1)[1]
+
+
 def main(argv):
   runs_dir = pathlib.Path(argv[1])
   out = pathlib.Path(argv[2]) if len(argv) > 2 else HERE
@@ -172,6 +184,10 @@ def main(argv):
       shutil.copy(png, out / f'interpolation_{name}_{png.name}')
       shutil.copy(png.with_suffix('.json'), out / f'interpolation_{name}_{png.stem}.json')
   (out / 'results.json').write_text(json.dumps({'rows': raw, 'windows': per_window}, indent=2))
+  prose = out / 'results.md'
+  if prose.exists():
+    text = splice(prose.read_text(), 'table.md', md)
+    prose.write_text(splice(text, 'windows.md', window_table(per_window) if per_window else []))
   print('\n'.join(md))
 
 
