@@ -4,7 +4,8 @@ r"""Tables and plots of the fidelity runs (issue 15), from their files.
 
 Writes OUT_DIR (default: this folder) results.json, table.md (rows x {last,
 selected} x {clean, PGD-20, APGD-CE+T}, mean +- std over seeds, wall times), the
-per-sync-window table windows.md (both also spliced into results.md between its
+seed-paired differences against PGD-AT's EMA paired.md, the per-sync-window table
+windows.md (all three also spliced into results.md between its
 `<!-- begin table.md -->` / `<!-- end table.md -->` markers, so the prose file never
 quotes stale tables), and PNGs: windows.png (each expert's EMA at the end of the
 free phase before a window, the global learner just after it), trajectory_<run>.png
@@ -72,9 +73,11 @@ def table(runs_dir: pathlib.Path, times: dict, n_ex: int) -> tuple[list, list]:
     cells = [label, learner, str(len(runs))]
     for which in ('last', 'selected'):
       for name, attack, key in METRICS:
-        values = [v for r in runs
-                  if (v := eval_value(r, which, learner, attack, key, n_ex)) is not None]
+        by_seed = {r.name.rsplit('_s', 1)[1]: v for r in runs
+                   if (v := eval_value(r, which, learner, attack, key, n_ex)) is not None}
+        values = list(by_seed.values())
         entry[f'{which}/{name}'] = values
+        entry.setdefault('by_seed', {})[f'{which}/{name}'] = by_seed
         cells.append(fmt(mean_std(values)))
     steps = [json.loads((r / 'eval' / 'fidelity_selection.json').read_text())[learner]['selected']
              for r in runs if (r / 'eval' / 'fidelity_selection.json').exists()]
@@ -86,6 +89,32 @@ def table(runs_dir: pathlib.Path, times: dict, n_ex: int) -> tuple[list, list]:
     rows.append(cells)
     raw.append(entry)
   return rows, raw
+
+
+def paired_table(raw: list[dict], reference: str = "PGD-AT's EMA (same horizon)") -> list[str]:
+  """Each row minus `reference`, seed by seed (same initialisation, data order and test
+  images): mean difference in points and its standard error, per column."""
+  ref = next((e for e in raw if e['row'] == reference), None)
+  if ref is None:
+    return []
+  cols = [f'{w}/{m}' for w in ('last', 'selected') for m, _, _ in METRICS]
+  lines = ['| row minus ' + reference + ' | ' + ' | '.join(cols) + ' |',
+           '|' + '---|' * (len(cols) + 1)]
+  for entry in raw:
+    if entry is ref:
+      continue
+    cells = []
+    for col in cols:
+      mine, theirs = entry['by_seed'][col], ref['by_seed'][col]
+      diffs = [100 * (mine[s] - theirs[s]) for s in sorted(mine.keys() & theirs.keys())]
+      if not diffs:
+        cells.append('-')
+        continue
+      se = (f'{statistics.stdev(diffs) / len(diffs) ** 0.5:.2f}' if len(diffs) > 1 else '-')
+      cells.append(f'{statistics.mean(diffs):+.2f} (SE {se}; '
+                   + ', '.join(f'{d:+.1f}' for d in diffs) + ')')
+    lines.append(f"| {entry['row']} | " + ' | '.join(cells) + ' |')
+  return lines
 
 
 def windows(runs_dir: pathlib.Path, row: str = 'generalist') -> list[dict]:
@@ -170,6 +199,7 @@ def main(argv):
   md = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   md += ['| ' + ' | '.join(cells) + ' |' for cells in rows]
   (out / 'table.md').write_text('\n'.join(md) + '\n')
+  (out / 'paired.md').write_text('\n'.join(paired_table(raw)) + '\n')
   (out / 'windows.md').write_text('\n'.join(window_table(per_window)) + '\n' if per_window
                                   else 'no sync windows logged\n')
   if per_window:
@@ -187,6 +217,7 @@ def main(argv):
   prose = out / 'results.md'
   if prose.exists():
     text = splice(prose.read_text(), 'table.md', md)
+    text = splice(text, 'paired.md', paired_table(raw))
     prose.write_text(splice(text, 'windows.md', window_table(per_window) if per_window else []))
   print('\n'.join(md))
 
