@@ -4,7 +4,7 @@ r"""Tables and plots of the fidelity runs (issue 15), from their files.
 
 Writes OUT_DIR (default: this folder) results.json, table.md (rows x {last,
 selected} x {clean, PGD-20, APGD-CE+T}, mean +- std over seeds, wall times), the
-seed-paired differences against PGD-AT's EMA paired.md, the per-sync-window table
+seed-paired differences against PGD-AT's EMA and against beta = 1 paired.md, the per-sync-window table
 windows.md (all three also spliced into results.md between its
 `<!-- begin table.md -->` / `<!-- end table.md -->` markers, so the prose file never
 quotes stale tables), and PNGs: windows.png (each expert's EMA at the end of the
@@ -91,9 +91,14 @@ def table(runs_dir: pathlib.Path, times: dict, n_ex: int) -> tuple[list, list]:
   return rows, raw
 
 
-def paired_table(raw: list[dict], reference: str = "PGD-AT's EMA (same horizon)") -> list[str]:
-  """Each row minus `reference`, seed by seed (same initialisation, data order and test
-  images): mean difference in points and its standard error, per column."""
+PAIRED_REFERENCES = ("PGD-AT's EMA (same horizon)",   # the baseline the method must beat
+                     'Generalist, beta = 1 throughout')   # the same run without mixing
+
+
+def paired_table(raw: list[dict], reference: str) -> list[str]:
+  """Each row (after `reference` in ROWS, plus the Generalist rows) minus `reference`,
+  seed by seed (same initialisation, data order and test images): mean difference in
+  points, its standard error, and each seed's difference, per column."""
   ref = next((e for e in raw if e['row'] == reference), None)
   if ref is None:
     return []
@@ -101,7 +106,8 @@ def paired_table(raw: list[dict], reference: str = "PGD-AT's EMA (same horizon)"
   lines = ['| row minus ' + reference + ' | ' + ' | '.join(cols) + ' |',
            '|' + '---|' * (len(cols) + 1)]
   for entry in raw:
-    if entry is ref:
+    if entry is ref or (reference != PAIRED_REFERENCES[0]
+                        and not entry['row'].startswith(('Generalist', 'ablation'))):
       continue
     cells = []
     for col in cols:
@@ -199,7 +205,11 @@ def main(argv):
   md = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   md += ['| ' + ' | '.join(cells) + ' |' for cells in rows]
   (out / 'table.md').write_text('\n'.join(md) + '\n')
-  (out / 'paired.md').write_text('\n'.join(paired_table(raw)) + '\n')
+  paired_lines = []
+  for reference in PAIRED_REFERENCES:
+    lines = paired_table(raw, reference)
+    paired_lines += lines + [''] if lines else []
+  (out / 'paired.md').write_text('\n'.join(paired_lines))
   (out / 'windows.md').write_text('\n'.join(window_table(per_window)) + '\n' if per_window
                                   else 'no sync windows logged\n')
   if per_window:
@@ -217,7 +227,7 @@ def main(argv):
   prose = out / 'results.md'
   if prose.exists():
     text = splice(prose.read_text(), 'table.md', md)
-    text = splice(text, 'paired.md', paired_table(raw))
+    text = splice(text, 'paired.md', paired_lines)
     prose.write_text(splice(text, 'windows.md', window_table(per_window) if per_window else []))
   print('\n'.join(md))
 
