@@ -15,18 +15,26 @@ ROWS = [('Generalist (a): global learner', 'generalist', 'global'),
         ('Standard training', 'standard', 'natural')]
 COLUMNS = [('clean_acc', 'clean %'), ('pgd20_acc', 'l-inf PGD-20 %'),
            ('aa_linf_acc', 'l-inf APGD-CE+T %')]
-SCALE = ('BN SmallCNN width 0.5; 5,000 CIFAR-10 training images (+500 held out for '
-         'validation); 3 epochs (117 steps), batch 128, seed 0; every training attack 5 '
-         'steps (l-inf eps 8/255, step 4/255; TRADES/MART step 0.014); optimizers as '
-         'configs/*_cifar10.py with epoch knots rescaled to 3; last checkpoint. '
-         'Evaluation (`python -m generalist_jax.evaluate`) on the same fixed random 500 '
-         'test images for every row: l-inf PGD-20 (eps 8/255, step 2.5 eps / 20, 1 '
-         'restart) and APGD-CE + APGD-T (`--attacks=fast`, 50 iterations, 3 targets: a '
-         'reduced AutoAttack-fast budget).')
+STEPS_PER_EPOCH = 5000 // 128
+
+
+def scale(steps: int) -> str:
+  """The protocol of run.sh at `steps` training steps (read back from the runs)."""
+  epochs = steps // STEPS_PER_EPOCH
+  return ('BN SmallCNN width 0.5; 5,000 CIFAR-10 training images (+500 held out for '
+          f'validation); {epochs} epochs ({steps} steps), batch 128, seed 0; every training '
+          'attack 5 steps (l-inf eps 8/255, step 4/255; TRADES/MART step 0.014); optimizers '
+          f'as configs/*_cifar10.py with epoch knots rescaled to {epochs}, the run-relative '
+          'timescale (EMA horizon 2.13% of the run, sync on its 120 virtual epochs); last '
+          'checkpoint. Evaluation (`python -m generalist_jax.evaluate`) on the same fixed '
+          'random 500 test images for every row: l-inf PGD-20 (eps 8/255, step 2.5 eps / 20, '
+          '1 restart) and APGD-CE + APGD-T (`--attacks=fast`, 50 iterations, 3 targets: a '
+          'reduced AutoAttack-fast budget). The first version of this table (3 epochs, 117 '
+          'steps, before the relative timescale): results_3epochs.md.')
 
 
 def main(runs: pathlib.Path) -> None:
-  out = {'scale': SCALE, 'rows': [], 'times': eval_tables.times(runs)}
+  out = {'rows': [], 'times': eval_tables.times(runs)}
   for label, run, learner in ROWS:
     row = {'row': label, 'run': run, 'learner': learner}
     pgd = eval_tables.read_json(runs / run / 'eval' / 'pgd20_linf.json')
@@ -38,8 +46,12 @@ def main(runs: pathlib.Path) -> None:
       row.update(aa_clean_acc=aa['clean_acc'], aa_linf_acc=aa['worst_case']['linf'],
                  n_ex_aa=aa['n_ex'])
     out['rows'].append(row)
+  steps = {row['step'] for row in out['rows'] if 'step' in row}
+  if len(steps) > 1:
+    sys.exit(f'rows of different lengths {sorted(steps)}: one protocol per table.')
+  out['scale'] = scale(steps.pop()) if steps else 'no finished rows'
   intro = ('# Natural vs robust trade-off, CPU scale, real CIFAR-10\n\n'
-           f'Scale (every row): {SCALE}\n\nA "-" means the row had not finished.')
+           f'Scale (every row): {out["scale"]}\n\nA "-" means the row had not finished.')
   print(eval_tables.write_results(pathlib.Path(__file__).parent, out, COLUMNS, intro))
 
 
