@@ -51,6 +51,8 @@ def fmt(ms) -> str:
   if ms is None:
     return '-'
   mean, std, n = ms
+  if n == 1:
+    return f'{mean:.1f} (n=1)'
   return f'{mean:.1f} ± {std:.1f}' + ('' if n == 3 else f' (n={n})')
 
 

@@ -12,7 +12,7 @@
 # Rows: generalist, pgd_at (also gives PGD-AT's EMA), standard, generalist_beta1 (robust
 # weight 1 throughout), generalist_nosync, generalist_drift10 (ablation: lr x10 from the
 # first sync window on).
-# Then: evaluate.sh (test set) and collect.py.
+# Then: evaluate.py (test set) and collect.py.
 set -euo pipefail
 NPZ=${1:?path to cifar10.npz (python ../shared/data/cifar10_jpeg_to_npz.py OUT.npz)}
 RUNS=${2:?runs dir}
