@@ -77,10 +77,8 @@ def table(runs_dir: pathlib.Path, times: dict, n_ex: int) -> tuple[list, list]:
       for name, attack, key in METRICS:
         by_seed = {r.name.rsplit('_s', 1)[1]: v for r in runs
                    if (v := eval_value(r, which, learner, attack, key, n_ex)) is not None}
-        values = list(by_seed.values())
-        entry[f'{which}/{name}'] = values
-        entry.setdefault('by_seed', {})[f'{which}/{name}'] = by_seed
-        cells.append(fmt(mean_std(values)))
+        entry[f'{which}/{name}'] = by_seed   # seed -> value
+        cells.append(fmt(mean_std(list(by_seed.values()))))
     steps = [json.loads((r / 'eval' / 'fidelity_selection.json').read_text())[learner]['selected']
              for r in runs if (r / 'eval' / 'fidelity_selection.json').exists()]
     entry['selected_steps'] = steps
@@ -93,14 +91,16 @@ def table(runs_dir: pathlib.Path, times: dict, n_ex: int) -> tuple[list, list]:
   return rows, raw
 
 
-PAIRED_REFERENCES = ("PGD-AT's EMA (same horizon)",   # the baseline the method must beat
-                     'Generalist, beta = 1 throughout')   # the same run without mixing
+# (reference row, which rows to compare with it: label prefixes, None for all)
+PAIRED_REFERENCES = (("PGD-AT's EMA (same horizon)", None),   # the baseline to beat
+                     ('Generalist, beta = 1 throughout',        # the same run, no mixing
+                      ('Generalist', 'ablation')))
 
 
-def paired_table(raw: list[dict], reference: str) -> list[str]:
-  """Each row (after `reference` in ROWS, plus the Generalist rows) minus `reference`,
-  seed by seed (same initialisation, data order and test images): mean difference in
-  points, its standard error, and each seed's difference, per column."""
+def paired_table(raw: list[dict], reference: str, prefixes=None) -> list[str]:
+  """Each row (those whose label starts with one of `prefixes`; all when None) minus
+  `reference`, seed by seed (same seed, data split and test images): mean difference
+  in points, its standard error, and each seed's difference, per column."""
   ref = next((e for e in raw if e['row'] == reference), None)
   if ref is None:
     return []
@@ -108,12 +108,11 @@ def paired_table(raw: list[dict], reference: str) -> list[str]:
   lines = ['| row minus ' + reference + ' | ' + ' | '.join(cols) + ' |',
            '|' + '---|' * (len(cols) + 1)]
   for entry in raw:
-    if entry is ref or (reference != PAIRED_REFERENCES[0]
-                        and not entry['row'].startswith(('Generalist', 'ablation'))):
+    if entry is ref or (prefixes is not None and not entry['row'].startswith(prefixes)):
       continue
     cells = []
     for col in cols:
-      mine, theirs = entry['by_seed'][col], ref['by_seed'][col]
+      mine, theirs = entry[col], ref[col]
       diffs = [100 * (mine[s] - theirs[s]) for s in sorted(mine.keys() & theirs.keys())]
       if not diffs:
         cells.append('-')
@@ -208,11 +207,12 @@ def main(argv):
   md += ['| ' + ' | '.join(cells) + ' |' for cells in rows]
   (out / 'table.md').write_text('\n'.join(md) + '\n')
   paired_lines = []
-  for reference in PAIRED_REFERENCES:
-    lines = paired_table(raw, reference)
+  for reference, prefixes in PAIRED_REFERENCES:
+    lines = paired_table(raw, reference, prefixes)
     paired_lines += lines + [''] if lines else []
   (out / 'paired.md').write_text('\n'.join(paired_lines))
-  (out / 'windows.md').write_text('\n'.join(window_table(per_window)) + '\n' if per_window
+  window_lines = window_table(per_window) if per_window else []
+  (out / 'windows.md').write_text('\n'.join(window_lines) + '\n' if per_window
                                   else 'no sync windows logged\n')
   if per_window:
     window_plot(per_window, out / 'windows.png')
@@ -230,7 +230,7 @@ def main(argv):
   if prose.exists():
     text = splice(prose.read_text(), 'table.md', md)
     text = splice(text, 'paired.md', paired_lines)
-    prose.write_text(splice(text, 'windows.md', window_table(per_window) if per_window else []))
+    prose.write_text(splice(text, 'windows.md', window_lines))
   print('\n'.join(md))
 
 
