@@ -8,7 +8,7 @@
 # and their union, on a fixed random 500 of a 500-image test subset.
 #   bash experiments/multinorm_cifar10_cpu/run.sh /path/to/cifar10.npz [RUNS_DIR]
 # Then: python experiments/multinorm_cifar10_cpu/collect.py RUNS_DIR
-# The first versions of this table (results.md: 2,000 images, 3 epochs = 48 steps,
+# The first versions of this table (results_2k_3epochs.md: 2,000 images, 3 epochs = 48 steps,
 # N_EX=300; results_5k.md: 5,000 images, 5 epochs = 195 steps) predate the run-relative
 # timescale, which now refuses runs that short (collect.py reads the scale back).
 set -euo pipefail
