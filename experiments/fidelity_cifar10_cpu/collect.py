@@ -198,7 +198,8 @@ def main(argv):
   if (runs_dir / 'times.jsonl').exists():
     for line in (runs_dir / 'times.jsonl').read_text().splitlines():
       t = json.loads(line)
-      times[t['run']] = t['train_seconds']
+      # A resumed run logs one entry per sitting: its training time is their sum.
+      times[t['run']] = times.get(t['run'], 0) + t['train_seconds']
   rows, raw = table(runs_dir, times, n_ex)
   per_window = windows(runs_dir)
   header = (['row', 'learner', 'seeds'] + [f'last {m}' for m, _, _ in METRICS]
