@@ -27,6 +27,8 @@ from generalist_jax.evaluation import plots  # noqa: E402
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from evaluate import result_name  # noqa: E402
+sys.path.insert(0, str(HERE.parent))
+import eval_tables  # noqa: E402
 
 N_EX = 1000   # default test images per evaluation (evaluate.py --n_ex)
 ROWS = [('Generalist (relative timescale)', 'generalist', 'global'),
@@ -195,11 +197,9 @@ def main(argv):
   out = pathlib.Path(argv[2]) if len(argv) > 2 else HERE
   n_ex = int(argv[3]) if len(argv) > 3 else N_EX
   times = {}
-  if (runs_dir / 'times.jsonl').exists():
-    for line in (runs_dir / 'times.jsonl').read_text().splitlines():
-      t = json.loads(line)
-      # A resumed run logs one entry per sitting: its training time is their sum.
-      times[t['run']] = times.get(t['run'], 0) + t['train_seconds']
+  for t in eval_tables.times(runs_dir):
+    # A resumed run logs one entry per sitting: its training time is their sum.
+    times[t['run']] = times.get(t['run'], 0) + t['train_seconds']
   rows, raw = table(runs_dir, times, n_ex)
   per_window = windows(runs_dir)
   header = (['row', 'learner', 'seeds'] + [f'last {m}' for m, _, _ in METRICS]
