@@ -61,3 +61,22 @@ def test_gpu_check_quick_runs_on_cpu_and_writes_one_report(tmp_path):
   assert result['loop']['loop_img_s'] > 0 and result['seconds'] > 0
   md = report.with_suffix('.md').read_text()
   assert '## Steps, bfloat16' in md and '## Training loop on CIFAR-10' in md
+
+
+def test_step_profile_attributes_op_time_to_model_layers(tmp_path):
+  """step_profile.py (run as users run it: its own process, so its XLA flag is
+  read at start) lists op time per layer and writes the report."""
+  import subprocess
+  script = BENCH.parent / 'step_profile.py'
+  proc = subprocess.run([sys.executable, str(script), '--model=small_cnn:0.125@4', '--kind=natural',
+                         '--reps=1', f'--out_dir={tmp_path}'], capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  result = json.loads((tmp_path / 'profile_small_cnn_w0p125_b4_natural.json').read_text())
+  groups = result['ms_per_group']
+  assert result['listed_ms'] > 0 and math.isclose(sum(groups.values()), result['listed_ms'])
+  # Both the forward ('jvp/...') and the gradient ('transpose(jvp)/...') of named layers.
+  assert any(g.startswith('jvp/conv') for g in groups), sorted(groups)
+  assert any(g.startswith('transpose(jvp)/conv') for g in groups), sorted(groups)
+  assert result['step_ms_traced'] > 0 and result['conv_engine'] in ('eigen', 'ynnpack')
+  assert '| ms per step | op group |' in (tmp_path / 'profile_small_cnn_w0p125_b4_natural.md').read_text()

@@ -12,6 +12,15 @@ from generalist_jax import models
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
+@pytest.fixture(params=cpu_ops.ENGINES)
+def engine(request, monkeypatch):
+  """Both engines' formulations, whatever this machine's CPU picks."""
+  monkeypatch.setenv(cpu_ops.ENGINE_ENV, request.param)
+  cpu_ops.conv_engine.cache_clear()
+  yield request.param
+  cpu_ops.conv_engine.cache_clear()
+
+
 def _grads(conv, x, w, strides, padding, dy):
   f = lambda x, w: jnp.sum(conv(x, w, strides, padding, dimension_numbers=_NHWC) * dy)
   return jax.grad(f, (0, 1))(x, w)
@@ -25,7 +34,7 @@ def _grads(conv, x, w, strides, padding, dy):
     ((2, 9, 8, 2), (3, 2, 2, 3), (1, 1), 'SAME'),             # flax's uneven SAME
     ((2, 10, 10, 3), (5, 5, 3, 2), (1, 1), 'VALID'),
 ])
-def test_conv_values_and_gradients_match_lax(shape, kernel, strides, padding):
+def test_conv_values_and_gradients_match_lax(shape, kernel, strides, padding, engine):
   kx, kw, ky = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, shape)
   w = jax.random.normal(kw, kernel)
@@ -37,6 +46,38 @@ def test_conv_values_and_gradients_match_lax(shape, kernel, strides, padding):
   for got, want in zip(_grads(cpu_ops.conv_general_dilated, x, w, strides, padding, dy),
                        _grads(lax.conv_general_dilated, x, w, strides, padding, dy)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('engine,images_per_group', [('ynnpack', 1), ('ynnpack', 2),
+                                                     ('ynnpack', 6), ('eigen', None)])
+@pytest.mark.parametrize('kernel,strides,pads', [
+    ((3, 3, 4, 5), (1, 1), ((0, 0), (0, 0))),
+    ((3, 3, 2, 3), (1, 1), ((1, 1), (1, 1))),     # im2col path (c * kh * kw <= 32)
+    ((3, 3, 6, 4), (2, 2), ((1, 1), (1, 1))),
+    ((1, 1, 4, 6), (2, 2), ((0, 0), (0, 0))),
+])
+def test_weight_gradient_formulations_match_lax(engine, images_per_group, kernel, strides, pads):
+  # The models' shapes are too small here to trigger YNNPACK's scan over groups
+  # of images; force it, including one group of the whole batch (6).
+  x = jax.random.normal(jax.random.key(5), (6, 9, 8, kernel[2]))
+  w = jnp.zeros(kernel)
+  conv = lambda w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC)
+  dy = jax.random.normal(jax.random.key(6), conv(w).shape)
+  want = jax.vjp(conv, w)[1](dy)[0]
+  got = jax.jit(lambda x, dy: cpu_ops._weight_grad(x, dy, kernel, strides, pads, engine,
+                                                   images_per_group))(x, dy)
+  assert got.dtype == jnp.float32 and got.shape == kernel
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_images_per_group_divides_the_batch_and_skips_the_loop_where_it_costs():
+  mb = 1 << 20
+  assert cpu_ops._images_per_group(128, 115_200, 32, 32) == 4     # 30x30x32: 4 x 115 kB
+  assert cpu_ops._images_per_group(96, 200_000, 32, 32) == 2      # 2 fit; 2 divides 96
+  assert cpu_ops._images_per_group(7, 400_000, 32, 32) == 1       # 7 is prime
+  assert cpu_ops._images_per_group(32, mb, 64, 64) == 1           # one image over budget
+  assert cpu_ops._images_per_group(32, 40_000, 256, 256) == 32    # compute-bound dots
+  assert cpu_ops._images_per_group(64, 25_600, 64, 64) == 64      # whole input 1.6 MB
 
 
 def test_conv_falls_back_to_lax_for_what_it_does_not_cover():
@@ -66,7 +107,7 @@ def test_max_pool_and_its_gradient_match_flax(shape):
 
 @pytest.mark.parametrize('name,image', [('small_cnn', (29, 29, 3)), ('preact_resnet18', (16, 16, 3)),
                                         ('resnet18', (16, 16, 3)), ('wide_resnet', (16, 16, 3))])
-def test_models_give_the_same_logits_and_gradients_with_either_ops(name, image):
+def test_models_give_the_same_logits_and_gradients_with_either_ops(name, image, engine):
   cfg = lambda ops: ml_collections.ConfigDict(dict(name=name, width=0.125, depth=10,
                                                    widen_factor=1, batch_norm=True, ops=ops))
   fast = models.create_model(cfg('cpu'), 10, (0.5,), (0.25,))
@@ -92,3 +133,28 @@ def test_auto_resolves_by_backend_and_bad_values_are_refused():
   assert cpu_ops.resolve_ops('xla') == 'xla'
   with pytest.raises(ValueError, match='model.ops'):
     cpu_ops.resolve_ops('fast')
+
+
+def test_conv_engine_reads_the_environment_and_refuses_unknown_values(monkeypatch):
+  try:
+    monkeypatch.setenv(cpu_ops.ENGINE_ENV, 'eigen')
+    cpu_ops.conv_engine.cache_clear()
+    assert cpu_ops.conv_engine() == 'eigen'
+    monkeypatch.setenv(cpu_ops.ENGINE_ENV, 'onednn')
+    cpu_ops.conv_engine.cache_clear()
+    with pytest.raises(ValueError, match='GENERALIST_JAX_CPU_CONV'):
+      cpu_ops.conv_engine()
+    monkeypatch.delenv(cpu_ops.ENGINE_ENV)
+    cpu_ops.conv_engine.cache_clear()
+    assert cpu_ops.conv_engine() == ('eigen' if cpu_ops._has_avx512() else 'ynnpack')
+  finally:
+    cpu_ops.conv_engine.cache_clear()
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='an XLA:CPU option')
+def test_eigen_compiler_options_take_convolutions_out_of_ynnpack(engine):
+  # Large enough that XLA:CPU's default hands this SAME conv to a YNN fusion.
+  x, w = jnp.ones((16, 30, 30, 32)), jnp.ones((3, 3, 32, 32))
+  conv = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=_NHWC)
+  hlo = jax.jit(conv, compiler_options=cpu_ops.compiler_options()).lower(x, w).compile().as_text()
+  assert ('ynn_fusion' in hlo) == (engine == 'ynnpack')

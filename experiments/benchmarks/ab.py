@@ -12,6 +12,9 @@ all of them alike; medians after one warm-up. Variants:
               (xla_cpu_use_xnnpack), `+onednn` (xla_cpu_use_onednn),
               `+fastmath` (xla_cpu_enable_fast_math)
   +rolled     the attack as a rolled fori_loop (unroll=1) instead of 'auto'
+  +eigen, +ynnpack
+              XLA:CPU's convolution engine for cpu_ops (GENERALIST_JAX_CPU_CONV,
+              read when the variant is traced): formulations and compile options
   +xlaops     model.ops='xla': lax's convolution and max-pool instead of the
               CPU formulations of generalist_jax/cpu_ops.py ('auto' = 'cpu' here)
   KIND        another step kind of bench.py (pgd, generalist2, ...), as the code is:
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import statistics
 import sys
@@ -30,9 +34,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench  # noqa: E402
 
 from generalist_jax.method import step as step_lib
+from generalist_jax.models import cpu_ops
 
 FLAGS = {'xnnpack': 'xla_cpu_use_xnnpack', 'onednn': 'xla_cpu_use_onednn',
          'fastmath': 'xla_cpu_enable_fast_math'}
+
+
+_ENGINE_ENV_AT_START = os.environ.get(cpu_ops.ENGINE_ENV, '')
 
 
 def compiled_step(variant: str, args):
@@ -44,9 +52,15 @@ def compiled_step(variant: str, args):
       attack = config.experts[name].attack
       del attack['unroll']   # the field is typed str ('auto'); 1 is an int
       attack.unroll = 1
+  engine = ([e for e in extras if e in cpu_ops.ENGINES] or [_ENGINE_ENV_AT_START])[-1]
+  os.environ.pop(cpu_ops.ENGINE_ENV, None)
+  if engine:
+    os.environ[cpu_ops.ENGINE_ENV] = engine
+  cpu_ops.conv_engine.cache_clear()   # each variant traces with its own engine
   if 'xlaops' in extras:
     config.model.ops = 'xla'
-  options = {FLAGS[e]: True for e in extras if e in FLAGS} or None
+  options = {**(cpu_ops.compiler_options() or {}),
+             **{FLAGS[e]: True for e in extras if e in FLAGS}} or None
   step = bench.JaxStep(config, bench._batch(args.batch))
   lowered = step_lib.jit_train_step(step.setup).lower(step.state, step.batch)
   step.compile_s = bench._timed(lambda: setattr(step, 'compiled', lowered.compile(options)))

@@ -6,7 +6,8 @@ r"""Weight-gradient formulations of one convolution, timed side by side (issue 1
 The weight gradient of a stride-1 VALID 3x3 convolution, dL/dw[i, j, c, o] =
 sum over (n, h, w) of x[n, h + i, w + j, c] * dy[n, h, w, o], computed as:
   xla       JAX's own transpose (XLA's backprop-filter convolution)
-  taps      one (c, K) @ (K, o) dot per kernel tap, K = n*oh*ow (cpu_ops today;
+  cpu_ops   what the models use (`cpu_ops._weight_grad`: taps over groups of images)
+  taps      one (c, K) @ (K, o) dot per kernel tap, K = n*oh*ow (cpu_ops until 12/2026;
             its lhs is a transposed slice, so XLA runs it on Eigen)
   taps_dyt  per tap dy^T (o, K) @ x_tap (K, c), dy^T materialised once: a
             row-major lhs, which XLA:CPU gives to YNNPACK
@@ -17,6 +18,10 @@ sum over (n, h, w) of x[n, h + i, w + j, c] * dy[n, h, w, o], computed as:
   rows      one dot per kernel row, the row's kw shifted slices side by side:
             (kw*c, K) @ (K, o)
   im2col    one (kh*kw*c, K) @ (K, o) dot
+  flat      per tap one contiguous row offset of the flattened input, dy
+            zero-padded to the input's size (no strided slices)
+  swap      a forward convolution with batch and channels swapped: x as
+            (c, h, w, n), dy as an (oh, ow, n, o) kernel, output (c, kh, kw, o)
   torch     PyTorch's autograd (oneDNN), NCHW, --torch_threads
 All JAX variants are checked against `xla` (max relative error printed).
 Repetitions rotate the variants; medians in ms. Writes nothing; prints one JSON line.
@@ -101,6 +106,41 @@ def dw_flat(x, dy, kh, kw):
   return jnp.stack(taps).reshape(kh, kw, o, c).transpose(0, 1, 3, 2)
 
 
+def dw_swap(x, dy, kh, kw):
+  """The weight gradient as a forward convolution with the batch and channel roles
+  swapped: input x as (c, h, w, n) (batch c, features n), kernel dy as
+  (oh, ow, n, o); VALID output (c, kh, kw, o). Made canonical NHWC/HWIO by explicit
+  transposes so XLA:CPU runs it as an ordinary forward convolution."""
+  xt = x.transpose(3, 1, 2, 0)
+  dk = dy.transpose(1, 2, 0, 3)
+  out = lax.conv_general_dilated(xt, dk, (1, 1), 'VALID', dimension_numbers=_NHWC)
+  return out.transpose(1, 2, 0, 3)
+
+
+def dw_scan(groups, per_tap=False):
+  """A loop over G groups of images, each group's im2col (or its per-tap dots) small
+  enough to stay in cache, accumulated in the carry."""
+  def fn(x, dy, kh, kw):
+    n, oh, ow, o = dy.shape
+    c = x.shape[-1]
+    xs = x.reshape(groups, n // groups, *x.shape[1:])
+    ds = dy.reshape(groups, -1, o)
+
+    def body(acc, xd):
+      xg, d = xd
+      if per_tap:
+        g = jnp.stack([_shifted(xg, i, j, oh, ow).reshape(-1, c).T @ d
+                       for i in range(kh) for j in range(kw)]).reshape(-1, o)
+      else:
+        cols = jnp.concatenate([_shifted(xg, i, j, oh, ow) for i in range(kh)
+                                for j in range(kw)], -1)
+        g = cols.reshape(-1, kh * kw * c).T @ d
+      return acc + g, None
+    acc, _ = lax.scan(body, jnp.zeros((kh * kw * c, o), x.dtype), (xs, ds))
+    return acc.reshape(kh, kw, c, o)
+  return fn
+
+
 def dw_chunks(groups):
   def fn(x, dy, kh, kw):
     n, oh, ow, o = dy.shape
@@ -128,13 +168,21 @@ def dw_im2col(x, dy, kh, kw):
   return (cols.reshape(-1, kh * kw * c).T @ dy.reshape(-1, o)).reshape(kh, kw, c, o)
 
 
+def dw_cpu_ops(x, dy, kh, kw):
+  from generalist_jax.models import cpu_ops
+  return cpu_ops._weight_grad(x, dy, (kh, kw, x.shape[-1], dy.shape[-1]), (1, 1),
+                              ((0, 0), (0, 0)))
+
+
 def variants(chunk_groups):
-  out = {'xla': dw_xla, 'taps': dw_taps, 'taps_dyt': dw_taps_dyt, 'taps_xt': dw_taps_xt,
-         'flat': dw_flat,
+  out = {'xla': dw_xla, 'cpu_ops': dw_cpu_ops, 'taps': dw_taps, 'taps_dyt': dw_taps_dyt, 'taps_xt': dw_taps_xt,
+         'flat': dw_flat, 'swap': dw_swap,
          'rows': dw_rows, 'im2col': dw_im2col}
   for g in chunk_groups:
     out[f'chunks_{g}'] = dw_chunks(g)
     out[f'dyt_chunks_{g}'] = dw_dyt_chunks(g)
+    out[f'scan_{g}'] = dw_scan(g)
+    out[f'scantap_{g}'] = dw_scan(g, per_tap=True)
   return out
 
 
@@ -156,6 +204,7 @@ def main(argv=None):
   p.add_argument('--layer', default='128,30,30,32,32', help='n,h,w,c,o of a 3x3 VALID conv')
   p.add_argument('--reps', type=int, default=7)
   p.add_argument('--chunks', default='8,128', help='group counts for chunks_G')
+  p.add_argument('--only', default='', help='comma list of variant-name prefixes to time')
   p.add_argument('--torch_threads', type=int, default=1)
   p.add_argument('--no_torch', action='store_true')
   args = p.parse_args(argv)
@@ -163,8 +212,12 @@ def main(argv=None):
   kx, kd = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, (n, h, w, c))
   dy = jax.random.normal(kd, (n, h - 2, w - 2, o))
-  fns = {name: jax.jit(lambda x, dy, f=f: f(x, dy, 3, 3))
-         for name, f in variants([int(g) for g in args.chunks.split(',') if g]).items()}
+  from generalist_jax.models import cpu_ops
+  fns = {name: jax.jit(lambda x, dy, f=f: f(x, dy, 3, 3),
+                       compiler_options=cpu_ops.compiler_options())
+         for name, f in variants([int(g) for g in args.chunks.split(',') if g]).items()
+         if name == 'xla' or not args.only
+         or any(name.startswith(v) for v in args.only.split(','))}
   ref = np.asarray(fns['xla'](x, dy))
   err = {}
   for name, fn in fns.items():
@@ -181,6 +234,7 @@ def main(argv=None):
       if rep:
         times[name].append(1e3 * (time.perf_counter() - t))
   print(json.dumps({'layer': args.layer, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+                    'conv_engine': cpu_ops.conv_engine(),
                     'load': open('/proc/loadavg').read().split()[:3],
                     'median_ms': {k: round(statistics.median(v), 1) for k, v in times.items()},
                     'max_rel_err_vs_xla': err, 'argv': sys.argv[1:]}))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import pathlib
 import statistics
@@ -68,18 +69,21 @@ def _all_eqns(jaxpr):
 
 
 def jax_fns(layer, ops: str):
-  """(forward, dx, dw) jitted functions of (x, w, dy) for one layer."""
+  """(forward, dx, dw) jitted functions of (x, w, dy) for one layer, compiled for
+  this process's XLA:CPU convolution engine (`cpu_ops.conv_engine()`), as the
+  train step and evaluation are."""
+  jit = functools.partial(jax.jit, compiler_options=cpu_ops.compiler_options())
   if layer[0] == 'pool':
     pool = cpu_ops.max_pool_2x2 if ops == 'cpu' else (
         lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)))
-    return (jax.jit(lambda x, w, dy: pool(x)),
-            jax.jit(lambda x, w, dy: jax.vjp(pool, x)[1](dy)[0]), None)
+    return (jit(lambda x, w, dy: pool(x)),
+            jit(lambda x, w, dy: jax.vjp(pool, x)[1](dy)[0]), None)
   _, _, _, strides, pads = layer
   conv_fn = cpu_ops.conv_general_dilated if ops == 'cpu' else lax.conv_general_dilated
   conv = lambda x, w: conv_fn(x, w, strides, pads, dimension_numbers=_NHWC)
-  return (jax.jit(lambda x, w, dy: conv(x, w)),
-          jax.jit(lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0]),
-          jax.jit(lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0]))
+  return (jit(lambda x, w, dy: conv(x, w)),
+          jit(lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0]),
+          jit(lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0]))
 
 
 def torch_fns(layer):
@@ -194,7 +198,8 @@ def main(argv=None):
   total = {c: sum(r['count'] * r.get(c, 0.0) for r in rows) for c in cols}
   result = {'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)),
             'uptime_before': load, 'uptime_after': bench.uptime(), 'settings': vars(args),
-            'machine': bench.machine(), 'layers': rows, 'total_ms': total}
+            'machine': bench.machine(), 'conv_engine': cpu_ops.conv_engine(),
+            'layers': rows, 'total_ms': total}
   out = pathlib.Path(args.out_dir)
   out.mkdir(parents=True, exist_ok=True)
   stem = f"layers_{args.model.replace(':', '_w')}_b{args.batch}"
@@ -204,7 +209,8 @@ def main(argv=None):
            f'Command: `{result["command"]}`', '',
            f'Load: before `{load}`; after `{result["uptime_after"]}`.', '',
            'Median ms of each layer alone (fwd: forward; dx: input gradient; dw: weight '
-           'gradient). xla: lax ops; cpu: generalist_jax.cpu_ops; torch: PyTorch '
+           'gradient). xla: lax ops; cpu: generalist_jax.cpu_ops; both compiled for XLA:CPU '
+           f'convolution engine {cpu_ops.conv_engine()}; torch: PyTorch '
            f'{args.torch_threads} threads. "total" weights each layer by its count.', '',
            '| layer | count | GFLOP | ' + ' | '.join(cols) + ' |',
            '|---|---|---|' + '---|' * len(cols)]

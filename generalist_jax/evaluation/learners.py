@@ -36,7 +36,8 @@ def make_eval_fn(model, attack_config, mesh=None, compute_dtype=None) -> Callabl
   @functools.partial(jax.jit, in_shardings=(
       parallel.replicated(mesh), parallel.batch_sharded(mesh),
       parallel.batch_sharded(mesh), parallel.replicated(mesh)),
-                     out_shardings=parallel.batch_sharded(mesh))   # flags stay per row
+                     out_shardings=parallel.batch_sharded(mesh),   # flags stay per row
+                     compiler_options=models.compiler_options())
   def evaluate_batch(variables, x, y, key):
     def logits_fn(inputs):
       return models.apply_model(model, variables, inputs, train=False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 
+import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,7 +107,7 @@ def column_key(seed: int, spec: AttackSpec) -> jax.Array:
 def clean_batch_fn(apply_fn):
   key = ('clean', apply_fn)
   if key not in _COMPILED:
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=models.compiler_options())
     def clean(params, x, y):
       logits_fn = bind(apply_fn, params)
       grad = jax.grad(lambda v: attacks.cross_entropy(logits_fn(v), y).sum())(x)
@@ -132,7 +133,7 @@ def attack_batch_fn(apply_fn, spec: AttackSpec):
     per_example = registry.ATTACKS[spec.name].uses_key(
         registry.settings(spec.name, spec.norm, dict(spec.overrides)))
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=models.compiler_options())
     def run(params, x, y, column, ids):
       logits_fn = bind(apply_fn, params)
 
@@ -317,5 +318,5 @@ def sanity_checks(state: dict, plan, determinism_gap: float) -> dict:
 def determinism_gap(apply_fn, params, images) -> float:
   """Largest change of the logits between two identical calls (0 for a deterministic model)."""
   x = data_lib.to_float(images) if images.dtype == np.uint8 else np.asarray(images, np.float32)
-  fn = jax.jit(apply_fn)
+  fn = jax.jit(apply_fn, compiler_options=models.compiler_options())
   return float(jnp.max(jnp.abs(fn(params, x) - fn(params, x))))

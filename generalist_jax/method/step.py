@@ -228,6 +228,7 @@ def jit_train_step(setup: Setup) -> Callable:
   state donated, replicated over the mesh, the batch sharded on 'data'."""
   replicated = parallel.replicated(setup.mesh)
   return jax.jit(lambda s, b: train_step(setup, s, b), donate_argnums=0,
+                 compiler_options=models.compiler_options(),
                  in_shardings=(replicated, parallel.batch_sharded(setup.mesh)),
                  out_shardings=(replicated, replicated))
 

@@ -32,6 +32,10 @@ from generalist_jax.models import cpu_ops
 from generalist_jax.models import resnets
 from generalist_jax.models import small
 
+# `jax.jit(compiler_options=)` for programs that run the models: XLA:CPU's
+# convolution engine that cpu_ops' formulations are written for (None elsewhere).
+compiler_options = cpu_ops.compiler_options
+
 
 def _wide_resnet(model_config, common: dict) -> nn.Module:
   depth = int(model_config.get('depth', 34))
@@ -92,7 +96,7 @@ def init_variables(model: nn.Module, key: jax.Array,
     # default optimisation level takes 10-30 s even for tiny models (2 cores);
     # at level 0 it is ~8x faster. Values agree to float rounding (1 ulp),
     # as jit vs eager init already do; the random bits are the same.
-    options = ({'xla_backend_optimization_level': 0}
+    options = ({'xla_backend_optimization_level': 0, **(compiler_options() or {})}
                if jax.default_backend() == 'cpu' else None)
     variables = jax.jit(init).lower(key, dummy).compile(options)(key, dummy)
   return {'params': variables['params'],

@@ -1,17 +1,20 @@
 """Convolution and 2x2 max-pool written the way XLA:CPU runs them fast.
 
 Same values as `lax.conv_general_dilated` / `nn.max_pool` (to float rounding;
-`tests/test_cpu_ops.py`), different formulations. Measured per layer on a
-2-core AVX2 CPU, jax 0.10.2, batch 128 (`experiments/benchmarks/layer_probe.py`):
+`tests/test_cpu_ops.py`), different formulations, chosen per XLA:CPU
+convolution engine (`conv_engine()`: YNNPACK, XLA's default, or Eigen, which
+`compiler_options()` selects for the jits that run the models). Measured per
+layer on 2-core CPUs, jax 0.10.2 (`experiments/benchmarks/layer_probe.py`,
+`dw_probe.py`):
 
-* VALID convolutions miss XLA:CPU's YNNPACK fusion and run about 3x slower
-  than the same convolution with SAME padding; so a VALID conv is computed as
-  the padded one and cropped (the crop drops exactly the border outputs that
-  saw the padding).
+* YNNPACK: VALID convolutions miss its fusion and ran about 3x slower than the
+  same convolution with SAME padding; so a VALID conv is computed as the padded
+  one and cropped (the crop drops exactly the border outputs that saw the
+  padding). Eigen runs the VALID one directly, 2x faster than padded + cropped.
 * The weight gradient (XLA's "backprop filter" convolution) ran at 2-4
-  GFLOP/s; it is computed here as one matmul per kernel tap,
-  `x_shifted^T @ dy`, summed over batch and space (custom VJP; the input
-  gradient stays XLA's own transposed convolution, which is fast).
+  GFLOP/s on YNNPACK; there it is one matmul per kernel tap,
+  `x_shifted^T @ dy`, over cache-sized groups of images. On Eigen XLA's own
+  runs as fast as any rewrite tried (`dw_probe.py`) and is kept.
 * Inside a while loop (a rolled attack: APGD, Square, evaluation PGD) JAX's
   transpose rule for the input gradient ran 4-30x slower per layer than the
   same convolution with the flipped kernel written out, which is what the
@@ -25,6 +28,7 @@ Accelerators have none of these problems, so models use these only when
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +47,46 @@ def resolve_ops(ops: str) -> str:
   return ops
 
 
+# XLA:CPU runs convolutions through YNNPACK (its default YNN fusion types include
+# individual_convolution) or, with that type left out, through Eigen. Which is
+# faster depends on the CPU, by 2-3x either way (2x2-core measurements, `layer_probe.py`,
+# `dw_probe.py`): on an AMD EPYC with AVX2 the YNNPACK convolution was 3-4x faster
+# (30x30x32 -> 32, batch 128: 32 vs 114-134 ms); on an Intel Xeon with AVX-512
+# Eigen's was 3x faster (12 vs 38 ms). The formulations below follow the engine.
+ENGINES = ('ynnpack', 'eigen')
+ENGINE_ENV = 'GENERALIST_JAX_CPU_CONV'
+_EIGEN_YNN_FUSION_TYPES = ('LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'   # XLA's default
+                           'LIBRARY_FUSION_TYPE_REDUCE')           # minus convolutions
+
+
+@functools.cache
+def conv_engine() -> str:
+  """The XLA:CPU convolution engine this process uses: $GENERALIST_JAX_CPU_CONV
+  ('ynnpack' or 'eigen') if set, else 'eigen' on CPUs with AVX-512, 'ynnpack'
+  otherwise (the two machines measured; see above)."""
+  engine = os.environ.get(ENGINE_ENV, '')
+  if engine and engine not in ENGINES:
+    raise ValueError(f'{ENGINE_ENV}={engine!r} is unknown; use one of {ENGINES} '
+                     'or leave it unset to pick by the CPU.')
+  return engine or ('eigen' if _has_avx512() else 'ynnpack')
+
+
+def _has_avx512() -> bool:
+  try:
+    with open('/proc/cpuinfo') as f:
+      return any(line.startswith('flags') and ' avx512f' in line for line in f)
+  except OSError:
+    return False
+
+
+def compiler_options() -> dict | None:
+  """`jax.jit(..., compiler_options=)` that make XLA:CPU use `conv_engine()`;
+  None off the CPU backend or for 'ynnpack' (XLA's default)."""
+  if jax.default_backend() != 'cpu' or conv_engine() != 'eigen':
+    return None
+  return {'xla_cpu_experimental_ynn_fusion_type': _EIGEN_YNN_FUSION_TYPES}
+
+
 def _explicit_pads(x_shape, w_shape, strides, padding) -> tuple:
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(x_shape[1:3], w_shape[:2], strides, padding)
@@ -51,7 +95,8 @@ def _explicit_pads(x_shape, w_shape, strides, padding) -> tuple:
 
 def _conv(x, w, strides: tuple, pads: tuple):
   kh, kw = w.shape[:2]
-  if strides == (1, 1) and pads == ((0, 0), (0, 0)) and (kh, kw) != (1, 1):
+  if (conv_engine() == 'ynnpack' and strides == (1, 1) and pads == ((0, 0), (0, 0))
+      and (kh, kw) != (1, 1)):
     top, left = (kh - 1) // 2, (kw - 1) // 2
     y = lax.conv_general_dilated(x, w, strides, ((top, kh - 1 - top), (left, kw - 1 - left)),
                                  dimension_numbers=_NHWC)
@@ -59,15 +104,61 @@ def _conv(x, w, strides: tuple, pads: tuple):
   return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC)
 
 
-def _weight_grad(x, dy, w_shape, strides: tuple, pads: tuple):
-  """dL/dw[i, j] = sum over batch and output pixels of x[tap (i, j)] dy."""
+# Weight gradient on YNNPACK: images per scan iteration. Each tap's dot, (c, K) @ (K, o) with
+# K = images * oh * ow, is memory-bound for small c * o; done over the whole batch
+# it streams the input from memory once per tap. Looping over groups of images whose
+# padded input is about _GROUP_BYTES keeps a group's taps in cache: 30x30x32 -> 32,
+# batch 128, 2 cores (Intel, YNNPACK): 72 -> 34 ms (PyTorch 34); 34x34x64 -> 64,
+# batch 32: 85 -> 56 ms (`experiments/benchmarks/dw_probe.py`). Past _LOOP_MAX_CO = c * o the dots are
+# compute-bound and the loop only costs (10x10x256: 21 -> 27 ms), so none is used;
+# nor when the whole input is at most 4 groups (64x10x10x64: 6.7 -> 9.1 ms with one).
+_GROUP_BYTES = 512 * 1024
+_IM2COL_MAX_COLS = 32    # RGB input layers: 27 columns, one dot beats 9 thin ones
+_LOOP_MAX_CO = 128 * 128
+
+
+def _images_per_group(n: int, image_bytes: int, c: int, o: int) -> int:
+  """The largest divisor of the batch n whose images fit in _GROUP_BYTES (at least
+  1); n (no loop) when the dots are compute-bound or the input fits in 4 groups."""
+  if c * o > _LOOP_MAX_CO or n * image_bytes <= 4 * _GROUP_BYTES:
+    return n
+  fit = max(1, _GROUP_BYTES // image_bytes)
+  return max(d for d in range(1, min(n, fit) + 1) if n % d == 0)
+
+
+def _weight_grad(x, dy, w_shape, strides: tuple, pads: tuple, engine: str | None = None,
+                 images_per_group: int | None = None):
+  """dL/dw[i, j] = sum over batch and output pixels of x[tap (i, j)] dy.
+
+  engine (default `conv_engine()`): 'eigen' is XLA's own backprop-filter
+  convolution (rewrites measured: no faster in the step); 'ynnpack' is one dot
+  per kernel tap (im2col's single dot when c * kh * kw is small) over groups of
+  `images_per_group` images in a scan (default `_images_per_group`), in float32.
+  """
+  if (engine or conv_engine()) == 'eigen':
+    conv = lambda w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC)
+    return jax.vjp(conv, jnp.zeros(w_shape, x.dtype))[1](dy)[0]
   kh, kw, c, o = w_shape
   (sh, sw), (n, oh, ow, _) = strides, dy.shape
   x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-  dy = dy.reshape(n * oh * ow, o)
-  taps = [x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw].reshape(-1, c).T @ dy
-          for i in range(kh) for j in range(kw)]
-  return jnp.stack(taps).reshape(kh, kw, c, o)
+  m = images_per_group or _images_per_group(n, x[0].size * x.dtype.itemsize, c, o)
+  dot = lambda a, b: lax.dot_general(a, b, (((0,), (0,)), ((), ())),
+                                     preferred_element_type=jnp.float32)
+
+  def group_grad(xg, dg):            # (m, H, W, c), (m, oh, ow, o) -> (kh*kw*c, o)
+    dg = dg.reshape(-1, o)
+    taps = [xg[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw].reshape(-1, c)
+            for i in range(kh) for j in range(kw)]
+    if c * kh * kw <= _IM2COL_MAX_COLS:
+      return dot(jnp.concatenate(taps, -1), dg)
+    return jnp.concatenate([dot(t, dg) for t in taps])
+
+  if m == n:
+    return group_grad(x, dy).reshape(w_shape)
+  groups = (x.reshape(n // m, m, *x.shape[1:]), dy.reshape(n // m, m, oh, ow, o))
+  total, _ = lax.scan(lambda acc, g: (acc + group_grad(*g), None),
+                      jnp.zeros((kh * kw * c, o), jnp.float32), groups)
+  return total.reshape(w_shape)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -82,13 +173,32 @@ def _fast_conv_fwd(x, w, strides, pads):
 def _input_grad(dy, x, w, strides: tuple, pads: tuple):
   """dL/dx. Stride 1: the convolution of dy with the flipped, transposed kernel,
   written out. JAX's own transpose rule gives the same numbers, but inside a
-  while loop (a rolled attack) XLA:CPU ran it 4-30x slower per layer."""
-  kh, kw = w.shape[:2]
+  while loop (a rolled attack) XLA:CPU ran it 4-30x slower per layer. An RGB
+  input layer (c * kh * kw <= _IM2COL_MAX_COLS) goes through `_input_grad_col2im`."""
+  kh, kw, c, _ = w.shape
   full = ((kh - 1 - pads[0][0], kh - 1 - pads[0][1]), (kw - 1 - pads[1][0], kw - 1 - pads[1][1]))
   if strides != (1, 1) or min(min(p) for p in full) < 0:
     return jax.vjp(lambda x: _conv(x, w, strides, pads), x)[1](dy)[0]
+  if c * kh * kw <= _IM2COL_MAX_COLS:
+    return _input_grad_col2im(dy, x.shape, w, pads)
   flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
   return lax.conv_general_dilated(dy, flipped, (1, 1), full, dimension_numbers=_NHWC)
+
+
+def _input_grad_col2im(dy, x_shape, w, pads: tuple):
+  """Stride-1 dL/dx as one dot, dy @ w^T -> per-tap columns (n, oh, ow, kh*kw*c),
+  each tap's column block added back at its offset. A convolution with 3 output
+  channels (the RGB input layer's input gradient) ran at a few GFLOP/s on both
+  engines: 29 -> 7 ms for SmallCNN's first layer at batch 128 (2 cores, Eigen),
+  x11 per PGD-10 step."""
+  kh, kw, c, o = w.shape
+  n, oh, ow, _ = dy.shape
+  cols = lax.dot_general(dy, w.reshape(kh * kw * c, o), (((3,), (1,)), ((), ())))
+  cols = cols.reshape(n, oh, ow, kh, kw, c)
+  h, wd = x_shape[1] + sum(pads[0]), x_shape[2] + sum(pads[1])   # the padded input
+  dx = sum(jnp.pad(cols[:, :, :, i, j], ((0, 0), (i, h - oh - i), (j, wd - ow - j), (0, 0)))
+           for i in range(kh) for j in range(kw))
+  return dx[:, pads[0][0]:pads[0][0] + x_shape[1], pads[1][0]:pads[1][0] + x_shape[2]]
 
 
 def _fast_conv_bwd(strides, pads, residuals, dy):
