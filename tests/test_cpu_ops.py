@@ -49,7 +49,7 @@ def test_conv_values_and_gradients_match_lax(shape, kernel, strides, padding, en
 
 
 @pytest.mark.parametrize('engine,images_per_group', [('ynnpack', 1), ('ynnpack', 2),
-                                                     ('ynnpack', 6), ('eigen', None)])
+                                                     ('ynnpack', 6)])
 @pytest.mark.parametrize('kernel,strides,pads', [
     ((3, 3, 4, 5), (1, 1), ((0, 0), (0, 0))),
     ((3, 3, 2, 3), (1, 1), ((1, 1), (1, 1))),     # im2col path (c * kh * kw <= 32)
@@ -66,7 +66,7 @@ def test_weight_gradient_formulations_match_lax(engine, images_per_group, kernel
   want = jax.vjp(conv, w)[1](dy)[0]
   got = jax.jit(lambda x, dy: cpu_ops._weight_grad(x, dy, kernel, strides, pads, engine,
                                                    images_per_group))(x, dy)
-  assert got.dtype == jnp.float32 and got.shape == kernel
+  assert got.shape == kernel
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -78,6 +78,23 @@ def test_images_per_group_divides_the_batch_and_skips_the_loop_where_it_costs():
   assert cpu_ops._images_per_group(32, mb, 64, 64) == 1           # one image over budget
   assert cpu_ops._images_per_group(32, 40_000, 256, 256) == 32    # compute-bound dots
   assert cpu_ops._images_per_group(64, 25_600, 64, 64) == 64      # whole input 1.6 MB
+
+
+@pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+@pytest.mark.parametrize('pads', [((0, 0), (0, 0)), ((1, 1), (1, 1)), ((0, 2), (1, 0)),
+                                  ((-1, 1), (1, 1))])    # negative: lax's own
+def test_rgb_layer_input_gradient_matches_lax(pads, dtype, tol, engine):
+  # c * kh * kw = 27 <= 32: the col2im input gradient for pads >= 0.
+  x = jax.random.normal(jax.random.key(7), (3, 10, 9, 3)).astype(dtype)
+  w = jax.random.normal(jax.random.key(8), (3, 3, 3, 5)).astype(dtype)
+  conv = lambda f: (lambda x: f(x, w, (1, 1), pads, dimension_numbers=_NHWC))
+  dy = jax.random.normal(jax.random.key(9), conv(lax.conv_general_dilated)(x).shape).astype(dtype)
+  got = jax.vjp(conv(cpu_ops.conv_general_dilated), x)[1](dy)[0]
+  want = jax.vjp(conv(lax.conv_general_dilated), x)[1](dy)[0]
+  assert got.dtype == want.dtype == dtype and got.shape == x.shape
+  scale = float(jnp.abs(want.astype(jnp.float32)).max())
+  np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
+                             atol=tol * scale, rtol=tol)
 
 
 def test_conv_falls_back_to_lax_for_what_it_does_not_cover():

@@ -19,6 +19,7 @@ import pathlib
 import jax
 import numpy as np
 
+from generalist_jax import models
 from generalist_jax.attacks import autoattack as aa
 from generalist_jax.attacks import threat
 from generalist_jax.evaluation import reports
@@ -144,6 +145,7 @@ class AutoAttack:
           f'{100 * report.robust_acc:.2f}% ({self.version}, {self.norm} eps={self.eps:.5g})')
     if not return_labels:
       return x_adv
-    labels = np.concatenate([np.argmax(np.asarray(jax.jit(self.apply_fn)(
+    labels = np.concatenate([np.argmax(np.asarray(jax.jit(
+        self.apply_fn, compiler_options=models.compiler_options())(
         self.params, x_adv[i:i + bs])), -1) for i in range(0, len(x_adv), bs)])
     return x_adv, labels

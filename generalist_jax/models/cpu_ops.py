@@ -49,8 +49,8 @@ def resolve_ops(ops: str) -> str:
 
 # XLA:CPU runs convolutions through YNNPACK (its default YNN fusion types include
 # individual_convolution) or, with that type left out, through Eigen. Which is
-# faster depends on the CPU, by 2-3x either way (2x2-core measurements, `layer_probe.py`,
-# `dw_probe.py`): on an AMD EPYC with AVX2 the YNNPACK convolution was 3-4x faster
+# faster depends on the CPU, by 2-3x either way (`layer_probe.py`, `dw_probe.py`; AMD:
+# one core each, Intel: 2 cores): on an AMD EPYC with AVX2 the YNNPACK convolution was 3-4x faster
 # (30x30x32 -> 32, batch 128: 32 vs 114-134 ms); on an Intel Xeon with AVX-512
 # Eigen's was 3x faster (12 vs 38 ms). The formulations below follow the engine.
 ENGINES = ('ynnpack', 'eigen')
@@ -119,8 +119,9 @@ _LOOP_MAX_CO = 128 * 128
 
 def _images_per_group(n: int, image_bytes: int, c: int, o: int) -> int:
   """The largest divisor of the batch n whose images fit in _GROUP_BYTES (at least
-  1); n (no loop) when the dots are compute-bound or the input fits in 4 groups."""
-  if c * o > _LOOP_MAX_CO or n * image_bytes <= 4 * _GROUP_BYTES:
+  1); n (no loop) when the dots are compute-bound or the input fits in 4 groups, and
+  with several devices (a scan over a batch sharded on 'data' would gather it)."""
+  if c * o > _LOOP_MAX_CO or n * image_bytes <= 4 * _GROUP_BYTES or jax.device_count() > 1:
     return n
   fit = max(1, _GROUP_BYTES // image_bytes)
   return max(d for d in range(1, min(n, fit) + 1) if n % d == 0)
@@ -186,19 +187,20 @@ def _input_grad(dy, x, w, strides: tuple, pads: tuple):
 
 
 def _input_grad_col2im(dy, x_shape, w, pads: tuple):
-  """Stride-1 dL/dx as one dot, dy @ w^T -> per-tap columns (n, oh, ow, kh*kw*c),
-  each tap's column block added back at its offset. A convolution with 3 output
+  """Stride-1 dL/dx as one dot, dy @ w^T -> per-tap columns
+  (n, oh, ow, kh*kw*c), each tap's column block added back at its offset (float32). A convolution with 3 output
   channels (the RGB input layer's input gradient) ran at a few GFLOP/s on both
   engines: 29 -> 7 ms for SmallCNN's first layer at batch 128 (2 cores, Eigen),
   x11 per PGD-10 step."""
   kh, kw, c, o = w.shape
   n, oh, ow, _ = dy.shape
-  cols = lax.dot_general(dy, w.reshape(kh * kw * c, o), (((3,), (1,)), ((), ())))
-  cols = cols.reshape(n, oh, ow, kh, kw, c)
+  cols = lax.dot_general(dy, w.reshape(kh * kw * c, o), (((3,), (1,)), ((), ())),
+                         preferred_element_type=jnp.float32).reshape(n, oh, ow, kh, kw, c)
   h, wd = x_shape[1] + sum(pads[0]), x_shape[2] + sum(pads[1])   # the padded input
   dx = sum(jnp.pad(cols[:, :, :, i, j], ((0, 0), (i, h - oh - i), (j, wd - ow - j), (0, 0)))
            for i in range(kh) for j in range(kw))
-  return dx[:, pads[0][0]:pads[0][0] + x_shape[1], pads[1][0]:pads[1][0] + x_shape[2]]
+  return dx[:, pads[0][0]:pads[0][0] + x_shape[1],
+            pads[1][0]:pads[1][0] + x_shape[2]].astype(dy.dtype)
 
 
 def _fast_conv_bwd(strides, pads, residuals, dy):
@@ -216,7 +218,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """Drop-in for `lax.conv_general_dilated` (flax's `nn.Conv(conv_general_dilated=)`).
 
   Plain NHWC/HWIO convolutions take the fast path; anything else (dilation,
-  groups, other layouts, precision or dtype options) goes to lax unchanged.
+  groups, other layouts, precision or dtype options, negative pads) goes to lax
+  unchanged.
   """
   plain = (not lhs_dilation or all(d == 1 for d in lhs_dilation)) and \
           (not rhs_dilation or all(d == 1 for d in rhs_dilation)) and \
@@ -228,7 +231,11 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
         feature_group_count=feature_group_count, precision=precision, **kwargs)
   strides = tuple(int(s) for s in window_strides)
-  return _fast_conv(lhs, rhs, strides, _explicit_pads(lhs.shape, rhs.shape, strides, padding))
+  pads = _explicit_pads(lhs.shape, rhs.shape, strides, padding)
+  if min(min(p) for p in pads) < 0:   # cropping pads: lax's own (models never use them)
+    return lax.conv_general_dilated(lhs, rhs, window_strides, pads,
+                                    dimension_numbers=dimension_numbers)
+  return _fast_conv(lhs, rhs, strides, pads)
 
 
 def _is_nhwc(dimension_numbers, lhs_shape, rhs_shape) -> bool:
