@@ -6,6 +6,7 @@ import pathlib
 import pytest
 
 from generalist_jax.run import checkpoints
+from generalist_jax.run import files
 from generalist_jax.run import loop
 from generalist_jax.run import run_config
 from tests.tiny_config import tiny_config
@@ -66,3 +67,39 @@ def test_a_checkpoint_of_another_shape_is_not_quarantined(trained):
     loop.train_and_evaluate(wider, str(workdir))
   assert not (workdir / 'checkpoints' / 'unreadable').exists()
   assert any(p.name.isdigit() for p in (workdir / 'checkpoints' / 'best').iterdir())
+
+
+def test_every_process_reads_the_saved_config_before_process_0_replaces_it(
+    tmp_path, monkeypatch):
+  """With several processes, process 0 moves or rewrites config.json only after all
+  have read it (a barrier), so none reads a half-written or a moved file."""
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  old = tiny_config('old.npz')
+  (workdir / 'config.json').write_text(old.to_json_best_effort(indent=2, sort_keys=True))
+  seen_at_barrier = []
+  monkeypatch.setattr(run_config.jax, 'process_count', lambda: 2)
+  monkeypatch.setattr(run_config.multihost_utils, 'sync_global_devices',
+                      lambda name: seen_at_barrier.append(
+                          (name, sorted(p.name for p in workdir.iterdir()),
+                           (workdir / 'config.json').read_text())))
+  new = tiny_config('new.npz')   # an operational change: the old config is kept aside
+  run_config.check_and_write(new, workdir)
+  assert seen_at_barrier == [('config_read', ['config.json'],
+                              old.to_json_best_effort(indent=2, sort_keys=True))]
+  assert (workdir / 'config.previous.json').read_text() == seen_at_barrier[0][2]
+  assert (workdir / 'config.json').read_text() == new.to_json_best_effort(
+      indent=2, sort_keys=True)
+  assert sorted(p.name for p in workdir.iterdir()) == ['config.json', 'config.previous.json']
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('old\n')
+  def failing_replace(src, dst):
+    raise OSError('disk full')
+  monkeypatch.setattr(files.os, 'replace', failing_replace)
+  with pytest.raises(OSError, match='disk full'):
+    files.write_text_atomic(path, 'new\n')
+  assert path.read_text() == 'old\n'
+  assert [p.name for p in tmp_path.iterdir()] == ['metrics.jsonl']

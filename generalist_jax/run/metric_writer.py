@@ -8,6 +8,8 @@ import pathlib
 
 import tensorboardX
 
+from generalist_jax.run import files
+
 
 def _truncate_after(path: pathlib.Path, step: int) -> None:
   """On resume, drop records from steps the restored checkpoint never saw."""
@@ -15,7 +17,7 @@ def _truncate_after(path: pathlib.Path, step: int) -> None:
     return
   kept = [line for line in path.read_text().splitlines()
           if line.strip() and json.loads(line).get('step', 0) <= step]
-  path.write_text(''.join(line + '\n' for line in kept))
+  files.write_text_atomic(path, ''.join(line + '\n' for line in kept))
 
 
 class MetricWriter:

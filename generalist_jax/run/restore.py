@@ -13,6 +13,7 @@ import orbax.checkpoint as ocp
 from generalist_jax import data as data_lib
 from generalist_jax.method import step as step_lib
 from generalist_jax.run import checkpoints
+from generalist_jax.run import files
 from generalist_jax.run import run_config
 
 
@@ -54,7 +55,7 @@ def run_data_info(workdir, info: data_lib.DatasetInfo, *, write: bool) -> data_l
   path = pathlib.Path(workdir) / DATA_INFO
   if not path.exists() or (write and not run_config.has_checkpoints(pathlib.Path(workdir))):
     if write:   # first start (or nothing trained yet): these constants define the run
-      path.write_text(json.dumps(_info_dict(info), indent=2))
+      files.write_text_atomic(path, json.dumps(_info_dict(info), indent=2))
     return info
   saved = json.loads(path.read_text())
   now = _info_dict(info)

@@ -13,6 +13,7 @@ from jax.experimental import multihost_utils
 
 from generalist_jax import parallel
 from generalist_jax.evaluation import compare
+from generalist_jax.run import files
 
 # Fields that change how a run is executed or logged, not what it computes.
 OPERATIONAL = ('progress_bar', 'log_every_steps', 'data.num_threads', 'data.prefetch',
@@ -64,9 +65,13 @@ def check_and_write(config, workdir: pathlib.Path, *, start_over_allowed: bool =
   (process 0), keeping a replaced one as config.previous.json."""
   path = workdir / 'config.json'
   current = json.loads(config.to_json_best_effort(sort_keys=True))
-  if path.exists():
-    differences = config_differences(json.loads(path.read_text()), current)
-    defining = _run_defining(differences) if has_checkpoints(workdir) else {}
+  saved = json.loads(path.read_text()) if path.exists() else None
+  trained = has_checkpoints(workdir)
+  if jax.process_count() > 1:   # all processes have read before process 0 moves or writes
+    multihost_utils.sync_global_devices('config_read')
+  if saved is not None:
+    differences = config_differences(saved, current)
+    defining = _run_defining(differences) if trained else {}
     if defining and start_over_allowed:
       moved = start_over(workdir)
       print(f'--start_over: the previous run in {workdir} was moved to {moved}.')
@@ -83,4 +88,4 @@ def check_and_write(config, workdir: pathlib.Path, *, start_over_allowed: bool =
             f'trained yet); the old config is kept as {workdir / "config.previous.json"}.')
       path.replace(workdir / 'config.previous.json')
   if parallel.is_main_process():
-    path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    files.write_text_atomic(path, config.to_json_best_effort(indent=2, sort_keys=True))
