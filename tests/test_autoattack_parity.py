@@ -70,7 +70,8 @@ def test_robust_accuracy_agrees_with_the_official_autoattack(trained, norm, atta
                           attacks=attacks, **BUDGET)
   row = result.row()
   print(f"{norm} {'+'.join(attacks)}: ours {100 * result.ours_robust_acc:.1f}%, official "
-        f"{100 * result.official_robust_acc:.1f}%, agreement {100 * row['agreement']:.1f}%")
+        f"{100 * result.official_robust_acc:.1f}%, agreement {100 * row['agreement']:.1f}%; "
+        f"{result.ours_seconds:.1f} s vs {result.official_seconds:.1f} s")
   assert abs(result.difference) <= TOLERANCE, row
   # A random search from different random streams: Square's per-point agreement is lower.
   assert row['agreement'] >= (0.7 if square else 0.9), row

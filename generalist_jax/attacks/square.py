@@ -128,22 +128,28 @@ def eta_tile(r, q, s, transpose, norm: str = 'l2'):
 
 
 def _tile_start(key, x, norm: str = 'l2'):
-  """A grid of eta tiles of side h // 5 with a random sign per (example, tile, channel)."""
+  """A grid of eta tiles of side h // 5 with a random sign per (example, tile, channel).
+
+  A loop over the tiles, not one unrolled op chain per tile: 25 unrolled tiles took
+  XLA:CPU 6.5 s to compile (CIFAR-sized inputs). Tiles do not overlap, so the sum is
+  the same in any order."""
   b, h, w, c = x.shape
   s = max(h // 5, 1)
   start = max((h - 5 * s) // 2, 0)
   rows = jnp.arange(h)[None, :, None]
   cols = jnp.arange(w)[None, None, :]
-  delta = jnp.zeros_like(x)
-  corners = [(vh, vw) for vh in range(start, h - s + 1, s)[:h // s]
-             for vw in range(start, w - s + 1, s)[:w // s]]
+  corners = jnp.asarray([(vh, vw) for vh in range(start, h - s + 1, s)[:h // s]
+                         for vw in range(start, w - s + 1, s)[:w // s]], jnp.int32)
   keys = jax.random.split(key, 2 * len(corners))
-  for i, (vh, vw) in enumerate(corners):
-    transpose = jax.random.bernoulli(keys[2 * i], 0.5, (b, 1, 1))
+
+  def add_tile(i, delta):
+    (vh, vw), transpose_key, sign_key = corners[i], keys[2 * i], keys[2 * i + 1]
+    transpose = jax.random.bernoulli(transpose_key, 0.5, (b, 1, 1))
     tile = eta_tile(rows - vh, cols - vw, s, transpose, norm)
-    signs = jax.random.rademacher(keys[2 * i + 1], (b, 1, 1, c), x.dtype)
-    delta = delta + tile[..., None] * signs
-  return delta
+    signs = jax.random.rademacher(sign_key, (b, 1, 1, c), x.dtype)
+    return delta + tile[..., None] * signs
+
+  return jax.lax.fori_loop(0, len(corners), add_tile, jnp.zeros_like(x))
 
 
 def _odd_side(p, h, w, minimum):
