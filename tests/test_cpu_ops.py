@@ -23,7 +23,7 @@ def engine(request, monkeypatch):
 
 def _grads(conv, x, w, strides, padding, dy):
   f = lambda x, w: jnp.sum(conv(x, w, strides, padding, dimension_numbers=_NHWC) * dy)
-  return jax.grad(f, (0, 1))(x, w)
+  return jax.jit(jax.grad(f, (0, 1)))(x, w)   # jitted: one compile, not one per eager op
 
 
 @pytest.mark.parametrize('shape,kernel,strides,padding', [
@@ -39,7 +39,8 @@ def test_conv_values_and_gradients_match_lax(shape, kernel, strides, padding, en
   x = jax.random.normal(kx, shape)
   w = jax.random.normal(kw, kernel)
   y = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC)
-  y_fast = cpu_ops.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC)
+  y_fast = jax.jit(lambda x, w: cpu_ops.conv_general_dilated(
+      x, w, strides, padding, dimension_numbers=_NHWC))(x, w)
   assert y_fast.shape == y.shape
   np.testing.assert_allclose(y_fast, y, rtol=1e-5, atol=1e-5)
   dy = jax.random.normal(ky, y.shape)
@@ -89,8 +90,8 @@ def test_rgb_layer_input_gradient_matches_lax(pads, dtype, tol, engine):
   w = jax.random.normal(jax.random.key(8), (3, 3, 3, 5)).astype(dtype)
   conv = lambda f: (lambda x: f(x, w, (1, 1), pads, dimension_numbers=_NHWC))
   dy = jax.random.normal(jax.random.key(9), conv(lax.conv_general_dilated)(x).shape).astype(dtype)
-  got = jax.vjp(conv(cpu_ops.conv_general_dilated), x)[1](dy)[0]
-  want = jax.vjp(conv(lax.conv_general_dilated), x)[1](dy)[0]
+  input_grad = lambda f: jax.jit(lambda x, dy: jax.vjp(conv(f), x)[1](dy)[0])(x, dy)
+  got, want = input_grad(cpu_ops.conv_general_dilated), input_grad(lax.conv_general_dilated)
   assert got.dtype == want.dtype == dtype and got.shape == x.shape
   scale = float(jnp.abs(want.astype(jnp.float32)).max())
   np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
@@ -122,8 +123,12 @@ def test_max_pool_and_its_gradient_match_flax(shape):
                                 jax.vjp(ref, x)[1](dy)[0])
 
 
-@pytest.mark.parametrize('name,image', [('small_cnn', (29, 29, 3)), ('preact_resnet18', (16, 16, 3)),
-                                        ('resnet18', (16, 16, 3)), ('wide_resnet', (16, 16, 3))])
+# Every model with Eigen's formulations; YNNPACK's on PreAct-ResNet-18 (strided, 1x1 and
+# padded RGB convs; the conv tests above cover each shape under both engines).
+@pytest.mark.parametrize('engine,name,image', [
+    ('eigen', 'small_cnn', (29, 29, 3)), ('eigen', 'preact_resnet18', (16, 16, 3)),
+    ('eigen', 'resnet18', (16, 16, 3)), ('eigen', 'wide_resnet', (16, 16, 3)),
+    ('ynnpack', 'preact_resnet18', (16, 16, 3))], indirect=['engine'])
 def test_models_give_the_same_logits_and_gradients_with_either_ops(name, image, engine):
   cfg = lambda ops: ml_collections.ConfigDict(dict(name=name, width=0.125, depth=10,
                                                    widen_factor=1, batch_norm=True, ops=ops))
@@ -137,10 +142,12 @@ def test_models_give_the_same_logits_and_gradients_with_either_ops(name, image, 
     logits, _ = models.apply_model(model, dict(variables, params=params), x, train=True)
     return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), labels])
 
-  got = jax.grad(loss, (0, 1))(variables['params'], x, fast)
-  want = jax.grad(loss, (0, 1))(variables['params'], x, plain)
-  np.testing.assert_allclose(loss(variables['params'], x, fast),
-                             loss(variables['params'], x, plain), rtol=1e-5)
+  # Jitted as in training: one compile per model, not one per eager op and shape.
+  value_and_grad = jax.jit(jax.value_and_grad(loss, (0, 1)), static_argnums=2,
+                           compiler_options=models.compiler_options())
+  got_loss, got = value_and_grad(variables['params'], x, fast)
+  want_loss, want = value_and_grad(variables['params'], x, plain)
+  np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
   for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(g, r, rtol=2e-4, atol=2e-5)
 
