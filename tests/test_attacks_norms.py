@@ -113,6 +113,45 @@ def test_per_example_eps():
     assert float(norms[0]) == 0.0
 
 
+def _forty_halvings(too_small, lo, hi, operands):
+  """The plain bisection: 40 halvings of the whole batch's brackets."""
+  def halve(_, bracket):
+    lo, hi = bracket
+    mid = 0.5 * (lo + hi)
+    left = too_small(mid, *operands)
+    return jnp.where(left, mid, lo), jnp.where(left, hi, mid)
+  return jax.lax.fori_loop(0, 40, halve, (lo, hi))
+
+
+@pytest.mark.parametrize('batch,rows', [(16, 8), (12, 6), (5, 0)])
+def test_bisection_in_chunks_and_stopping_at_float_resolution_is_bit_for_bit(batch, rows):
+  """Stopping once no bracket changes, and halving chunks of examples in turn,
+  give exactly the plain 40 halvings (roots from 1e-30 to 0.9, 0 and NaN included)."""
+  if jax.device_count() == 1:
+    assert threat._rows_per_chunk(batch) == rows
+  targets = np.geomspace(1e-30, 0.8, batch).astype(np.float32)
+  targets[0], targets[-1] = 0.0, np.nan
+  too_small = lambda t, target, weight: t * t * weight < target
+  operands = (jnp.asarray(targets), jnp.linspace(0.5, 1.5, batch))
+  lo, hi = jnp.zeros(batch), jnp.ones(batch)
+  got = jax.jit(lambda lo, hi, ops: threat._bisect(too_small, lo, hi, ops))(lo, hi, operands)
+  want = jax.jit(lambda lo, hi, ops: _forty_halvings(too_small, lo, hi, ops))(lo, hi, operands)
+  for g, w in zip(got, want):
+    np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize('norm,eps', [('l2', 0.5), ('l1', 8.0)])
+def test_a_batchs_projection_is_each_examples_own_bit_for_bit(norm, eps):
+  """The batch (bisected in chunks) projects every example as it alone would be."""
+  kx, kd = jax.random.split(jax.random.key(11))
+  x = jax.random.uniform(kx, (16, 8, 8, 3))
+  delta = jax.random.normal(kd, x.shape) * (0.3 if norm == 'l2' else 1.0)
+  project = jax.jit(threat.NORMS[norm].project)
+  batch = project(x, delta, eps)
+  for i in range(16):
+    np.testing.assert_array_equal(batch[i:i + 1], project(x[i:i + 1], delta[i:i + 1], eps))
+
+
 def test_l1_topk_step_moves_only_the_largest_gradients():
   grad = jnp.arange(1.0, 21.0).reshape(1, 20) * jnp.where(jnp.arange(20) % 2, 1, -1)
   step = threat.l1_topk_step(jnp.zeros_like(grad), grad, 2.0, fraction=0.2)

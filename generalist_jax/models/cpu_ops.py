@@ -246,8 +246,14 @@ def _is_nhwc(dimension_numbers, lhs_shape, rhs_shape) -> bool:
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2x2 max-pool, stride 2, floor (== nn.max_pool(x, (2, 2), strides=(2, 2)))."""
-  h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
-  corner = lambda i, j: x[:, i:h:2, j:w:2]
-  return jnp.maximum(jnp.maximum(corner(0, 0), corner(0, 1)),
-                     jnp.maximum(corner(1, 0), corner(1, 1)))
+  """2x2 max-pool, stride 2, floor (== nn.max_pool(x, (2, 2), strides=(2, 2))).
+
+  A max over the axes of a [B, H/2, 2, W/2, 2, C] reshape: its gradient is one
+  elementwise pass (2x faster on XLA:CPU than lax's select-and-scatter or four
+  strided slices, SmallCNN conv2 at batch 128). Ties split the gradient equally
+  (lax gives it to the first maximum); after a ReLU ties are at 0, where the ReLU's
+  gradient is 0 either way."""
+  b, h, w, c = x.shape
+  h, w = h // 2 * 2, w // 2 * 2
+  windows = x[:, :h, :w].reshape(b, h // 2, 2, w // 2, 2, c)
+  return jnp.max(windows, axis=(2, 4))
