@@ -15,6 +15,7 @@ import numpy as np
 
 from generalist_jax import config as config_lib
 from generalist_jax import data as data_lib
+from generalist_jax import models
 from generalist_jax.method import step as step_lib
 
 
@@ -28,7 +29,8 @@ def make_step(config, dtype, batch_size):
   rng = np.random.default_rng(0)
   batch = {'image': rng.random((batch_size, 32, 32, 3), np.float32),
            'label': rng.integers(0, 10, batch_size).astype(np.int32)}
-  step = jax.jit(lambda s, b: step_lib.train_step(setup, s, b), donate_argnums=0)
+  step = jax.jit(lambda s, b: step_lib.train_step(setup, s, b), donate_argnums=0,
+                 compiler_options=models.compiler_options())
   t0 = time.perf_counter()
   state, m = step(state, batch)
   jax.block_until_ready(m)

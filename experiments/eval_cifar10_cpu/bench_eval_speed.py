@@ -36,6 +36,7 @@ import numpy as np
 
 from generalist_jax import models
 from generalist_jax.attacks import autoattack
+from generalist_jax.attacks import registry
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
 MODELS = {'small_cnn': dict(name='small_cnn', width=0.5, batch_norm=True),
@@ -47,15 +48,16 @@ def uptime() -> str:
 
 
 def component_budget(name: str, norm: str, fraction: float) -> dict:
-  standard = autoattack.standard_settings(name, norm)
+  standard = registry.standard_settings(name, norm)
   full = standard['n_queries'] if name == 'square' else standard['steps']
   return {'steps': max(int(round(full * fraction)), 1)}
 
 
 def time_component(logits_fn, variables, x, y, name, norm, eps, fraction, reps):
-  attack = autoattack.make_component(name, norm=norm, eps=eps,
-                                     **component_budget(name, norm, fraction))
-  fn = jax.jit(lambda v, x, y, k: attack(lambda z: logits_fn(v, z), x, y, k))
+  attack = registry.build(name, norm=norm, eps=eps,
+                          overrides=component_budget(name, norm, fraction))
+  fn = jax.jit(lambda v, x, y, k: attack(lambda z: logits_fn(v, z), x, y, k),
+               compiler_options=models.compiler_options())
   key = jax.random.PRNGKey(0)
   t0 = time.perf_counter()
   compiled = fn.lower(variables, x, y, key).compile()

@@ -24,6 +24,7 @@ import numpy as np
 
 from generalist_jax import config as config_lib
 from generalist_jax import data as data_lib
+from generalist_jax import models
 from generalist_jax.method import step as step_lib
 
 CASES = {
@@ -85,7 +86,7 @@ def main():
       setup = step_lib.make_setup(case_config(kinds, mode == 'stacked'), info, steps_per_epoch=39)
       assert (setup.stack is not None) == (mode == 'stacked')
       step_fn = jax.jit(lambda s, b, setup=setup: step_lib.train_step(setup, s, b),
-                        donate_argnums=0)
+                        donate_argnums=0, compiler_options=models.compiler_options())
       start = time.perf_counter()
       state = step_lib.create_train_state(setup, info.image_shape, seed=0)
       state, _ = time_steps(step_fn, state, batch, 1)   # compile + first step
