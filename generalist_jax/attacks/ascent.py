@@ -25,9 +25,9 @@ LogitsFn = Callable[[jax.Array], jax.Array]
 
 def resolve_unroll(unroll) -> int | bool:
   """'auto' unrolls fully on CPU. With lax's conv gradients a rolled loop ran
-  2.8-7x slower there; with model.ops='cpu' (cpu_ops' input gradient) it is
-  within 2-7% of unrolled (experiments/benchmarks/results/optimisations.md),
-  so unrolling now buys little, at a longer compile."""
+  2.8-7x slower there; with model.ops='cpu' it was within 2-7% of unrolled on an
+  AVX2 CPU (YNNPACK convolutions) but 1.2-1.34x slower on an AVX-512 one (Eigen
+  convolutions; experiments/benchmarks/results/optimisations.md, fifth round)."""
   if unroll == 'auto':
     return jax.default_backend() == 'cpu'
   return unroll
