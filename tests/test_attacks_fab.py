@@ -301,3 +301,30 @@ def test_standard_attacks_stay_in_ball_and_box_over_random_shapes_and_eps(norm):
       assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0, name
       if eps == 0.0:     # no perturbation at all: clean accuracy
         np.testing.assert_array_equal(x_adv, x, err_msg=name)
+
+
+@pytest.mark.parametrize('norm', ['l2', 'l1'])
+@pytest.mark.parametrize('shape', [(3, 32, 32, 3), (2, 10, 10, 3), (2, 28, 28, 1)])
+def test_square_start_grid_equals_its_tiles_added_one_by_one(shape, norm):
+  """The initial grid (a loop over tiles) is the sum of the tiles as written out
+  one by one, bit for bit (they do not overlap)."""
+  x = jnp.zeros(shape)
+  b, h, w, c = shape
+  s = max(h // 5, 1)
+  start = max((h - 5 * s) // 2, 0)
+  corners = [(vh, vw) for vh in range(start, h - s + 1, s)[:h // s]
+             for vw in range(start, w - s + 1, s)[:w // s]]
+
+  def unrolled(key):
+    keys = jax.random.split(key, 2 * len(corners))
+    rows, cols = jnp.arange(h)[None, :, None], jnp.arange(w)[None, None, :]
+    delta = jnp.zeros_like(x)
+    for i, (vh, vw) in enumerate(corners):
+      transpose = jax.random.bernoulli(keys[2 * i], 0.5, (b, 1, 1))
+      tile = square.eta_tile(rows - vh, cols - vw, s, transpose, norm)
+      delta = delta + tile[..., None] * jax.random.rademacher(keys[2 * i + 1], (b, 1, 1, c))
+    return delta
+
+  key = jax.random.key(3)
+  np.testing.assert_array_equal(jax.jit(lambda k: square._tile_start(k, x, norm))(key),
+                                jax.jit(unrolled)(key))

@@ -1,6 +1,7 @@
 """A workdir belongs to its config: another config is refused before any work, a
 readable checkpoint of another config is never taken for a damaged one, and
 starting over moves the old run aside."""
+import json
 import pathlib
 
 import pytest
@@ -103,3 +104,18 @@ def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_pat
     files.write_text_atomic(path, 'new\n')
   assert path.read_text() == 'old\n'
   assert [p.name for p in tmp_path.iterdir()] == ['metrics.jsonl']
+
+
+def test_before_the_first_checkpoint_every_process_uses_the_datas_own_constants(tmp_path):
+  """A data_info.json left by a run that saved nothing (then the data changed) is
+  rewritten by process 0; the others must not read it meanwhile: all use the data's."""
+  from generalist_jax import data as data_lib
+  from generalist_jax.run import restore
+  old = data_lib.DatasetInfo(num_classes=10, image_shape=(8, 8, 3), mean=(0.5,) * 3,
+                             std=(0.25,) * 3)
+  now = data_lib.DatasetInfo(num_classes=5, image_shape=(8, 8, 3), mean=(0.4,) * 3,
+                             std=(0.2,) * 3)
+  restore.run_data_info(tmp_path, old, write=True)
+  assert restore.run_data_info(tmp_path, now, write=False) == now      # process 1
+  assert restore.run_data_info(tmp_path, now, write=True) == now       # process 0 rewrites
+  assert json.loads((tmp_path / restore.DATA_INFO).read_text())['num_classes'] == 5

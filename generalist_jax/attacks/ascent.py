@@ -26,8 +26,9 @@ LogitsFn = Callable[[jax.Array], jax.Array]
 def resolve_unroll(unroll) -> int | bool:
   """'auto' unrolls fully on CPU. With lax's conv gradients a rolled loop ran
   2.8-7x slower there; with model.ops='cpu' it was within 2-7% of unrolled on an
-  AVX2 CPU (YNNPACK convolutions) but 1.2-1.34x slower on an AVX-512 one (Eigen
-  convolutions; experiments/benchmarks/results/optimisations.md, fifth round)."""
+  AMD AVX2 CPU (YNNPACK convolutions) but 1.2x slower on an Intel AVX-512 one (Eigen
+  convolutions; which of the two differences matters is not known; see
+  experiments/benchmarks/results/optimisations.md, fifth round)."""
   if unroll == 'auto':
     return jax.default_backend() == 'cpu'
   return unroll

@@ -149,7 +149,8 @@ def _tile_start(key, x, norm: str = 'l2'):
     signs = jax.random.rademacher(sign_key, (b, 1, 1, c), x.dtype)
     return delta + tile[..., None] * signs
 
-  return jax.lax.fori_loop(0, len(corners), add_tile, jnp.zeros_like(x))
+  dtype = jnp.result_type(x.dtype, jnp.float32)   # the tiles are float32, as before
+  return jax.lax.fori_loop(0, len(corners), add_tile, jnp.zeros(x.shape, dtype))
 
 
 def _odd_side(p, h, w, minimum):

@@ -140,7 +140,7 @@ def _rows_per_chunk(batch: int) -> int:
   """The largest divisor of `batch` up to _BISECTION_ROWS; 0 (no chunks) where that
   is small, off the CPU (accelerators want the whole batch at once) or with several
   devices (a chunk loop would gather a sharded batch)."""
-  if jax.default_backend() != 'cpu' or jax.device_count() > 1:
+  if jax.default_backend() != 'cpu' or jax.device_count() > 1 or batch < 4:
     return 0
   rows = max(d for d in range(1, min(batch, _BISECTION_ROWS) + 1) if batch % d == 0)
   return rows if 4 <= rows < batch else 0
@@ -152,6 +152,8 @@ def _bisect(too_small, lo, hi, operands=(), iterations: int = _BISECTION_STEPS):
   [b, ...], one row per example) flips. On one CPU device it runs over chunks of
   examples, each halved to the end while its rows are in cache (one pass over the
   batch per halving costs ~2x as much); each example's result is the same."""
+  # A search: nothing is differentiated through the bracket (a while_loop cannot be).
+  lo, hi, operands = jax.lax.stop_gradient((lo, hi, tuple(operands)))
   rows = _rows_per_chunk(lo.shape[0])
   if not rows:
     return _halvings(too_small, lo, hi, operands, iterations)
@@ -249,8 +251,10 @@ def l1_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
   inside = jnp.sum(box_only, -1) <= eps_b
 
   l1_at = lambda tau, absv, room: jnp.sum(jnp.clip(absv - tau[:, None], 0.0, room), -1)
+  # Examples inside the ball need no tau (box_only below): an empty bracket ends their search.
   tau_lo, tau_hi = _bisect(lambda tau, eps_b, *rows: l1_at(tau, *rows) > eps_b,
-                           jnp.zeros_like(eps_b), jnp.max(absv, -1), (eps_b, absv, room))
+                           jnp.zeros_like(eps_b), jnp.where(inside, 0.0, jnp.max(absv, -1)),
+                           (eps_b, absv, room))
   mid = (0.5 * (tau_lo + tau_hi))[:, None]
   on_box = absv - room >= mid                          # |d_i| = room_i
   moving = (absv > mid) & ~on_box                      # |d_i| = |v_i| - tau

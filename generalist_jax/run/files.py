@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import os
 import pathlib
+import tempfile
 
 
 def write_text_atomic(path: str | pathlib.Path, text: str) -> None:
   """Writes `text` to a temporary file beside `path`, then renames it over `path`
   (os.replace is atomic on POSIX). On an error the old file is left as it was."""
   path = pathlib.Path(path)
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
   try:
-    tmp.write_text(text)
+    with os.fdopen(fd, 'w') as f:
+      f.write(text)
     os.replace(tmp, path)
   finally:
-    tmp.unlink(missing_ok=True)
+    pathlib.Path(tmp).unlink(missing_ok=True)

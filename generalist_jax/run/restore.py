@@ -53,7 +53,9 @@ def run_data_info(workdir, info: data_lib.DatasetInfo, *, write: bool) -> data_l
   function when the data file changes. A changed mean/std is reported (the saved
   one is used); other classes or image shapes are refused (ValueError)."""
   path = pathlib.Path(workdir) / DATA_INFO
-  if not path.exists() or (write and not run_config.has_checkpoints(pathlib.Path(workdir))):
+  # Decided alike on every process of a job (the file alone could be old or just
+  # rewritten by process 0): before the first checkpoint the data's own constants hold.
+  if not path.exists() or not run_config.has_checkpoints(pathlib.Path(workdir)):
     if write:   # first start (or nothing trained yet): these constants define the run
       files.write_text_atomic(path, json.dumps(_info_dict(info), indent=2))
     return info

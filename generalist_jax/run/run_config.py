@@ -86,6 +86,6 @@ def check_and_write(config, workdir: pathlib.Path, *, start_over_allowed: bool =
     elif differences and parallel.is_main_process():
       print('config: ' + ', '.join(differences) + ' changed (operational, or nothing '
             f'trained yet); the old config is kept as {workdir / "config.previous.json"}.')
-      path.replace(workdir / 'config.previous.json')
+      files.write_text_atomic(workdir / 'config.previous.json', path.read_text())
   if parallel.is_main_process():
     files.write_text_atomic(path, config.to_json_best_effort(indent=2, sort_keys=True))
