@@ -87,15 +87,6 @@ def gather(tree):
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def batch_chunk(batch: int, at_most: int) -> int:
-  """Examples per chunk for a loop over a batch on one device (cache-sized work):
-  the largest divisor of `batch` up to `at_most` (at least 1), or `batch` (no loop)
-  when several devices share the batch, which a loop over chunks would gather."""
-  if jax.device_count() > 1:
-    return batch
-  return max(d for d in range(1, min(batch, max(at_most, 1)) + 1) if batch % d == 0)
-
-
 def is_main_process() -> bool:
   """Process 0 writes logs, tables and plots."""
   return jax.process_index() == 0

@@ -15,8 +15,6 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from generalist_jax import parallel
-
 
 
 def flat(a: jax.Array) -> jax.Array:
@@ -142,9 +140,9 @@ def _rows_per_chunk(batch: int) -> int:
   """The largest divisor of `batch` up to _BISECTION_ROWS; 0 (no chunks) where that
   is small, off the CPU (accelerators want the whole batch at once) or with several
   devices (a chunk loop would gather a sharded batch)."""
-  if jax.default_backend() != 'cpu' or batch < 4:
+  if jax.default_backend() != 'cpu' or jax.device_count() > 1 or batch < 4:
     return 0
-  rows = parallel.batch_chunk(batch, _BISECTION_ROWS)
+  rows = max(d for d in range(1, min(batch, _BISECTION_ROWS) + 1) if batch % d == 0)
   return rows if 4 <= rows < batch else 0
 
 

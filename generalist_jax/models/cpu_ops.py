@@ -34,8 +34,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from generalist_jax import parallel
-
 OPS = ('auto', 'xla', 'cpu')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
@@ -123,9 +121,10 @@ def _images_per_group(n: int, image_bytes: int, c: int, o: int) -> int:
   """The largest divisor of the batch n whose images fit in _GROUP_BYTES (at least
   1); n (no loop) when the dots are compute-bound or the input fits in 4 groups, and
   with several devices (a scan over a batch sharded on 'data' would gather it)."""
-  if c * o > _LOOP_MAX_CO or n * image_bytes <= 4 * _GROUP_BYTES:
+  if c * o > _LOOP_MAX_CO or n * image_bytes <= 4 * _GROUP_BYTES or jax.device_count() > 1:
     return n
-  return parallel.batch_chunk(n, _GROUP_BYTES // image_bytes)
+  fit = max(1, _GROUP_BYTES // image_bytes)
+  return max(d for d in range(1, min(n, fit) + 1) if n % d == 0)
 
 
 def _weight_grad(x, dy, w_shape, strides: tuple, pads: tuple, engine: str | None = None,
