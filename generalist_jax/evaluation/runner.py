@@ -9,9 +9,9 @@ numbers. Every table is computed from the flags (`attacks.autoattack`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
 
-import functools
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -65,7 +65,8 @@ def check_and_write(config, workdir: pathlib.Path, *, start_over_allowed: bool =
   (process 0), keeping a replaced one as config.previous.json."""
   path = workdir / 'config.json'
   current = json.loads(config.to_json_best_effort(sort_keys=True))
-  saved = json.loads(path.read_text()) if path.exists() else None
+  saved_text = path.read_text() if path.exists() else None
+  saved = None if saved_text is None else json.loads(saved_text)
   trained = has_checkpoints(workdir)
   if jax.process_count() > 1:   # all processes have read before process 0 moves or writes
     multihost_utils.sync_global_devices('config_read')
@@ -86,6 +87,6 @@ def check_and_write(config, workdir: pathlib.Path, *, start_over_allowed: bool =
     elif differences and parallel.is_main_process():
       print('config: ' + ', '.join(differences) + ' changed (operational, or nothing '
             f'trained yet); the old config is kept as {workdir / "config.previous.json"}.')
-      files.write_text_atomic(workdir / 'config.previous.json', path.read_text())
+      files.write_text_atomic(workdir / 'config.previous.json', saved_text)
   if parallel.is_main_process():
     files.write_text_atomic(path, config.to_json_best_effort(indent=2, sort_keys=True))
