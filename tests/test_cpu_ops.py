@@ -81,6 +81,30 @@ def test_images_per_group_divides_the_batch_and_skips_the_loop_where_it_costs():
   assert cpu_ops._images_per_group(64, 25_600, 64, 64) == 64      # whole input 1.6 MB
 
 
+@pytest.mark.parametrize('shape,kernel,strides,pads', [
+    ((2, 9, 9, 3), (3, 3, 3, 4), (2, 2), ((1, 1), (1, 1))),    # odd size: phases of 5 and 4 rows
+    ((2, 11, 10, 2), (5, 5, 2, 3), (2, 2), ((2, 1), (0, 2))),  # uneven pads
+    ((2, 10, 9, 3), (3, 3, 3, 2), (3, 3), ((1, 1), (1, 1))),   # stride 3
+    ((2, 8, 8, 4), (2, 2, 4, 3), (2, 2), ((0, 0), (0, 0))),    # kernel == stride
+    ((2, 8, 7, 4), (1, 1, 4, 6), (2, 2), ((0, 0), (0, 0))),    # 1x1: three phases are zero
+    ((2, 8, 8, 3), (3, 1, 3, 2), (2, 1), ((1, 1), (0, 0))),    # stride in one axis only
+])
+@pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+def test_strided_input_gradient_by_phases_matches_lax(shape, kernel, strides, pads, dtype, tol,
+                                                      engine):
+  x = jax.random.normal(jax.random.key(10), shape).astype(dtype)
+  w = jax.random.normal(jax.random.key(11), kernel).astype(dtype)
+  conv = lambda x: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC)
+  y, vjp = jax.vjp(conv, x)
+  dy = jax.random.normal(jax.random.key(12), y.shape).astype(dtype)
+  want = vjp(dy)[0]
+  got = jax.jit(lambda dy: cpu_ops._input_grad_phases(dy, x.shape, w, strides, pads))(dy)
+  assert got.dtype == want.dtype == dtype and got.shape == x.shape
+  scale = float(jnp.abs(want.astype(jnp.float32)).max())
+  np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
+                             atol=tol * scale, rtol=tol)
+
+
 @pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
 @pytest.mark.parametrize('pads', [((0, 0), (0, 0)), ((1, 1), (1, 1)), ((0, 2), (1, 0)),
                                   ((-1, 1), (1, 1))])    # negative: lax's own
