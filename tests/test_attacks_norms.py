@@ -181,8 +181,8 @@ def test_l1_topk_step_moves_only_the_largest_gradients():
 
 
 def test_l1_topk_step_fixed_fraction_equals_the_sorted_threshold():
-  """The top_k path (a Python float fraction) and the sort path (per-example
-  fractions) pick the same coordinates, ties at the threshold included."""
+  """A Python float fraction and the same per-example fractions pick the same
+  coordinates, ties at the threshold included."""
   grad = jax.random.normal(jax.random.PRNGKey(3), (6, 3, 8, 8))
   grad = grad.at[0, 0, 0, :4].set(2.5)     # a tie at the top
   for fraction in (0.05, 0.2, 0.5, 1.0):
@@ -190,6 +190,30 @@ def test_l1_topk_step_fixed_fraction_equals_the_sorted_threshold():
     per_example = threat.l1_topk_step(jnp.zeros_like(grad), grad, 1.3,
                                        fraction=jnp.full((6,), fraction))
     np.testing.assert_array_equal(fixed, per_example)
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_kth_largest_is_the_sorted_value(dtype):
+  """The radix select gives exactly the sort's value, for ties, zeros, subnormals,
+  inf and NaN (ranked above inf, as jnp.sort does), m from 1 to n, per row."""
+  rng = np.random.default_rng(0)
+  values = np.abs(rng.standard_normal((6, 50))).astype(np.float32)
+  values[0, :10] = 2.5                          # ties across the threshold
+  values[1] = 0.0                               # all equal
+  values[2, :5] = np.float32(1e-41)             # subnormals
+  values[3, :3] = np.inf
+  values[4, :2] = np.nan
+  values[5, :] = np.round(values[5] * 4) / 4    # many ties
+  values = jnp.asarray(values).astype(dtype)
+  ascending = np.sort(np.asarray(values, np.float32), axis=-1)   # NaN last
+  kth_largest = jax.jit(threat.kth_largest)
+  for m in (1, 2, 7, 25, 49, 50):
+    got = np.asarray(kth_largest(values, m), np.float32)[:, 0]
+    np.testing.assert_array_equal(got, ascending[:, 50 - m])
+  per_row = jnp.array([1, 50, 13, 2, 3, 30])
+  got = np.asarray(kth_largest(values, per_row), np.float32)[:, 0]
+  np.testing.assert_array_equal(got, ascending[np.arange(6), 50 - np.asarray(per_row)])
+  assert kth_largest(values, 3).dtype == dtype
 
 
 def test_l2_step_has_the_step_length_along_the_gradient():

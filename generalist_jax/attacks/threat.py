@@ -209,24 +209,43 @@ def l1_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
                     eps)
 
 
+def kth_largest(values: jax.Array, m) -> jax.Array:
+  """[B, 1]: the m-th largest of each row of non-negative `values` [B, n] (m: int
+  or [B] ints in 1..n), exactly what `lax.top_k(values, m)`'s last value or a sort
+  gives. A radix select: non-negative IEEE floats order as their bit patterns do,
+  so the answer is built bit by bit from the top, keeping a bit where at least m
+  values are >= the prefix (31 counting passes over the rows; NaN ranks above
+  inf, as in a sort). 128 x 3072, m = 154, 2 cores: 1.7 ms vs top_k's 4.7 ms and
+  the sort's 48 ms. Float64 rows (x64 mode) are sorted instead."""
+  if values.dtype.itemsize > 4:
+    kth = values.shape[1] - jnp.broadcast_to(jnp.asarray(m), values.shape[:1])
+    return jnp.take_along_axis(jnp.sort(values, axis=-1), kth[:, None], -1)
+  bits = jax.lax.bitcast_convert_type(values.astype(jnp.float32), jnp.int32)
+  m = jnp.broadcast_to(jnp.asarray(m, jnp.int32), values.shape[:1])
+
+  def keep_bit(b, prefix):
+    candidate = prefix | jnp.left_shift(jnp.int32(1), 30 - b)
+    enough = jnp.sum(bits >= candidate[:, None], -1, dtype=jnp.int32) >= m
+    return jnp.where(enough, candidate, prefix)
+  prefix = jax.lax.fori_loop(0, 31, keep_bit, jnp.zeros(values.shape[:1], jnp.int32))
+  return jax.lax.bitcast_convert_type(prefix, jnp.float32)[:, None].astype(values.dtype)
+
+
 def l1_topk_step(delta: jax.Array, grad: jax.Array, step_size, fraction=L1_TOPK_FRACTION):
   """Sparse l1 steepest ascent (SLIDE / APGD-l1): a sign step on the coordinates
   whose |grad| is in the top `fraction` (per example), scaled so the step has
   l1 norm `step_size`. Moving many coordinates a little beats moving one (the
-  exact l1 steepest direction), which stalls at the box."""
+  exact l1 steepest direction), which stalls at the box. `fraction`: a number, or
+  [B] per example (APGD-l1's adaptive sparsity)."""
   g = flat(grad)
   n = g.shape[1]
   if isinstance(fraction, (int, float)):
-    # A fixed fraction: the threshold is the k-th largest |g|, the min of
-    # top_k (8x cheaper than a full sort on XLA:CPU; slicing top_k's last
-    # value instead gets rewritten into the full sort). Same k as below.
     kth = min(max(int((1.0 - fraction) * n), 0), n - 1)
-    threshold = jnp.min(jax.lax.top_k(jnp.abs(g), n - kth)[0], -1, keepdims=True)
-  else:   # per-example fractions (APGD-l1's adaptive sparsity)
+  else:
     fraction = jnp.broadcast_to(jnp.asarray(fraction, g.dtype), g.shape[:1])
-    sorted_abs = jnp.sort(jnp.abs(g), axis=-1)
     kth = jnp.clip(((1.0 - fraction) * n).astype(jnp.int32), 0, n - 1)
-    threshold = jnp.take_along_axis(sorted_abs, kth[:, None], -1)
+  # The value at ascending position kth: the (n - kth)-th largest |g|.
+  threshold = kth_largest(jnp.abs(g), n - kth)
   direction = jnp.sign(g) * (jnp.abs(g) >= threshold)
   count = jnp.sum(jnp.abs(direction), -1, keepdims=True)
   direction = direction / (count + 1e-10)
