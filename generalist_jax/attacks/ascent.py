@@ -25,10 +25,12 @@ LogitsFn = Callable[[jax.Array], jax.Array]
 
 def resolve_unroll(unroll) -> int | bool:
   """'auto' unrolls fully on CPU. With lax's conv gradients a rolled loop ran
-  2.8-7x slower there; with model.ops='cpu' it was within 2-7% of unrolled on an
-  AMD AVX2 CPU (YNNPACK convolutions) but 1.2x slower on an Intel AVX-512 one (Eigen
-  convolutions; which of the two differences matters is not known; see
-  experiments/benchmarks/results/optimisations.md, fifth round)."""
+  2.8-7x slower there. With model.ops='cpu' the rest of the gap was the strided
+  convolutions' input gradient, now `cpu_ops._input_grad_phases`: PGD-10 train
+  steps rolled are within 1-2% of unrolled (SmallCNN, PreAct-18 w0.25), but
+  Generalist-4 and PreAct-18 w1 still ran 4-9% slower rolled (AMD Zen 5, Eigen;
+  experiments/benchmarks/results/optimisations.md, sixth round), so training
+  keeps the unrolled loop; evaluation attacks pass unroll=1 (compile time)."""
   if unroll == 'auto':
     return jax.default_backend() == 'cpu'
   return unroll
