@@ -180,16 +180,21 @@ def test_l1_topk_step_moves_only_the_largest_gradients():
   np.testing.assert_allclose(np.asarray(step[0, moved]), [-0.5, 0.5, -0.5, 0.5])
 
 
-def test_l1_topk_step_fixed_fraction_equals_the_sorted_threshold():
-  """A Python float fraction and the same per-example fractions pick the same
-  coordinates, ties at the threshold included."""
+def test_l1_topk_step_moves_the_coordinates_at_or_above_the_sorted_threshold():
+  """A Python float fraction and per-example fractions both move exactly the
+  coordinates whose |grad| is >= the value at ascending position
+  int((1 - fraction) * n) of numpy's sort, ties at the threshold included."""
   grad = jax.random.normal(jax.random.PRNGKey(3), (6, 3, 8, 8))
   grad = grad.at[0, 0, 0, :4].set(2.5)     # a tie at the top
+  magnitude = np.abs(np.asarray(grad).reshape(6, -1))
+  n = magnitude.shape[1]
   for fraction in (0.05, 0.2, 0.5, 1.0):
-    fixed = threat.l1_topk_step(jnp.zeros_like(grad), grad, 1.3, fraction=fraction)
-    per_example = threat.l1_topk_step(jnp.zeros_like(grad), grad, 1.3,
-                                       fraction=jnp.full((6,), fraction))
-    np.testing.assert_array_equal(fixed, per_example)
+    kth = min(max(int((1.0 - fraction) * n), 0), n - 1)
+    threshold = np.sort(magnitude, axis=-1)[:, kth:kth + 1]
+    want = magnitude >= threshold
+    for f in (fraction, jnp.full((6,), fraction)):
+      step = threat.l1_topk_step(jnp.zeros_like(grad), grad, 1.3, fraction=f)
+      np.testing.assert_array_equal(np.asarray(step).reshape(6, -1) != 0, want)
 
 
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
@@ -214,6 +219,11 @@ def test_kth_largest_is_the_sorted_value(dtype):
   got = np.asarray(kth_largest(values, per_row), np.float32)[:, 0]
   np.testing.assert_array_equal(got, ascending[np.arange(6), 50 - np.asarray(per_row)])
   assert kth_largest(values, 3).dtype == dtype
+  # m outside 1..n is clipped: the largest and the smallest value
+  np.testing.assert_array_equal(np.asarray(kth_largest(values, 0), np.float32)[:, 0],
+                                ascending[:, -1])
+  np.testing.assert_array_equal(np.asarray(kth_largest(values, 99), np.float32)[:, 0],
+                                ascending[:, 0])
 
 
 def test_l2_step_has_the_step_length_along_the_gradient():

@@ -11,10 +11,13 @@ all of them alike; medians after one warm-up. Variants:
   +FLAG       XLA debug option FLAG=true as a compile option, e.g. `+xnnpack`
               (xla_cpu_use_xnnpack), `+onednn` (xla_cpu_use_onednn),
               `+fastmath` (xla_cpu_enable_fast_math)
+  +NAME=VALUE any XLA debug option as a compile option, e.g.
+              `+xla_cpu_prefer_vector_width=512`
   +rolled     the attack as a rolled fori_loop (unroll=1) instead of 'auto'
   +eigen, +ynnpack
               XLA:CPU's convolution engine for cpu_ops (GENERALIST_JAX_CPU_CONV,
               read when the variant is traced): formulations and compile options
+  +nobn       model.batch_norm=False (SmallCNN, MLP): the step without BatchNorm
   +xlaops     model.ops='xla': lax's convolution and max-pool instead of the
               CPU formulations of generalist_jax/cpu_ops.py ('auto' = 'cpu' here)
   KIND        another step kind of bench.py (pgd, generalist2, ...), as the code is:
@@ -43,6 +46,14 @@ FLAGS = {'xnnpack': 'xla_cpu_use_xnnpack', 'onednn': 'xla_cpu_use_onednn',
 _ENGINE_ENV_AT_START = os.environ.get(cpu_ops.ENGINE_ENV, '')
 
 
+def _option(extra: str) -> tuple:
+  """'xla_cpu_prefer_vector_width=512' -> (name, 512); true/false -> bool."""
+  name, value = extra.split('=', 1)
+  if value.lower() in ('true', 'false'):
+    return name, value.lower() == 'true'
+  return name, int(value) if value.lstrip('-').isdigit() else value
+
+
 def compiled_step(variant: str, args):
   base, *extras = variant.split('+')
   kind = base if base in bench.STEP_KINDS else args.kind
@@ -59,8 +70,11 @@ def compiled_step(variant: str, args):
   cpu_ops.conv_engine.cache_clear()   # each variant traces with its own engine
   if 'xlaops' in extras:
     config.model.ops = 'xla'
+  if 'nobn' in extras:       # an upper bound on what BatchNorm costs (SmallCNN's switch)
+    config.model.batch_norm = False
   options = {**(cpu_ops.compiler_options() or {}),
-             **{FLAGS[e]: True for e in extras if e in FLAGS}} or None
+             **{FLAGS[e]: True for e in extras if e in FLAGS},
+             **dict(_option(e) for e in extras if '=' in e)} or None
   step = bench.JaxStep(config, bench._batch(args.batch))
   lowered = step_lib.jit_train_step(step.setup).lower(step.state, step.batch)
   step.compile_s = bench._timed(lambda: setattr(step, 'compiled', lowered.compile(options)))
