@@ -26,11 +26,11 @@ LogitsFn = Callable[[jax.Array], jax.Array]
 def resolve_unroll(unroll) -> int | bool:
   """'auto' unrolls fully on CPU. With lax's conv gradients a rolled loop ran
   2.8-7x slower there. With model.ops='cpu' the rest of the gap was the strided
-  convolutions' input gradient, now `cpu_ops._input_grad_phases`: PGD-10 train
-  steps rolled are within 1-2% of unrolled (SmallCNN, PreAct-18 w0.25), but
-  Generalist-4 and PreAct-18 w1 still ran 4-9% slower rolled (AMD Zen 5, Eigen;
-  experiments/benchmarks/results/optimisations.md, sixth round), so training
-  keeps the unrolled loop; evaluation attacks pass unroll=1 (compile time)."""
+  convolutions' input gradient, now `cpu_ops._input_grad_phases`: rolled train
+  steps are within 0-3% of unrolled (paired; PGD-10 and Generalist-4, SmallCNN and
+  PreAct-18 w0.25) and 3-8% slower for PreAct-18 w1 (AMD Zen 5, Eigen;
+  experiments/benchmarks/results/optimisations.md, sixth round), so training keeps
+  the unrolled loop; evaluation attacks pass unroll=1 (compile time)."""
   if unroll == 'auto':
     return jax.default_backend() == 'cpu'
   return unroll

@@ -200,7 +200,7 @@ def _input_grad_phases(dy, x_shape, w, strides: tuple, pads: tuple):
   multiply-adds as the forward convolution, no dilated operand. PreAct-ResNet-18
   w0.25 stride-2 layers, 10 gradient steps at batch 64 (2 cores, AMD Zen 5, Eigen;
   experiments/benchmarks/attack_kernels_probe.py): 3x3 32x32x16 -> 32, rolled loop
-  160 -> 18 ms (unrolled: 23 -> 18 ms); 1x1 shortcut 12.9 -> 3.8 ms. Pads >= 0
+  153 -> 17 ms (unrolled: 22 -> 17 ms); 1x1 shortcut 12.5 -> 3.6 ms. Pads >= 0
   (`conv_general_dilated` sends negative ones to lax)."""
   assert min(min(p) for p in pads) >= 0, pads
   kh, kw, c, _ = w.shape
