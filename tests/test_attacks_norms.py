@@ -197,6 +197,13 @@ def test_l1_topk_step_moves_the_coordinates_at_or_above_the_sorted_threshold():
       np.testing.assert_array_equal(np.asarray(step).reshape(6, -1) != 0, want)
 
 
+def test_l1_topk_step_never_moves_a_nan_coordinate():
+  grad = jnp.array([[1.0, jnp.nan, 3.0, -4.0, 0.5, 2.0, 0.1, 0.2, 0.3, 0.4]])
+  step = np.asarray(threat.l1_topk_step(jnp.zeros_like(grad), grad, 1.0, fraction=0.2))
+  # The two largest |g| are NaN and 4: only the 4 moves, with the whole step.
+  np.testing.assert_array_equal(step, [[0, 0, 0, -1.0, 0, 0, 0, 0, 0, 0]])
+
+
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
 def test_kth_largest_is_the_sorted_value(dtype):
   """The radix select gives exactly the sort's value, for ties, zeros, subnormals,

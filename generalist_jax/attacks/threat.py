@@ -239,7 +239,8 @@ def l1_topk_step(delta: jax.Array, grad: jax.Array, step_size, fraction=L1_TOPK_
   whose |grad| is in the top `fraction` (per example), scaled so the step has
   l1 norm `step_size`. Moving many coordinates a little beats moving one (the
   exact l1 steepest direction), which stalls at the box. `fraction`: a number, or
-  [B] per example (APGD-l1's adaptive sparsity)."""
+  [B] per example (APGD-l1's adaptive sparsity). NaN gradient coordinates are
+  never moved (NaN >= threshold is false); the others still are."""
   g = flat(grad)
   n = g.shape[1]
   if isinstance(fraction, (int, float)):
