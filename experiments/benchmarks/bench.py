@@ -71,6 +71,9 @@ STEP_KINDS = ('natural', 'pgd', 'generalist2', 'generalist4', 'apgd_ce')
 CIFAR_INFO = data_lib.DatasetInfo(10, (32, 32, 3), (0.4914, 0.4822, 0.4465),
                                   (0.2470, 0.2435, 0.2616))
 ADV_NORMS = ('linf', 'l2', 'l1')   # generalist4's PGD experts
+# parallel.keep_cpu_buffers_resident() applied (set when run as a script, which calls it
+# before JAX starts; imported by a test or another script, the process is as it was).
+CPU_RESIDENT_BUFFERS = False
 
 
 # ----------------------------------------------------------------------------
@@ -541,6 +544,7 @@ def machine() -> dict:
           'memory_gib': round(psutil.virtual_memory().total / 2**30, 1),
           'jax_backend': jax.default_backend(), 'jax_devices': [str(d) for d in jax.devices()],
           'xla_flags': os.environ.get('XLA_FLAGS', ''), 'versions': versions,
+          'cpu_resident_buffers': CPU_RESIDENT_BUFFERS,
           'platform': platform.platform()}
 
 
@@ -573,7 +577,8 @@ def markdown(result: dict) -> str:
            f"Command: `{result['command']}`", '',
            f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}; "
            f"torch threads {result['settings']['torch_threads']}; "
-           f"XLA_FLAGS='{m['xla_flags']}'.", '',
+           f"XLA_FLAGS='{m['xla_flags']}'; parallel.keep_cpu_buffers_resident() applied: "
+           f"{m.get('cpu_resident_buffers')}.", '',
            f"Load: before `{result['uptime_before']}`; after `{result['uptime_after']}`.", '',
            f"Compute dtype {result['settings'].get('compute_dtype', 'float32')}. "
            f"PGD K={result['settings']['k']}, APGD-CE steps={result['settings']['apgd_steps']};"
@@ -714,4 +719,5 @@ def _write(stem: pathlib.Path, result: dict, lines: list, k: int) -> None:
 
 
 if __name__ == '__main__':
+  CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # before JAX starts
   main()
