@@ -1,0 +1,172 @@
+r"""Where one train step's CPU time goes, by library and symbol, as Linux `perf` samples it.
+
+  python experiments/benchmarks/perf_anatomy.py --model=preact_resnet18:0.25@64 --kind=natural
+
+Builds the JAX step and its PyTorch twin as bench.py does, warms both up, then, for each
+framework in turn, attaches `perf record` (cpu-clock samples of every thread) and then
+`perf stat` (page faults, mmap/munmap calls) to this process for --steps steps. Unlike
+step_profile.py this sees inside XLA:CPU's runtime: Eigen's convolution packing
+(`gemm_pack_*`), the JIT-compiled code (XLA's fusions and oneDNN's xbyak GEMM kernels,
+which perf cannot tell apart), malloc, and the kernel's page faults. CPU ms are summed over
+threads (up to 2x the wall time on 2 cores). Needs `perf` (linux-perf) with
+perf_event_paranoid <= 1 or root; the mmap counts also need tracefs (left blank without).
+Writes results/anatomy_<model>_b<batch>_<kind>_<machine>.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import bench  # noqa: E402  (puts the repository root on sys.path)
+
+from generalist_jax import parallel  # noqa: E402
+
+_SAMPLE_HZ = 2000
+_STAT_EVENTS = ('page-faults', 'syscalls:sys_enter_mmap', 'syscalls:sys_enter_munmap')
+
+
+def _attached(perf_args: list[str], run) -> str:
+  """Runs `run()` with `perf <perf_args> -p <this pid>` attached; returns perf's stderr."""
+  proc = subprocess.Popen(['perf', *perf_args, '-p', str(os.getpid())],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  time.sleep(1.0)   # perf attaches to every thread before the steps start
+  run()
+  proc.send_signal(signal.SIGINT)
+  return proc.communicate(timeout=120)[1]
+
+
+def _report(data: str, key: str) -> list[tuple[float, str]]:
+  """(percent, name) rows of `perf report --sort key` (key: dso or sym), one row per
+  library or symbol family (template arguments cut; JIT-compiled code is one row)."""
+  out = subprocess.run(['perf', 'report', '-i', data, '--sort', 'dso,sym', '--stdio'],
+                       capture_output=True, text=True, check=True).stdout
+  merged = {}
+  for line in out.splitlines():
+    m = re.match(r'\s*([\d.]+)%\s+(.+?)\s+\[[.k]\]\s+(.*)', line)
+    if not m:
+      continue
+    dso = re.sub(r'\[JIT\] tid \d+', '[JIT]', m.group(2).strip())
+    name = dso if key == 'dso' or dso == '[JIT]' else re.sub(r'<.*', '', m.group(3).strip())
+    merged[name] = merged.get(name, 0.0) + float(m.group(1))
+  return sorted(((p, n) for n, p in merged.items()), reverse=True)
+
+
+def _cpu_ms(data: str) -> float:
+  """CPU time sampled (cpu-clock's event count is in ns), over every thread."""
+  out = subprocess.run(['perf', 'report', '-i', data, '--stdio', '--sort', 'dso'],
+                       capture_output=True, text=True, check=True).stdout
+  return int(re.search(r'Event count \(approx\.\): (\d+)', out).group(1)) / 1e6
+
+
+def _stat_counts(stderr: str) -> dict:
+  counts = {}
+  for line in stderr.splitlines():   # `-x,` output: value,unit,event,...
+    fields = line.split(',')
+    if len(fields) > 2 and fields[2] in _STAT_EVENTS:
+      counts[fields[2]] = float(fields[0]) if fields[0].replace('.', '').isdigit() else None
+  return counts
+
+
+def anatomy(name: str, step, steps: int, top: int, tmp: str) -> dict:
+  """Wall time, CPU ms per step by library and by symbol, page faults and mmaps per step."""
+  run = lambda: [step() for _ in range(steps)]
+  t0 = time.perf_counter()
+  run()
+  wall_s = (time.perf_counter() - t0) / steps
+  data = os.path.join(tmp, f'{name}.data')
+  _attached(['record', '-F', str(_SAMPLE_HZ), '-o', data, '--quiet'], run)
+  cpu_ms = _cpu_ms(data) / steps
+  events = [e for e in _STAT_EVENTS if e == 'page-faults' or os.path.isdir(
+      '/sys/kernel/tracing/events/syscalls')]
+  stat = _stat_counts(_attached(['stat', '-x,', *sum((['-e', e] for e in events), [])], run))
+  per_step = lambda e: None if stat.get(e) is None else stat[e] / steps
+  return {'wall_ms': wall_s * 1e3, 'cpu_ms_per_step': cpu_ms,
+          'by_library': _report(data, 'dso')[:top],
+          'by_symbol': _report(data, 'sym')[:top],
+          'page_faults_per_step': per_step('page-faults'),
+          'mmap_per_step': per_step('syscalls:sys_enter_mmap'),
+          'munmap_per_step': per_step('syscalls:sys_enter_munmap')}
+
+
+def markdown(result: dict) -> str:
+  s = result['settings']
+  lines = [f'# Step anatomy (perf): {s["model"]}, {s["kind"]} step', '',
+           f'Command: `{result["command"]}`', '',
+           f'Load: before `{result["uptime_before"]}`; after `{result["uptime_after"]}`.', '',
+           f'{s["steps"]} steps per measurement after {s["warmup"]} warm-up; perf at '
+           f'{_SAMPLE_HZ} Hz over every thread; CPU ms summed over threads; '
+           f'`parallel.keep_cpu_buffers_resident()` applied: {result["cpu_resident_buffers"]}.',
+           '']
+  for fw, r in result['frameworks'].items():
+    fmt = lambda v: '-' if v is None else f'{v:,.0f}'
+    lines += [f'## {fw}', '',
+              f'Step {r["wall_ms"]:.1f} ms wall (unprofiled), {r["cpu_ms_per_step"]:.1f} CPU ms '
+              f'sampled; page faults {fmt(r["page_faults_per_step"])}, mmap '
+              f'{fmt(r["mmap_per_step"])}, munmap {fmt(r["munmap_per_step"])} per step.', '',
+              '| % of samples | CPU ms per step | library |', '|---|---|---|']
+    lines += [f'| {p:.1f} | {p / 100 * r["cpu_ms_per_step"]:.1f} | `{d}` |'
+              for p, d in r['by_library'] if p >= 0.5]
+    lines += ['', '| % of samples | CPU ms per step | symbol (template arguments cut) |',
+              '|---|---|---|']
+    lines += [f'| {p:.1f} | {p / 100 * r["cpu_ms_per_step"]:.1f} | `{d[:100]}` |'
+              for p, d in r['by_symbol']]
+    lines.append('')
+  return '\n'.join(lines)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  p.add_argument('--model', default='preact_resnet18:0.25@64', help='model:width@batch')
+  p.add_argument('--kind', default='natural', choices=bench.STEP_KINDS[:-1])
+  p.add_argument('--k', type=int, default=10)
+  p.add_argument('--threads', type=int, default=2, help='PyTorch intra-op threads')
+  p.add_argument('--warmup', type=int, default=3)
+  p.add_argument('--steps', type=int, default=40)
+  p.add_argument('--top', type=int, default=15)
+  p.add_argument('--machine', default='cpu')
+  p.add_argument('--no_torch', action='store_true')
+  p.add_argument('--out_dir', default=str(pathlib.Path(__file__).parent / 'results'))
+  args = p.parse_args(argv)
+  if shutil.which('perf') is None:
+    sys.exit('perf_anatomy.py needs Linux perf on PATH (Debian: apt install linux-perf).')
+  spec, batch = args.model.split('@')
+  batch = int(batch)
+  config = bench.step_config(args.kind, bench.parse_model(spec)[1], batch, args.k)
+  host = bench._batch(batch)
+  jax_step = bench.JaxStep(config, host).compile()
+  steps = {'JAX': jax_step}
+  if not args.no_torch:
+    steps['PyTorch'] = bench.TorchSteps(config, jax_step.setup, host, args.threads).train_step
+  for step in steps.values():
+    for _ in range(args.warmup):
+      step()
+  result = {'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)),
+            'settings': vars(args), 'uptime_before': bench.uptime(), 'frameworks': {},
+            'cpu_resident_buffers': bench.CPU_RESIDENT_BUFFERS}
+  with tempfile.TemporaryDirectory() as tmp:
+    for name, step in steps.items():
+      result['frameworks'][name] = anatomy(name, step, args.steps, args.top, tmp)
+  result['uptime_after'] = bench.uptime()
+  stem = (f'anatomy_{spec.replace(":", "_w").replace(".", "p")}_b{batch}_{args.kind}_'
+          f'{args.machine}')
+  out = pathlib.Path(args.out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / f'{stem}.json').write_text(json.dumps(result, indent=1))
+  text = markdown(result)
+  (out / f'{stem}.md').write_text(text)
+  print(text)
+
+
+if __name__ == '__main__':
+  bench.CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # before JAX starts
+  main()
