@@ -16,6 +16,7 @@ import platform
 
 import jax
 import numpy as np
+from jax._src import xla_bridge  # backends_are_initialized: no public equivalent
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -30,28 +31,38 @@ def keep_cpu_buffers_resident() -> bool:
   """On a CPU-only Linux/glibc host, keeps XLA:CPU's per-step buffers in the heap.
 
   XLA:CPU allocates a program's temp buffer afresh on every call (111 MB for the
-  PreAct-ResNet-18 w0.25 batch-64 natural step) on the thread that runs it, by
-  default one of JAX's own. glibc serves a block that large (over 32 MB, its
-  largest mmap threshold) from a thread's arena by mmap and unmaps it on free, so
-  every step page-faults it in again: 27k faults and a quarter of that step's CPU
-  time on 2 Zen 5 cores (experiments/benchmarks/perf_anatomy.py). This runs
-  single-device CPU programs on the calling thread (jax_cpu_enable_async_dispatch
-  False; multi-device programs stay asynchronous) and has glibc serve blocks from
-  its heaps and keep freed memory (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1),
-  so the block is reused: natural steps 1.3-1.5x, PGD-10 steps 1.06-1.11x faster
-  (results/ab_resident_buffers_amd-zen5.json). The cost: the process keeps its
-  peak heap (RSS does not shrink) and Python waits for each step (the input
-  pipeline's threads keep prefetching).
+  PreAct-ResNet-18 w0.25 batch-64 natural step). glibc serves any block over its
+  mmap threshold (at most 32 MB) by mmap and unmaps it on free, so every step
+  page-faults the block in again: 27k faults and a quarter of that step's CPU time
+  on 2 Zen 5 cores (experiments/benchmarks/perf_anatomy.py). mallopt(M_MMAP_MAX, 0)
+  and M_TRIM_THRESHOLD=2^31-1 make glibc serve blocks from its heaps and keep freed
+  memory; but a thread arena's heaps are capped at 64 MB, so a larger block
+  allocated on one of JAX's dispatch threads is still mmap'd. Hence single-device
+  CPU programs also run on the calling thread (jax_cpu_enable_async_dispatch=False),
+  whose main arena can hold any block, and the block is reused: natural steps
+  1.3-1.5x, PGD-10 steps 1.06-1.11x faster on that box
+  (results/ab_resident_buffers_amd-zen5.json). Multi-device CPU programs
+  (xla_force_host_platform_device_count) stay asynchronous and keep the faults.
 
-  Call it first thing in an entry point, before JAX's backends start: later, the
-  dispatch setting no longer applies. Returns whether it applied; it does nothing
-  when GENERALIST_JAX_CPU_RESIDENT_BUFFERS=0, JAX_PLATFORMS names another
-  platform, an accelerator plugin is installed, or libc is not glibc.
+  Opt-in (GENERALIST_JAX_CPU_RESIDENT_BUFFERS=1), because the whole training loop
+  did not get faster on that box: Python now waits for each step, and the input
+  pipeline's host work no longer overlaps it (PreAct w0.25 Generalist-2 loop
+  0.649 -> 0.662 s a step, results/loop_efficiency_amd-zen5-preact025-b64-
+  resident{0,1}.md). Other costs: the process keeps its peak heap
+  (RSS does not shrink; for every library in the process). With jemalloc or
+  tcmalloc preloaded the mallopt calls have no effect.
+
+  Call it first thing in an entry point. Returns whether it applied; it does
+  nothing unless GENERALIST_JAX_CPU_RESIDENT_BUFFERS is 1/true/on/yes, and
+  nothing when JAX's backends have already started (the dispatch setting would
+  no longer apply), JAX_PLATFORMS names another platform, an accelerator plugin
+  is installed, or libc is not glibc.
   """
   platforms = os.environ.get('JAX_PLATFORMS', '').split(',')
-  if (os.environ.get(RESIDENT_BUFFERS_ENV, '1') == '0' or platforms not in ([''], ['cpu'])
+  switched_on = os.environ.get(RESIDENT_BUFFERS_ENV, '0').lower() in ('1', 'true', 'on', 'yes')
+  if (not switched_on or platforms not in ([''], ['cpu'])
       or platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc'
-      or _accelerator_plugin_installed()):
+      or xla_bridge.backends_are_initialized() or _accelerator_plugin_installed()):
     return False
   jax.config.update('jax_cpu_enable_async_dispatch', False)
   libc = ctypes.CDLL(None)

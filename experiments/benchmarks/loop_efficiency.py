@@ -139,5 +139,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  parallel.keep_cpu_buffers_resident()   # as generalist_jax.main does, before JAX starts
+  bench.CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # as main does
   main()

@@ -4,11 +4,13 @@ r"""Where one train step's CPU time goes, by library and symbol, as Linux `perf`
 
 Builds the JAX step and its PyTorch twin as bench.py does, warms both up, then, for each
 framework in turn, attaches `perf record` (cpu-clock samples of every thread) and then
-`perf stat` (page faults, mmap/munmap calls) to this process for --steps steps. Unlike
+`perf stat` (page faults, mmap/munmap calls) to this process for --steps steps; the CPU
+time per step is the process's own (getrusage) over the steps. Unlike
 step_profile.py this sees inside XLA:CPU's runtime: Eigen's convolution packing
 (`gemm_pack_*`), the JIT-compiled code (XLA's fusions and oneDNN's xbyak GEMM kernels,
 which perf cannot tell apart), malloc, and the kernel's page faults. CPU ms are summed over
-threads (up to 2x the wall time on 2 cores). Needs `perf` (linux-perf) with
+threads, spin-waiting threads included. The shares are `perf report`'s; with JIT code
+sampled on several threads they can add up to a few percent over 100. Needs `perf` (linux-perf) with
 perf_event_paranoid <= 1 or root; the mmap counts also need tracefs (left blank without).
 Writes results/anatomy_<model>_b<batch>_<kind>_<machine>.{json,md}.
 """
@@ -19,6 +21,7 @@ import json
 import os
 import pathlib
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -35,19 +38,26 @@ _SAMPLE_HZ = 2000
 _STAT_EVENTS = ('page-faults', 'syscalls:sys_enter_mmap', 'syscalls:sys_enter_munmap')
 
 
-def _attached(perf_args: list[str], run) -> str:
-  """Runs `run()` with `perf <perf_args> -p <this pid>` attached; returns perf's stderr."""
+def _attached(perf_args: list[str], run) -> tuple[str, float]:
+  """Runs `run()` with `perf <perf_args> -p <this pid>` attached.
+
+  Returns perf's stderr and the process's CPU seconds (user + system, every thread)
+  spent in `run()` alone.
+  """
   proc = subprocess.Popen(['perf', *perf_args, '-p', str(os.getpid())],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   time.sleep(1.0)   # perf attaches to every thread before the steps start
+  before = resource.getrusage(resource.RUSAGE_SELF)
   run()
+  after = resource.getrusage(resource.RUSAGE_SELF)
   proc.send_signal(signal.SIGINT)
-  return proc.communicate(timeout=120)[1]
+  cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+  return proc.communicate(timeout=120)[1], cpu_s
 
 
 def _report(data: str, key: str) -> list[tuple[float, str]]:
-  """(percent, name) rows of `perf report --sort key` (key: dso or sym), one row per
-  library or symbol family (template arguments cut; JIT-compiled code is one row)."""
+  """(percent, name) rows of `perf report --sort dso,sym` grouped by key ('dso': one row
+  per library; 'sym': per symbol family, template arguments cut, JIT code one row)."""
   out = subprocess.run(['perf', 'report', '-i', data, '--sort', 'dso,sym', '--stdio'],
                        capture_output=True, text=True, check=True).stdout
   merged = {}
@@ -59,13 +69,6 @@ def _report(data: str, key: str) -> list[tuple[float, str]]:
     name = dso if key == 'dso' or dso == '[JIT]' else re.sub(r'<.*', '', m.group(3).strip())
     merged[name] = merged.get(name, 0.0) + float(m.group(1))
   return sorted(((p, n) for n, p in merged.items()), reverse=True)
-
-
-def _cpu_ms(data: str) -> float:
-  """CPU time sampled (cpu-clock's event count is in ns), over every thread."""
-  out = subprocess.run(['perf', 'report', '-i', data, '--stdio', '--sort', 'dso'],
-                       capture_output=True, text=True, check=True).stdout
-  return int(re.search(r'Event count \(approx\.\): (\d+)', out).group(1)) / 1e6
 
 
 def _stat_counts(stderr: str) -> dict:
@@ -84,13 +87,14 @@ def anatomy(name: str, step, steps: int, top: int, tmp: str) -> dict:
   run()
   wall_s = (time.perf_counter() - t0) / steps
   data = os.path.join(tmp, f'{name}.data')
-  _attached(['record', '-F', str(_SAMPLE_HZ), '-o', data, '--quiet'], run)
-  cpu_ms = _cpu_ms(data) / steps
+  _, cpu_s = _attached(['record', '-e', 'cpu-clock', '-F', str(_SAMPLE_HZ), '-o', data,
+                        '--quiet'], run)
   events = [e for e in _STAT_EVENTS if e == 'page-faults' or os.path.isdir(
       '/sys/kernel/tracing/events/syscalls')]
-  stat = _stat_counts(_attached(['stat', '-x,', *sum((['-e', e] for e in events), [])], run))
+  stat = _stat_counts(_attached(['stat', '-x,', *sum((['-e', e] for e in events), [])],
+                                run)[0])
   per_step = lambda e: None if stat.get(e) is None else stat[e] / steps
-  return {'wall_ms': wall_s * 1e3, 'cpu_ms_per_step': cpu_ms,
+  return {'wall_ms': wall_s * 1e3, 'cpu_ms_per_step': cpu_s * 1e3 / steps,
           'by_library': _report(data, 'dso')[:top],
           'by_symbol': _report(data, 'sym')[:top],
           'page_faults_per_step': per_step('page-faults'),
@@ -111,7 +115,7 @@ def markdown(result: dict) -> str:
     fmt = lambda v: '-' if v is None else f'{v:,.0f}'
     lines += [f'## {fw}', '',
               f'Step {r["wall_ms"]:.1f} ms wall (unprofiled), {r["cpu_ms_per_step"]:.1f} CPU ms '
-              f'sampled; page faults {fmt(r["page_faults_per_step"])}, mmap '
+              f'(profiled steps, every thread); page faults {fmt(r["page_faults_per_step"])}, mmap '
               f'{fmt(r["mmap_per_step"])}, munmap {fmt(r["munmap_per_step"])} per step.', '',
               '| % of samples | CPU ms per step | library |', '|---|---|---|']
     lines += [f'| {p:.1f} | {p / 100 * r["cpu_ms_per_step"]:.1f} | `{d}` |'
