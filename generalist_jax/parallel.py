@@ -45,8 +45,9 @@ def keep_cpu_buffers_resident() -> bool:
   (xla_force_host_platform_device_count) stay asynchronous and keep the faults.
 
   Opt-in (GENERALIST_JAX_CPU_RESIDENT_BUFFERS=1), because the whole training loop
-  did not get faster on that box: Python now waits for each step, and the input
-  pipeline's host work no longer overlaps it (PreAct w0.25 Generalist-2 loop
+  did not get faster on that box: a step run in-line slows down about 2x while
+  another busy thread (the input pipeline's) competes for the cores, where a
+  dispatched one does not (PreAct w0.25 Generalist-2 loop
   0.649 -> 0.662 s a step, results/loop_efficiency_amd-zen5-preact025-b64-
   resident{0,1}.md). Other costs: the process keeps its peak heap
   (RSS does not shrink; for every library in the process). With jemalloc or
