@@ -37,8 +37,8 @@ def main(argv):
   """Trains one run, or every run of a suite config, in --workdir."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  # orbax logs every save at INFO; our own progress goes to the bar and stdout.
   parallel.keep_cpu_buffers_resident()   # before JAX starts its CPU backend
+  # orbax logs every save at INFO; our own progress goes to the bar and stdout.
   logging.set_verbosity(logging.WARNING)
   parallel.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                         _PROCESS_ID.value)

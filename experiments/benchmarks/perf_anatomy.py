@@ -55,20 +55,23 @@ def _attached(perf_args: list[str], run) -> tuple[str, float]:
   return proc.communicate(timeout=120)[1], cpu_s
 
 
-def _report(data: str, key: str) -> list[tuple[float, str]]:
-  """(percent, name) rows of `perf report --sort dso,sym` grouped by key ('dso': one row
-  per library; 'sym': per symbol family, template arguments cut, JIT code one row)."""
+def _report(data: str) -> dict[str, list[tuple[float, str]]]:
+  """(percent, name) rows of one `perf report --sort dso,sym`, grouped two ways:
+  'dso', one row per library; 'sym', one per symbol family (template arguments
+  cut, JIT code one row). Each list is largest first."""
   out = subprocess.run(['perf', 'report', '-i', data, '--sort', 'dso,sym', '--stdio'],
                        capture_output=True, text=True, check=True).stdout
-  merged = {}
+  merged = {'dso': {}, 'sym': {}}
   for line in out.splitlines():
     m = re.match(r'\s*([\d.]+)%\s+(.+?)\s+\[[.k]\]\s+(.*)', line)
     if not m:
       continue
     dso = re.sub(r'\[JIT\] tid \d+', '[JIT]', m.group(2).strip())
-    name = dso if key == 'dso' or dso == '[JIT]' else re.sub(r'<.*', '', m.group(3).strip())
-    merged[name] = merged.get(name, 0.0) + float(m.group(1))
-  return sorted(((p, n) for n, p in merged.items()), reverse=True)
+    sym = dso if dso == '[JIT]' else re.sub(r'<.*', '', m.group(3).strip())
+    for key, name in (('dso', dso), ('sym', sym)):
+      merged[key][name] = merged[key].get(name, 0.0) + float(m.group(1))
+  return {key: sorted(((p, n) for n, p in rows.items()), reverse=True)
+          for key, rows in merged.items()}
 
 
 def _stat_counts(stderr: str) -> dict:
@@ -93,10 +96,10 @@ def anatomy(name: str, step, steps: int, top: int, tmp: str) -> dict:
       '/sys/kernel/tracing/events/syscalls')]
   stat = _stat_counts(_attached(['stat', '-x,', *sum((['-e', e] for e in events), [])],
                                 run)[0])
+  report = _report(data)
   per_step = lambda e: None if stat.get(e) is None else stat[e] / steps
   return {'wall_ms': wall_s * 1e3, 'cpu_ms_per_step': cpu_s * 1e3 / steps,
-          'by_library': _report(data, 'dso')[:top],
-          'by_symbol': _report(data, 'sym')[:top],
+          'by_library': report['dso'][:top], 'by_symbol': report['sym'][:top],
           'page_faults_per_step': per_step('page-faults'),
           'mmap_per_step': per_step('syscalls:sys_enter_mmap'),
           'munmap_per_step': per_step('syscalls:sys_enter_munmap')}
