@@ -79,7 +79,7 @@ def main(argv):
   """Evaluates one learner of one run (flags above)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  parallel.keep_cpu_buffers_resident()   # before JAX starts its CPU backend
+  parallel.keep_cpu_buffers_resident()   # before any program is compiled
   norms = [n.strip() for n in _NORM.value.split(',')]
   eps = [config.parse_eps(e) for e in _EPS.value.split(',')] if _EPS.value else None
   overrides = {'steps': _STEPS.value, 'n_targets': _N_TARGETS.value,

@@ -27,7 +27,7 @@ def main(argv):
   """Measures the path and prints it."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  parallel.keep_cpu_buffers_resident()   # before JAX starts its CPU backend
+  parallel.keep_cpu_buffers_resident()   # before any program is compiled
   r = interpolate.interpolate(_WORKDIR.value, _A.value, _B.value, checkpoint=_CHECKPOINT.value,
                               points=_POINTS.value, split=_SPLIT.value, n_ex=_N_EX.value)
   for alpha, clean, robust in zip(r['alpha'], r['clean_acc'], r['robust_acc']):

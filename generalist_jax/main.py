@@ -37,7 +37,7 @@ def main(argv):
   """Trains one run, or every run of a suite config, in --workdir."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  parallel.keep_cpu_buffers_resident()   # before JAX starts its CPU backend
+  parallel.keep_cpu_buffers_resident()   # before any program is compiled
   # orbax logs every save at INFO; our own progress goes to the bar and stdout.
   logging.set_verbosity(logging.WARNING)
   parallel.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,

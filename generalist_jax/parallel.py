@@ -16,7 +16,6 @@ import platform
 
 import jax
 import numpy as np
-from jax._src import xla_bridge  # backends_are_initialized: no public equivalent
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -24,50 +23,73 @@ from jax.sharding import PartitionSpec as P
 DATA = 'data'
 RESIDENT_BUFFERS_ENV = 'GENERALIST_JAX_CPU_RESIDENT_BUFFERS'
 # glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+# glibc grows a thread's arena in heaps of at most 64 MiB (HEAP_MAX_SIZE, 64-bit) and
+# mmaps any larger block whatever M_MMAP_MAX says; XLA's temp buffer is split into
+# heaps of at most this so that each fits one (a soft limit: a larger single buffer
+# still gets a heap of its own).
+XLA_HEAP_LIMIT_BYTES = 48 * 2**20
+# heap_trim unmaps an emptied thread heap unless the heap before it lacks room for
+# M_TOP_PAD: a pad of a whole heap keeps every heap (address space only, no RSS).
+_TOP_PAD_BYTES = 64 * 2**20
+_buffers_resident = False
+_ON, _OFF = ('1', 'true', 'on', 'yes'), ('0', 'false', 'off', 'no')
 
 
 def keep_cpu_buffers_resident() -> bool:
   """On a CPU-only Linux/glibc host, keeps XLA:CPU's per-step buffers in the heap.
 
-  XLA:CPU allocates a program's temp buffer afresh on every call (111 MB for the
-  PreAct-ResNet-18 w0.25 batch-64 natural step). glibc serves any block over its
-  mmap threshold (at most 32 MB) by mmap and unmaps it on free, so every step
-  page-faults the block in again: 27k faults and a quarter of that step's CPU time
-  on 2 Zen 5 cores (experiments/benchmarks/perf_anatomy.py). mallopt(M_MMAP_MAX, 0)
-  and M_TRIM_THRESHOLD=2^31-1 make glibc serve blocks from its heaps and keep freed
-  memory; but a thread arena's heaps are capped at 64 MB, so a larger block
-  allocated on one of JAX's dispatch threads is still mmap'd. Hence single-device
-  CPU programs also run on the calling thread (jax_cpu_enable_async_dispatch=False),
-  whose main arena can hold any block, and the block is reused: natural steps
-  1.3-1.5x, PGD-10 steps 1.06-1.11x faster on that box
-  (results/ab_resident_buffers_amd-zen5.json). Multi-device CPU programs
-  (xla_force_host_platform_device_count) stay asynchronous and keep the faults.
+  XLA:CPU allocates a program's temp buffer afresh on every call, on the thread
+  that runs it (111 MB for the PreAct-ResNet-18 w0.25 batch-64 natural step).
+  glibc serves any block over its mmap threshold (at most 32 MB) by mmap and unmaps
+  it on free, so every step page-faults the block in again: 27k faults and a
+  quarter of that step's CPU time on 2 Zen 5 cores
+  (experiments/benchmarks/perf_anatomy.py). This makes glibc serve blocks from its
+  heaps and keep freed memory (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1,
+  M_TOP_PAD=64 MiB), and `resident_buffer_compiler_options()` has XLA split the
+  temp buffer into heaps of at most XLA_HEAP_LIMIT_BYTES, which a thread arena can
+  hold. JAX's asynchronous dispatch is unchanged. On that box: natural steps
+  x1.33, PGD-10 steps x1.13-1.25, the Generalist-2 step x1.12 and its training
+  loop not slower (results/ab_resident_buffers_v2_amd-zen5.json,
+  results/optimisations.md, eighth round).
 
-  Opt-in (GENERALIST_JAX_CPU_RESIDENT_BUFFERS=1), because the whole training loop
-  did not get faster on that box: a step run in-line slows down about 2x while
-  another busy thread (the input pipeline's) competes for the cores, where a
-  dispatched one does not (PreAct w0.25 Generalist-2 loop
-  0.649 -> 0.662 s a step, results/loop_efficiency_amd-zen5-preact025-b64-
-  resident{0,1}.md). Other costs: the process keeps its peak heap
-  (RSS does not shrink; for every library in the process). With jemalloc or
+  On by default; GENERALIST_JAX_CPU_RESIDENT_BUFFERS=0 (or false/off/no) turns it
+  off. Costs: the process keeps its peak heap, per thread arena (RSS does not
+  shrink, for every library in the process; +150 MB peak RSS on the steps above);
+  the split adds to a program's temp size where single buffers exceed the limit
+  (+0-5% on CPU-scale steps, +36% for WRN-34-10 at batch 128). With jemalloc or
   tcmalloc preloaded the mallopt calls have no effect.
 
-  Call it first thing in an entry point. Returns whether it applied; it does
-  nothing unless GENERALIST_JAX_CPU_RESIDENT_BUFFERS is 1/true/on/yes, and
-  nothing when JAX's backends have already started (the dispatch setting would
-  no longer apply), JAX_PLATFORMS names another platform, an accelerator plugin
-  is installed, or libc is not glibc.
+  Call it first thing in an entry point, before any program is compiled.
+  Returns whether it applied: not when switched off, JAX_PLATFORMS names another
+  platform, an accelerator plugin is installed, or libc is not glibc.
+
+  Raises:
+    ValueError: GENERALIST_JAX_CPU_RESIDENT_BUFFERS is not a boolean word.
   """
+  global _buffers_resident
   platforms = os.environ.get('JAX_PLATFORMS', '').split(',')
-  switched_on = os.environ.get(RESIDENT_BUFFERS_ENV, '0').lower() in ('1', 'true', 'on', 'yes')
+  switch = os.environ.get(RESIDENT_BUFFERS_ENV, '1').lower()
+  if switch not in _ON + _OFF:
+    raise ValueError(f'{RESIDENT_BUFFERS_ENV}={switch!r}: use 1 (the default) or 0 '
+                     f'({"/".join(_ON)} or {"/".join(_OFF)}).')
+  switched_on = switch in _ON
   if (not switched_on or platforms not in ([''], ['cpu'])
       or platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc'
-      or xla_bridge.backends_are_initialized() or _accelerator_plugin_installed()):
+      or _accelerator_plugin_installed()):
     return False
-  jax.config.update('jax_cpu_enable_async_dispatch', False)
   libc = ctypes.CDLL(None)
-  return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+  _buffers_resident = bool(libc.mallopt(_M_MMAP_MAX, 0)
+                           and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+                           and libc.mallopt(_M_TOP_PAD, _TOP_PAD_BYTES))
+  return _buffers_resident
+
+
+def resident_buffer_compiler_options() -> dict:
+  """XLA compile options for `keep_cpu_buffers_resident()`: {} unless it applied."""
+  if not _buffers_resident:
+    return {}
+  return {'xla_multiheap_size_constraint_per_heap': XLA_HEAP_LIMIT_BYTES}
 
 
 def _accelerator_plugin_installed() -> bool:

@@ -5,30 +5,30 @@ import platform
 import subprocess
 import sys
 
-import jax
 import pytest
 
 from generalist_jax import parallel
 from tests.test_config import ROOT
 
-# A cheap program whose temp buffer (the 128 MB sine, kept whole by the barrier) is above
-# glibc's largest mmap threshold (32 MB) and a thread arena's heap (64 MB), so only the
-# calling-thread half of the setting keeps it in the heap; it has no large per-thread
+# A cheap program whose temp buffer (six 16 MB sines, kept whole by the barrier) is above
+# glibc's largest mmap threshold (32 MB) and a thread arena's heap (64 MB): only split into
+# XLA heaps of at most 48 MB does it stay in glibc's heaps. It has no large per-thread
 # scratch (a dot's packing buffers would be). Prints whether the setting applied and the
 # minor page faults per call.
 _PROGRAM = """
 import resource
 from generalist_jax import parallel
+from generalist_jax.models import cpu_ops
 applied = parallel.keep_cpu_buffers_resident()
-import jax, jax.numpy as jnp
+import functools, jax, jax.numpy as jnp
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=cpu_ops.compiler_options())
 def f(x):
-  y = jax.lax.optimization_barrier(jnp.sin(x))   # [2**25] float32: 128 MB
-  return (y * y[::-1]).sum()
+  ys = jax.lax.optimization_barrier(tuple(jnp.sin(row) for row in x))   # 6 x 16 MB
+  return sum(y.sum() for y in ys)
 
-x = jnp.ones((2**25,), jnp.float32)
-for _ in range(3):
+x = jnp.ones((6, 2**22), jnp.float32)
+for _ in range(8):   # JAX's dispatch threads each warm their own glibc arena
   f(x).block_until_ready()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(4):
@@ -63,23 +63,29 @@ def _faults_per_call(resident: str | None) -> tuple[bool, float]:
 
 @glibc_cpu_linux
 def test_resident_buffers_stop_the_per_call_page_faults():
-  applied, resident = _faults_per_call('on')
-  skipped, default_glibc = _faults_per_call(None)   # the default: off
+  applied, resident = _faults_per_call(None)   # the default: on
+  skipped, default_glibc = _faults_per_call('0')
   assert applied and not skipped
-  # 128 MB of fresh 4 kB pages is at least 32k faults a call without the setting.
-  assert default_glibc > 16000, default_glibc
+  # 96 MB of fresh 4 kB pages is at least 24k faults a call without the setting.
+  assert default_glibc > 12000, default_glibc
   assert resident < 0.05 * default_glibc, (resident, default_glibc)
 
 
-def test_off_switch_other_platforms_and_a_started_backend_change_nothing(monkeypatch):
-  monkeypatch.delenv(parallel.RESIDENT_BUFFERS_ENV, raising=False)   # opt-in: off by default
-  assert parallel.keep_cpu_buffers_resident() is False
-  for off in ('0', 'false', 'OFF'):
+def test_off_switch_other_platforms_and_bad_values(monkeypatch):
+  for off in ('0', 'false', 'OFF', 'no'):
     monkeypatch.setenv(parallel.RESIDENT_BUFFERS_ENV, off)
     assert parallel.keep_cpu_buffers_resident() is False
   monkeypatch.setenv(parallel.RESIDENT_BUFFERS_ENV, '1')
   monkeypatch.setenv('JAX_PLATFORMS', 'cuda')
   assert parallel.keep_cpu_buffers_resident() is False
-  monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
-  jax.devices()   # this test process's backend has started: too late to apply
-  assert parallel.keep_cpu_buffers_resident() is False
+  monkeypatch.setenv(parallel.RESIDENT_BUFFERS_ENV, '2')
+  with pytest.raises(ValueError, match='use 1 .*or 0'):
+    parallel.keep_cpu_buffers_resident()
+
+
+def test_the_heap_limit_goes_with_the_setting(monkeypatch):
+  monkeypatch.setattr(parallel, '_buffers_resident', False)
+  assert parallel.resident_buffer_compiler_options() == {}
+  monkeypatch.setattr(parallel, '_buffers_resident', True)
+  assert parallel.resident_buffer_compiler_options() == {
+      'xla_multiheap_size_constraint_per_heap': 48 * 2**20}

@@ -72,7 +72,8 @@ CIFAR_INFO = data_lib.DatasetInfo(10, (32, 32, 3), (0.4914, 0.4822, 0.4465),
                                   (0.2470, 0.2435, 0.2616))
 ADV_NORMS = ('linf', 'l2', 'l1')   # generalist4's PGD experts
 # parallel.keep_cpu_buffers_resident() applied (set when run as a script, which calls it
-# before JAX starts; imported by a test or another script, the process is as it was).
+# before any program is compiled; imported by a test or another script, the process is
+# as it was).
 CPU_RESIDENT_BUFFERS = False
 
 
@@ -719,5 +720,5 @@ def _write(stem: pathlib.Path, result: dict, lines: list, k: int) -> None:
 
 
 if __name__ == '__main__':
-  CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # before JAX starts
+  CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # before any program is compiled
   main()

@@ -175,5 +175,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  bench.CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # before JAX starts
+  bench.CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # before any program is compiled
   main()

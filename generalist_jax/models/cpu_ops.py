@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from generalist_jax import parallel
+
 OPS = ('auto', 'xla', 'cpu')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
@@ -82,11 +84,15 @@ def _has_avx512() -> bool:
 
 
 def compiler_options() -> dict | None:
-  """`jax.jit(..., compiler_options=)` that make XLA:CPU use `conv_engine()`;
-  None off the CPU backend or for 'ynnpack' (XLA's default)."""
-  if jax.default_backend() != 'cpu' or conv_engine() != 'eigen':
+  """`jax.jit(..., compiler_options=)` for XLA:CPU: `conv_engine()`'s fusion types
+  and `parallel.resident_buffer_compiler_options()`; None off the CPU backend or
+  when neither applies ('ynnpack' is XLA's default)."""
+  if jax.default_backend() != 'cpu':
     return None
-  return {'xla_cpu_experimental_ynn_fusion_type': _EIGEN_YNN_FUSION_TYPES}
+  options = parallel.resident_buffer_compiler_options()
+  if conv_engine() == 'eigen':
+    options['xla_cpu_experimental_ynn_fusion_type'] = _EIGEN_YNN_FUSION_TYPES
+  return options or None
 
 
 def _explicit_pads(x_shape, w_shape, strides, padding) -> tuple:
