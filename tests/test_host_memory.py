@@ -5,9 +5,11 @@ import platform
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from generalist_jax import parallel
+from generalist_jax.models import cpu_ops
 from tests.test_config import ROOT
 
 # A cheap program whose temp buffer (six 16 MB sines, kept whole by the barrier) is above
@@ -86,6 +88,12 @@ def test_off_switch_other_platforms_and_bad_values(monkeypatch):
 def test_the_heap_limit_goes_with_the_setting(monkeypatch):
   monkeypatch.setattr(parallel, '_buffers_resident', False)
   assert parallel.resident_buffer_compiler_options() == {}
+  on_cpu = jax.default_backend() == 'cpu'
+  assert not on_cpu or 'xla_multiheap_size_constraint_per_heap' not in (
+      cpu_ops.compiler_options() or {})
   monkeypatch.setattr(parallel, '_buffers_resident', True)
   assert parallel.resident_buffer_compiler_options() == {
       'xla_multiheap_size_constraint_per_heap': 48 * 2**20}
+  # every model, step and evaluation jit takes its options from cpu_ops
+  assert not on_cpu or cpu_ops.compiler_options()[
+      'xla_multiheap_size_constraint_per_heap'] == 48 * 2**20
