@@ -37,7 +37,7 @@ from absl import app
 from absl import flags
 
 from generalist_jax import config
-from generalist_jax import parallel
+from generalist_jax import host_memory
 from generalist_jax.attacks import autoattack
 from generalist_jax.evaluation import external
 from generalist_jax.run import evaluate_run
@@ -79,7 +79,7 @@ def main(argv):
   """Evaluates one learner of one run (flags above)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  parallel.keep_cpu_buffers_resident()   # before any program is compiled
+  host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options
   norms = [n.strip() for n in _NORM.value.split(',')]
   eps = [config.parse_eps(e) for e in _EPS.value.split(',')] if _EPS.value else None
   overrides = {'steps': _STEPS.value, 'n_targets': _N_TARGETS.value,

@@ -10,7 +10,7 @@ accuracy, the barrier: how far the path dips below its worse end) and a PNG.
 from absl import app
 from absl import flags
 
-from generalist_jax import parallel
+from generalist_jax import host_memory
 from generalist_jax.run import interpolate
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.')
@@ -27,7 +27,7 @@ def main(argv):
   """Measures the path and prints it."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  parallel.keep_cpu_buffers_resident()   # before any program is compiled
+  host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options
   r = interpolate.interpolate(_WORKDIR.value, _A.value, _B.value, checkpoint=_CHECKPOINT.value,
                               points=_POINTS.value, split=_SPLIT.value, n_ex=_N_EX.value)
   for alpha, clean, robust in zip(r['alpha'], r['clean_acc'], r['robust_acc']):

@@ -13,6 +13,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from generalist_jax import config
+from generalist_jax import host_memory
 from generalist_jax import parallel
 from generalist_jax.run import loop
 from generalist_jax.run import suite
@@ -37,7 +38,7 @@ def main(argv):
   """Trains one run, or every run of a suite config, in --workdir."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  parallel.keep_cpu_buffers_resident()   # before any program is compiled
+  host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options
   # orbax logs every save at INFO; our own progress goes to the bar and stdout.
   logging.set_verbosity(logging.WARNING)
   parallel.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,

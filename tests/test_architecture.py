@@ -10,6 +10,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / 'generalist_jax'
 # Lower layers never import higher ones. Same-layer packages may not import each
 # other either, except where listed in ALLOWED_SIDEWAYS.
 LAYERS = [
+    {'host_memory'},
     {'parallel', 'attacks', 'models', 'data'},
     {'method'},
     {'evaluation'},

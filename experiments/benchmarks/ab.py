@@ -36,7 +36,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench  # noqa: E402
 
-from generalist_jax import parallel
+from generalist_jax import host_memory
 from generalist_jax.method import step as step_lib
 from generalist_jax.models import cpu_ops
 
@@ -122,5 +122,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  bench.CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # before any program is compiled
+  bench.CPU_RESIDENT_BUFFERS = host_memory.keep_cpu_buffers_resident()   # before the jits are made
   main()

@@ -58,6 +58,7 @@ import psutil  # noqa: E402
 
 from generalist_jax import config as config_lib  # noqa: E402
 from generalist_jax import data as data_lib  # noqa: E402
+from generalist_jax import host_memory  # noqa: E402
 from generalist_jax import models  # noqa: E402
 from generalist_jax import parallel  # noqa: E402
 from generalist_jax.attacks import apgd  # noqa: E402
@@ -71,9 +72,9 @@ STEP_KINDS = ('natural', 'pgd', 'generalist2', 'generalist4', 'apgd_ce')
 CIFAR_INFO = data_lib.DatasetInfo(10, (32, 32, 3), (0.4914, 0.4822, 0.4465),
                                   (0.2470, 0.2435, 0.2616))
 ADV_NORMS = ('linf', 'l2', 'l1')   # generalist4's PGD experts
-# parallel.keep_cpu_buffers_resident() applied (set when run as a script, which calls it
-# before any program is compiled; imported by a test or another script, the process is
-# as it was).
+# host_memory.keep_cpu_buffers_resident() applied (set when run as a script, which calls it
+# before any jit takes compiler_options; imported by a test or another script, the
+# process is as it was).
 CPU_RESIDENT_BUFFERS = False
 
 
@@ -578,7 +579,7 @@ def markdown(result: dict) -> str:
            f"Command: `{result['command']}`", '',
            f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}; "
            f"torch threads {result['settings']['torch_threads']}; "
-           f"XLA_FLAGS='{m['xla_flags']}'; parallel.keep_cpu_buffers_resident() applied: "
+           f"XLA_FLAGS='{m['xla_flags']}'; host_memory.keep_cpu_buffers_resident() applied: "
            f"{m.get('cpu_resident_buffers')}.", '',
            f"Load: before `{result['uptime_before']}`; after `{result['uptime_after']}`.", '',
            f"Compute dtype {result['settings'].get('compute_dtype', 'float32')}. "
@@ -720,5 +721,5 @@ def _write(stem: pathlib.Path, result: dict, lines: list, k: int) -> None:
 
 
 if __name__ == '__main__':
-  CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # before any program is compiled
+  CPU_RESIDENT_BUFFERS = host_memory.keep_cpu_buffers_resident()   # before the jits are made
   main()

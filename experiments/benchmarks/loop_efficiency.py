@@ -28,7 +28,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench  # noqa: E402  (puts the repository root on sys.path)
 
 from generalist_jax import config as config_lib  # noqa: E402
-from generalist_jax import parallel  # noqa: E402
+from generalist_jax import host_memory  # noqa: E402
 from generalist_jax.config import validation
 from generalist_jax.method import step as step_lib
 from generalist_jax.run import loop
@@ -139,5 +139,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  bench.CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # as main does
+  bench.CPU_RESIDENT_BUFFERS = host_memory.keep_cpu_buffers_resident()   # as main does
   main()

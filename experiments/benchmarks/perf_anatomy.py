@@ -32,7 +32,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench  # noqa: E402  (puts the repository root on sys.path)
 
-from generalist_jax import parallel  # noqa: E402
+from generalist_jax import host_memory  # noqa: E402
 
 _SAMPLE_HZ = 2000
 _STAT_EVENTS = ('page-faults', 'syscalls:sys_enter_mmap', 'syscalls:sys_enter_munmap')
@@ -112,7 +112,7 @@ def markdown(result: dict) -> str:
            f'Load: before `{result["uptime_before"]}`; after `{result["uptime_after"]}`.', '',
            f'{s["steps"]} steps per measurement after {s["warmup"]} warm-up; perf at '
            f'{_SAMPLE_HZ} Hz over every thread; CPU ms summed over threads; '
-           f'`parallel.keep_cpu_buffers_resident()` applied: {result["cpu_resident_buffers"]}.',
+           f'`host_memory.keep_cpu_buffers_resident()` applied: {result["cpu_resident_buffers"]}.',
            '']
   for fw, r in result['frameworks'].items():
     fmt = lambda v: '-' if v is None else f'{v:,.0f}'
@@ -175,5 +175,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  bench.CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # before any program is compiled
+  bench.CPU_RESIDENT_BUFFERS = host_memory.keep_cpu_buffers_resident()   # before the jits are made
   main()

@@ -33,7 +33,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench  # noqa: E402
 import jax  # noqa: E402
 
-from generalist_jax import parallel  # noqa: E402
+from generalist_jax import host_memory  # noqa: E402
 from generalist_jax.models import cpu_ops  # noqa: E402
 
 _MODEL_SCOPE = re.compile(r'\((SmallCNN|PreActResNet18|ResNet18|WideResNet)\)')
@@ -110,5 +110,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  bench.CPU_RESIDENT_BUFFERS = parallel.keep_cpu_buffers_resident()   # as main runs steps
+  bench.CPU_RESIDENT_BUFFERS = host_memory.keep_cpu_buffers_resident()   # as main runs steps
   main()

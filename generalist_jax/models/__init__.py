@@ -33,7 +33,8 @@ from generalist_jax.models import resnets
 from generalist_jax.models import small
 
 # `jax.jit(compiler_options=)` for programs that run the models: XLA:CPU's
-# convolution engine that cpu_ops' formulations are written for (None elsewhere).
+# convolution engine that cpu_ops' formulations are written for, and the temp-heap
+# limit of host_memory.keep_cpu_buffers_resident() (None off the CPU).
 compiler_options = cpu_ops.compiler_options
 
 

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from generalist_jax import parallel
+from generalist_jax import host_memory
 
 OPS = ('auto', 'xla', 'cpu')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
@@ -85,11 +85,11 @@ def _has_avx512() -> bool:
 
 def compiler_options() -> dict | None:
   """`jax.jit(..., compiler_options=)` for XLA:CPU: `conv_engine()`'s fusion types
-  and `parallel.resident_buffer_compiler_options()`; None off the CPU backend or
+  and `host_memory.resident_buffer_compiler_options()`; None off the CPU backend or
   when neither applies ('ynnpack' is XLA's default)."""
   if jax.default_backend() != 'cpu':
     return None
-  options = parallel.resident_buffer_compiler_options()
+  options = host_memory.resident_buffer_compiler_options()
   if conv_engine() == 'eigen':
     options['xla_cpu_experimental_ynn_fusion_type'] = _EIGEN_YNN_FUSION_TYPES
   return options or None
