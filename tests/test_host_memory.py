@@ -41,7 +41,6 @@ print(applied, jax.config.read('jax_cpu_enable_async_dispatch'), sorted(faults[8
 """
 
 
-
 def _thp_always() -> bool:
   try:   # huge pages for every mapping: an mmap'd block faults in 2 MB at a time
     return '[always]' in open('/sys/kernel/mm/transparent_hugepage/enabled').read()

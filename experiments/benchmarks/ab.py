@@ -104,7 +104,7 @@ def main(argv=None):
   first = variants[0]
   result = {'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)),
             'uptime_before': load, 'uptime_after': bench.uptime(), 'settings': vars(args),
-            'cpu_resident_buffers': bench.CPU_RESIDENT_BUFFERS,
+            'cpu_resident_buffers': host_memory.buffers_resident(),
             'variants': {}}
   for v in variants:
     med = statistics.median(times[v])
@@ -122,5 +122,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  bench.CPU_RESIDENT_BUFFERS = host_memory.keep_cpu_buffers_resident()   # before the jits are made
+  host_memory.keep_cpu_buffers_resident()   # before the jits are made
   main()

@@ -72,10 +72,6 @@ STEP_KINDS = ('natural', 'pgd', 'generalist2', 'generalist4', 'apgd_ce')
 CIFAR_INFO = data_lib.DatasetInfo(10, (32, 32, 3), (0.4914, 0.4822, 0.4465),
                                   (0.2470, 0.2435, 0.2616))
 ADV_NORMS = ('linf', 'l2', 'l1')   # generalist4's PGD experts
-# host_memory.keep_cpu_buffers_resident() applied (set when run as a script, which calls it
-# before any jit takes compiler_options; imported by a test or another script, the
-# process is as it was).
-CPU_RESIDENT_BUFFERS = False
 
 
 # ----------------------------------------------------------------------------
@@ -546,7 +542,7 @@ def machine() -> dict:
           'memory_gib': round(psutil.virtual_memory().total / 2**30, 1),
           'jax_backend': jax.default_backend(), 'jax_devices': [str(d) for d in jax.devices()],
           'xla_flags': os.environ.get('XLA_FLAGS', ''), 'versions': versions,
-          'cpu_resident_buffers': CPU_RESIDENT_BUFFERS,
+          'cpu_resident_buffers': host_memory.buffers_resident(),
           'platform': platform.platform()}
 
 
@@ -721,5 +717,5 @@ def _write(stem: pathlib.Path, result: dict, lines: list, k: int) -> None:
 
 
 if __name__ == '__main__':
-  CPU_RESIDENT_BUFFERS = host_memory.keep_cpu_buffers_resident()   # before the jits are made
+  host_memory.keep_cpu_buffers_resident()   # before the jits are made
   main()

@@ -139,5 +139,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  bench.CPU_RESIDENT_BUFFERS = host_memory.keep_cpu_buffers_resident()   # as main does
+  host_memory.keep_cpu_buffers_resident()   # as main does
   main()

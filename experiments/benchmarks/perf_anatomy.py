@@ -159,7 +159,7 @@ def main(argv=None):
       step()
   result = {'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)),
             'settings': vars(args), 'uptime_before': bench.uptime(), 'frameworks': {},
-            'cpu_resident_buffers': bench.CPU_RESIDENT_BUFFERS}
+            'cpu_resident_buffers': host_memory.buffers_resident()}
   with tempfile.TemporaryDirectory() as tmp:
     for name, step in steps.items():
       result['frameworks'][name] = anatomy(name, step, args.steps, args.top, tmp)
@@ -175,5 +175,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  bench.CPU_RESIDENT_BUFFERS = host_memory.keep_cpu_buffers_resident()   # before the jits are made
+  host_memory.keep_cpu_buffers_resident()   # before the jits are made
   main()

@@ -110,5 +110,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  bench.CPU_RESIDENT_BUFFERS = host_memory.keep_cpu_buffers_resident()   # as main runs steps
+  host_memory.keep_cpu_buffers_resident()   # as main runs steps
   main()
