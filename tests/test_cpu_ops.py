@@ -147,6 +147,71 @@ def test_max_pool_and_its_gradient_match_flax(shape):
                                 jax.vjp(ref, x)[1](dy)[0])
 
 
+def _flax_batch_norm_train(x, scale, bias, epsilon):
+  """Reference: flax's nn.BatchNorm in training mode, through autodiff."""
+  import flax.linen as nn
+  bn = nn.BatchNorm(use_running_average=False, momentum=0.0, epsilon=epsilon)
+  params = {'scale': scale, 'bias': bias}
+  stats = {'mean': jnp.zeros_like(scale), 'var': jnp.ones_like(scale)}
+  y, updated = bn.apply({'params': params, 'batch_stats': stats}, x, mutable=['batch_stats'])
+  return y, updated['batch_stats']['mean'], updated['batch_stats']['var']   # momentum 0
+
+
+@pytest.mark.parametrize('shape', [(6, 5, 7, 4), (9, 3)])
+def test_batch_norm_train_values_and_gradients_match_flax(shape):
+  k = jax.random.split(jax.random.key(5), 6)
+  x = 3.0 + 2.0 * jax.random.normal(k[0], shape)   # off-centre, as activations are
+  scale = jax.random.uniform(k[1], shape[-1:], minval=0.5, maxval=2.0)
+  bias = jax.random.normal(k[2], shape[-1:])
+  dy = jax.random.normal(k[3], shape)
+  d_mean, d_var = jax.random.normal(k[4], shape[-1:]), jax.random.normal(k[5], shape[-1:])
+
+  def loss(fn):   # every output carries a cotangent: y, and the mean and variance too
+    def f(x, scale, bias):
+      y, mean, var = fn(x, scale, bias, 1e-5)
+      return jnp.sum(y * dy) + jnp.sum(mean * d_mean) + jnp.sum(var * d_var)
+    return jax.jit(jax.value_and_grad(f, (0, 1, 2)))
+
+  for got, want in zip(jax.jit(cpu_ops.batch_norm_train, static_argnums=3)(x, scale, bias, 1e-5),
+                       jax.jit(_flax_batch_norm_train, static_argnums=3)(x, scale, bias, 1e-5)):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+  (got_value, got), (want_value, want) = (loss(cpu_ops.batch_norm_train)(x, scale, bias),
+                                          loss(_flax_batch_norm_train)(x, scale, bias))
+  np.testing.assert_allclose(got_value, want_value, rtol=1e-6)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_closed_form_batch_norm_module_is_flax_batch_norm_with_the_closed_form_vjp():
+  import flax.linen as nn
+  from generalist_jax.models import layers
+  x = 1.5 + jax.random.normal(jax.random.key(6), (8, 4, 4, 3))
+  fast, plain = layers.batch_norm(True, ops='cpu'), layers.batch_norm(True, ops='xla')
+  assert isinstance(fast, layers.ClosedFormBatchNorm) and type(plain) is nn.BatchNorm
+  variables = plain.init(jax.random.key(0), x)
+  assert jax.tree.structure(fast.init(jax.random.key(0), x)) == jax.tree.structure(variables)
+  variables = {'params': {'scale': jnp.array([0.5, 1.0, 2.0]), 'bias': jnp.array([0.1, 0., -0.2])},
+               'batch_stats': variables['batch_stats']}
+
+  def loss(module, params, x):
+    y, updated = module.apply(dict(variables, params=params), x, mutable=['batch_stats'])
+    return jnp.sum(jnp.sin(y)), (y, updated['batch_stats'])
+
+  grad = lambda m: jax.jit(jax.grad(loss, (1, 2), has_aux=True), static_argnums=0)(
+      m, variables['params'], x)
+  (got_grads, (got_y, got_stats)), (want_grads, (want_y, want_stats)) = grad(fast), grad(plain)
+  np.testing.assert_allclose(got_y, want_y, rtol=1e-6, atol=1e-6)
+  for g, w in zip(jax.tree.leaves((got_grads, got_stats)), jax.tree.leaves((want_grads, want_stats))):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+  # Evaluation mode and bfloat16 inputs are flax's own code: equal bit for bit.
+  for module, inputs in ((layers.batch_norm(False, ops='cpu'), x),
+                         (fast, x.astype(jnp.bfloat16))):
+    reference = layers.batch_norm(not module.use_running_average, ops='xla')
+    np.testing.assert_array_equal(
+        module.apply(variables, inputs, mutable=['batch_stats'])[0],
+        reference.apply(variables, inputs, mutable=['batch_stats'])[0])
+
+
 # Every model with Eigen's formulations; YNNPACK's on PreAct-ResNet-18 (strided, 1x1 and
 # padded RGB convs; the conv tests above cover each shape under both engines).
 @pytest.mark.parametrize('engine,name,image', [

@@ -18,6 +18,8 @@ all of them alike; medians after one warm-up. Variants:
               XLA:CPU's convolution engine for cpu_ops (GENERALIST_JAX_CPU_CONV,
               read when the variant is traced): formulations and compile options
   +nobn       model.batch_norm=False (SmallCNN, MLP): the step without BatchNorm
+  +flaxbn     flax's nn.BatchNorm (autodiff VJP) instead of layers.ClosedFormBatchNorm
+              where model.ops is 'cpu'
   +xlaops     model.ops='xla': lax's convolution and max-pool instead of the
               CPU formulations of generalist_jax/cpu_ops.py ('auto' = 'cpu' here)
   KIND        another step kind of bench.py (pgd, generalist2, ...), as the code is:
@@ -27,18 +29,23 @@ all of them alike; medians after one warm-up. Variants:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
 import statistics
 import sys
+from unittest import mock
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench  # noqa: E402
 
+import flax.linen as nn  # noqa: E402
+
 from generalist_jax import host_memory
 from generalist_jax.method import step as step_lib
 from generalist_jax.models import cpu_ops
+from generalist_jax.models import layers
 
 FLAGS = {'xnnpack': 'xla_cpu_use_xnnpack', 'onednn': 'xla_cpu_use_onednn',
          'fastmath': 'xla_cpu_enable_fast_math'}
@@ -76,8 +83,11 @@ def compiled_step(variant: str, args):
   options = {**(cpu_ops.compiler_options() or {}),
              **{FLAGS[e]: True for e in extras if e in FLAGS},
              **dict(_option(e) for e in extras if '=' in e)} or None
-  step = bench.JaxStep(config, bench._batch(args.batch))
-  lowered = step_lib.jit_train_step(step.setup).lower(step.state, step.batch)
+  flax_bn = (mock.patch.object(layers, 'ClosedFormBatchNorm', nn.BatchNorm)
+             if 'flaxbn' in extras else contextlib.nullcontext())
+  with flax_bn:   # the model's modules are built when the step is traced
+    step = bench.JaxStep(config, bench._batch(args.batch))
+    lowered = step_lib.jit_train_step(step.setup).lower(step.state, step.batch)
   step.compile_s = bench._timed(lambda: setattr(step, 'compiled', lowered.compile(options)))
   return step
 

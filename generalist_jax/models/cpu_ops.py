@@ -1,4 +1,4 @@
-"""Convolution and 2x2 max-pool written the way XLA:CPU runs them fast.
+"""Convolution, 2x2 max-pool and BatchNorm written the way XLA:CPU runs them fast.
 
 Same values as `lax.conv_general_dilated` / `nn.max_pool` (to float rounding;
 `tests/test_cpu_ops.py`), different formulations, chosen per XLA:CPU
@@ -23,6 +23,9 @@ layer on 2-core CPUs, jax 0.10.2 (`experiments/benchmarks/layer_probe.py`,
   per output phase.
 * `reduce_window` max-pool's gradient is a select-and-scatter, 5-10x slower
   than the gradient of the max of the window's four strided corners.
+* Training-mode BatchNorm's gradient, as autodiff derives it from flax's
+  forward, takes more passes over the activation than the closed form
+  (`batch_norm_train`): PreAct-ResNet-18 w0.25 natural step x1.04.
 
 Accelerators have none of these problems, so models use these only when
 `model.ops` resolves to 'cpu' (`resolve_ops('auto')` on the CPU backend).
@@ -299,3 +302,47 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   h, w = h // 2 * 2, w // 2 * 2
   windows = x[:, :h, :w].reshape(b, h // 2, 2, w // 2, 2, c)
   return jnp.max(windows, axis=(2, 4))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float):
+  """Training-mode BatchNorm over every axis but the last, with a closed-form VJP.
+
+  x: [..., C] float32; scale, bias: [C]. Returns (y, mean, var): y like x, and the
+  batch mean and biased variance [C] that update the running averages. The
+  forward is flax's `nn.BatchNorm` (use_fast_variance: var = E[x^2] - E[x]^2,
+  clipped at 0; y = (x - mean) * (rsqrt(var + eps) * scale) + bias), op for op.
+  The backward is the textbook closed form (Ioffe & Szegedy 2015, as PyTorch's
+  and cuDNN's kernels compute it): with r = rsqrt(var + eps), xc = x - mean,
+  d_bias = sum(g), d_scale = r sum(g xc), and
+  dx = scale r (g - d_bias / n - xc r d_scale / n) + the mean's and variance's
+  own cotangents (zero when, as in training, they only feed the running stats).
+  Values equal flax + autodiff to float rounding (`tests/test_cpu_ops.py`).
+  """
+  out, _ = _batch_norm_train_fwd(x, scale, bias, epsilon)
+  return out
+
+
+def _batch_norm_train_fwd(x, scale, bias, epsilon):
+  axes = tuple(range(x.ndim - 1))
+  mean = jnp.mean(x, axes)
+  var = jnp.maximum(0.0, jnp.mean(lax.square(x), axes) - lax.square(mean))
+  y = (x - mean) * (lax.rsqrt(var + epsilon) * scale) + bias
+  return (y, mean, var), (x, mean, var, scale)
+
+
+def _batch_norm_train_bwd(epsilon, residuals, cotangents):
+  x, mean, var, scale = residuals
+  g, g_mean, g_var = cotangents
+  axes = tuple(range(x.ndim - 1))
+  n = x.size // x.shape[-1]
+  r = lax.rsqrt(var + epsilon)
+  xc = x - mean
+  d_bias = jnp.sum(g, axes)
+  d_scale = jnp.sum(g * xc, axes) * r
+  dx = (scale * r) * (g - d_bias / n - xc * (r * d_scale / n)) + g_mean / n \
+      + xc * (2.0 * g_var / n)
+  return dx, d_scale, d_bias
+
+
+batch_norm_train.defvjp(_batch_norm_train_fwd, _batch_norm_train_bwd)

@@ -28,9 +28,44 @@ def scale(channels: int, width: float) -> int:
   return max(1, int(round(channels * width)))
 
 
-def batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
-                      epsilon=BN_EPSILON, name=name)
+def batch_norm(train: bool, name: str | None = None, ops: str = 'xla') -> nn.BatchNorm:
+  """flax's BatchNorm with PyTorch's defaults; with ops='cpu' its training-mode
+  gradient takes the closed form (`ClosedFormBatchNorm`)."""
+  cls = ClosedFormBatchNorm if ops == 'cpu' else nn.BatchNorm
+  return cls(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+             name=name)
+
+
+class ClosedFormBatchNorm(nn.BatchNorm):
+  """`nn.BatchNorm` whose training-mode step on float32 inputs normalised over
+  every axis but the last runs `cpu_ops.batch_norm_train` (same forward, closed-form
+  VJP); the same variables, and flax's own code for everything else (running
+  averages, initialisation, other dtypes, axes, masks, axis_name)."""
+
+  @nn.compact
+  def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+    if not self._closed_form_applies(x, use_running_average, mask):
+      return super().__call__(x, use_running_average, mask=mask)
+    features = (x.shape[-1],)
+    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, features, jnp.float32)
+    ra_var = self.variable('batch_stats', 'var', jnp.ones, features, jnp.float32)
+    scale = self.param('scale', self.scale_init, features, self.param_dtype)
+    bias = self.param('bias', self.bias_init, features, self.param_dtype)
+    y, mean, var = cpu_ops.batch_norm_train(x, scale, bias, self.epsilon)
+    ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+    ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    return y
+
+  def _closed_form_applies(self, x, use_running_average, mask) -> bool:
+    running = nn.merge_param('use_running_average', self.use_running_average,
+                             use_running_average)
+    if running or self.is_initializing() or mask is not None or x.dtype != jnp.float32:
+      return False
+    params = [self.get_variable('params', n) for n in ('scale', 'bias')]
+    return (self.axis in (-1, x.ndim - 1) and self.axis_name is None
+            and self.use_scale and self.use_bias and self.use_fast_variance
+            and self.force_float32_reductions and self.dtype in (None, jnp.float32)
+            and all(p is not None and p.dtype == jnp.float32 for p in params))
 
 
 def conv_fn(ops: str):

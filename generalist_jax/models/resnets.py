@@ -32,13 +32,13 @@ class PreActBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    out = nn.relu(layers.batch_norm(train, 'bn1')(x))
+    out = nn.relu(layers.batch_norm(train, 'bn1', self.ops)(x))
     if self.strides != 1 or x.shape[-1] != self.features:
       shortcut = layers.conv1x1(self.features, self.strides, 'shortcut', self.ops)(out)
     else:
       shortcut = x
     out = layers.conv3x3(self.features, self.strides, 'conv1', self.ops)(out)
-    out = nn.relu(layers.batch_norm(train, 'bn2')(out))
+    out = nn.relu(layers.batch_norm(train, 'bn2', self.ops)(out))
     out = layers.conv3x3(self.features, 1, 'conv2', self.ops)(out)
     return out + shortcut
 
@@ -52,12 +52,12 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     out = layers.conv3x3(self.features, self.strides, 'conv1', self.ops)(x)
-    out = nn.relu(layers.batch_norm(train, 'bn1')(out))
+    out = nn.relu(layers.batch_norm(train, 'bn1', self.ops)(out))
     out = layers.conv3x3(self.features, 1, 'conv2', self.ops)(out)
-    out = layers.batch_norm(train, 'bn2')(out)
+    out = layers.batch_norm(train, 'bn2', self.ops)(out)
     if self.strides != 1 or x.shape[-1] != self.features:
       shortcut = layers.conv1x1(self.features, self.strides, 'shortcut_conv', self.ops)(x)
-      shortcut = layers.batch_norm(train, 'shortcut_bn')(shortcut)
+      shortcut = layers.batch_norm(train, 'shortcut_bn', self.ops)(shortcut)
     else:
       shortcut = x
     return nn.relu(out + shortcut)
@@ -86,7 +86,7 @@ class PreActResNet18(layers.Classifier):
     x = layers.conv3x3(layers.scale(64, self.width), 1, 'conv1', self.ops)(x)
     x = residual_stages(x, PreActBlock, RESNET18_STAGES, 2, width=self.width, ops=self.ops,
                         train=train, prefix='layer')
-    x = nn.relu(layers.batch_norm(train, 'bn')(x))
+    x = nn.relu(layers.batch_norm(train, 'bn', self.ops)(x))
     x = jnp.mean(x, axis=(1, 2))  # == avg_pool2d(4) on 32x32 inputs.
     return nn.Dense(self.num_classes, name='linear')(x)
 
@@ -98,7 +98,7 @@ class ResNet18(layers.Classifier):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = layers.normalize(x, self.mean, self.std)
     x = layers.conv3x3(layers.scale(64, self.width), 1, 'conv1', self.ops)(x)
-    x = nn.relu(layers.batch_norm(train, 'bn1')(x))
+    x = nn.relu(layers.batch_norm(train, 'bn1', self.ops)(x))
     x = residual_stages(x, BasicBlock, RESNET18_STAGES, 2, width=self.width, ops=self.ops,
                         train=train, prefix='layer')
     x = jnp.mean(x, axis=(1, 2))
@@ -145,6 +145,6 @@ class WideResNet(layers.Classifier):
     x = residual_stages(x, PreActBlock, wrn_stages(self.widen_factor),
                         wrn_blocks_per_stage(self.depth), width=self.width, ops=self.ops,
                         train=train, prefix='block')
-    x = nn.relu(layers.batch_norm(train, 'bn')(x))
+    x = nn.relu(layers.batch_norm(train, 'bn', self.ops)(x))
     x = jnp.mean(x, axis=(1, 2))  # == avg_pool2d(8) on 32x32 inputs.
     return nn.Dense(self.num_classes, name='fc')(x)

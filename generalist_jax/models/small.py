@@ -26,7 +26,7 @@ class SmallCNN(layers.Classifier):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     def act(y, name):
       if self.batch_norm:
-        y = layers.batch_norm(train, f'{name}_bn')(y)
+        y = layers.batch_norm(train, f'{name}_bn', self.ops)(y)
       return nn.relu(y)
 
     def conv(y, features, name):
