@@ -82,3 +82,44 @@ def test_step_profile_attributes_op_time_to_model_layers(tmp_path):
   assert any(re.match(r'transpose\(jvp\)/conv\d+_bn/', g) for g in groups), sorted(groups)
   assert result['step_ms_traced'] > 0 and result['conv_engine'] in ('eigen', 'ynnpack')
   assert '| ms per step | op group |' in (tmp_path / 'profile_small_cnn_w0p125_b4_natural.md').read_text()
+
+
+def _load_spread():
+  _load_bench()
+  path = BENCH.parent / 'bench_spread.py'
+  spec = importlib.util.spec_from_file_location('bench_spread', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_bench_spread_summarizes_each_process_run(tmp_path):
+  """Two tiny bench.py processes: the summary lists each run's ratio, and its median,
+  min, max and count >= 1 are those of the per-run files."""
+  spread = _load_spread()
+  result = spread.main(['--runs=2', '--name=s', f'--out_dir={tmp_path}', '--',
+                        '--models=small_cnn:0.125@4', '--kinds=pgd,generalist2', '--k=1',
+                        '--reps=1', '--warmup=0'])
+  runs = [json.loads((tmp_path / 's-runs' / f'run{i}.json').read_text()) for i in range(2)]
+  for kind in ('pgd', 'generalist2'):
+    per_run = [next(l['jax_over_torch_throughput'] for l in r['lines'] if l['kind'] == kind)
+               for r in runs]
+    line = result['summary']['lines'][f'small_cnn:0.125@4 {kind}']
+    assert line['ratio']['runs'] == per_run
+    assert line['ratio']['min'] == min(per_run) and line['ratio']['max'] == max(per_run)
+    assert math.isclose(line['ratio']['median'], sum(per_run) / 2)
+    assert line['runs_at_least_1'] == sum(r >= 1.0 for r in per_run)
+  gen = result['summary']['generalist']['small_cnn:0.125@4 generalist2/pgd']
+  assert gen['jax_ratio']['runs'] == [r['generalist'][0]['jax_ratio'] for r in runs]
+  assert '| small_cnn:0.125@4 generalist2 |' in (tmp_path / 's.md').read_text()
+  assert json.loads((tmp_path / 's.json').read_text())['runs'] == 2
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--runs=1', '--name=s'], 'at least 2 runs'),
+    (['--name=s', '--', '--machine=x'], 'this driver sets them'),
+])
+def test_bench_spread_rejects_bad_arguments(tmp_path, argv, message):
+  spread = _load_spread()
+  with pytest.raises(ValueError, match=message):
+    spread.main([*argv[:1], f'--out_dir={tmp_path}', *argv[1:]])

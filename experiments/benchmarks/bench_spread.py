@@ -1,0 +1,132 @@
+r"""`bench.py` run several times, each in a fresh process, and the spread of its ratios.
+
+  python experiments/benchmarks/bench_spread.py --runs=4 --name=amd-zen5-spread \
+      -- --models=small_cnn:1@128 --kinds=natural,pgd --reps=5
+
+One `bench.py` run alternates JAX and PyTorch repetitions inside one process,
+which cancels load that hits both alike. It does not cancel what changes between
+processes and over minutes on a shared VM (thread placement, the host's load):
+on the 2-core KVM box the same line read 0.76-1.00 across runs an hour apart.
+This driver runs `bench.py` (arguments after `--`) `--runs` times in fresh
+processes, one after another, and writes <out_dir>/<name>.json and .md: per
+line the JAX/PyTorch throughput ratio of every run with its median, min and max
+and how many runs were >= 1.0; per Generalist line the step over PGD-AT against
+its work count. Each run's own bench.py files go to <out_dir>/<name>-runs/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import bench  # noqa: E402
+
+
+def run_once(index: int, bench_args: list, runs_dir: pathlib.Path) -> dict:
+  """One bench.py process; returns its JSON result."""
+  machine = f'run{index}'
+  cmd = [sys.executable, str(HERE / 'bench.py'), *bench_args,
+         f'--out_dir={runs_dir}', f'--machine={machine}']
+  subprocess.run(cmd, check=True)
+  return json.loads((runs_dir / f'{machine}.json').read_text())
+
+
+def spread(values: list) -> dict:
+  return {'median': statistics.median(values), 'min': min(values), 'max': max(values),
+          'runs': values}
+
+
+def summarize(results: list) -> dict:
+  """Per (model, batch, kind): the ratio of each run; per Generalist line the
+  step / PGD-AT ratio and that over the work count."""
+  lines, generalist = {}, {}
+  for r in results:
+    for l in r['lines']:
+      key = f"{l['model']}@{l['batch']} {l['kind']}"
+      lines.setdefault(key, {'ratio': [], 'jax_s': [], 'torch_s': []})
+      lines[key]['ratio'].append(l['jax_over_torch_throughput'])
+      lines[key]['jax_s'].append(l['jax_s'])
+      lines[key]['torch_s'].append(l['torch_s'])
+    for g in r['generalist']:
+      key = f"{g['model']}@{g['batch']} {g['kind']}/pgd"
+      generalist.setdefault(key, {'work_count': g['work_count'], 'jax_ratio': [],
+                                  'jax_ratio_over_work': []})
+      generalist[key]['jax_ratio'].append(g['jax_ratio'])
+      generalist[key]['jax_ratio_over_work'].append(g['jax_ratio_over_work'])
+  out = {'lines': {}, 'generalist': {}}
+  for key, v in lines.items():
+    ratios = [x for x in v['ratio'] if x is not None]
+    out['lines'][key] = {
+        'ratio': spread(ratios) if ratios else None,
+        'runs_at_least_1': sum(x >= 1.0 for x in ratios),
+        'jax_s': spread(v['jax_s']),
+        'torch_s': spread([x for x in v['torch_s'] if x is not None]) if ratios else None}
+  for key, v in generalist.items():
+    out['generalist'][key] = {'work_count': v['work_count'],
+                              'jax_ratio': spread(v['jax_ratio']),
+                              'jax_ratio_over_work': spread(v['jax_ratio_over_work'])}
+  return out
+
+
+def markdown(result: dict) -> str:
+  s = result['summary']
+  rows = [f"# bench.py spread over {result['runs']} processes", '',
+          f"Command: `{result['command']}`", '',
+          f"Machine: {result['machine']['cpu']}, {result['machine']['usable_cores']} cores; "
+          f"uptime before: `{result['uptime_before']}`; after: `{result['uptime_after']}`. "
+          'Each run\'s own file (with its load) is in the `-runs/` folder.', '',
+          '| line | JAX/PyTorch median | min | max | runs >= 1.0 | each run | JAX s median | '
+          'PyTorch s median |', '|---|---|---|---|---|---|---|---|']
+  for key, v in s['lines'].items():
+    if v['ratio'] is None:
+      continue
+    r = v['ratio']
+    rows.append(f"| {key} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} | "
+                f"{v['runs_at_least_1']} of {len(r['runs'])} | "
+                f"{', '.join(f'{x:.2f}' for x in r['runs'])} | {v['jax_s']['median']:.3f} | "
+                f"{v['torch_s']['median']:.3f} |")
+  if s['generalist']:
+    rows += ['', '| JAX step / PGD-AT step | work count | median | min | max | '
+             'median / work count | each run |', '|---|---|---|---|---|---|---|']
+    for key, v in s['generalist'].items():
+      r = v['jax_ratio']
+      rows.append(f"| {key} | {v['work_count']:.3f} | {r['median']:.3f} | {r['min']:.3f} | "
+                  f"{r['max']:.3f} | {v['jax_ratio_over_work']['median']:.3f} | "
+                  f"{', '.join(f'{x:.3f}' for x in r['runs'])} |")
+  return '\n'.join(rows) + '\n'
+
+
+def main(argv=None) -> dict:
+  argv = sys.argv[1:] if argv is None else argv
+  ours, bench_args = (argv[:argv.index('--')], argv[argv.index('--') + 1:]) if '--' in argv \
+      else (argv, [])
+  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  p.add_argument('--runs', type=int, default=4)
+  p.add_argument('--name', required=True, help='results file name')
+  p.add_argument('--out_dir', default=str(HERE / 'results'))
+  args = p.parse_args(ours)
+  if args.runs < 2:
+    raise ValueError(f'--runs={args.runs}: a spread needs at least 2 runs.')
+  if any(a.startswith(('--out_dir', '--machine')) for a in bench_args):
+    raise ValueError('--out_dir / --machine after `--`: this driver sets them per run; '
+                     'use its own --out_dir and --name.')
+  out_dir = pathlib.Path(args.out_dir)
+  runs_dir = out_dir / f'{args.name}-runs'
+  runs_dir.mkdir(parents=True, exist_ok=True)
+  result = {'command': ' '.join([sys.executable, __file__, *argv]), 'runs': args.runs,
+            'machine': bench.machine(), 'uptime_before': bench.uptime()}
+  results = [run_once(i, bench_args, runs_dir) for i in range(args.runs)]
+  result.update(uptime_after=bench.uptime(), summary=summarize(results))
+  (out_dir / f'{args.name}.json').write_text(json.dumps(result, indent=2))
+  (out_dir / f'{args.name}.md').write_text(markdown(result))
+  print(markdown(result))
+  return result
+
+
+if __name__ == '__main__':
+  main()
