@@ -105,12 +105,12 @@ def test_bench_spread_summarizes_each_process_run(tmp_path):
     per_run = [next(l['jax_over_torch_throughput'] for l in r['lines'] if l['kind'] == kind)
                for r in runs]
     line = result['summary']['lines'][f'small_cnn:0.125@4 {kind}']
-    assert line['ratio']['runs'] == per_run
+    assert line['ratio']['values'] == per_run
     assert line['ratio']['min'] == min(per_run) and line['ratio']['max'] == max(per_run)
     assert math.isclose(line['ratio']['median'], sum(per_run) / 2)
     assert line['runs_at_least_1'] == sum(r >= 1.0 for r in per_run)
   gen = result['summary']['generalist']['small_cnn:0.125@4 generalist2/pgd']
-  assert gen['jax_ratio']['runs'] == [r['generalist'][0]['jax_ratio'] for r in runs]
+  assert gen['jax_ratio']['values'] == [r['generalist'][0]['jax_ratio'] for r in runs]
   assert '| small_cnn:0.125@4 generalist2 |' in (tmp_path / 's.md').read_text()
   assert json.loads((tmp_path / 's.json').read_text())['runs'] == 2
 

@@ -186,7 +186,8 @@ def test_closed_form_batch_norm_module_is_flax_batch_norm_with_the_closed_form_v
   import flax.linen as nn
   from generalist_jax.models import layers
   x = 1.5 + jax.random.normal(jax.random.key(6), (8, 4, 4, 3))
-  fast, plain = layers.batch_norm(True, ops='cpu'), layers.batch_norm(True, ops='xla')
+  fast = layers.batch_norm(True, 'bn', ops='cpu')
+  plain = layers.batch_norm(True, 'bn', ops='xla')
   assert isinstance(fast, layers.ClosedFormBatchNorm) and type(plain) is nn.BatchNorm
   variables = plain.init(jax.random.key(0), x)
   assert jax.tree.structure(fast.init(jax.random.key(0), x)) == jax.tree.structure(variables)
@@ -199,14 +200,21 @@ def test_closed_form_batch_norm_module_is_flax_batch_norm_with_the_closed_form_v
 
   grad = lambda m: jax.jit(jax.grad(loss, (1, 2), has_aux=True), static_argnums=0)(
       m, variables['params'], x)
+  takes_closed_form = lambda m, x: 'custom_vjp_call' in str(jax.make_jaxpr(
+      lambda x: m.apply(variables, x, mutable=['batch_stats']))(x))
+  assert takes_closed_form(fast, x) and not takes_closed_form(plain, x)
+  # flax's code where the closed form does not apply: evaluation mode, bfloat16
+  assert not takes_closed_form(layers.batch_norm(False, 'bn', ops='cpu'), x)
+  assert not takes_closed_form(fast, x.astype(jnp.bfloat16))
   (got_grads, (got_y, got_stats)), (want_grads, (want_y, want_stats)) = grad(fast), grad(plain)
   np.testing.assert_allclose(got_y, want_y, rtol=1e-6, atol=1e-6)
-  for g, w in zip(jax.tree.leaves((got_grads, got_stats)), jax.tree.leaves((want_grads, want_stats))):
+  for g, w in zip(jax.tree.leaves((got_grads, got_stats)),
+                  jax.tree.leaves((want_grads, want_stats))):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
   # Evaluation mode and bfloat16 inputs are flax's own code: equal bit for bit.
-  for module, inputs in ((layers.batch_norm(False, ops='cpu'), x),
+  for module, inputs in ((layers.batch_norm(False, 'bn', ops='cpu'), x),
                          (fast, x.astype(jnp.bfloat16))):
-    reference = layers.batch_norm(not module.use_running_average, ops='xla')
+    reference = layers.batch_norm(not module.use_running_average, 'bn', ops='xla')
     np.testing.assert_array_equal(
         module.apply(variables, inputs, mutable=['batch_stats'])[0],
         reference.apply(variables, inputs, mutable=['batch_stats'])[0])

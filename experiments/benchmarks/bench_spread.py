@@ -36,41 +36,44 @@ def run_once(index: int, bench_args: list, runs_dir: pathlib.Path) -> dict:
   return json.loads((runs_dir / f'{machine}.json').read_text())
 
 
-def spread(values: list) -> dict:
-  return {'median': statistics.median(values), 'min': min(values), 'max': max(values),
-          'runs': values}
+def spread(values: list) -> dict | None:
+  """Median, min and max of the runs that have a value; `values` keeps one entry
+  per run (None where a run has none, e.g. no PyTorch side or cut by --budget_s)."""
+  present = [v for v in values if v is not None]
+  if not present:
+    return None
+  return {'median': statistics.median(present), 'min': min(present), 'max': max(present),
+          'values': values}
 
 
 def summarize(results: list) -> dict:
-  """Per (model, batch, kind): the ratio of each run; per Generalist line the
-  step / PGD-AT ratio and that over the work count."""
-  lines, generalist = {}, {}
-  for r in results:
-    for l in r['lines']:
-      key = f"{l['model']}@{l['batch']} {l['kind']}"
-      lines.setdefault(key, {'ratio': [], 'jax_s': [], 'torch_s': []})
-      lines[key]['ratio'].append(l['jax_over_torch_throughput'])
-      lines[key]['jax_s'].append(l['jax_s'])
-      lines[key]['torch_s'].append(l['torch_s'])
-    for g in r['generalist']:
-      key = f"{g['model']}@{g['batch']} {g['kind']}/pgd"
-      generalist.setdefault(key, {'work_count': g['work_count'], 'jax_ratio': [],
-                                  'jax_ratio_over_work': []})
-      generalist[key]['jax_ratio'].append(g['jax_ratio'])
-      generalist[key]['jax_ratio_over_work'].append(g['jax_ratio_over_work'])
+  """Per (model, batch, kind): each run's JAX/PyTorch ratio and times; per
+  Generalist line each run's step / PGD-AT ratio and that over the work count.
+  Lists hold one entry per run, None where that run lacks the line."""
+  by_line = lambda r: {f"{l['model']}@{l['batch']} {l['kind']}": l for l in r['lines']}
+  by_generalist = lambda r: {f"{g['model']}@{g['batch']} {g['kind']}/pgd": g
+                             for g in r['generalist']}
+  line_runs = [by_line(r) for r in results]
+  generalist_runs = [by_generalist(r) for r in results]
+  column = lambda runs, key, field: [run[key][field] if key in run else None for run in runs]
   out = {'lines': {}, 'generalist': {}}
-  for key, v in lines.items():
-    ratios = [x for x in v['ratio'] if x is not None]
+  for key in dict.fromkeys(k for run in line_runs for k in run):
+    ratios = column(line_runs, key, 'jax_over_torch_throughput')
     out['lines'][key] = {
-        'ratio': spread(ratios) if ratios else None,
-        'runs_at_least_1': sum(x >= 1.0 for x in ratios),
-        'jax_s': spread(v['jax_s']),
-        'torch_s': spread([x for x in v['torch_s'] if x is not None]) if ratios else None}
-  for key, v in generalist.items():
-    out['generalist'][key] = {'work_count': v['work_count'],
-                              'jax_ratio': spread(v['jax_ratio']),
-                              'jax_ratio_over_work': spread(v['jax_ratio_over_work'])}
+        'ratio': spread(ratios),
+        'runs_at_least_1': sum(x is not None and x >= 1.0 for x in ratios),
+        'jax_s': spread(column(line_runs, key, 'jax_s')),
+        'torch_s': spread(column(line_runs, key, 'torch_s'))}
+  for key in dict.fromkeys(k for run in generalist_runs for k in run):
+    work = next(run[key]['work_count'] for run in generalist_runs if key in run)
+    out['generalist'][key] = {
+        'work_count': work, 'jax_ratio': spread(column(generalist_runs, key, 'jax_ratio')),
+        'jax_ratio_over_work': spread(column(generalist_runs, key, 'jax_ratio_over_work'))}
   return out
+
+
+def _each(values: list, spec: str) -> str:
+  return ', '.join(bench._fmt(v, spec) for v in values)
 
 
 def markdown(result: dict) -> str:
@@ -83,13 +86,12 @@ def markdown(result: dict) -> str:
           '| line | JAX/PyTorch median | min | max | runs >= 1.0 | each run | JAX s median | '
           'PyTorch s median |', '|---|---|---|---|---|---|---|---|']
   for key, v in s['lines'].items():
-    if v['ratio'] is None:
-      continue
-    r = v['ratio']
-    rows.append(f"| {key} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} | "
-                f"{v['runs_at_least_1']} of {len(r['runs'])} | "
-                f"{', '.join(f'{x:.2f}' for x in r['runs'])} | {v['jax_s']['median']:.3f} | "
-                f"{v['torch_s']['median']:.3f} |")
+    r = v['ratio'] or dict.fromkeys(('median', 'min', 'max'), None)
+    torch_s = v['torch_s']['median'] if v['torch_s'] else None
+    rows.append(f"| {key} | {bench._fmt(r['median'])} | {bench._fmt(r['min'])} | "
+                f"{bench._fmt(r['max'])} | {v['runs_at_least_1']} of {result['runs']} | "
+                f"{_each(v['ratio']['values'], '.2f') if v['ratio'] else '-'} | "
+                f"{v['jax_s']['median']:.3f} | {bench._fmt(torch_s, '.3f')} |")
   if s['generalist']:
     rows += ['', '| JAX step / PGD-AT step | work count | median | min | max | '
              'median / work count | each run |', '|---|---|---|---|---|---|---|']
@@ -97,12 +99,13 @@ def markdown(result: dict) -> str:
       r = v['jax_ratio']
       rows.append(f"| {key} | {v['work_count']:.3f} | {r['median']:.3f} | {r['min']:.3f} | "
                   f"{r['max']:.3f} | {v['jax_ratio_over_work']['median']:.3f} | "
-                  f"{', '.join(f'{x:.3f}' for x in r['runs'])} |")
+                  f"{_each(r['values'], '.3f')} |")
   return '\n'.join(rows) + '\n'
 
 
 def main(argv=None) -> dict:
-  argv = sys.argv[1:] if argv is None else argv
+  from_command_line = argv is None
+  argv = sys.argv[1:] if from_command_line else argv
   ours, bench_args = (argv[:argv.index('--')], argv[argv.index('--') + 1:]) if '--' in argv \
       else (argv, [])
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -118,10 +121,12 @@ def main(argv=None) -> dict:
   out_dir = pathlib.Path(args.out_dir)
   runs_dir = out_dir / f'{args.name}-runs'
   runs_dir.mkdir(parents=True, exist_ok=True)
-  result = {'command': ' '.join([sys.executable, __file__, *argv]), 'runs': args.runs,
-            'machine': bench.machine(), 'uptime_before': bench.uptime()}
+  result = {'command': (' '.join([sys.executable] + sys.argv) if from_command_line else
+                        'bench_spread.main(' + ' '.join(argv) + ')'),
+            'runs': args.runs, 'uptime_before': bench.uptime()}
   results = [run_once(i, bench_args, runs_dir) for i in range(args.runs)]
-  result.update(uptime_after=bench.uptime(), summary=summarize(results))
+  result.update(machine=results[0]['machine'],   # this process never starts JAX's backend
+                uptime_after=bench.uptime(), summary=summarize(results))
   (out_dir / f'{args.name}.json').write_text(json.dumps(result, indent=2))
   (out_dir / f'{args.name}.md').write_text(markdown(result))
   print(markdown(result))

@@ -106,7 +106,7 @@ def base_config() -> ml_collections.ConfigDict:
       depth=34,                       # wide_resnet only
       widen_factor=10,                # wide_resnet only
       batch_norm=True,                # small_cnn and mlp only
-      ops='auto',                     # conv/max-pool formulation: 'auto' (= 'cpu' on
+      ops='auto',                     # conv/max-pool/BN-gradient formulation: 'auto' (= 'cpu' on
                                       # the CPU backend, else 'xla'), 'xla', 'cpu';
                                       # same values, see cpu_ops.py
   ))

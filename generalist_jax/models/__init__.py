@@ -68,8 +68,9 @@ def create_model(model_config, num_classes: int, mean: tuple, std: tuple) -> nn.
 
   Fields (ConfigDict or dict): name, width (all models), depth and widen_factor
   (wide_resnet), batch_norm (small_cnn, mlp), ops ('auto' | 'xla' | 'cpu': which
-  formulation of convolution and max-pool, see cpu_ops; 'auto' picks 'cpu' on
-  the CPU backend; parameters and values are the same). `mean`/`std` are
+  formulation of convolution, max-pool and training-mode BatchNorm's gradient, see
+  cpu_ops; 'auto' picks 'cpu' on the CPU backend; parameters and values are the
+  same; mlp has no convolutions and keeps flax's BatchNorm). `mean`/`std` are
   per-channel in [0, 1] units. Raises ValueError for an unknown name.
   """
   name = model_config.get('name')

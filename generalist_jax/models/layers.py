@@ -28,9 +28,10 @@ def scale(channels: int, width: float) -> int:
   return max(1, int(round(channels * width)))
 
 
-def batch_norm(train: bool, name: str | None = None, ops: str = 'xla') -> nn.BatchNorm:
+def batch_norm(train: bool, name: str, ops: str = 'xla') -> nn.BatchNorm:
   """flax's BatchNorm with PyTorch's defaults; with ops='cpu' its training-mode
-  gradient takes the closed form (`ClosedFormBatchNorm`)."""
+  gradient takes the closed form (`ClosedFormBatchNorm`). `name` is required: flax's
+  automatic names follow the class, and the variables must not depend on `ops`."""
   cls = ClosedFormBatchNorm if ops == 'cpu' else nn.BatchNorm
   return cls(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
              name=name)
@@ -61,7 +62,7 @@ class ClosedFormBatchNorm(nn.BatchNorm):
                              use_running_average)
     if running or self.is_initializing() or mask is not None or x.dtype != jnp.float32:
       return False
-    params = [self.get_variable('params', n) for n in ('scale', 'bias')]
+    params = [nn.unbox(self.get_variable('params', n)) for n in ('scale', 'bias')]
     return (self.axis in (-1, x.ndim - 1) and self.axis_name is None
             and self.use_scale and self.use_bias and self.use_fast_variance
             and self.force_float32_reductions and self.dtype in (None, jnp.float32)
