@@ -31,6 +31,9 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..num_pro
 _START_OVER = flags.DEFINE_boolean(
     'start_over', False, 'The workdir holds a run of another config: move it into '
     '<workdir>/superseded/<time>/ (kept) and train this config from step 0.')
+_STOP_AT_STEP = flags.DEFINE_integer(
+    'stop_at_step', None, 'Pause at this global step with a checkpoint there (a point to '
+    'fork from with --config.init_from.*); the same command without it continues.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -46,7 +49,8 @@ def main(argv):
   if suite.is_suite(_CONFIG.value):
     suite.run_suite(_CONFIG.value, _WORKDIR.value, start_over=_START_OVER.value)
     return
-  results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, start_over=_START_OVER.value)
+  results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, start_over=_START_OVER.value,
+                                    stop_at_step=_STOP_AT_STEP.value)
   for which, r in (results.items() if parallel.is_main_process() else ()):
     print(f"test ({which}, step {r['step']}): " + ', '.join(
         f"{n} {100 * m['clean_acc']:.2f}/{100 * m['robust_acc']:.2f}"

@@ -95,6 +95,8 @@ def base_config() -> ml_collections.ConfigDict:
       train_size=ml_collections.FieldReference(None, field_type=int),  # subset
       test_size=ml_collections.FieldReference(None, field_type=int),   # subset
       augment='crop_flip',            # 'crop_flip' | 'crop' | 'none'
+      downsample=1,                   # k > 1: every image -> the mean of its k x k blocks
+                                      # (32x32 -> 16x16 at k=2), any source
       num_classes=ml_collections.FieldReference(None, field_type=int),  # npz: default max label + 1
       num_threads=2,                  # grain reader threads
       prefetch=4,                     # batches prepared ahead of the device
@@ -137,12 +139,18 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict(dict(
       every_epochs=1,                 # validation interval
+      around_sync=True,               # also validate just before / after every sync window
       batch_size=256,
       val_attack=pgd_attack(steps=10),    # model selection attack
       test_attack=pgd_attack(steps=20),   # final test attack (PGD-20)
       best_metric='global/robust_acc',  # validation metric that picks 'best'
       clean_floor=0.0,                # 'best' only among validations with clean acc >= this
       final_test=True,                # test last and best-on-val at the end
+  ))
+
+  c.init_from = ml_collections.ConfigDict(dict(
+      workdir='',                     # fork: start from this run's checkpoint (run/fork.py)
+      step=-1,                        # ... at this saved step (required with workdir)
   ))
 
   c.checkpoint = ml_collections.ConfigDict(dict(

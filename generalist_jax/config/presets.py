@@ -108,6 +108,37 @@ def smoke(c, num_epochs: int = 10, train_size: int = 5000) -> None:
   c.log_every_steps = 10
 
 
+def reference_clock(c) -> None:
+  """The reference's schedule in steps, unscaled, on a model and images small enough
+  for one CPU core (DESIGN.md section 9; experiments/reference_clock_cifar10_cpu).
+
+  Kept as the reference (PKU-ML/Generalist `main.py`): 120 epochs of batch 128 (all
+  49,000 training images left after 1,000 held out for validation: 382 steps an
+  epoch, T = 45,840, every time constant within 2.3% of the reference's 46,920),
+  EMA decay min(0.999, (t+1)/(t+10)), sync on every step of epochs 75, 80, ..., 120,
+  lr and mixing knots at epochs 0 / 40 / 80 / 120, the integer clock (schedules
+  read at the epoch counted from 1), l-inf PGD-10 at 8/255, step 2/255.
+  Shrunk: CIFAR-10 as 16x16 block means (`data.downsample=2`), a BN SmallCNN of
+  width 0.5. Validation: PGD-10 on the 1,000 held-out images, every 2 epochs and
+  around every sync window.
+  """
+  c.data.val_size = 1000
+  c.data.train_size = None
+  c.data.test_size = None
+  c.data.downsample = 2
+  c.model.name = 'small_cnn'
+  c.model.batch_norm = True
+  c.model.width = 0.5
+  c.batch_size = 128
+  c.num_epochs = REFERENCE_EPOCHS
+  c.meta.timescale = 'epochs'
+  c.meta.clock = 'integer'
+  c.meta.ema_max_decay = 0.999
+  c.eval.batch_size = 500
+  c.eval.every_epochs = 2
+  c.log_every_steps = 382
+
+
 def parse_arg(arg: str | None, known: tuple) -> dict:
   """'a,b=2' -> {'a': '1', 'b': '2'}; raises on keys not in `known`."""
   opts = dict(part.split('=', 1) if '=' in part else (part, '1')
@@ -134,11 +165,19 @@ def apply_arg(c, arg: str | None):
   """The config arg after ':' in --config=file.py:ARG, big_vision style:
   comma-separated 'smoke' and key=value pairs, e.g. 'smoke,epochs=10,train_size=10000'.
 
-  smoke: the CPU scale of `smoke()`; epochs=N makes a `miniature` of N epochs;
+  smoke: the CPU scale of `smoke()`; reference_clock: the reference's schedule in
+  steps on 16x16 images and a small model (`reference_clock()`); epochs=N makes a
+  `miniature` of N epochs;
   train_size=N and test_size=N subset the data (test_size=0: the full test set);
   attack_steps=N sets every training attack to N steps (`scale_attack_steps`).
   """
-  opts = parse_arg(arg, ('smoke', 'epochs', 'train_size', 'test_size', 'attack_steps'))
+  opts = parse_arg(arg, ('smoke', 'epochs', 'train_size', 'test_size', 'attack_steps',
+                         'reference_clock'))
+  if 'reference_clock' in opts:
+    if {'smoke', 'epochs'} & set(opts):
+      raise ValueError("the config arg 'reference_clock' keeps the reference's 120 epochs; "
+                       "drop 'smoke' / 'epochs' from it.")
+    reference_clock(c)
   if 'attack_steps' in opts:
     scale_attack_steps(c, int(opts['attack_steps']))
   if 'smoke' in opts:

@@ -76,6 +76,17 @@ def _check_data(d) -> None:
         f'must be >= 1 (a validation split picks checkpoints), got {d.val_size}.')
   check(d.augment in data.AUGMENTATIONS, 'data.augment',
         f'{d.augment!r} is unknown; use one of {data.AUGMENTATIONS}.')
+  check(d.get('downsample', 1) >= 1, 'data.downsample',
+        f'must be >= 1 (1: full size, 2: 2x2 block means), got {d.get("downsample")}.')
+
+
+def _check_init_from(c) -> None:
+  source = c.get('init_from', None)
+  if source is None or not source.workdir:
+    return
+  check(source.step >= 0, 'init_from.step',
+        f'init_from.workdir={source.workdir!r} needs the step of one of its saved '
+        f'checkpoints (>= 0), got {source.step}.')
 
 
 def _check_model(m) -> None:
@@ -219,6 +230,7 @@ def validate_config(c) -> None:
   _check_experts(c)
   _check_meta(c)
   _check_eval(c, devices)
+  _check_init_from(c)
 
 
 def attack_fields(c) -> dict:

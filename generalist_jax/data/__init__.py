@@ -7,6 +7,8 @@ Sources (``config.data.source``, one row each in `SOURCES`):
 * ``'npz'``: a ``.npz`` file of uint8 images and integer labels (`arrays.py`);
 * ``'sklearn_digits'``: scikit-learn's 8x8 digits, offline (`arrays.py`).
 
+``data.downsample=k`` turns any of them into k x k block means (`downsample.py`).
+
 `load_dataset(config.data)` returns a `Dataset` (train source, in-memory val and
 test, `DatasetInfo`); `pipeline.py` turns it into batches. Adding a source is a
 function `(data_config, SplitSpec) -> Dataset` and one row in `SOURCES`.
@@ -14,6 +16,7 @@ function `(data_config, SplitSpec) -> Dataset` and one row in `SOURCES`.
 from __future__ import annotations
 
 from generalist_jax.data import arrays
+from generalist_jax.data import downsample
 from generalist_jax.data import tfds_source
 from generalist_jax.data.pipeline import (AUGMENTATIONS, eval_batches, steps_per_epoch,
                                           to_float, train_batches)
@@ -43,7 +46,10 @@ def load_dataset(data_config) -> Dataset:
       raise ValueError(f'data.{field} must be a positive int or None, got {value}.')
   if source not in SOURCES:
     raise ValueError(f'Unknown data.source={source!r}; expected one of {tuple(SOURCES)}.')
-  return SOURCES[source](data_config, split)
+  k = int(data_config.get('downsample', 1) or 1)
+  if k < 1:
+    raise ValueError(f'data.downsample must be >= 1 (1: full size), got {k}.')
+  return downsample.downsample_dataset(SOURCES[source](data_config, split), k)
 
 
 __all__ = ['AUGMENTATIONS', 'ArraySource', 'DataNotPreparedError', 'Dataset', 'DatasetInfo',

@@ -64,7 +64,7 @@ def _check_labels(
   return y.astype(np.int64)
 
 
-def _channel_stats(x: np.ndarray) -> tuple[tuple, tuple]:
+def channel_stats(x: np.ndarray) -> tuple[tuple, tuple]:
   """Per-channel mean/std of uint8 NHWC images in [0, 1] units."""
   c = x.shape[-1]
   total = np.zeros(c, np.float64)
@@ -179,7 +179,7 @@ def dataset_from_arrays(arrays, path, what, split: splits.SplitSpec,
       len(x_train), split.val_size, split.split_seed, split.train_size, what
   )
   test_idx = splits.test_indices(split.test_size, len(x_test), split.split_seed, what)
-  mean, std = _channel_stats(x_train)
+  mean, std = channel_stats(x_train)
   info = splits.DatasetInfo(
       num_classes=num_classes,
       image_shape=tuple(int(d) for d in x_train.shape[1:]),

@@ -52,11 +52,13 @@ def _check_finite(scalars: dict, step: int, expert_names) -> None:
 
 
 def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None,
-                       start_over: bool = False) -> dict:
+                       stop_at_step: int | None = None, start_over: bool = False) -> dict:
   """Trains (or resumes) the run in `workdir`; returns the final test results.
 
   A workdir that holds a run of another config is refused (run_config.py);
   `start_over` moves that run aside and trains from step 0 instead.
+  `stop_at_step` pauses the run at that global step with a checkpoint there (a
+  point to fork from, `init_from`); the same command without it continues.
   `stop_after_steps` ends this invocation early, as a kill would (tests use it).
   """
   # Set-up: validate before any work, then data, model, state.
@@ -79,6 +81,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   # apart in the free phase, and what the window made of the global learner).
   around_sync = {first: 'presync' for first, _ in setup.sync_windows}
   around_sync.update({last + 1: 'postsync' for _, last in setup.sync_windows})
+  if not config.eval.get('around_sync', True):
+    around_sync = {}
 
   # Restore: the newest readable checkpoint decides where this run continues.
   state = parallel.replicate(step_lib.create_train_state(setup, dataset.info.image_shape,
@@ -107,6 +111,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   batches = (parallel.global_batch(b, setup.mesh) for b in local_batches)
   end_step = setup.total_steps if stop_after_steps is None else min(
       setup.total_steps, start_step + stop_after_steps)
+  if stop_at_step is not None:
+    end_step = min(end_step, max(int(stop_at_step), start_step))
 
   ckpt_every = config.checkpoint.every_steps or steps_per_epoch
 
@@ -117,6 +123,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
                   disable=not (config.progress_bar and main_process), mininterval=2.0,
                   dynamic_ncols=True)
   pending, interval_start = [], time.perf_counter()
+  last_log = interval_start
   with contextlib.ExitStack() as cleanup:
     # On any error too: finish saves already under way (all checked finite),
     # then release orbax's threads and the log files.
@@ -136,13 +143,19 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
       # stops all of them there, at the same step.
       stop = preemption.stop_requested(
           sync_point=done % config.log_every_steps == 0 or epoch_end or done == end_step)
-      save = done % ckpt_every == 0 or done == setup.total_steps or stop
+      save = (done % ckpt_every == 0 or done == setup.total_steps or stop
+              or done == stop_at_step)
       if done % config.log_every_steps == 0 or epoch_end or save or done == end_step:
         scalars = _mean_metrics(pending)
         _check_finite(scalars, done, setup.expert_names)
         scalars['perf/img_per_sec'] = (len(pending) * config.batch_size
                                        / (time.perf_counter() - interval_start))
         scalars['epoch'] = done / steps_per_epoch
+        # Wall time since the last log point, validation and checkpoints included:
+        # with perf/img_per_sec it says what the loop adds to the steps.
+        now = time.perf_counter()
+        scalars['perf/interval_wall_seconds'] = now - last_log
+        last_log = now
         writer.write(done, scalars)
         pending = []
       if done in around_sync:

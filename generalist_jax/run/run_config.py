@@ -12,12 +12,14 @@ import jax
 from jax.experimental import multihost_utils
 
 from generalist_jax import parallel
+from generalist_jax.config import builders
 from generalist_jax.evaluation import compare
 from generalist_jax.run import files
 
 # Fields that change how a run is executed or logged, not what it computes.
 OPERATIONAL = ('progress_bar', 'log_every_steps', 'data.num_threads', 'data.prefetch',
-               'data.data_dir', 'data.path', 'checkpoint.keep', 'eval.final_test')
+               'data.data_dir', 'data.path', 'checkpoint.keep', 'eval.final_test',
+               'eval.around_sync')
 SUPERSEDED = 'superseded'
 
 
@@ -26,8 +28,14 @@ class ConfigChangedError(ValueError):
 
 
 def config_differences(saved: dict, current: dict) -> dict:
-  """{field: (saved value, current value)} for every flattened field that differs."""
+  """{field: (saved value, current value)} for every flattened field that differs.
+
+  A field the saved config lacks counts as its default (`builders.base_config()`):
+  runs saved before the field existed computed exactly that, so they still resume.
+  """
   a, b = compare.flatten(saved), compare.flatten(current)
+  defaults = compare.flatten(json.loads(builders.base_config().to_json_best_effort()))
+  a.update({k: defaults[k] for k in b if k not in a and k in defaults})
   return {k: (a.get(k, '(absent)'), b.get(k, '(absent)')) for k in sorted(set(a) | set(b))
           if a.get(k, '(absent)') != b.get(k, '(absent)')}
 
