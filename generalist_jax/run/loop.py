@@ -24,6 +24,7 @@ from generalist_jax.evaluation import learners as learner_eval
 from generalist_jax.evaluation import plots
 from generalist_jax.method import step as step_lib
 from generalist_jax.run import checkpoints
+from generalist_jax.run import fork
 from generalist_jax.run import metric_writer
 from generalist_jax.run import preemption as preemption_lib
 from generalist_jax.run import restore
@@ -66,13 +67,20 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   run_config.check_and_write(config, workdir, start_over_allowed=start_over)
+  fork_source = fork.source_workdir(config, workdir)
   dataset = data_lib.load_dataset(config.data)
-  dataset = dataclasses.replace(dataset, info=restore.run_data_info(
-      workdir, dataset.info, write=parallel.is_main_process()))
+  if fork_source is None:
+    info = restore.run_data_info(workdir, dataset.info, write=parallel.is_main_process())
+  else:
+    info = fork.data_info(fork_source, workdir, dataset.info,
+                          write=parallel.is_main_process())
+  dataset = dataclasses.replace(dataset, info=info)
   steps_per_epoch = data_lib.steps_per_epoch(dataset, config.batch_size)
   fidelity_warnings = config_validation.validate_for_data(config, steps_per_epoch,
                                                           dataset.info.image_shape)
   setup = step_lib.make_setup(config, dataset.info, steps_per_epoch)
+  if fork_source is not None:
+    fork.check_source(config, fork_source, setup.total_steps)
   main_process = parallel.is_main_process()   # logs and tables: process 0 only
   if main_process:
     for warning in fidelity_warnings:
@@ -92,10 +100,12 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   ckpts = checkpoints.RunCheckpoints(workdir / 'checkpoints', config.checkpoint.keep)
   run_meta = {'best_value': -math.inf, 'best_step': -1}
   restored = ckpts.restore(template)
+  if restored is None and fork_source is not None:
+    restored = fork.start(config, fork_source, workdir, template, ckpts)
   if restored is not None:
     state, run_meta = restored
   start_step = int(parallel.to_host(state.step))
-  if restored is not None and main_process:
+  if restored is not None and main_process and fork_source is None:
     print(f'resumed {workdir} from step {start_step} of {setup.total_steps}')
 
   writer = (metric_writer.MetricWriter(workdir, start_step) if main_process

@@ -41,7 +41,7 @@ def read_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
 DATA_INFO = 'data_info.json'
 
 
-def _info_dict(info: data_lib.DatasetInfo) -> dict:
+def info_dict(info: data_lib.DatasetInfo) -> dict:
   return {'num_classes': int(info.num_classes), 'image_shape': list(info.image_shape),
           'mean': [float(m) for m in info.mean], 'std': [float(s) for s in info.std]}
 
@@ -57,10 +57,10 @@ def run_data_info(workdir, info: data_lib.DatasetInfo, *, write: bool) -> data_l
   # rewritten by process 0): before the first checkpoint the data's own constants hold.
   if not path.exists() or not run_config.has_checkpoints(pathlib.Path(workdir)):
     if write:   # first start (or nothing trained yet): these constants define the run
-      files.write_text_atomic(path, json.dumps(_info_dict(info), indent=2))
+      files.write_text_atomic(path, json.dumps(info_dict(info), indent=2))
     return info
   saved = json.loads(path.read_text())
-  now = _info_dict(info)
+  now = info_dict(info)
   for field in ('num_classes', 'image_shape'):
     if saved[field] != now[field]:
       raise ValueError(f'the data now has {field}={now[field]}, but the run in {workdir} was '
