@@ -23,8 +23,10 @@ PY=${PYTHON:-python}
 DIR="$RUNS/s$SEED"
 mkdir -p "$DIR"
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$RUNS/xla_cache}
+# Every epoch's checkpoint is kept (about 1 MB each): a row's learner is selected afterwards
+# on its own validation record, and the selected step must still be there.
 COMMON=(--config.data.source=npz "--config.data.path=$NPZ" "--config.seed=$SEED"
-        --config.progress_bar=False --config.eval.final_test=False)
+        --config.progress_bar=False --config.eval.final_test=False --config.checkpoint.keep=200)
 NOSYNC=(--config.meta.sync.kind=never)
 BETA1=('--config.experts.robust.mix_values=(1.0, 1.0, 1.0, 1.0)'
        '--config.experts.natural.mix_values=(0.0, 0.0, 0.0, 0.0)')
