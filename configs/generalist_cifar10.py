@@ -12,7 +12,7 @@ GPU: count roughly 1.13x a PGD-AT ResNet-18 run):
   python -m generalist_jax.main --config=configs/generalist_cifar10.py \
       --workdir=runs/generalist_cifar10
 
-Smoke run (5,000 CIFAR-10 images, narrow BN SmallCNN, 10 epochs as a faithful
+Smoke run (5,000 CIFAR-10 images, narrow BN SmallCNN, 10 epochs as a run-relative
 miniature; not timed alone: the 20-epoch, 10,000-image PGD-5 run of
 experiments/fidelity_cifar10_cpu took 65 minutes on one shared core):
   python -m generalist_jax.main --config=configs/generalist_cifar10.py:smoke \

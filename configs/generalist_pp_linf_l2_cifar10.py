@@ -14,7 +14,7 @@ epochs [0, 40, 80, 120], wd 3.5e-3), its EMA and sync rule (every step of epochs
   python -m generalist_jax.evaluate --workdir=runs/generalist_pp_linf_l2 --attacks=standard \
       --norm=linf --eps=8/255
   # CPU scale with the reference's clock: ...:reference_clock (see
-  # experiments/reference_clock_cifar10_cpu); a faithful miniature: ...:smoke
+  # experiments/reference_clock_cifar10_cpu); a run-relative miniature: ...:smoke
 """
 from generalist_jax import config
 

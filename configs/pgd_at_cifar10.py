@@ -8,7 +8,7 @@ machinery. No sync; the 'global' learner reported beside it is its EMA.
 Paper run (TFDS cifar10; not timed here, no GPU):
   python -m generalist_jax.main --config=configs/pgd_at_cifar10.py --workdir=runs/pgd_at_cifar10
 
-Smoke run (5,000 images, BN SmallCNN, 10 epochs as a faithful miniature; not timed
+Smoke run (5,000 images, BN SmallCNN, 10 epochs as a run-relative miniature; not timed
 alone: the 20-epoch, 10,000-image PGD-5 run of experiments/fidelity_cifar10_cpu took
 49 minutes on one shared core):
   python -m generalist_jax.main --config=configs/pgd_at_cifar10.py:smoke \

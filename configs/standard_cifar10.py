@@ -7,7 +7,7 @@ Validation still reports PGD accuracy; the best checkpoint is picked on clean ac
 Paper run (TFDS cifar10; not timed here, no GPU):
   python -m generalist_jax.main --config=configs/standard_cifar10.py --workdir=runs/standard_cifar10
 
-Smoke run (5,000 images, BN SmallCNN, 10 epochs as a faithful miniature; not timed
+Smoke run (5,000 images, BN SmallCNN, 10 epochs as a run-relative miniature; not timed
 alone: the 20-epoch, 10,000-image run of experiments/fidelity_cifar10_cpu took 8 minutes
 on one core):
   python -m generalist_jax.main --config=configs/standard_cifar10.py:smoke \

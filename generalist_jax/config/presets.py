@@ -83,7 +83,7 @@ def scale_epochs(c, num_epochs: int) -> None:
 
 
 def miniature(c, num_epochs: int) -> None:
-  """A faithful miniature of `c` in `num_epochs`: the run-relative timescale (EMA
+  """A run-relative miniature of `c` in `num_epochs`: the run-relative timescale (EMA
   horizon and sync rule as shares of the run's steps, the sync rule on the
   reference's 120 virtual epochs) and every epoch knot rescaled."""
   c.meta.timescale = 'relative'

@@ -1,5 +1,6 @@
 """The run's clock: how a step maps to the epochs its schedules are written in,
-and the run-relative time constants of a faithful miniature.
+and the run-relative time constants of a miniature (faithful only where every
+constant stays above the floors below; the method's own clock is in steps).
 
 The reference run (PKU-ML/Generalist `main.py`, ResNet-18 on CIFAR-10) has
 T = 120 epochs x 391 steps = 46,920 steps. Its time constants as shares of T:

@@ -84,7 +84,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   main_process = parallel.is_main_process()   # logs and tables: process 0 only
   if main_process:
     for warning in fidelity_warnings:
-      print(f'WARNING (faithful miniature): {warning}')
+      print(f'WARNING (miniature below the faithful floors): {warning}')
   # Validations just before and just after every sync window (the experts' drift
   # apart in the free phase, and what the window made of the global learner).
   around_sync = {first: 'presync' for first, _ in setup.sync_windows}
