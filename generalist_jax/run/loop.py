@@ -69,7 +69,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
       workdir, dataset.info, write=parallel.is_main_process()))
   steps_per_epoch = data_lib.steps_per_epoch(dataset, config.batch_size)
   fidelity_warnings = config_validation.validate_for_data(config, steps_per_epoch,
-                                                          dataset.info.image_shape)
+                                                          dataset.info.image_shape,
+                                                          dataset.info.num_classes)
   setup = step_lib.make_setup(config, dataset.info, steps_per_epoch)
   main_process = parallel.is_main_process()   # logs and tables: process 0 only
   if main_process:
