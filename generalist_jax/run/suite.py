@@ -27,6 +27,7 @@ import json
 import pathlib
 import time
 
+from generalist_jax.attacks import registry
 from generalist_jax.attacks import threat
 from generalist_jax.config import validation as config_validation
 from generalist_jax.config.schema import ConfigError
@@ -73,6 +74,11 @@ def _check(config) -> None:
   if c.checkpoint not in ('best', 'last'):
     raise ConfigError(
         f"config.compare.checkpoint: {c.checkpoint!r}; use 'best' or 'last'.")
+  for field in ('n_ex', 'batch_size', 'steps'):   # now, not after every run has trained
+    try:
+      registry.check_positive({field: c[field]})
+    except ValueError as e:
+      raise ConfigError(f'config.compare.{e}') from None
   try:   # an unknown attack must fail now, not after every run has trained
     runner.make_plan(list(c.norms), list(c.eps), c.attacks, {'steps': c.steps})
   except ValueError as e:
