@@ -29,6 +29,7 @@ from generalist_jax.run import preemption as preemption_lib
 from generalist_jax.run import restore
 from generalist_jax.run import run_config
 from generalist_jax.run import validation
+from generalist_jax.run import workdir_lock
 
 
 class NonFiniteError(FloatingPointError):
@@ -56,13 +57,20 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   """Trains (or resumes) the run in `workdir`; returns the final test results.
 
   A workdir that holds a run of another config is refused (run_config.py);
-  `start_over` moves that run aside and trains from step 0 instead.
+  `start_over` moves that run aside and trains from step 0 instead. A workdir
+  another run is training in is refused (`workdir_lock.WorkdirLockedError`)
+  before anything is written; the lock is released however this ends.
   `stop_after_steps` ends this invocation early, as a kill would (tests use it).
   """
   # Set-up: validate before any work, then data, model, state.
   config_validation.validate_config(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  with workdir_lock.hold(workdir):   # one writer, from before config.json on
+    return _train_and_evaluate(config, workdir, stop_after_steps, start_over)
+
+
+def _train_and_evaluate(config, workdir: pathlib.Path, stop_after_steps, start_over) -> dict:
   run_config.check_and_write(config, workdir, start_over_allowed=start_over)
   dataset = data_lib.load_dataset(config.data)
   dataset = dataclasses.replace(dataset, info=restore.run_data_info(

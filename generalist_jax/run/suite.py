@@ -37,6 +37,7 @@ from generalist_jax.evaluation import runner
 from generalist_jax.evaluation import tables
 from generalist_jax.run import evaluate_run
 from generalist_jax.run import loop
+from generalist_jax.run import workdir_lock
 
 
 def is_suite(config) -> bool:
@@ -153,10 +154,17 @@ def describe(compare, n_ex: int) -> str:
 
 
 def run_suite(config, workdir: str, *, start_over: bool = False) -> dict:
-  """Trains and evaluates every run of the suite, writes and prints the comparison."""
+  """Trains and evaluates every run of the suite, writes and prints the comparison.
+  A suite workdir another suite is using is refused before anything is written
+  (`workdir_lock`); each run also locks its own sub-workdir."""
   _check(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  with workdir_lock.hold(workdir):
+    return _run_suite(config, workdir, start_over)
+
+
+def _run_suite(config, workdir: pathlib.Path, start_over: bool) -> dict:
   _share_compiles(workdir / 'xla_cache')
   compare = config.compare
   reports, seconds = {}, {}
