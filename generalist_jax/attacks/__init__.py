@@ -19,6 +19,7 @@ from typing import Callable
 
 from generalist_jax.attacks.ascent import fgsm, mim, pgd, resolve_unroll
 from generalist_jax.attacks.losses import LOSSES, cross_entropy
+from generalist_jax.attacks import registry
 from generalist_jax.attacks.registry import ATTACKS, build
 from generalist_jax.attacks.threat import NORMS, lp_norm
 
@@ -37,11 +38,20 @@ def make_attack(attack_config) -> Callable:
   unroll) override its standard budget, the others are not read. Raises
   ValueError for an attack not implemented in `norm`.
   """
-  fields = {k: cast(attack_config[k]) for k, cast in _CONFIG_FIELDS.items()
-            if k in attack_config}
   return build(attack_config.get('kind', 'pgd'), norm=attack_config.get('norm', 'linf'),
-               eps=float(attack_config['eps']), overrides=fields)
+               eps=float(attack_config['eps']), overrides=_config_fields(attack_config))
 
 
-__all__ = ['ATTACKS', 'LOSSES', 'NORMS', 'build', 'cross_entropy', 'fgsm', 'lp_norm',
+def _config_fields(attack_config) -> dict:
+  return {k: cast(attack_config[k]) for k, cast in _CONFIG_FIELDS.items() if k in attack_config}
+
+
+def attack_settings(attack_config) -> dict:
+  """The settings `make_attack` binds for `attack_config` (its kind's standard
+  budget with the config's fields applied), e.g. to check them against the data."""
+  return registry.settings(attack_config.get('kind', 'pgd'), attack_config.get('norm', 'linf'),
+                           _config_fields(attack_config))
+
+
+__all__ = ['ATTACKS', 'LOSSES', 'NORMS', 'attack_settings', 'build', 'cross_entropy', 'fgsm', 'lp_norm',
            'make_attack', 'mim', 'pgd', 'resolve_unroll']

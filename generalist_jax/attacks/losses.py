@@ -1,6 +1,9 @@
 """Per-example losses on logits, to be maximised by an attacker.
 
 Shapes: logits [B, K], labels and targets [B] int; every loss returns [B].
+The DLR losses need a few classes (`MIN_CLASSES`): below that they are constant
+and an attack on them does nothing, so they refuse such logits (the class count
+is a static shape, so this fires while tracing, before anything runs).
 """
 from __future__ import annotations
 
@@ -28,16 +31,43 @@ def margin(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return _best_wrong_logit(logits, labels) - _true_logit(logits, labels)
 
 
+# Fewest classes each loss works with. DLR divides the margin by z_pi1 - z_pi3: with
+# 2 classes that is |margin| and the loss is a constant +-1 (fra31/auto-attack#70);
+# targeted DLR also reads z_pi4.
+MIN_CLASSES = {'ce': 2, 'margin': 2, 'dlr': 3, 'targeted_dlr': 4}
+
+
+def classes_problem(loss: str, num_classes: int) -> str | None:
+  """Why `loss` cannot work on logits of `num_classes` classes, or None."""
+  needed = MIN_CLASSES[loss]
+  if num_classes >= needed:
+    return None
+  return (f'the {loss} loss needs >= {needed} classes and the model has {num_classes}: '
+          'there it is degenerate (DLR is a constant -1 with 2 classes), so an attack on it '
+          "changes nothing and reports robustness. Use cross-entropy (loss='ce': 'apgd-ce', "
+          "'pgd') or the margin (loss='margin': 'pgd-cw') instead.")
+
+
+def _check_classes(loss: str, logits: jax.Array) -> None:
+  problem = classes_problem(loss, logits.shape[-1])
+  if problem:
+    raise ValueError(problem[0].upper() + problem[1:])
+
+
 def dlr(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Difference of Logits Ratio (Croce & Hein 2020): the margin divided by the
-  spread of the top logits, so it is invariant to shifting and scaling them."""
+  spread of the top logits, so it is invariant to shifting and scaling them.
+  Raises ValueError for fewer than 3 classes (`MIN_CLASSES`)."""
+  _check_classes('dlr', logits)
   top = jnp.sort(logits, axis=-1)
   return margin(logits, labels) / (top[:, -1] - top[:, -3] + 1e-12)
 
 
 def targeted_dlr(logits: jax.Array, labels: jax.Array,
                  targets: jax.Array) -> jax.Array:
-  """Targeted DLR: (z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2). Needs >= 4 classes."""
+  """Targeted DLR: (z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2). Raises ValueError
+  for fewer than 4 classes."""
+  _check_classes('targeted_dlr', logits)
   top = jnp.sort(logits, axis=-1)
   gap = _true_logit(logits, targets) - _true_logit(logits, labels)
   return gap / (top[:, -1] - 0.5 * (top[:, -3] + top[:, -4]) + 1e-12)

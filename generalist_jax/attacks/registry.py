@@ -17,6 +17,7 @@ from typing import Callable
 from generalist_jax.attacks import apgd
 from generalist_jax.attacks import ascent
 from generalist_jax.attacks import fab
+from generalist_jax.attacks import losses
 from generalist_jax.attacks import square
 from generalist_jax.attacks import threat
 
@@ -32,6 +33,8 @@ class Attack:
   # settings -> whether the attack draws random numbers with these settings (then an
   # evaluation gives every example its own key; a key-free attack runs batched).
   uses_key: Callable[[dict], bool] = lambda settings: True
+  # settings -> the loss it ascends (`losses.MIN_CLASSES` says how many classes it needs).
+  loss: Callable[[dict], str] = lambda settings: settings.get('loss', 'ce')
 
 
 def _pgd(logits_fn, x, y, key, *, eps, norm, steps, restarts, step_size, loss,
@@ -64,10 +67,10 @@ ATTACKS = {
     'apgd-ce': Attack(functools.partial(apgd.apgd, loss='ce'), ALL_NORMS, _apgd_settings,
                       'white'),
     'apgd-dlr': Attack(functools.partial(apgd.apgd, loss='dlr'), ALL_NORMS, _apgd_settings,
-                       'white'),
+                       'white', loss=lambda s: 'dlr'),
     'apgd-t': Attack(apgd.apgd_targeted, ALL_NORMS, lambda norm: dict(
         steps=100, restarts=1, n_targets=5 if norm == 'l1' else 9,
-        large_eps_start=norm == 'l1'), 'white'),
+        large_eps_start=norm == 'l1'), 'white', loss=lambda s: 'targeted_dlr'),
     'fab-t': Attack(fab.fab_targeted, ALL_NORMS,
                     lambda norm: dict(steps=100, restarts=1, n_targets=9), 'white',
                     uses_key=lambda s: s['restarts'] > 1),   # restarts > 1: random starts
@@ -115,6 +118,35 @@ def settings(name: str, norm: str, overrides: dict | None = None) -> dict:
   return out
 
 
+# Settings that count something (iterations, runs, targets, draws): 0 or fewer is a typo.
+SIZE_SETTINGS = ('steps', 'restarts', 'n_targets', 'n_queries', 'eot_iter')
+
+
+def check_positive(sizes: dict) -> None:
+  """Raises ValueError naming the first of `sizes` ({name: value}, None skipped) that
+  is not an integer >= 1 (a negative n_ex, 0 steps, an empty batch)."""
+  for name, value in sizes.items():
+    if value is None:
+      continue
+    if isinstance(value, bool) or not float(value).is_integer() or value < 1:
+      raise ValueError(f'{name}={value!r}: must be an integer >= 1.')
+
+
+def check_classes(name: str, settings: dict, num_classes: int) -> None:
+  """Raises ValueError, naming the fix, when attack `name` with `settings` cannot work
+  on a model of `num_classes` classes: its loss needs more (DLR 3, targeted DLR 4:
+  `losses.MIN_CLASSES`), or it asks for more target classes than the K - 1 there are."""
+  problem = losses.classes_problem(ATTACKS[name].loss(settings), num_classes)
+  if problem:
+    raise ValueError(f'attack {name!r}: {problem}')
+  n_targets = settings.get('n_targets')
+  if n_targets is not None and n_targets > num_classes - 1:
+    raise ValueError(
+        f'attack {name!r}: n_targets={n_targets} target classes, but a model of '
+        f'{num_classes} classes has only {num_classes - 1} other classes; set n_targets <= '
+        f'{num_classes - 1} (--n_targets, or overrides={{"n_targets": {num_classes - 1}}}).')
+
+
 def check_available(name: str, norm: str) -> None:
   """Raises ValueError naming what is available when `name` cannot run in `norm`."""
   if name not in ATTACKS or norm not in ATTACKS[name].norms:
@@ -125,10 +157,11 @@ def check_available(name: str, norm: str) -> None:
 def build(name: str, *, norm: str, eps: float, overrides: dict | None = None) -> Callable:
   """`attack(logits_fn, x, y, key) -> x_adv` for registry row `name`, with AutoAttack's
   standard budget where `overrides` (see `settings`) say nothing. Raises ValueError
-  for an attack not available in `norm`."""
+  for an attack not available in `norm` or a size setting below 1."""
   check_available(name, norm)
-  return functools.partial(_bound, ATTACKS[name].fn,
-                           dict(settings(name, norm, overrides), eps=eps, norm=norm))
+  bound = settings(name, norm, overrides)
+  check_positive({k: v for k, v in bound.items() if k in SIZE_SETTINGS})
+  return functools.partial(_bound, ATTACKS[name].fn, dict(bound, eps=eps, norm=norm))
 
 
 def _bound(fn, kwargs, logits_fn, x, y, key):

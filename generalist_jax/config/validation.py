@@ -16,6 +16,7 @@ import numpy as np
 from generalist_jax import attacks
 from generalist_jax import data
 from generalist_jax import models
+from generalist_jax.attacks import losses
 from generalist_jax.attacks import registry
 from generalist_jax.attacks import threat
 from generalist_jax.config.schema import ConfigError, check, check_config_schema, check_increasing
@@ -46,6 +47,17 @@ def check_attack(attack, field: str) -> None:
   check(attack.step_size >= 0, f'{field}.step_size', f'must be >= 0, got {attack.step_size}.')
   check(attack.steps >= 1, f'{field}.steps', f'must be >= 1, got {attack.steps}.')
   check(attack.restarts >= 1, f'{field}.restarts', f'must be >= 1, got {attack.restarts}.')
+
+
+def _check_attack_classes(attack, field: str, num_classes: int) -> None:
+  """The attack's loss and targets against the data's classes (`registry.check_classes`);
+  the error names `.loss` when the configured loss is the problem, else `.kind`."""
+  settings = attacks.attack_settings(attack)
+  try:
+    registry.check_classes(attack.kind, settings, num_classes)
+  except ValueError as e:
+    loss_field = 'loss' in settings and losses.classes_problem(settings['loss'], num_classes)
+    check(False, f"{field}.{'loss' if loss_field else 'kind'}", str(e))
 
 
 def _check_run(c, devices: int) -> None:
@@ -246,9 +258,11 @@ def attack_fields(c) -> dict:
   return out
 
 
-def validate_for_data(c, steps_per_epoch: int, image_shape: tuple = ()) -> list[str]:
-  """Checks that need the dataset (its size; the image shape for eps in pixel units),
-  known only once it is read. Raises ConfigError; returns warnings (a
+def validate_for_data(c, steps_per_epoch: int, image_shape: tuple = (),
+                      num_classes: int | None = None) -> list[str]:
+  """Checks that need the dataset (its size; the image shape for eps in pixel units;
+  the classes for attacks on DLR losses, which need >= 3, or targeted ones), known
+  only once it is read. Raises ConfigError; returns warnings (a
   relative-timescale run short enough that some time constant covers only a few
   steps), which the caller prints."""
   if image_shape:
@@ -256,6 +270,9 @@ def validate_for_data(c, steps_per_epoch: int, image_shape: tuple = ()) -> list[
     for field, attack in attack_fields(c).items():
       problem = threat.eps_problem(attack.norm, float(attack.eps), dim)
       check(problem is None, f'{field}.eps', problem or '')
+  if num_classes is not None:
+    for field, attack in attack_fields(c).items():
+      _check_attack_classes(attack, field, num_classes)
   s = c.meta.sync
   timeline = timescale.make_timeline(c.meta, c.num_epochs, steps_per_epoch)
   windows = timescale.sync_windows(schedules.make_sync_schedule(s, timeline),

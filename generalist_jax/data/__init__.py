@@ -18,6 +18,7 @@ from __future__ import annotations
 from generalist_jax.data import arrays
 from generalist_jax.data import downsample
 from generalist_jax.data import tfds_source
+from generalist_jax.data.arrays import channels_last_problem
 from generalist_jax.data.pipeline import (AUGMENTATIONS, eval_batches, steps_per_epoch,
                                           to_float, train_batches)
 from generalist_jax.data.splits import ArraySource, Dataset, DatasetInfo, SplitSpec
@@ -53,5 +54,5 @@ def load_dataset(data_config) -> Dataset:
 
 
 __all__ = ['AUGMENTATIONS', 'ArraySource', 'DataNotPreparedError', 'Dataset', 'DatasetInfo',
-           'SOURCES', 'SUPPORTED_TFDS_DATASETS', 'SplitSpec', 'eval_batches', 'load_dataset',
+           'SOURCES', 'channels_last_problem', 'SUPPORTED_TFDS_DATASETS', 'SplitSpec', 'eval_batches', 'load_dataset',
            'steps_per_epoch', 'to_float', 'train_batches']

@@ -28,17 +28,21 @@ def _check_images(x: np.ndarray, key: str, path: str) -> np.ndarray:
         f'{path}: {key} has shape {x.shape}; expected NHWC (4-D) or NHW'
         ' (3-D, grayscale) uint8 images.'
     )
-  if x.shape[-1] not in (1, 3, 4):
-    hint = (
-        ' It looks channels-first (NCHW): use np.transpose(x, (0, 2, 3, 1)).'
-        if x.shape[1] in (1, 3, 4)
-        else ''
-    )
-    raise ValueError(
-        f'{path}: {key} has shape {x.shape}; expected NHWC with C in'
-        f' (1, 3, 4) channels last.{hint}'
-    )
+  problem = channels_last_problem(x.shape)
+  if problem:
+    raise ValueError(f'{path}: {key} {problem}')
   return x
+
+
+def channels_last_problem(shape: tuple) -> str | None:
+  """Why 4-D images of `shape` are not NHWC with 1, 3 or 4 channels last, or None;
+  names the transpose when they look channels-first (NCHW). Every entry point
+  that takes image arrays (npz files, the AutoAttack API) says it the same way."""
+  if shape[-1] in (1, 3, 4):
+    return None
+  hint = (' It looks channels-first (NCHW): use np.transpose(x, (0, 2, 3, 1)).'
+          if shape[1] in (1, 3, 4) else '')
+  return f'has shape {tuple(shape)}; expected NHWC with C in (1, 3, 4) channels last.{hint}'
 
 
 def _check_labels(

@@ -21,6 +21,7 @@ import numpy as np
 
 from generalist_jax import models
 from generalist_jax.attacks import autoattack as aa
+from generalist_jax.attacks import registry
 from generalist_jax.attacks import threat
 from generalist_jax.evaluation import reports
 from generalist_jax.evaluation import runner
@@ -107,9 +108,15 @@ class AutoAttack:
     missed. x [N, H, W, C] float in [0, 1] (or uint8), y [N] int. `state_path`: an
     .npz where the flags are saved after every batch; running again with it
     resumes (refused if the settings differ). `x_adv` (optional float32 array like
-    x) receives each fooled example's adversarial point."""
+    x) receives each fooled example's adversarial point.
+
+    Raises ValueError, before any attack runs, naming the argument: x empty, not
+    NHWC or outside [0, 1] (0-255 floats: divide by 255); y not [N] integer ids in
+    [0, K) (one-hot: y.argmax(-1)); logits_fn not returning one array [B, K]; an
+    attack that cannot work with K classes (DLR with < 3, APGD-T with < 4,
+    n_targets > K - 1); batch_size < 1 (`evaluation.checks`)."""
     x = np.asarray(x)
-    y = np.asarray(y).astype(np.int32)
+    y = np.asarray(y)
     self._check_eps(x)
     settings = {'norm': self.norm, 'eps': self.eps, 'version': self.version, 'seed': self.seed,
                 'n_ex': int(len(y)), 'attacks': [dataclasses.asdict(s) for s in self.plan]}
@@ -120,7 +127,8 @@ class AutoAttack:
       save = lambda s: reports.save_state(path, s, settings)
     state = runner.run_evaluation(self.apply_fn, self.params, x, y, self.plan,
                                   batch_size=batch_size, seed=self.seed, example_ids=example_ids,
-                                  state=state, save=save, progress=progress, x_adv=x_adv)
+                                  state=state, save=save, progress=progress, x_adv=x_adv,
+                                  model_name='logits_fn')
     summary, worst, _ = runner.summarize(state, self.plan)
     random_model = self.version == 'rand'
     gap = 0.0 if random_model else runner.determinism_gap(self.apply_fn, self.params,
@@ -138,7 +146,9 @@ class AutoAttack:
 
   def run_standard_evaluation(self, x, y, bs: int = 250, return_labels: bool = False):
     """The official call: returns x_adv [N, H, W, C] (the clean input where no attack
-    succeeded), and with `return_labels` also the model's labels on x_adv."""
+    succeeded), and with `return_labels` also the model's labels on x_adv. Raises
+    ValueError as `run` does, and for bs < 1."""
+    registry.check_positive({'bs': bs})
     x_adv = np.array(x, np.float32) / (255.0 if np.asarray(x).dtype == np.uint8 else 1.0)
     report = self.run(x, y, batch_size=bs, x_adv=x_adv)
     print(f'clean accuracy: {100 * report.clean_acc:.2f}%, robust accuracy: '

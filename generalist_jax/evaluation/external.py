@@ -16,6 +16,7 @@ import numpy as np
 
 from generalist_jax import data as data_lib
 from generalist_jax import models
+from generalist_jax.attacks import registry
 from generalist_jax.attacks import threat
 from generalist_jax.evaluation import reports
 from generalist_jax.evaluation import runner
@@ -60,7 +61,10 @@ def evaluate_torch_checkpoint(path, *, arch: str, data_config, out_dir, attacks:
   """Evaluates the checkpoint on a fixed random n_ex of the test split; writes
   <out_dir>/<name>.{json,csv,md} as a run's evaluation does and returns the report.
   mean/std: the normalisation the model expects inside (RobustBench's CIFAR models
-  mostly take [0, 1] inputs: 0 and 1)."""
+  mostly take [0, 1] inputs: 0 and 1). Raises ValueError for n_ex or batch_size
+  below 1 before anything is loaded, and as `runner.run_evaluation` before any
+  attack runs."""
+  registry.check_positive({'n_ex': n_ex, 'batch_size': batch_size})
   dataset = data_lib.load_dataset(data_config)
   model, variables = load_torch_learner(path, arch, num_classes, tuple(mean), tuple(std),
                                         dataset.info.image_shape)
@@ -73,7 +77,8 @@ def evaluate_torch_checkpoint(path, *, arch: str, data_config, out_dir, attacks:
   apply_fn = runner.model_apply_fn(model)
   started = time.time()
   state = runner.run_evaluation(apply_fn, variables, images, labels, plan, batch_size=batch_size,
-                                seed=seed, example_ids=ids, progress=progress)
+                                seed=seed, example_ids=ids, progress=progress,
+                                model_name=f'the {arch} model of {path}')
   name = f"{pathlib.Path(path).stem}_{arch}_{attacks.replace(',', '+')}_n{len(labels)}"
   meta = {'name': name, 'workdir': str(path), 'checkpoint': str(path), 'step': None,
           'learner': arch, 'seed': seed, 'n_ex': int(len(labels)),

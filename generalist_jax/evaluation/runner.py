@@ -22,6 +22,7 @@ from generalist_jax import data as data_lib
 from generalist_jax import models
 from generalist_jax.attacks import autoattack as aa
 from generalist_jax.attacks import registry
+from generalist_jax.evaluation import checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +45,11 @@ def make_plan(norms, eps, attack_list: str, overrides: dict | None = None) -> li
   """The columns of an evaluation: for every norm (with its eps), the attacks of
   version `attack_list` ('standard', 'plus', 'rand', 'fast') with the version's
   budgets, or of a comma list; `overrides` (steps, n_targets, restarts) change
-  every attack that has them. Raises ValueError for an attack not in a norm."""
+  every attack that has them. Raises ValueError for an attack not in a norm and
+  for a size override below 1 (steps, restarts, n_targets, ...), before any work.
+  Whether the attacks suit the model (its classes) is `checks.check_inputs`'s."""
   user = {k: v for k, v in (overrides or {}).items() if v is not None}
+  registry.check_positive({k: v for k, v in user.items() if k in registry.SIZE_SETTINGS})
   plan = []
   for norm, e in zip(norms, eps):
     if attack_list in aa.VERSIONS:
@@ -62,7 +66,8 @@ def make_plan(norms, eps, attack_list: str, overrides: dict | None = None) -> li
 def test_subset(images, labels, n_ex: int):
   """(images, labels, indices) of a fixed random subset of n_ex test examples (not
   the first n_ex: test files are often sorted by class); all of them when n_ex is
-  not smaller than the split."""
+  not smaller than the split. Raises ValueError for n_ex < 1."""
+  registry.check_positive({'n_ex': n_ex})
   keep = np.arange(len(labels))
   if n_ex < len(labels):
     keep = np.sort(np.random.default_rng([0, 0xE7A1]).permutation(len(labels))[:n_ex])
@@ -179,17 +184,22 @@ def _chunks(indices, batch_size):
 def run_evaluation(apply_fn, params, images, labels, plan: list[AttackSpec], *,
                    batch_size: int, seed: int, example_ids=None, state: dict | None = None,
                    save=None, progress: bool = True, stop_after_batches: int | None = None,
-                   x_adv: np.ndarray | None = None) -> dict:
+                   x_adv: np.ndarray | None = None, model_name: str = 'apply_fn') -> dict:
   """Fills `state` (per-example int8 flags per column) and returns it.
 
   apply_fn(params, x) -> logits is the predictor (`model_apply_fn` for our models);
-  images uint8 or float in [0, 1], [N, H, W, C]; labels [N]. `example_ids` [N]
+  images uint8 or float in [0, 1], [N, H, W, C]; labels [N] int. Before any attack,
+  `checks.check_inputs` refuses inputs off that contract, a model (named
+  `model_name` in errors) that does not return logits [B, K], and attacks of the
+  plan that cannot work with K classes; batch_size < 1 is refused too. `example_ids` [N]
   (default 0..N-1; e.g. indices into the test split) fix each example's attack
   keys with `seed` (`column_key`). `save(state)` is called after every batch;
   `stop_after_batches` stops early (as an interruption would; tests use it).
   `x_adv` (float32 [N, H, W, C], e.g. the clean images): each example's
   adversarial point is written there by the attack that fooled it.
   """
+  registry.check_positive({'batch_size': batch_size})
+  checks.check_inputs(apply_fn, params, images, labels, plan, model_name=model_name)
   n = len(labels)
   example_ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
   state = state if state is not None else new_state(n, plan)

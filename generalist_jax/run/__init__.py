@@ -2,6 +2,7 @@
 preemption, evaluating and exporting a run's checkpoint, and suites of runs.
 
   loop.py          train_and_evaluate(config, workdir): train or resume one run
+  workdir_lock.py  one writer per workdir (<workdir>/.lock)
   validation.py    validation during training, best checkpoint, final test
   checkpoints.py   orbax: last N and best-on-validation
   restore.py       restore_run(workdir, checkpoint): the one way to read a run back

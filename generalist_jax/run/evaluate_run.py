@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from generalist_jax.attacks import autoattack as aa
+from generalist_jax.attacks import registry
 from generalist_jax.attacks import threat
 from generalist_jax.evaluation import plots
 from generalist_jax.evaluation import reports
@@ -41,8 +42,11 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
   `allow_large_eps`; overrides: changes to the standard budgets (steps, n_targets,
   restarts).
   Returns the report dict, or None when stopped early (`stop_after_batches`, for
-  tests). Raises ValueError for an unknown learner, attack or checkpoint.
+  tests). Raises ValueError for an unknown learner, attack or checkpoint, for n_ex,
+  batch_size or a size override below 1 (before anything is read), and for attacks
+  the model's classes cannot take (before any attack runs: `evaluation.checks`).
   """
+  registry.check_positive({'n_ex': n_ex, 'batch_size': batch_size})
   workdir = pathlib.Path(workdir)
   norms = list(norms)
   eps = list(eps) if eps is not None else [aa.DEFAULT_EPS[n] for n in norms]
@@ -84,7 +88,8 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
                                 batch_size=batch_size, seed=seed, example_ids=example_ids,
                                 state=state,
                                 save=lambda s: reports.save_state(state_path, s, settings),
-                                progress=progress, stop_after_batches=stop_after_batches)
+                                progress=progress, stop_after_batches=stop_after_batches,
+                                model_name=f'the {learner!r} learner of {workdir}')
   if not runner.is_complete(state, plan):
     print(f'stopped early; start the same command again to resume ({state_path})')
     return None

@@ -30,6 +30,7 @@ from generalist_jax.run import preemption as preemption_lib
 from generalist_jax.run import restore
 from generalist_jax.run import run_config
 from generalist_jax.run import validation
+from generalist_jax.run import workdir_lock
 
 
 class NonFiniteError(FloatingPointError):
@@ -57,7 +58,9 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   """Trains (or resumes) the run in `workdir`; returns the final test results.
 
   A workdir that holds a run of another config is refused (run_config.py);
-  `start_over` moves that run aside and trains from step 0 instead.
+  `start_over` moves that run aside and trains from step 0 instead. A workdir
+  another run is training in is refused (`workdir_lock.WorkdirLockedError`)
+  before anything is written; the lock is released however this ends.
   `stop_at_step` pauses the run at that global step with a checkpoint there (a
   point to fork from, `init_from`); the same command without it continues.
   `stop_after_steps` ends this invocation early, as a kill would (tests use it).
@@ -66,6 +69,12 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   config_validation.validate_config(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  with workdir_lock.hold(workdir):   # one writer, from before config.json on
+    return _train_and_evaluate(config, workdir, stop_after_steps, stop_at_step, start_over)
+
+
+def _train_and_evaluate(config, workdir: pathlib.Path, stop_after_steps, stop_at_step,
+                        start_over) -> dict:
   run_config.check_and_write(config, workdir, start_over_allowed=start_over)
   fork_source = fork.source_workdir(config, workdir)
   dataset = data_lib.load_dataset(config.data)
@@ -77,7 +86,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   dataset = dataclasses.replace(dataset, info=info)
   steps_per_epoch = data_lib.steps_per_epoch(dataset, config.batch_size)
   fidelity_warnings = config_validation.validate_for_data(config, steps_per_epoch,
-                                                          dataset.info.image_shape)
+                                                          dataset.info.image_shape,
+                                                          dataset.info.num_classes)
   setup = step_lib.make_setup(config, dataset.info, steps_per_epoch)
   if fork_source is not None:
     fork.check_source(config, fork_source, setup.total_steps)

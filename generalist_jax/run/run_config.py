@@ -15,6 +15,7 @@ from generalist_jax import parallel
 from generalist_jax.config import builders
 from generalist_jax.evaluation import compare
 from generalist_jax.run import files
+from generalist_jax.run import workdir_lock
 
 # Fields that change how a run is executed or logged, not what it computes.
 OPERATIONAL = ('progress_bar', 'log_every_steps', 'data.num_threads', 'data.prefetch',
@@ -48,7 +49,8 @@ def start_over(workdir: pathlib.Path) -> pathlib.Path | None:
   """Moves everything of the old run into <workdir>/superseded/<time>/ (process 0;
   every process waits for it). Returns where it went, or None for an empty workdir."""
   target = None
-  entries = [p for p in workdir.iterdir() if p.name != SUPERSEDED] if workdir.exists() else []
+  keep = (SUPERSEDED, workdir_lock.LOCK_NAME)   # the lock stays: this run holds it
+  entries = [p for p in workdir.iterdir() if p.name not in keep] if workdir.exists() else []
   if entries and parallel.is_main_process():
     target = workdir / SUPERSEDED / time.strftime('%Y%m%d-%H%M%S')
     target.mkdir(parents=True)

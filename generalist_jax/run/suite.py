@@ -27,6 +27,7 @@ import json
 import pathlib
 import time
 
+from generalist_jax.attacks import registry
 from generalist_jax.attacks import threat
 from generalist_jax.config import validation as config_validation
 from generalist_jax.config.schema import ConfigError
@@ -36,6 +37,7 @@ from generalist_jax.evaluation import runner
 from generalist_jax.evaluation import tables
 from generalist_jax.run import evaluate_run
 from generalist_jax.run import loop
+from generalist_jax.run import workdir_lock
 
 
 def is_suite(config) -> bool:
@@ -73,6 +75,11 @@ def _check(config) -> None:
   if c.checkpoint not in ('best', 'last'):
     raise ConfigError(
         f"config.compare.checkpoint: {c.checkpoint!r}; use 'best' or 'last'.")
+  for field in ('n_ex', 'batch_size', 'steps'):   # now, not after every run has trained
+    try:
+      registry.check_positive({field: c[field]})
+    except ValueError as e:
+      raise ConfigError(f'config.compare.{e}') from None
   try:   # an unknown attack must fail now, not after every run has trained
     runner.make_plan(list(c.norms), list(c.eps), c.attacks, {'steps': c.steps})
   except ValueError as e:
@@ -147,10 +154,17 @@ def describe(compare, n_ex: int) -> str:
 
 
 def run_suite(config, workdir: str, *, start_over: bool = False) -> dict:
-  """Trains and evaluates every run of the suite, writes and prints the comparison."""
+  """Trains and evaluates every run of the suite, writes and prints the comparison.
+  A suite workdir another suite is using is refused before anything is written
+  (`workdir_lock`); each run also locks its own sub-workdir."""
   _check(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  with workdir_lock.hold(workdir):
+    return _run_suite(config, workdir, start_over)
+
+
+def _run_suite(config, workdir: pathlib.Path, start_over: bool) -> dict:
   _share_compiles(workdir / 'xla_cache')
   compare = config.compare
   reports, seconds = {}, {}
