@@ -136,7 +136,7 @@ def hyperplane_rows(seed, n_rows=48, dim=3072, wide=False):
   """(point, w, b) float64 rows of every kind the projection meets: coordinates on
   the box faces, w_i = 0, ties in |w| and in the room (rows 8-15), c from 1e-5 of
   the capacity (what the box lets <w, d> change by) to nearly all of it (16-19),
-  unreachable (20, 21), c = 0 exactly (22), w = 0 (23). `wide`: |w| over ~10 decades."""
+  unreachable (20, 21), c = 0 exactly (22), w = 0 (23). `wide`: |w| over ~12 decades."""
   rng = np.random.default_rng(seed)
   point = rng.uniform(0, 1, (n_rows, dim))
   point[:, :150] = np.round(point[:, :150])
