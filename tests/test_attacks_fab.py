@@ -82,6 +82,155 @@ def test_unreachable_hyperplane_gives_the_closest_box_corner(norm):
   np.testing.assert_allclose(d, [[0.5, -0.5, 0.0, 0.5]], atol=1e-6)
 
 
+# --- the sort-free projection against the sort-based one it replaced ----------
+# The code before (fra31/auto-attack fab_projections.py's approach): argsort the
+# breakpoints (l-inf, l2) or -|w| (l1), cumulative sums, closed form.
+
+def sorted_multiplier_solve(s, beta, c):
+  order = jnp.argsort(beta, axis=-1)
+  b_s = jnp.take_along_axis(beta, order, -1)
+  s_s = jnp.take_along_axis(s, order, -1)
+  clipped = jnp.cumsum(s_s * b_s, -1) - s_s * b_s      # sum over breakpoints before k
+  free = jnp.sum(s_s, -1, keepdims=True) - (jnp.cumsum(s_s, -1) - s_s)   # from k on
+  value_at_break = clipped + b_s * free
+  n_below = jnp.sum(value_at_break < c[:, None], -1)
+  k = jnp.clip(n_below, 0, beta.shape[-1] - 1)
+  take = lambda a: jnp.take_along_axis(a, k[:, None], -1)[:, 0]
+  lam = (c - take(clipped)) / jnp.maximum(take(free), 1e-30)
+  return jnp.where(n_below == beta.shape[-1], b_s[:, -1], jnp.maximum(lam, 0.0))
+
+
+def sorted_l1_magnitudes(absw, room, c):
+  order = jnp.argsort(-absw, axis=-1)     # stable: ties in index order
+  w_s = jnp.take_along_axis(absw, order, -1)
+  cap = w_s * jnp.take_along_axis(room, order, -1)
+  before = jnp.cumsum(cap, -1) - cap
+  m_s = jnp.clip((c[:, None] - before) / jnp.maximum(w_s, 1e-30), 0.0,
+                 jnp.take_along_axis(room, order, -1))
+  return jnp.take_along_axis(m_s, jnp.argsort(order, axis=-1), -1)
+
+
+@functools.partial(jax.jit, static_argnames='norm')
+def sorted_projection(point, w, b, norm):
+  """fab.project_on_hyperplane as it was, with the sorts."""
+  c = jnp.sum(w * point, -1) - b
+  w = w * jnp.where(c >= 0, 1.0, -1.0)[:, None]
+  c = jnp.abs(c)
+  absw = jnp.abs(w)
+  room = jnp.where(w > 0, point, 1.0 - point) * (absw > 0)
+  if norm == 'linf':
+    magnitude = jnp.minimum(sorted_multiplier_solve(absw, room, c)[:, None], room)
+  elif norm == 'l2':
+    lam = sorted_multiplier_solve(absw * absw, room / jnp.maximum(absw, 1e-30), c)
+    magnitude = jnp.minimum(lam[:, None] * absw, room)
+  else:
+    magnitude = sorted_l1_magnitudes(absw, room, c)
+  return -jnp.sign(w) * magnitude * (absw > 0)
+
+
+_PROJECT = jax.jit(fab.project_on_hyperplane, static_argnames='norm')
+_UNREACHABLE = [20, 21, 23]
+
+
+def hyperplane_rows(seed, n_rows=48, dim=3072, wide=False):
+  """(point, w, b) float64 rows of every kind the projection meets: coordinates on
+  the box faces, w_i = 0, ties in |w| and in the room (rows 8-15), c from 1e-5 of
+  the capacity (what the box lets <w, d> change by) to nearly all of it (16-19),
+  unreachable (20, 21), c = 0 exactly (22), w = 0 (23). `wide`: |w| over ~12 decades."""
+  rng = np.random.default_rng(seed)
+  point = rng.uniform(0, 1, (n_rows, dim))
+  point[:, :150] = np.round(point[:, :150])
+  w = rng.normal(size=(n_rows, dim)) * np.exp(rng.normal(0, 2, (n_rows, 1)))
+  if wide:
+    w *= np.exp(rng.normal(0, 4, (n_rows, dim)))
+  w[:, 150:250] = 0.0
+  point[8:16] = np.round(8 * point[8:16]) / 8
+  w[8:16] = np.round(4 * w[8:16] / np.abs(w[8:16]).max(-1, keepdims=True)) / 4
+  side = rng.choice([-1.0, 1.0], n_rows)
+  capacity = np.sum(np.abs(w) * np.where(side[:, None] * w > 0, point, 1 - point), -1)
+  c = side * capacity * np.exp(rng.uniform(-12, 0, n_rows))
+  c[16:20] = side[16:20] * capacity[16:20] * (1.0 - 1e-3)
+  c[20:22] = 3.0 * side[20:22] * capacity[20:22]
+  b = np.sum(w * point, -1) - c
+  point[22], w[22] = 0.5, rng.integers(-3, 4, dim)
+  b[22] = np.sum(w[22] * point[22])
+  w[23], b[23] = 0.0, 1.0
+  return point, w, b
+
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_sort_free_projection_equals_the_sorted_one_in_float64(norm):
+  """Same segment, same ties (l1: index order), same edge cases: equal to rounding."""
+  with jax.enable_x64(True):
+    for seed in (0, 1):
+      rows = [jnp.asarray(a, jnp.float64) for a in hyperplane_rows(seed)]
+      got, want = _PROJECT(*rows, norm=norm), sorted_projection(*rows, norm=norm)
+      assert got.dtype == jnp.float64
+      np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize('norm', NORMS)
+def test_sort_free_projection_in_float32_is_as_exact_as_float32_allows(norm):
+  """Against the sorted solution computed in float64 from the same float32 rows: each
+  coordinate's share of <w, d> is off by float32 rounding of the constraint, and
+  (l-inf, l2) each coordinate by little. (The float32 sort is off up to 2e-6 of the
+  constraint's scale on rows 16-19, where sum - cumsum cancels.)"""
+  for seed in (0, 1):
+    rows = [np.asarray(a, np.float32) for a in hyperplane_rows(seed)]
+    got = np.asarray(_PROJECT(*map(jnp.asarray, rows), norm=norm), np.float64)
+    with jax.enable_x64(True):
+      want = np.asarray(sorted_projection(*[jnp.asarray(a, jnp.float64) for a in rows], norm=norm))
+    point, w, b = (a.astype(np.float64) for a in rows)
+    scale = np.sum(np.abs(w * point), -1) + np.abs(b)      # the rounding scale of c
+    share_error = np.sum(np.abs(w) * np.abs(got - want), -1) / scale
+    assert share_error.max() < 2e-7
+    if norm != 'l1':     # l1's one partial coordinate is (c - the others) / |w_i|: ill-conditioned
+      assert np.abs(got - want).max() < {'linf': 3e-6, 'l2': 1e-4}[norm]
+
+
+@pytest.mark.parametrize('wide', [False, True])
+@pytest.mark.parametrize('norm', NORMS)
+def test_sort_free_projection_lands_on_the_hyperplane_in_the_box(norm, wide):
+  rows = [np.asarray(a, np.float32) for a in hyperplane_rows(2, wide=wide)]
+  d = np.asarray(_PROJECT(*map(jnp.asarray, rows), norm=norm), np.float64)
+  point, w, b = (a.astype(np.float64) for a in rows)
+  z = point + d
+  assert z.min() >= -1e-6 and z.max() <= 1 + 1e-6
+  assert np.all(d[w == 0] == 0)
+  residual = np.abs(np.sum(w * z, -1) - b) / (np.sum(np.abs(w * point), -1) + np.abs(b))
+  assert np.delete(residual, _UNREACHABLE).max() < 1e-6
+  # Unreachable: every coordinate that helps at its box face (the corner closest to it).
+  sign = np.sign(np.sum(w * point, -1) - b)[:, None]
+  corner = np.where(sign * w > 0, -point, np.where(sign * w < 0, 1 - point, 0.0))
+  np.testing.assert_allclose(d[_UNREACHABLE], corner[_UNREACHABLE], atol=1e-7)
+  assert np.all(d[22] == 0)                                   # c = 0: already on it
+
+
+def test_float_search_finds_the_last_float_where_a_predicate_holds():
+  # Normal floats only: XLA:CPU compares denormals as 0.
+  for dtype, tiny in ((jnp.float32, 1.5e-38), (jnp.float64, 1e-300)):
+    with jax.enable_x64(dtype == jnp.float64):
+      v = jnp.asarray([tiny, 3e-8, 0.7, 1.0, np.nextafter(1.0, 2.0), 2.5e30], dtype)
+      search = jax.jit(lambda v, shift: fab._largest_float_where(
+          lambda t: t <= v + shift, v.shape[0], v.dtype))
+      got = search(v, 0.0)
+      assert got.dtype == dtype
+      np.testing.assert_array_equal(got, v)
+      np.testing.assert_array_equal(search(v, -1e31), 0.0)      # holds nowhere: 0
+
+
+@pytest.mark.parametrize('dtype', [jnp.bfloat16, jnp.float16])
+def test_sort_free_solvers_take_16_bit_rows_and_work_in_float32(dtype):
+  rng = np.random.default_rng(3)
+  s, beta = (jnp.asarray(rng.uniform(0, 1, (6, 3072)), dtype) for _ in range(2))
+  c = jnp.asarray(rng.uniform(0, 200, 6), dtype)
+  for solve in (fab._multiplier_solve, fab._l1_magnitudes):
+    got = jax.jit(solve)(s, beta, c)
+    want = jax.jit(solve)(*(a.astype(jnp.float32) for a in (s, beta, c))).astype(dtype)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+
+
 # --- FAB-T on a tiny trained model -------------------------------------------
 
 @pytest.fixture(scope='module')
