@@ -6,7 +6,7 @@ fra31/robust-finetuning) on CIFAR-10: one expert.
 Each batch is adversarially trained in ONE threat model, l1 (eps 12) or l-inf
 (eps 8/255), drawn per batch; l2 (eps 0.5) robustness follows from the two
 extremes. 10 attack iterations (the paper's training budget). Deviations: the
-paper's attack is APGD, here PGD (l1 with the sparse top-k step of attacks.py);
+paper's attack is APGD, here PGD (l1 with the sparse top-k step of `generalist_jax/attacks/threat.py`);
 the draw is uniform from the step key, the reference's rule until it reweights
 by 1 - running robust accuracy per norm (state not kept here). Optimizer and
 budget: PGD-AT's (configs/pgd_at_cifar10.py). Model selection on l-inf PGD.

@@ -10,7 +10,7 @@ import pytest
 from generalist_jax.attacks import threat
 from generalist_jax import config as config_lib
 from generalist_jax import data as data_lib
-from generalist_jax.attacks import training as multi_norm
+from generalist_jax.attacks import training as training_attacks
 from generalist_jax.config import validation
 from generalist_jax.method import step as step_lib
 from generalist_jax.method import tasks
@@ -76,7 +76,7 @@ def test_max_picks_the_highest_loss_norm_per_example():
   c0 = np.zeros((2, 1, 1, 3), np.float32); c1 = np.zeros_like(c0)
   c0[0, 0, 0] = [0.0, 2.0, 0.0]; c1[0, 0, 0] = [1.0, 0.0, 0.0]
   c0[1, 0, 0] = [0.0, 1.0, 0.0]; c1[1, 0, 0] = [3.0, 0.0, 0.0]
-  x, losses = multi_norm.worst_per_example(identity_logits, jnp.stack([c0, c1]),
+  x, losses = training_attacks.worst_per_example(identity_logits, jnp.stack([c0, c1]),
                                            jnp.asarray(Y))
   np.testing.assert_array_equal(x[0], c0[0])
   np.testing.assert_array_equal(x[1], c1[1])
@@ -95,7 +95,7 @@ def test_msd_one_iteration_is_the_best_of_the_three_steepest_steps():
   x = jnp.full((4, 2, 2, 3), 0.5, jnp.float32)   # the box never binds
   y = jnp.asarray([0, 1, 2, 0])
   norms, eps, steps_ = ('l1', 'l2', 'linf'), (0.2, 0.1, 0.02), (0.2, 0.1, 0.02)
-  out = multi_norm.msd(linear_model(w), x, y, None, norms=norms, eps=eps, step_sizes=steps_,
+  out = training_attacks.msd(linear_model(w), x, y, None, norms=norms, eps=eps, step_sizes=steps_,
                        steps=1)
   # By hand: d CE / dx = W (softmax(xW) - onehot(y)); one step of each rule from 0.
   xf = np.asarray(x).reshape(4, -1)
@@ -110,7 +110,7 @@ def test_msd_one_iteration_is_the_best_of_the_three_steepest_steps():
   best = np.stack(cands)[losses.argmax(0), np.arange(4)]
   np.testing.assert_allclose(np.asarray(out).reshape(4, -1), xf + best, atol=1e-6)
   # More iterations never end at a lower loss than the first (best kept).
-  out3 = multi_norm.msd(linear_model(w), x, y, None, norms=norms, eps=eps, step_sizes=steps_,
+  out3 = training_attacks.msd(linear_model(w), x, y, None, norms=norms, eps=eps, step_sizes=steps_,
                         steps=3)
   assert np.all(ce(np.asarray(out3).reshape(4, -1) - xf) >= losses.max(0) - 1e-6)
 
@@ -121,10 +121,10 @@ def test_eat_runs_only_the_sampled_norm_and_is_deterministic_in_the_key():
   seen = set()
   for i in range(16):
     key = jax.random.PRNGKey(i)
-    out = multi_norm.one_sampled_norm(fake, None, x, y, key)
-    idx = int(multi_norm.sampled_norm(key, 2))
+    out = training_attacks.one_sampled_norm(fake, None, x, y, key)
+    idx = int(training_attacks.sampled_norm(key, 2))
     np.testing.assert_array_equal(out, x + 1.0 + idx)
-    np.testing.assert_array_equal(out, multi_norm.one_sampled_norm(fake, None, x, y, key))
+    np.testing.assert_array_equal(out, training_attacks.one_sampled_norm(fake, None, x, y, key))
     seen.add(idx)
   assert seen == {0, 1}
 
@@ -134,11 +134,11 @@ def test_trades_attack_raises_the_kl_and_stays_in_the_ball():
   w = jnp.asarray(rng.normal(size=(12, 3)), jnp.float32)
   x = jnp.asarray(rng.uniform(size=(4, 2, 2, 3)), jnp.float32)
   f = linear_model(w)
-  x_adv = multi_norm.trades_attack(f, x, None, jax.random.PRNGKey(0), eps=0.05,
+  x_adv = training_attacks.trades_attack(f, x, None, jax.random.PRNGKey(0), eps=0.05,
                                    step_size=0.02, steps=5)
   assert float(jnp.abs(x_adv - x).max()) <= 0.05 + 1e-6
   assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
-  assert float(multi_norm.kl_divergence(f(x), f(x_adv)).mean()) > 1e-3
+  assert float(training_attacks.kl_divergence(f(x), f(x_adv)).mean()) > 1e-3
 
 
 @pytest.mark.parametrize('new', [('trades', 'avg', 'eat'), ('mart', 'max', 'msd')])

@@ -57,7 +57,7 @@ MULTI_NORM_EPS = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}
 
 def norm_attacks(steps=10) -> ml_collections.ConfigDict:
   """One PGD per threat model at MULTI_NORM_EPS, step 2.5 eps / steps (Madry et
-  al.'s rule; 2/255 for l-inf PGD-10); l1 takes attacks.py's sparse top-k step."""
+  al.'s rule; 2/255 for l-inf PGD-10); l1 takes the sparse top-k step (`attacks/threat.py`)."""
   return ml_collections.ConfigDict({
       n: pgd_attack(eps=e, step_size=2.5 * e / steps, steps=steps, norm=n)
       for n, e in MULTI_NORM_EPS.items()})
@@ -67,7 +67,7 @@ def expert(task, optimizer, mix_values, attack=None, *, beta=6.0, norms=(),
            per_norm=None) -> ml_collections.ConfigDict:
   """One expert: its task, optimizer, mixing weights and (for attack tasks) attack."""
   cfg = ml_collections.ConfigDict(dict(
-      task=task,              # key of generalist_jax.tasks.TASKS
+      task=task,              # key of generalist_jax.method.tasks.TASKS
       optimizer=optimizer,
       mix_values=mix_values,  # mixing weight at each of meta.mix_epochs
       beta=beta,              # trades / mart: weight of the KL term

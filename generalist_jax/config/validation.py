@@ -22,6 +22,7 @@ from generalist_jax.attacks import threat
 from generalist_jax.config.schema import ConfigError, check, check_config_schema, check_increasing
 from generalist_jax.evaluation import learners as learner_eval
 from generalist_jax.method import schedules
+from generalist_jax.method import step as step_lib
 from generalist_jax.method import tasks
 from generalist_jax.method import timescale
 from generalist_jax.models import cpu_ops
@@ -225,7 +226,7 @@ def _check_eval(c, devices: int) -> None:
   check_attack(ev.test_attack, 'eval.test_attack')
   check(0 <= ev.clean_floor <= 1, 'eval.clean_floor',
         f'must be a clean accuracy in [0, 1], got {ev.clean_floor}.')
-  learners = list(c.experts.keys()) + [n + '_ema' for n in c.experts.keys()] + ['global']
+  learners = step_lib.learner_names_of(c.experts.keys())
   learner, _, metric = ev.best_metric.partition('/')
   check(learner in learners and metric in learner_eval.METRICS, 'eval.best_metric',
         f"{ev.best_metric!r}: use '<learner>/<metric>' with learner in {learners} and "

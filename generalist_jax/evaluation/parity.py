@@ -16,8 +16,6 @@ import numpy as np
 
 from generalist_jax.evaluation import api
 
-# Our registry names -> the official `attacks_to_run` names (the same).
-OFFICIAL_NAMES = ('apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square')
 NORM_NAMES = {'linf': 'Linf', 'l2': 'L2', 'l1': 'L1'}
 
 

@@ -5,7 +5,7 @@ Possible when the experts run the same code on different data: tasks 'natural'
 and 'pgd' (CE-PGD, one restart, the same number of steps; natural = PGD with
 eps 0), optimizers of the same structure (per-expert weight decay and lr
 schedule chosen by `lax.switch` on the expert index: cheap elementwise work).
-The threat model is per-expert data (`multi_norm.pgd_norm_indexed`). Other
+The threat model is per-expert data (`attacks.training.pgd_norm_indexed`). Other
 tasks (TRADES, MART, multi-norm baselines) keep the loop (`stack_spec` -> None).
 
 The TrainState layout (tuples of per-expert trees) is unchanged, so checkpoints

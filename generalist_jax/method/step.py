@@ -65,10 +65,15 @@ class Setup:
 EMA_SUFFIX = '_ema'
 
 
-def learner_names(setup: Setup) -> list[str]:
+def learner_names_of(expert_names) -> list[str]:
   """Every expert, every expert's EMA ('<expert>_ema') and the global learner."""
-  names = list(setup.expert_names)
+  names = list(expert_names)
   return names + [n + EMA_SUFFIX for n in names] + [GLOBAL]
+
+
+def learner_names(setup: Setup) -> list[str]:
+  """`learner_names_of` the run's experts."""
+  return learner_names_of(setup.expert_names)
 
 
 def learners(state: TrainState, setup: Setup) -> dict:
