@@ -81,6 +81,39 @@ def test_generalist_config_is_the_reference_setup():
   assert (c.meta.sync.kind, c.meta.sync.start_epoch, c.meta.sync.every_epochs) == ('reference', 75, 5)
 
 
+def _preset_run(build_experts, best_metric):
+  c = config_lib.base_config()
+  c.experts = build_experts()
+  c.eval.best_metric = best_metric
+  return c
+
+
+# What tests and benchmarks build with the presets, next to the config file that spells
+# the same run out number by number: the two may not drift apart.
+PRESET_EQUIVALENTS = {
+    'generalist_cifar10': lambda: _preset_run(config_lib.generalist_experts, 'global/sum_acc'),
+    'generalist_pp_multinorm_cifar10': lambda: _preset_run(
+        lambda: config_lib.norm_experts(('l1', 'l2', 'linf')), 'global/sum_acc'),
+    'generalist_pp_linf_l2_cifar10': lambda: _preset_run(
+        lambda: config_lib.norm_experts(('l2', 'linf')), 'global/sum_acc'),
+    'pgd_at_cifar10': lambda: config_lib.single_expert_config('robust', 'robust/robust_acc'),
+    'standard_cifar10': lambda: config_lib.single_expert_config('natural', 'natural/clean_acc'),
+    'trades_cifar10': lambda: config_lib.baseline_config(
+        'trades', config_lib.pgd_attack(step_size=0.007), beta=6.0),
+    'mart_cifar10': lambda: config_lib.baseline_config(
+        'mart', config_lib.pgd_attack(step_size=0.007), beta=6.0),
+    'avg_cifar10': lambda: config_lib.baseline_config('avg', norms=('l1', 'l2', 'linf')),
+    'max_cifar10': lambda: config_lib.baseline_config('max', norms=('l1', 'l2', 'linf')),
+    'eat_cifar10': lambda: config_lib.baseline_config('eat', norms=('l1', 'linf')),
+}
+
+
+@pytest.mark.parametrize('name', sorted(PRESET_EQUIVALENTS))
+def test_presets_build_what_the_config_files_spell_out(name):
+  assert (PRESET_EQUIVALENTS[name]().to_json_best_effort(sort_keys=True)
+          == load(name).to_json_best_effort(sort_keys=True))
+
+
 def test_epochs_arg_makes_a_relative_miniature():
   c = load('generalist_cifar10', 'epochs=12')
   assert c.num_epochs == 12 and c.meta.timescale == 'relative'

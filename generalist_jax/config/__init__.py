@@ -1,9 +1,9 @@
 """Run configs: one `ml_collections.ConfigDict` per run (the front door).
 
-  builders.py    `base_config()` (every field, one comment each), attack / optimizer /
-                 expert builders, `parse_eps`
-  presets.py     the reference schedules, the Generalist pair, baselines, and the
-                 scale-down switches of the config arg (`FILE.py:smoke,epochs=N`)
+  builders.py    `base_config()` (every field, one comment each: the base of every file in
+                 configs/), attack / optimizer / expert builders, `parse_eps`
+  presets.py     the scale switches of the config arg (`FILE.py:smoke,epochs=N`), and
+                 shortcuts building the paper runs' experts for tests and benchmarks
   schema.py      ConfigError and the field / type check
   validation.py  the up-front checks, one function per concern (imports jax and the
                  registries, so it is not imported here: configs stay light)

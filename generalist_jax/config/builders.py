@@ -1,8 +1,13 @@
 """Config builders: every field that decides a run lives in one
-`ml_collections.ConfigDict`; the files in `configs/` only change values.
+`ml_collections.ConfigDict`.
 
-`base_config()` lists every field with a one-line comment; `pgd_attack`, `sgd`
-and `expert` build its parts. Units: eps and step sizes are in pixel units
+`base_config()` lists every field with its default and a one-line comment: the one
+base under every file in `configs/`, which then sets its run's numbers itself
+(experts, optimizer, mixing, attacks, meta, best metric). It is also the schema
+(`schema.py`) and the default of a field an older saved config lacks
+(`run/run_config.py`), so it lives in the package, not in `configs/` (which is not a
+package: absl loads those files by path). `pgd_attack`, `sgd` and `expert` build its
+parts, with every number at the call site. Units: eps and step sizes are in pixel units
 (images in [0, 1]): l-inf 8/255, l2 0.5, l1 12 on CIFAR-10.
 """
 from __future__ import annotations

@@ -1,6 +1,11 @@
-"""Presets shared by the configs in `configs/`: the reference schedules, the
-Generalist pair, single-expert baselines, and the scale-down switches of the
-config arg (`--config=FILE.py:smoke,epochs=N,...`).
+"""The scale switches of the config arg (`--config=FILE.py:smoke,epochs=N,...`:
+`apply_arg`, `smoke`, `reference_clock`, `miniature`, `scale_attack_steps`), and
+shortcuts that build the paper runs' experts for tests and benchmarks.
+
+The files in `configs/` spell their numbers out and do not use the shortcuts
+(`generalist_experts`, `single_expert_config`, `baseline_config`, `norm_experts`);
+tests/test_config.py checks that each shortcut builds exactly the config file it
+stands for.
 """
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ import ml_collections
 
 from generalist_jax.config.builders import base_config, expert, norm_attacks, pgd_attack, sgd
 
-# The reference schedules (README "The method, as implemented"), in epochs out of 120.
+# The reference schedules (README "The method, as implemented"), in epochs out of 120, as
+# configs/generalist_cifar10.py sets them.
 REFERENCE_EPOCHS = 120
 RESNET_LR_EPOCHS = (0, 40, 80, 120)
 RESNET_LR_VALUES = (0.01, 0.01, 0.001, 0.0001)
@@ -17,7 +23,8 @@ ROBUST_MIX = (1.0, 1.0, 1.0, 0.4)      # beta at (0, E/3, 2E/3, E)
 
 def generalist_experts(lr_epochs=RESNET_LR_EPOCHS, lr_values=RESNET_LR_VALUES,
                        robust_wd=3.5e-3, natural_wd=5e-4) -> ml_collections.ConfigDict:
-  """The CVPR'23 pair: a natural expert and an l-inf PGD-10 expert."""
+  """The CVPR'23 pair: a natural expert and an l-inf PGD-10 expert (the experts of
+  configs/generalist_cifar10.py)."""
   return ml_collections.ConfigDict(dict(
       natural=expert('natural', sgd(lr_epochs, lr_values, natural_wd),
                      mix_values=tuple(1.0 - b for b in ROBUST_MIX)),
