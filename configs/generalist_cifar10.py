@@ -23,7 +23,7 @@ Reference clock (the reference's 45,840 steps on 16x16 images and a BN SmallCNN 
   Expected result: that study is in progress, no verdict yet.
 
 CPU miniature (`:smoke,epochs=20,train_size=10000,test_size=0,attack_steps=5`, the
-faithful-miniature protocol of experiments/fidelity_cifar10_cpu/run.sh):
+run-relative miniature protocol of experiments/fidelity_cifar10_cpu/run.sh):
   Cost: 59 min of training on one core (mean of 3 seeds, the other core busy).
   Expected result: global learner, checkpoint selected on validation, 1,000 test images:
   37.3 clean / 24.8 PGD-20 / 21.3 APGD-CE+T (mean of 3 seeds;
