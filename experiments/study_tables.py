@@ -96,9 +96,9 @@ def read_json(path: pathlib.Path):
 
 def selected_step(run: pathlib.Path, learner: str) -> int | None:
   """The validated step with the highest `val/<learner>/sum_acc` (first on ties)."""
-  # jax comes with it: imported here, so the collect scripts start fast.
-  from generalist_jax.evaluation import learners as learner_eval  # pylint: disable=g-import-not-at-top
-  best = learner_eval.select_best(plots.read_metrics(run), f'{learner}/sum_acc')
+  # It imports jax: imported here, so the collect scripts start fast.
+  from generalist_jax.evaluation import learners  # pylint: disable=g-import-not-at-top
+  best = learners.select_best(plots.read_metrics(run), f'{learner}/sum_acc')
   return None if best is None else best[0]
 
 
