@@ -14,26 +14,22 @@ the same fixed n_ex test images (a fixed random subset of the 10,000) get
   fast      APGD-CE + APGD-T (AutoAttack's budgets: 100 iterations, 9 targets).
 Results: <run>/eval/fidelity_<which>_<learner>_<attacks>_n<n_ex>.json (resumable), and the
 selection in <run>/eval/fidelity_selection.json. Then `interpolate` for the paths.
+(The work is experiments/study_tables.py, shared with the reference-clock study.)
 """
 import argparse
-import json
 import pathlib
 import sys
-import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-  sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import study_tables  # noqa: E402
 
-from generalist_jax.evaluation import learners as learner_eval  # noqa: E402
-from generalist_jax.evaluation import plots  # noqa: E402
-from generalist_jax.run import evaluate_run  # noqa: E402
-
-TOTAL_STEPS = 1560     # 78 steps x 20 epochs
-LEARNERS = {'generalist': ('global',), 'generalist_beta1': ('global',),
-            'generalist_nosync': ('global',), 'generalist_drift10': ('global',),
-            'pgd_at': ('robust', 'robust_ema'), 'standard': ('natural',)}
-ATTACKS = {'pgd20': ('pgd', {'steps': 20}), 'fast': ('fast', {})}
+STUDY = study_tables.Study(
+    prefix='fidelity', total_steps=1560,     # 78 steps x 20 epochs
+    learners={'generalist': ('global',), 'generalist_beta1': ('global',),
+              'generalist_nosync': ('global',), 'generalist_drift10': ('global',),
+              'pgd_at': ('robust', 'robust_ema'), 'standard': ('natural',)},
+    attacks={'pgd20': ('pgd', {'steps': 20}), 'fast': ('fast', {})},
+    command='experiments/fidelity_cifar10_cpu/evaluate.py')
 
 
 def row_of(run: pathlib.Path) -> str:
@@ -42,37 +38,7 @@ def row_of(run: pathlib.Path) -> str:
 
 def result_name(which: str, learner: str, attack: str, n_ex: int) -> str:
   """The file stem of one evaluation under <run>/eval (collect.py reads it back)."""
-  return f'fidelity_{which}_{learner}_{attack}_n{n_ex}'
-
-
-def selected_step(run: pathlib.Path, learner: str) -> int:
-  records = plots.read_metrics(run)
-  step, _ = learner_eval.select_best(records, f'{learner}/sum_acc')
-  return step
-
-
-def evaluate(run: pathlib.Path, args) -> dict:
-  selection = {}
-  for learner in LEARNERS[row_of(run)]:
-    selection[learner] = {'last': 'last', 'selected': str(selected_step(run, learner))}
-    if args.learners and learner not in args.learners:
-      continue
-    for which, checkpoint in selection[learner].items():
-      if which not in args.which:
-        continue
-      for label in args.attacks:
-        attacks, overrides = ATTACKS[label]
-        name = result_name(which, learner, label, args.n_ex)
-        if (run / 'eval' / f'{name}.json').exists():
-          continue
-        started = time.time()
-        evaluate_run.evaluate_run(run, checkpoint=checkpoint, learner=learner, attacks=attacks,
-                                  norms=['linf'], eps=[8 / 255], n_ex=args.n_ex, batch_size=250,
-                                  seed=0, name=name, overrides=overrides, progress=False,
-                                  command='experiments/fidelity_cifar10_cpu/evaluate.py')
-        print(f'{run.name} {name}: {time.time() - started:.0f} s', flush=True)
-  (run / 'eval' / 'fidelity_selection.json').write_text(json.dumps(selection, indent=2))
-  return selection
+  return study_tables.result_name(STUDY, which, learner, attack, n_ex)
 
 
 def parse(argv):
@@ -90,13 +56,15 @@ def main(argv):
   args = parse(argv)
   runs_dir = args.runs_dir
   names = args.runs or sorted(p.name for p in runs_dir.iterdir()
-                             if p.is_dir() and '_s' in p.name and row_of(p) in LEARNERS)
+                             if p.is_dir() and '_s' in p.name and row_of(p) in STUDY.learners)
   for name in names:
     run = runs_dir / name
-    if not (run / 'checkpoints' / 'last' / str(TOTAL_STEPS)).exists():
+    if not study_tables.finished(STUDY, run):
       print(f'{name}: not finished yet, skipped')
       continue
-    evaluate(run, args)
+    study_tables.evaluate_run_learners(
+        STUDY, run, row_of(run), which=args.which, attacks=args.attacks,
+        n_ex={label: args.n_ex for label in STUDY.attacks}, learners=args.learners)
 
 
 if __name__ == '__main__':
