@@ -31,26 +31,21 @@ def keep_cpu_buffers_resident() -> bool:
   """On a CPU-only Linux/glibc host, keeps XLA:CPU's per-step buffers in the heap.
 
   XLA:CPU allocates a program's temp buffer afresh on every call, on the thread
-  that runs it (111 MB for the PreAct-ResNet-18 w0.25 batch-64 natural step).
-  glibc serves any block over its mmap threshold (at most 32 MB) by mmap and unmaps
-  it on free, so every step page-faults the block in again: 27k faults and a
-  quarter of that step's CPU time on 2 Zen 5 cores
-  (experiments/benchmarks/perf_anatomy.py). This makes glibc serve blocks from its
+  that runs it. glibc serves any block over its mmap threshold (at most 32 MB) by
+  mmap and unmaps it on free, so every step page-faults the block in again, a
+  large share of a small step's CPU time. This makes glibc serve blocks from its
   heaps and keep freed memory (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1,
   M_TOP_PAD=64 MiB), and `resident_buffer_compiler_options()` has XLA split the
   temp buffer into heaps of at most XLA_HEAP_LIMIT_BYTES, which a thread arena can
-  hold. JAX's asynchronous dispatch is unchanged. On that box: natural steps
-  x1.33-1.34, PGD-10 steps x1.13-1.25, the Generalist-2 step x1.12, its training
-  loop unchanged within noise (results/ab_resident_buffers_v2_amd-zen5.json,
-  results/loop_resident_buffers_v2_amd-zen5.json, results/optimisations.md,
-  eighth round).
+  hold. JAX's asynchronous dispatch is unchanged, so the training loop keeps
+  overlapping its host work with the step. Measured gains and costs:
+  experiments/benchmarks/README.md ("Resident buffers").
 
   On by default; GENERALIST_JAX_CPU_RESIDENT_BUFFERS=0 (or false/off/no) turns it
   off. Costs: the process keeps its peak heap, per thread arena (RSS does not
-  shrink, for every library in the process; +150 MB peak RSS on the steps above);
-  the split adds to a program's temp size where single buffers exceed the limit
-  (+0-4% on CPU-scale steps, +36% for WRN-34-10 at batch 128). With jemalloc or
-  tcmalloc preloaded the mallopt calls have no effect.
+  shrink, for every library in the process); the split adds to a program's temp
+  size where single buffers exceed the limit. With jemalloc or tcmalloc preloaded
+  the mallopt calls have no effect.
 
   Call it first thing in an entry point, before any jit that takes
   `models.compiler_options()` is created (they read the options then). Returns

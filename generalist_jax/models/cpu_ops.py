@@ -3,30 +3,25 @@
 Same values as `lax.conv_general_dilated` / `nn.max_pool` / `nn.BatchNorm` (to float rounding;
 `tests/test_cpu_ops.py`), different formulations, chosen per XLA:CPU
 convolution engine (`conv_engine()`: YNNPACK, XLA's default, or Eigen, which
-`compiler_options()` selects for the jits that run the models). Measured per
-layer on 2-core CPUs, jax 0.10.2 (`experiments/benchmarks/layer_probe.py`,
-`dw_probe.py`):
+`compiler_options()` selects for the jits that run the models). Each choice and
+its measurements: experiments/benchmarks/README.md ("History").
 
-* YNNPACK: VALID convolutions miss its fusion and ran about 3x slower than the
-  same convolution with SAME padding; so a VALID conv is computed as the padded
-  one and cropped (the crop drops exactly the border outputs that saw the
-  padding). Eigen runs the VALID one directly, 2x faster than padded + cropped.
-* The weight gradient (XLA's "backprop filter" convolution) ran at 2-4
-  GFLOP/s on YNNPACK; there it is one matmul per kernel tap,
-  `x_shifted^T @ dy`, over cache-sized groups of images. On Eigen XLA's own
-  runs as fast as any rewrite tried (`dw_probe.py`) and is kept.
+* YNNPACK: VALID convolutions miss its fusion, so a VALID conv is computed as
+  the padded one and cropped (the crop drops exactly the border outputs that saw
+  the padding). Eigen runs the VALID one directly, faster than padded + cropped.
+* The weight gradient (XLA's "backprop filter" convolution) is slow on YNNPACK;
+  there it is one matmul per kernel tap, `x_shifted^T @ dy`, over cache-sized
+  groups of images. On Eigen XLA's own is as fast as any rewrite tried and is kept.
 * Inside a while loop (a rolled attack: APGD, Square, evaluation PGD) JAX's
-  transpose rule for the input gradient ran 4-30x slower per layer than the
+  transpose rule for the input gradient runs several times slower than the
   same convolution with the flipped kernel written out, which is what the
   custom VJP uses for stride-1 convolutions; strided ones (its lhs-dilated
-  convolution: 2-9x slower in the loop) are split into one stride-1 convolution
-  per output phase.
-* `reduce_window` max-pool's gradient is a select-and-scatter, 5-10x slower
-  than the gradient of the max of the window's four strided corners.
+  convolution) are split into one stride-1 convolution per output phase.
+* `reduce_window` max-pool's gradient is a select-and-scatter, several times
+  slower than the gradient of the max of the window's four strided corners.
 * Training-mode BatchNorm's gradient, as autodiff derives it from flax's
   forward, takes more passes over the activation than the closed form
-  (`batch_norm_train`): natural step paired x1.02 (PreAct-ResNet-18 w0.25 batch 64) and
-  x1.04-1.05 (SmallCNN batch 128), `ab.py +flaxbn`, 30 repetitions.
+  (`batch_norm_train`).
 
 Accelerators have none of these problems, so models use these only when
 `model.ops` resolves to 'cpu' (`resolve_ops('auto')` on the CPU backend).
@@ -57,10 +52,9 @@ def resolve_ops(ops: str) -> str:
 
 # XLA:CPU runs convolutions through YNNPACK (its default YNN fusion types include
 # individual_convolution) or, with that type left out, through Eigen. Which is
-# faster depends on the CPU, by 2-3x either way (`layer_probe.py`, `dw_probe.py`; AMD:
-# one core each, Intel: 2 cores): on an AMD EPYC with AVX2 the YNNPACK convolution was 3-4x faster
-# (30x30x32 -> 32, batch 128: 32 vs 114-134 ms); on an Intel Xeon with AVX-512
-# Eigen's was 3x faster (12 vs 38 ms). The formulations below follow the engine.
+# faster depends on the CPU, by a wide margin either way: YNNPACK on the AVX2 CPU
+# measured, Eigen on the AVX-512 ones (experiments/benchmarks/README.md). The
+# formulations below follow the engine.
 ENGINES = ('ynnpack', 'eigen')
 ENGINE_ENV = 'GENERALIST_JAX_CPU_CONV'
 _EIGEN_YNN_FUSION_TYPES = ('LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'   # XLA's default
@@ -71,7 +65,7 @@ _EIGEN_YNN_FUSION_TYPES = ('LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'   # XLA's defau
 def conv_engine() -> str:
   """The XLA:CPU convolution engine this process uses: $GENERALIST_JAX_CPU_CONV
   ('ynnpack' or 'eigen') if set, else 'eigen' on CPUs with AVX-512, 'ynnpack'
-  otherwise (the two machines measured; see above)."""
+  otherwise (as measured; see above)."""
   engine = os.environ.get(ENGINE_ENV, '')
   if engine and engine not in ENGINES:
     raise ValueError(f'{ENGINE_ENV}={engine!r} is unknown; use one of {ENGINES} '
@@ -119,11 +113,10 @@ def _conv(x, w, strides: tuple, pads: tuple):
 # Weight gradient on YNNPACK: images per scan iteration. Each tap's dot, (c, K) @ (K, o) with
 # K = images * oh * ow, is memory-bound for small c * o; done over the whole batch
 # it streams the input from memory once per tap. Looping over groups of images whose
-# padded input is about _GROUP_BYTES keeps a group's taps in cache: 30x30x32 -> 32,
-# batch 128, 2 cores (Intel, YNNPACK): 72 -> 34 ms (PyTorch 34); 34x34x64 -> 64,
-# batch 32: 85 -> 56 ms (`experiments/benchmarks/dw_probe.py`). Past _LOOP_MAX_CO = c * o the dots are
-# compute-bound and the loop only costs (10x10x256: 21 -> 27 ms), so none is used;
-# nor when the whole input is at most 4 groups (64x10x10x64: 6.7 -> 9.1 ms with one).
+# padded input is about _GROUP_BYTES keeps a group's taps in cache. Past
+# _LOOP_MAX_CO = c * o the dots are compute-bound and the loop only costs, so none is
+# used; nor when the whole input is at most 4 groups (measured:
+# experiments/benchmarks/README.md).
 _GROUP_BYTES = 512 * 1024
 _IM2COL_MAX_COLS = 32    # RGB input layers: 27 columns, one dot beats 9 thin ones
 _LOOP_MAX_CO = 128 * 128
@@ -186,10 +179,9 @@ def _fast_conv_fwd(x, w, strides, pads):
 def _input_grad(dy, x, w, strides: tuple, pads: tuple):
   """dL/dx. Stride 1: the convolution of dy with the flipped, transposed kernel,
   written out; larger strides: `_input_grad_phases`. JAX's own transpose rule
-  gives the same numbers, but inside a while loop (a rolled attack) XLA:CPU ran it
-  4-30x slower per layer at stride 1 and 2-9x at stride 2 (its lhs-dilated
-  convolution). An RGB input layer (c * kh * kw <= _IM2COL_MAX_COLS) goes through
-  `_input_grad_col2im`."""
+  gives the same numbers, but inside a while loop (a rolled attack) XLA:CPU runs it
+  several times slower (at stride 2 an lhs-dilated convolution). An RGB input
+  layer (c * kh * kw <= _IM2COL_MAX_COLS) goes through `_input_grad_col2im`."""
   kh, kw, c, _ = w.shape
   if strides != (1, 1):
     return _input_grad_phases(dy, x.shape, w, strides, pads)
@@ -207,10 +199,8 @@ def _input_grad_phases(dy, x_shape, w, strides: tuple, pads: tuple):
   (sub-pixel decomposition): padded-input row q = s * m + r takes the kernel rows
   r, r + s, ... (the sub-kernel w[r::s]), so phase r is dy convolved with that
   sub-kernel flipped; the phases are interleaved and the padding cropped. Same
-  multiply-adds as the forward convolution, no dilated operand. PreAct-ResNet-18
-  w0.25 stride-2 layers, 10 gradient steps at batch 64 (2 cores, AMD Zen 5, Eigen;
-  experiments/benchmarks/attack_kernels_probe.py): 3x3 32x32x16 -> 32, rolled loop
-  153 -> 17 ms (unrolled: 22 -> 17 ms); 1x1 shortcut 12.5 -> 3.6 ms. Pads >= 0
+  multiply-adds as the forward convolution, no dilated operand, so it stays fast
+  inside a rolled loop, where JAX's transpose does not. Pads >= 0
   (`conv_general_dilated` sends negative ones to lax)."""
   assert min(min(p) for p in pads) >= 0, pads
   kh, kw, c, _ = w.shape
@@ -233,11 +223,10 @@ def _input_grad_phases(dy, x_shape, w, strides: tuple, pads: tuple):
 
 
 def _input_grad_col2im(dy, x_shape, w, pads: tuple):
-  """Stride-1 dL/dx as one dot, dy @ w^T -> per-tap columns
-  (n, oh, ow, kh*kw*c), each tap's column block added back at its offset (float32). A convolution with 3 output
-  channels (the RGB input layer's input gradient) ran at a few GFLOP/s on both
-  engines: 29 -> 7 ms for SmallCNN's first layer at batch 128 (2 cores, Eigen),
-  x11 per PGD-10 step."""
+  """Stride-1 dL/dx as one dot, dy @ w^T -> per-tap columns (n, oh, ow, kh*kw*c),
+  each tap's column block added back at its offset (float32). A convolution with 3
+  output channels (the RGB input layer's input gradient) runs at a few GFLOP/s on
+  both engines; the dot does not."""
   kh, kw, c, o = w.shape
   n, oh, ow, _ = dy.shape
   cols = lax.dot_general(dy, w.reshape(kh * kw * c, o), (((3,), (1,)), ((), ())),
@@ -295,8 +284,8 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   """2x2 max-pool, stride 2, floor (== nn.max_pool(x, (2, 2), strides=(2, 2))).
 
   A max over the axes of a [B, H/2, 2, W/2, 2, C] reshape: its gradient is one
-  elementwise pass (2x faster on XLA:CPU than lax's select-and-scatter or four
-  strided slices, SmallCNN conv2 at batch 128). Ties split the gradient equally
+  elementwise pass (faster on XLA:CPU than lax's select-and-scatter or four
+  strided slices). Ties split the gradient equally
   (lax gives it to the first maximum); after a ReLU ties are at 0, where the ReLU's
   gradient is 0 either way."""
   b, h, w, c = x.shape
