@@ -21,8 +21,8 @@ all of them alike; medians after one warm-up. Variants:
   +flaxbn     flax's nn.BatchNorm (autodiff VJP) instead of layers.ClosedFormBatchNorm
               where model.ops is 'cpu'
   +xlaops     model.ops='xla': lax's convolution, max-pool and flax's BatchNorm
-              instead of the CPU formulations of generalist_jax/cpu_ops.py ('auto' =
-              'cpu' here)
+              instead of the CPU formulations of generalist_jax/models/cpu_ops.py
+              ('auto' = 'cpu' here)
   KIND        another step kind of bench.py (pgd, generalist2, ...), as the code is:
               `--variants=pgd,generalist2,generalist4` gives the Generalist / PGD-AT
               step ratios with interleaved repetitions
