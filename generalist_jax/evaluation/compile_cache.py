@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 
+import jax
+from jax.experimental.compilation_cache import compilation_cache
+
 ENV = 'GENERALIST_JAX_CACHE_DIR'
 
 
@@ -28,8 +31,6 @@ def cache_dir(environ) -> str | None:
 def enable(environ=None) -> str | None:
   """Points JAX's persistent compile cache at `cache_dir` unless one is set already.
   Returns the directory in use (the user's own, if set), None when off."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
   current = jax.config.jax_compilation_cache_dir
   if current:
     return current

@@ -1,7 +1,8 @@
 """A RobustBench leaderboard entry (`model_info/<dataset>/<threat>/<name>.json` in
 RobustBench's repository) from one evaluation: the same keys, accuracies as percent
-strings with two decimals, eps as RobustBench writes it ("8/255", "0.5"). What only
-the authors know (link, name, venue, ...) is left an empty string to fill in.
+strings with two decimals, eps as RobustBench writes it ("8/255", "0.5"), plus
+threat_model ("Linf", "L2", "L1"; RobustBench's folder). What only the authors know
+(link, name, venue, additional_data, ...) is left an empty string to fill in.
 An entry is an AutoAttack 'standard' result in one threat model at the standard
 budgets, so other evaluations get none (`not_an_entry` says why).
 """
