@@ -3,21 +3,33 @@ r"""Robustness evaluation of a trained run: AutoAttack-style, per-example, resum
   python -m generalist_jax.evaluate --workdir=runs/generalist_cifar10 \
       [--checkpoint=last|best|<step>] [--learner=global|<expert>] \
       [--attacks=standard|fast|apgd-ce,apgd-t,...] [--norm=linf[,l2,l1]] \
-      [--eps=8/255[,0.5,12]] [--n_ex=1000] [--batch_size=256] [--seed=0] [--name=NAME]
+      [--eps=8/255[,0.5,12]] [--n_ex=1000] [--subset=random|first] [--save_adv] \
+      [--batch_size=256] [--seed=0] [--name=NAME]
 
 Restores the checkpoint, runs the attacks of every norm in order on the TEST
-split (a fixed random subset of n_ex examples), each attack only on the examples
+split (n_ex examples: a fixed random subset, or with --subset=first the first
+n_ex as RobustBench's benchmark takes them), each attack only on the examples
 that all earlier ones (for that norm) failed to break, and writes
 
   <workdir>/eval/<name>.json   accuracies, settings, seed, versions, sanity checks
   <workdir>/eval/<name>.csv    per-example flags (1 robust, 0 fooled, -1 not run:
                                already broken) and the worst cases
   <workdir>/eval/<name>.md     one column per attack, worst case per norm, union
+  <workdir>/eval/<name>.adv.npz          with --save_adv (one norm): x_adv float32
+                               NHWC (the clean image where no attack succeeded, as
+                               AutoAttack's run_standard_evaluation), y, clean,
+                               robust, example_ids
+  <workdir>/eval/<name>.model_info.json  a RobustBench leaderboard entry, for a
+                               single-norm 'standard' evaluation at the standard
+                               budgets (otherwise the reason is printed)
 
 The flags are saved after every batch (`<name>.state.npz`), so starting the
 same command again continues where an interrupted evaluation stopped; batches
 and keys are fixed by the flags of finished attacks, so the result is the same
-as an uninterrupted run. (The work is `run.evaluate_run.evaluate_run`.)
+as an uninterrupted run. (The work is `run.evaluate_run.evaluate_run`, through
+`evaluation.pipeline.evaluate` as every evaluation.) Compiled attacks are kept in
+XLA's persistent cache (`evaluation/compile_cache.py`: $GENERALIST_JAX_CACHE_DIR,
+default ~/.cache/generalist_jax/xla; =0 turns it off).
 
 A model trained elsewhere, as a PyTorch state_dict (ours, or RobustBench's
 PreAct-ResNet-18 / ResNet-18 / WideResNet key names), is evaluated the same way:
@@ -27,7 +39,8 @@ PreAct-ResNet-18 / ResNet-18 / WideResNet key names), is evaluated the same way:
       --attacks=standard --norm=linf --eps=8/255 --n_ex=1000 --out=eval_wrn
 
 (`evaluation/external.py`; --mean/--std: the normalisation inside the model, none by
-default, as RobustBench's CIFAR models take [0, 1] inputs.)
+default, as RobustBench's CIFAR models take [0, 1] inputs; resumable from
+<out>/<name>.state.npz; --subset, --save_adv and the RobustBench entry as above.)
 """
 from __future__ import annotations
 
@@ -39,7 +52,9 @@ from absl import flags
 from generalist_jax import config
 from generalist_jax import host_memory
 from generalist_jax.attacks import autoattack
+from generalist_jax.evaluation import compile_cache
 from generalist_jax.evaluation import external
+from generalist_jax.evaluation import pipeline
 from generalist_jax.run import evaluate_run
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (or --torch_checkpoint).')
@@ -51,7 +66,12 @@ _ATTACKS = flags.DEFINE_string(
 _NORM = flags.DEFINE_string('norm', 'linf', 'linf, l2, l1 or a comma list (union)')
 _EPS = flags.DEFINE_string('eps', None, 'one per norm, e.g. 8/255,0.5 (default: the CIFAR '
                            'conventions 8/255, 0.5, 12)')
-_N_EX = flags.DEFINE_integer('n_ex', 1000, 'test examples (a fixed random subset)')
+_N_EX = flags.DEFINE_integer('n_ex', 1000, 'test examples (see --subset)')
+_SUBSET = flags.DEFINE_enum('subset', 'random', pipeline.SUBSETS,
+                            "'random': a fixed random n_ex of the test split; 'first': "
+                            'the first n_ex (as RobustBench)')
+_SAVE_ADV = flags.DEFINE_boolean('save_adv', False, 'also write the adversarial examples '
+                                 '(<name>.adv.npz; one norm)')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'examples per attack batch')
 _SEED = flags.DEFINE_integer('seed', 0, 'attack randomness')
 _NAME = flags.DEFINE_string('name', None, 'output name (default: from the settings)')
@@ -80,6 +100,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options
+  compile_cache.enable()
   norms = [n.strip() for n in _NORM.value.split(',')]
   eps = [config.parse_eps(e) for e in _EPS.value.split(',')] if _EPS.value else None
   overrides = {'steps': _STEPS.value, 'n_targets': _N_TARGETS.value,
@@ -98,7 +119,7 @@ def main(argv):
         mean=[float(v) for v in _MEAN.value.split(',')],
         std=[float(v) for v in _STD.value.split(',')], overrides=overrides,
         allow_large_eps=_ALLOW_LARGE_EPS.value, progress=not _NO_PROGRESS.value,
-        command=command)
+        command=command, subset=_SUBSET.value, save_adv=_SAVE_ADV.value, name=_NAME.value)
     return
   if not _WORKDIR.value:
     raise app.UsageError('give --workdir (a run) or --torch_checkpoint.')
@@ -107,7 +128,8 @@ def main(argv):
       attacks=_ATTACKS.value, norms=norms, eps=eps, n_ex=_N_EX.value,
       batch_size=_BATCH_SIZE.value, seed=_SEED.value, name=_NAME.value,
       overrides=overrides, progress=not _NO_PROGRESS.value,
-      allow_large_eps=_ALLOW_LARGE_EPS.value, command=command)
+      allow_large_eps=_ALLOW_LARGE_EPS.value, command=command, subset=_SUBSET.value,
+      save_adv=_SAVE_ADV.value)
 
 
 if __name__ == '__main__':

@@ -61,6 +61,11 @@ def test_gpu_check_quick_runs_on_cpu_and_writes_one_report(tmp_path):
   assert result['loop']['loop_img_s'] > 0 and result['seconds'] > 0
   md = report.with_suffix('.md').read_text()
   assert '## Steps, bfloat16' in md and '## Training loop on CIFAR-10' in md
+  aa = result['autoattack']
+  assert aa['first_s'] > 0 and aa['second_s'] > 0 and aa['clean_acc'] >= 0.9
+  assert list(aa['attacked']) == ['apgd-ce', 'apgd-t', 'fab-t', 'square']
+  assert aa['attacked']['apgd-ce'] == aa['n_ex'] == 16
+  assert "## AutoAttack 'standard', l-inf 8/255" in md
 
 
 def test_step_profile_attributes_op_time_to_model_layers(tmp_path):

@@ -9,8 +9,15 @@ bfloat16, PyTorch under autocast), with compile time and peak memory, each dtype
 inside half of --budget_s (lines that do not fit are listed as skipped); then the
 real training loop's images/s on CIFAR-10 (loop_efficiency.py: grain pipeline,
 logs, checkpoints) for --loop_steps steps, from the CIFAR-10 JPEG archive
-(jpeg_archive.py). `--quick` shrinks everything to run in a minute on a CPU (the
-test suite runs it so): SmallCNN at batch 8, PGD-2, one repetition, a few loop steps.
+(jpeg_archive.py); then our AutoAttack 'standard' (l-inf, 8/255, full budgets) through
+the public API on --aa_n_ex CIFAR-shaped random images with the loop's model (random
+weights; labels = its own predictions, so every example starts clean-correct),
+timed twice: the first call compiles, the second does not. On such a model APGD-CE
+breaks nearly everything, so APGD-T, FAB-T and Square see few examples (the
+per-attack counts are written): a lower bound for a robust model's time. `--quick`
+shrinks everything to run in a minute on a CPU (the test suite runs it so):
+SmallCNN at batch 8, PGD-2, one repetition, a few loop steps, AutoAttack on 16
+images with 2 steps and 2 targets.
 Writes experiments/benchmarks/results/gpu_check_<machine>.{json,md}.
 """
 from __future__ import annotations
@@ -31,9 +38,9 @@ import numpy as np  # noqa: E402
 
 FULL = dict(models='preact_resnet18:1@128,preact_resnet18:1@512,wrn-34-10:1@128,'
                    'wrn-34-10:1@512', k=10, reps=3, warmup=1, loop_model='preact_resnet18:1',
-            loop_batch=128)
+            loop_batch=128, aa_n_ex=500, aa_batch=500, aa_overrides={})
 QUICK = dict(models='small_cnn:0.125@8', k=2, reps=1, warmup=0, loop_model='small_cnn:0.125',
-             loop_batch=8)
+             loop_batch=8, aa_n_ex=16, aa_batch=8, aa_overrides={'steps': 2, 'n_targets': 2})
 
 
 def parse_args(argv=None):
@@ -68,6 +75,35 @@ def cifar_npz(args, directory: pathlib.Path) -> pathlib.Path:
   return path
 
 
+def autoattack_timing(args) -> dict:
+  """Wall seconds of AutoAttack 'standard' (l-inf 8/255) on args.loop_model with random
+  weights: the first call (compiles) and the second (compiled), and how many
+  examples each attack ran on. Labels are the model's predictions (clean 100%)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from generalist_jax import AutoAttack  # pylint: disable=g-import-not-at-top
+  from generalist_jax import models  # pylint: disable=g-import-not-at-top
+  from generalist_jax.evaluation import runner  # pylint: disable=g-import-not-at-top
+  label, fields = bench.parse_model(args.loop_model)
+  info = bench.CIFAR_INFO
+  model = models.create_model(fields, info.num_classes, info.mean, info.std)
+  variables = models.init_variables(model, jax.random.PRNGKey(0), info.image_shape)
+  apply_fn = runner.model_apply_fn(model)
+  x = np.random.default_rng(0).uniform(size=(args.aa_n_ex, *info.image_shape)).astype(np.float32)
+  y = np.concatenate([np.asarray(jax.jit(apply_fn)(variables, x[i:i + args.aa_batch])).argmax(-1)
+                      for i in range(0, len(x), args.aa_batch)])
+  adversary = AutoAttack(apply_fn, params=variables, norm='Linf', eps=8 / 255,
+                         version='standard', overrides=args.aa_overrides)
+  seconds = []
+  for _ in range(2):
+    started = time.perf_counter()
+    report = adversary.run(x, y, batch_size=args.aa_batch)
+    seconds.append(time.perf_counter() - started)
+  return {'model': label, 'n_ex': args.aa_n_ex, 'batch': args.aa_batch,
+          'overrides': args.aa_overrides, 'first_s': seconds[0], 'second_s': seconds[1],
+          'clean_acc': report.clean_acc, 'robust_acc': report.robust_acc,
+          'attacked': {name: int((flags != -1).sum()) for name, flags in report.flags.items()}}
+
+
 def markdown(result: dict) -> str:
   lines = [f"# GPU check: {result['machine']['cpu']}, devices {result['machine']['jax_devices']}",
            '', f"Command: `{result['command']}`; wall time {result['seconds']:.0f} s.", '']
@@ -81,6 +117,14 @@ def markdown(result: dict) -> str:
             f"{loop['isolated_img_s']:.1f} img/s, efficiency {100 * loop['efficiency']:.1f}% "
             f"(steps {loop['loop']['first_logged_step']}..{loop['loop']['last_logged_step']}).",
             '']
+  aa = result['autoattack']
+  lines += ["## AutoAttack 'standard', l-inf 8/255", '',
+            f"{aa['model']} (random weights), {aa['n_ex']} random CIFAR-shaped images, batch "
+            f"{aa['batch']}{', budgets ' + str(aa['overrides']) if aa['overrides'] else ''}: "
+            f"first call {aa['first_s']:.1f} s (compiles), second {aa['second_s']:.1f} s "
+            f"({aa['n_ex'] / aa['second_s']:.1f} img/s); robust {100 * aa['robust_acc']:.1f}% "
+            f"of {100 * aa['clean_acc']:.0f}% clean; examples attacked: "
+            + ', '.join(f'{k} {v}' for k, v in aa['attacked'].items()) + '.', '']
   return '\n'.join(lines)
 
 
@@ -106,6 +150,10 @@ def main(argv=None) -> dict:
         f'--k={args.k}', f'--steps={args.loop_steps}', '--log_every=20' if not args.quick
         else '--log_every=2', '--ckpt_every=100' if not args.quick else '--ckpt_every=4',
         f'--reps={args.reps + 2}', f'--out_dir={out}', f'--machine={name}'])
+  result['autoattack'] = autoattack_timing(args)
+  aa = result['autoattack']
+  print(f"AutoAttack standard l-inf 8/255, {aa['model']}, n_ex {aa['n_ex']}: first call "
+        f"{aa['first_s']:.1f} s, second {aa['second_s']:.1f} s; attacked {aa['attacked']}")
   result['seconds'] = time.perf_counter() - started
   stem = out / name
   stem.with_suffix('.json').write_text(json.dumps(result, indent=2, default=str))

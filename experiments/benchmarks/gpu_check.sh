@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check (issue 16), ready for the day a GPU is lent: JAX vs PyTorch steps and the
-# real loop's img/s, one JSON + Markdown under experiments/benchmarks/results/.
+# The GPU check (issue 16), ready for the day a GPU is lent: JAX vs PyTorch steps, the
+# real loop's img/s and our AutoAttack 'standard' (l-inf 8/255, 500 images) wall time,
+# one JSON + Markdown under experiments/benchmarks/results/.
 #   bash experiments/benchmarks/gpu_check.sh [--quick] [ARCHIVE.tar.gz]
 # On the device machine (its image has jax, flax, optax, orbax, chex, torch): the packages
 # it lacks (ml_collections, grain, tensorboardX, tensorflow-datasets, array_record, ...)

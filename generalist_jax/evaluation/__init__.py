@@ -1,6 +1,8 @@
 """Evaluation: attacks run on data, per-example flags, reports and plots.
 Nothing here knows about run directories except reading their files.
 
+  pipeline.py  the one evaluation path (API, external checkpoints, runs): eps check,
+               plan, resumable run, report; the CLI's files (x_adv, RobustBench entry)
   runner.py    resumable AutoAttack-style runs of a plan of (norm, attack) columns
   checks.py    the front door: inputs, model output and plan checked before any attack
   reports.py   an evaluation's .json / .csv / .md and its resumable state
@@ -8,4 +10,6 @@ Nothing here knows about run directories except reading their files.
   tables.py    the one Markdown table writer
   plots.py     PNG plots of a run and of an evaluation
   compare.py   a Markdown report comparing runs
+  leaderboard.py   a RobustBench model_info entry of a 'standard' evaluation
+  compile_cache.py XLA's persistent compile cache for evaluations (on by default)
 """

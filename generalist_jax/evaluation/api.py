@@ -14,16 +14,14 @@ model is randomised: `logits_fn(x, key)` (or `logits_fn(params, x, key)`).
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 
 import jax
 import numpy as np
 
 from generalist_jax import models
-from generalist_jax.attacks import autoattack as aa
 from generalist_jax.attacks import registry
-from generalist_jax.attacks import threat
-from generalist_jax.evaluation import reports
+from generalist_jax.evaluation import compile_cache
+from generalist_jax.evaluation import pipeline
 from generalist_jax.evaluation import runner
 
 NORMS = {'Linf': 'linf', 'L2': 'l2', 'L1': 'l1', 'linf': 'linf', 'l2': 'l2', 'l1': 'l1'}
@@ -87,7 +85,9 @@ class AutoAttack:
       attack_list = version
     self.norm, self.eps, self.version, self.seed = NORMS[norm], float(eps), version, int(seed)
     self.allow_large_eps = allow_large_eps
+    self.attack_list, self.overrides = attack_list, dict(overrides or {})
     self.plan = runner.make_plan([self.norm], [self.eps], attack_list, overrides)
+    compile_cache.enable()   # the attacks' compiles, kept on disk for the next process
     self.params = params
     if version == 'rand':   # one fixed draw where no key is given (clean pass, final check)
       fixed = jax.random.PRNGKey(self.seed)
@@ -97,59 +97,46 @@ class AutoAttack:
       self.apply_fn = ((lambda p, x, key=None: logits_fn(p, x)) if params is not None
                        else (lambda _, x, key=None: logits_fn(x)))
 
-  def _check_eps(self, x) -> None:
-    problem = threat.eps_problem(self.norm, self.eps, int(np.prod(x.shape[1:])))
-    if problem and not self.allow_large_eps:
-      raise ValueError(f'{problem} (allow_large_eps=True to run it anyway)')
-
   def run(self, x, y, *, batch_size: int = 500, state_path: str | None = None,
           example_ids=None, progress: bool = False, x_adv: np.ndarray | None = None) -> Report:
     """Runs the version's attacks in order, each on the examples every earlier one
-    missed. x [N, H, W, C] float in [0, 1] (or uint8), y [N] int. `state_path`: an
-    .npz where the flags are saved after every batch; running again with it
+    missed (`evaluation.pipeline.evaluate`, as the evaluate CLI does). x [N, H, W, C]
+    float in [0, 1] (or uint8), y [N] int. `state_path`: an .npz where the flags
+    (and x_adv, when given) are saved after every batch; running again with it
     resumes (refused if the settings differ). `x_adv` (optional float32 array like
-    x) receives each fooled example's adversarial point.
+    x, e.g. x itself) receives each fooled example's adversarial point.
 
     Raises ValueError, before any attack runs, naming the argument: x empty, not
     NHWC or outside [0, 1] (0-255 floats: divide by 255); y not [N] integer ids in
     [0, K) (one-hot: y.argmax(-1)); logits_fn not returning one array [B, K]; an
     attack that cannot work with K classes (DLR with < 3, APGD-T with < 4,
-    n_targets > K - 1); batch_size < 1 (`evaluation.checks`)."""
-    x = np.asarray(x)
-    y = np.asarray(y)
-    self._check_eps(x)
-    settings = {'norm': self.norm, 'eps': self.eps, 'version': self.version, 'seed': self.seed,
-                'n_ex': int(len(y)), 'attacks': [dataclasses.asdict(s) for s in self.plan]}
-    state = save = None
-    if state_path is not None:
-      path = pathlib.Path(state_path)
-      state = reports.load_state(path, settings)
-      save = lambda s: reports.save_state(path, s, settings)
-    state = runner.run_evaluation(self.apply_fn, self.params, x, y, self.plan,
-                                  batch_size=batch_size, seed=self.seed, example_ids=example_ids,
-                                  state=state, save=save, progress=progress, x_adv=x_adv,
-                                  model_name='logits_fn')
-    summary, worst, _ = runner.summarize(state, self.plan)
-    random_model = self.version == 'rand'
-    gap = 0.0 if random_model else runner.determinism_gap(self.apply_fn, self.params,
-                                                          x[:min(len(y), batch_size)])
+    n_targets > K - 1); batch_size < 1 (`evaluation.checks`); an eps whose ball
+    holds every image unless `allow_large_eps`."""
+    done = pipeline.evaluate(
+        self.apply_fn, self.params, x, y, norms=[self.norm], eps=[self.eps],
+        attacks=self.attack_list, overrides=self.overrides, seed=self.seed,
+        batch_size=batch_size, example_ids=example_ids, state_path=state_path,
+        identity={'norm': self.norm, 'eps': self.eps, 'version': self.version}, x_adv=x_adv,
+        allow_large_eps=self.allow_large_eps, eps_names=('eps', 'allow_large_eps=True'),
+        progress=progress, model_name='logits_fn')
+    report = done.report
     return Report(
-        norm=self.norm, eps=self.eps, version=self.version, n_ex=int(len(y)),
-        clean_acc=summary['clean_acc'], robust_acc=summary['robust_acc'],
-        robust_acc_after={s.name: summary['attacks'][s.column]['robust_acc_after']
-                          for s in self.plan},
-        clean=state['clean'] == 1, robust=worst[self.norm],
-        flags={s.name: state[s.column] for s in self.plan},
-        settings={s.name: s.settings() for s in self.plan},
-        missing_components=aa.missing_components(self.version, self.norm),
-        sanity=runner.sanity_checks(state, self.plan, gap), versions=reports.library_versions())
+        norm=self.norm, eps=self.eps, version=self.version, n_ex=report['n_ex'],
+        clean_acc=report['clean_acc'], robust_acc=report['robust_acc'],
+        robust_acc_after={s.name: report['attacks'][s.column]['robust_acc_after']
+                          for s in done.plan},
+        clean=done.state['clean'] == 1, robust=done.worst[self.norm],
+        flags={s.name: done.state[s.column] for s in done.plan},
+        settings={s.name: s.settings() for s in done.plan},
+        missing_components=tuple(m.split('/', 1)[1] for m in report['missing_components']),
+        sanity=report['sanity'], versions=report['versions'])
 
   def run_standard_evaluation(self, x, y, bs: int = 250, return_labels: bool = False):
     """The official call: returns x_adv [N, H, W, C] (the clean input where no attack
     succeeded), and with `return_labels` also the model's labels on x_adv. Raises
     ValueError as `run` does, and for bs < 1."""
     registry.check_positive({'bs': bs})
-    x_adv = np.array(x, np.float32) / (255.0 if np.asarray(x).dtype == np.uint8 else 1.0)
+    x_adv = pipeline.clean_floats(x)
     report = self.run(x, y, batch_size=bs, x_adv=x_adv)
     print(f'clean accuracy: {100 * report.clean_acc:.2f}%, robust accuracy: '
           f'{100 * report.robust_acc:.2f}% ({self.version}, {self.norm} eps={self.eps:.5g})')

@@ -4,21 +4,24 @@ attacked with our AutoAttack.
 
   python -m generalist_jax.evaluate --torch_checkpoint=model.pt --arch=wrn-28-10 \
       --data=cifar10 --attacks=standard --norm=linf --eps=8/255 --n_ex=1000 --out=DIR
+
+The evaluation is `pipeline.evaluate`'s, as for a run: resumable from
+<DIR>/<name>.state.npz (refused when the settings or the checkpoint's bytes differ).
 """
 from __future__ import annotations
 
+import hashlib
 import pathlib
 import re
 import time
 
 import jax
-import numpy as np
 
 from generalist_jax import data as data_lib
 from generalist_jax import models
 from generalist_jax.attacks import registry
-from generalist_jax.attacks import threat
-from generalist_jax.evaluation import reports
+from generalist_jax.evaluation import leaderboard
+from generalist_jax.evaluation import pipeline
 from generalist_jax.evaluation import runner
 
 ARCHS = {'preact_resnet18': {'name': 'preact_resnet18'}, 'resnet18': {'name': 'resnet18'}}
@@ -52,42 +55,78 @@ def load_torch_learner(path, arch: str, num_classes: int, mean, std, image_shape
   return model, torch_convert.flax_variables(state, twin, template)
 
 
+def file_sha256(path) -> str:
+  """The checkpoint's content hash: a resume must attack the same weights."""
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def default_name(path, arch: str, attacks: str, norms, n_ex: int, subset: str) -> str:
+  """<checkpoint stem>_<arch>_<attacks>[_<norms> unless linf]_n<n_ex>[_first]."""
+  norm_part = '' if list(norms) == ['linf'] else '_' + '+'.join(norms)
+  return (f"{pathlib.Path(path).stem}_{arch}_{attacks.replace(',', '+')}{norm_part}_n{n_ex}"
+          + ('_first' if subset == 'first' else ''))
+
+
+def data_name(data_config: dict) -> str:
+  """'cifar10' for a tfds source, the file's stem for an .npz."""
+  if data_config.get('source') == 'npz':
+    return pathlib.Path(data_config['path']).stem
+  return data_config.get('name', '')
+
+
 def evaluate_torch_checkpoint(path, *, arch: str, data_config, out_dir, attacks: str = 'standard',
                               norms=('linf',), eps=(8 / 255,), n_ex: int = 1000,
                               batch_size: int = 256, seed: int = 0, num_classes: int = 10,
                               mean=(0.0,), std=(1.0,), overrides: dict | None = None,
                               allow_large_eps: bool = False, progress: bool = True,
-                              command: str = '') -> dict:
-  """Evaluates the checkpoint on a fixed random n_ex of the test split; writes
-  <out_dir>/<name>.{json,csv,md} as a run's evaluation does and returns the report.
-  mean/std: the normalisation the model expects inside (RobustBench's CIFAR models
-  mostly take [0, 1] inputs: 0 and 1). Raises ValueError for n_ex or batch_size
-  below 1 before anything is loaded, and as `runner.run_evaluation` before any
-  attack runs."""
+                              command: str = '', subset: str = 'random', save_adv: bool = False,
+                              name: str | None = None,
+                              stop_after_batches: int | None = None) -> dict | None:
+  """Evaluates the checkpoint on n_ex test examples (subset 'random': a fixed random
+  subset; 'first': the first n_ex, as RobustBench); writes <out_dir>/<name>.{json,csv,md}
+  as a run's evaluation does (with save_adv, <name>.adv.npz; for a single-norm
+  'standard' evaluation, the RobustBench entry <name>.model_info.json) and returns the
+  report, or None when stopped early (`stop_after_batches`). An interrupted evaluation
+  resumes from <out_dir>/<name>.state.npz. mean/std: the normalisation the model
+  expects inside (RobustBench's CIFAR models mostly take [0, 1] inputs: 0 and 1).
+  Raises ValueError for n_ex or batch_size below 1, an unknown attack or subset, and
+  save_adv with several norms before anything is loaded; as `pipeline.evaluate`
+  before any attack runs."""
   registry.check_positive({'n_ex': n_ex, 'batch_size': batch_size})
+  overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+  pipeline.check_settings(norms, eps, attacks, overrides)
+  pipeline.check_save_adv(save_adv, norms)
+  pipeline.check_subset(subset)
   dataset = data_lib.load_dataset(data_config)
   model, variables = load_torch_learner(path, arch, num_classes, tuple(mean), tuple(std),
                                         dataset.info.image_shape)
-  images, labels, ids = runner.test_subset(*dataset.test, n_ex)
-  for norm, e in zip(norms, eps):
-    problem = threat.eps_problem(norm, float(e), int(np.prod(images.shape[1:])))
-    if problem and not allow_large_eps:
-      raise ValueError(f'--eps: {problem} (--allow_large_eps to run it anyway)')
-  plan = runner.make_plan(list(norms), list(eps), attacks, overrides)
-  apply_fn = runner.model_apply_fn(model)
+  images, labels, ids = pipeline.choose_subset(*dataset.test, n_ex, subset)
+  name = name or default_name(path, arch, attacks, norms, len(labels), subset)
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  identity = {'checkpoint_sha256': file_sha256(path), 'step': None, 'learner': arch,
+              'data': data_name(dict(data_config)), 'num_classes': num_classes,
+              'mean': [float(m) for m in mean], 'std': [float(s) for s in std],
+              'n_ex_requested': int(n_ex), 'test_split_size': int(len(dataset.test[1])),
+              'batch_size': batch_size, 'subset': subset}
   started = time.time()
-  state = runner.run_evaluation(apply_fn, variables, images, labels, plan, batch_size=batch_size,
-                                seed=seed, example_ids=ids, progress=progress,
-                                model_name=f'the {arch} model of {path}')
-  name = f"{pathlib.Path(path).stem}_{arch}_{attacks.replace(',', '+')}_n{len(labels)}"
-  meta = {'name': name, 'workdir': str(path), 'checkpoint': str(path), 'step': None,
-          'learner': arch, 'seed': seed, 'n_ex': int(len(labels)),
-          'test_split_size': int(len(dataset.test[1])), 'batch_size': batch_size,
-          'versions': reports.library_versions(), 'command': command,
-          'seconds_this_invocation': time.time() - started, 'missing_components': [],
-          'sanity': runner.sanity_checks(state, plan, runner.determinism_gap(
-              apply_fn, variables, images[:min(len(labels), batch_size)]))}
-  report = reports.write_reports(pathlib.Path(out_dir) / name, state, plan, labels, meta)
-  print(f"{name}: clean {100 * report['clean_acc']:.2f}%, robust (worst case) "
-        f"{100 * report['robust_acc']:.2f}% -> {pathlib.Path(out_dir) / name}.md")
-  return report
+  x_adv = pipeline.clean_floats(images) if save_adv else None
+  done = pipeline.evaluate(
+      runner.model_apply_fn(model), variables, images, labels, norms=norms, eps=eps,
+      attacks=attacks, overrides=overrides, seed=seed, batch_size=batch_size,
+      example_ids=ids, state_path=out_dir / f'{name}.state.npz', identity=identity,
+      x_adv=x_adv, allow_large_eps=allow_large_eps, progress=progress,
+      stop_after_batches=stop_after_batches, model_name=f'the {arch} model of {path}')
+  if done is None:
+    print(f"stopped early; start the same command again to resume "
+          f"({out_dir / f'{name}.state.npz'})")
+    return None
+  meta = {'name': name, 'workdir': str(path), 'checkpoint': str(path), 'command': command,
+          'subset': subset, 'seconds_this_invocation': time.time() - started}
+  return pipeline.write_outputs(out_dir / name, done, labels, meta, x_adv=x_adv,
+                                example_ids=ids, dataset=data_name(dict(data_config)),
+                                architecture=leaderboard.architecture_name(arch_fields(arch)))

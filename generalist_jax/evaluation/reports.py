@@ -49,11 +49,12 @@ def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:
   if len(worst) > 1:
     header.append('worst (union)')
     values.append(summary['robust_acc'])
+  chosen = 'the first ones' if meta.get('subset') == 'first' else 'a fixed random subset'
   md = [f"# {meta['name']}: {meta['workdir']}",
         '',
         f"Checkpoint `{meta['checkpoint']}` (step {meta['step']}), learner "
         f"`{meta['learner']}`, {summary['n_ex']} of the {meta.get('test_split_size', '?')} "
-        f"TEST examples (a fixed random subset), seed {meta['seed']}.",
+        f"TEST examples ({chosen}), seed {meta['seed']}.",
         'Attack columns: robust accuracy after that attack (attacks run in order, each on '
         'the examples all earlier ones of its norm missed); worst = per-example AND.',
         '',

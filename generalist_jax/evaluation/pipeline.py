@@ -1,0 +1,213 @@
+"""The one evaluation path. The `AutoAttack` API, external PyTorch checkpoints
+(`external.py`) and a run's checkpoints (`run/evaluate_run.py`) all call
+`evaluate`: eps checked against the image size, the plan made, the attacks run
+resumably (`runner.run_evaluation`), then the report (accuracies per attack, worst
+case per norm, union, missing components, sanity checks, versions). The command-line
+paths then call `write_outputs` for their files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from generalist_jax.attacks import autoattack as aa
+from generalist_jax.attacks import registry
+from generalist_jax.attacks import threat
+from generalist_jax.evaluation import leaderboard
+from generalist_jax.evaluation import reports
+from generalist_jax.evaluation import runner
+
+SUBSETS = ('random', 'first')
+
+
+@dataclasses.dataclass
+class Evaluation:
+  """A finished evaluation. `report`: JSON-ready (the resume settings, seed, n_ex,
+  clean_acc, attacks, worst_case, robust_acc, missing_components, sanity, versions);
+  `state`: per-example int8 flags per column of `plan` (and 'x_adv' when kept);
+  `worst`: norm -> [N] bool robust to every attack of that norm; `union`: [N] bool."""
+  report: dict
+  state: dict
+  plan: list
+  worst: dict
+  union: np.ndarray
+
+
+def check_settings(norms, eps, attacks: str, overrides: dict | None = None) -> list:
+  """The plan (`runner.make_plan`) of one eps per norm. Raises ValueError for a count
+  mismatch, an unknown attack or version, and a size override below 1, before any
+  data is read."""
+  if len(list(eps)) != len(list(norms)):
+    raise ValueError(f'--eps needs one value per norm ({list(norms)}), got {list(eps)}')
+  return runner.make_plan(list(norms), [float(e) for e in eps], attacks, overrides)
+
+
+def check_eps(norms, eps, image_shape, *, allow_large_eps: bool,
+              names=('--eps', '--allow_large_eps')) -> None:
+  """Raises ValueError when a radius' ball holds every image of `image_shape` (eps
+  typed in 0-255 units?) unless `allow_large_eps`; `names`: how the caller spells
+  the eps and override arguments in the message."""
+  for norm, e in zip(norms, eps):
+    problem = threat.eps_problem(norm, float(e), int(np.prod(image_shape)))
+    if problem and not allow_large_eps:
+      raise ValueError(f'{names[0]}: {problem} ({names[1]} to run it anyway)')
+
+
+def check_subset(subset: str) -> None:
+  """Raises ValueError unless `subset` is one of SUBSETS."""
+  if subset not in SUBSETS:
+    raise ValueError(f'--subset={subset!r}: use one of {SUBSETS}')
+
+
+def check_save_adv(save_adv: bool, norms) -> None:
+  """One x_adv per example: --save_adv needs a single norm (ValueError otherwise)."""
+  if save_adv and len(list(norms)) != 1:
+    raise ValueError(f'--save_adv keeps one adversarial example per image: evaluate one '
+                     f'norm at a time (got {list(norms)}).')
+
+
+def choose_subset(images, labels, n_ex: int, subset: str = 'random'):
+  """(images, labels, indices) of n_ex test examples: 'random', a fixed random subset
+  (`runner.test_subset`), or 'first', the first n_ex in the split's order (as
+  RobustBench's benchmark takes them); all of them when n_ex is not smaller than the
+  split. Raises ValueError for n_ex < 1 or another subset."""
+  check_subset(subset)
+  if subset == 'random':
+    return runner.test_subset(images, labels, n_ex)
+  registry.check_positive({'n_ex': n_ex})
+  keep = np.arange(min(n_ex, len(labels)))
+  return images[keep], np.asarray(labels[keep]), keep
+
+
+def missing_components(attacks: str, norms) -> list[str]:
+  """'norm/attack' of every component of version `attacks` with no implementation
+  in a norm (`attacks.autoattack.missing_components`); [] for an attack list."""
+  return sorted({f'{n}/{m}' for n in norms for m in aa.missing_components(attacks, n)})
+
+
+def clean_floats(images) -> np.ndarray:
+  """float32 copies of images (uint8 -> [0, 1]): the x_adv buffer before any attack."""
+  images = np.asarray(images)
+  return (images.astype(np.float32) / np.float32(255.0) if images.dtype == np.uint8
+          else np.array(images, np.float32))
+
+
+def _keep_x_adv(state: dict, x_adv) -> dict:
+  """Puts the caller's buffer in the state, so the state file carries the points
+  found before an interruption (restored into the buffer on resume)."""
+  if x_adv is None:
+    return state
+  if 'x_adv' in state:
+    x_adv[...] = state['x_adv']
+  state['x_adv'] = x_adv
+  return state
+
+
+def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'standard',
+             overrides: dict | None = None, seed: int = 0, batch_size: int = 256,
+             example_ids=None, state_path=None, identity: dict | None = None, x_adv=None,
+             allow_large_eps: bool = False, eps_names=('--eps', '--allow_large_eps'),
+             progress: bool = True, stop_after_batches: int | None = None,
+             model_name: str = 'apply_fn') -> Evaluation | None:
+  """Runs `attacks` (a version of `attacks.autoattack` or a comma list) per norm, in
+  order, each on the examples every earlier one of its norm missed.
+
+  Args:
+    apply_fn: predictor `apply_fn(params, x [B, H, W, C] in [0, 1]) -> logits [B, K]`.
+    params: its weights (a pytree).
+    images: [N, H, W, C] uint8 or float in [0, 1]; labels: [N] int class ids.
+    norms, eps: one radius per norm, pixel units of [0, 1].
+    overrides: budget changes (steps, n_targets, restarts, n_queries); None values kept.
+    seed, example_ids: each example's attack keys (`runner.column_key`); ids default
+      to 0..N-1 (e.g. indices into the test split).
+    state_path: an .npz saved after every batch; an existing one resumes, refused
+      (ValueError) when its settings differ.
+    identity: settings that define the evaluation beyond seed, n_ex and the plan
+      (checkpoint, learner, ...): part of the state file's check and of the report.
+    x_adv: optional float32 [N, H, W, C] buffer (e.g. `clean_floats(images)`); each
+      fooled example's adversarial point is written there (kept in the state file).
+    eps_names: how the caller spells eps and allow_large_eps in errors.
+    stop_after_batches: stop early, as an interruption would (tests).
+    model_name: names the model in errors.
+
+  Returns:
+    The `Evaluation`, or None when stopped before every attack finished.
+
+  Raises:
+    ValueError, before any attack runs: an unknown attack or norm, a size below 1,
+    an eps whose ball holds every image (unless `allow_large_eps`), inputs or a
+    model off `checks`' contract, a state file with other settings.
+  """
+  registry.check_positive({'batch_size': batch_size})
+  norms, eps = list(norms), [float(e) for e in eps]
+  overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+  plan = check_settings(norms, eps, attacks, overrides)
+  images, labels = np.asarray(images), np.asarray(labels)
+  check_eps(norms, eps, images.shape[1:], allow_large_eps=allow_large_eps, names=eps_names)
+  n = len(labels)
+  settings = dict(identity or {}, seed=int(seed), n_ex=int(n),
+                  attacks=[dataclasses.asdict(s) for s in plan])
+  if x_adv is not None:   # only then: state files written without x_adv still resume
+    settings['keeps_x_adv'] = True
+  state = save = None
+  if state_path is not None:
+    path = pathlib.Path(state_path)
+    state = reports.load_state(path, settings)
+    if state is not None:
+      print(f'resuming {path}')
+    save = lambda s: reports.save_state(path, s, settings)
+  state = _keep_x_adv(state if state is not None else runner.new_state(n, plan), x_adv)
+  state = runner.run_evaluation(apply_fn, params, images, labels, plan, batch_size=batch_size,
+                                seed=seed, example_ids=example_ids, state=state, save=save,
+                                progress=progress, stop_after_batches=stop_after_batches,
+                                x_adv=x_adv, model_name=model_name)
+  if not runner.is_complete(state, plan):
+    return None
+  summary, worst, union = runner.summarize(state, plan)
+  # A randomised model ('rand') changes between calls by design.
+  gap = 0.0 if attacks == 'rand' else runner.determinism_gap(apply_fn, params,
+                                                             images[:min(n, batch_size)])
+  report = dict(settings, versions=reports.library_versions(),
+                missing_components=missing_components(attacks, norms),
+                sanity=runner.sanity_checks(state, plan, gap), **summary)
+  return Evaluation(report, state, plan, worst, union)
+
+
+def write_adversarial(path, x_adv, labels, evaluation: Evaluation, example_ids) -> None:
+  """Writes the adversarial examples as an .npz: x_adv float32 [N, H, W, C] (the clean
+  image where no attack succeeded, as AutoAttack's run_standard_evaluation returns),
+  y [N], clean and robust [N] bool (robust: the union over norms), example_ids [N]."""
+  np.savez(path, x_adv=np.asarray(x_adv, np.float32), y=np.asarray(labels),
+           clean=evaluation.state['clean'] == 1, robust=evaluation.union,
+           example_ids=np.asarray(example_ids))
+
+
+def write_outputs(stem: pathlib.Path, evaluation: Evaluation, labels, meta: dict, *,
+                  x_adv=None, example_ids=None, dataset: str = '',
+                  architecture: str = '') -> dict:
+  """Writes <stem>.{json,csv,md} (`reports.write_reports`), <stem>.adv.npz when
+  `x_adv` is given (`write_adversarial`) and the RobustBench entry
+  <stem>.model_info.json where the evaluation is one (`leaderboard`; otherwise the
+  reason is printed). `meta`: the entry point's fields over `evaluation.report`.
+  Returns the report as written."""
+  report = reports.write_reports(stem, evaluation.state, evaluation.plan, labels,
+                                 dict(evaluation.report, **meta))
+  if x_adv is not None:
+    path = stem.parent / f'{stem.name}.adv.npz'
+    write_adversarial(path, x_adv, labels, evaluation, example_ids)
+    print(f'adversarial examples -> {path}')
+  reason = leaderboard.not_an_entry(evaluation.plan)
+  if reason:
+    print(f'no RobustBench entry: {reason}')
+  else:
+    path = stem.parent / f'{stem.name}.model_info.json'
+    leaderboard.write(path, leaderboard.model_info(report, evaluation.plan[0], dataset=dataset,
+                                                   architecture=architecture))
+    print(f'RobustBench entry -> {path}')
+  print(f"{meta['name']}: clean {100 * report['clean_acc']:.2f}%, robust (worst case) "
+        f"{100 * report['robust_acc']:.2f}% -> {stem}.md")
+  for w in report['sanity']['warnings']:
+    print('WARNING:', w)
+  return report
