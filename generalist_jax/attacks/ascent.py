@@ -24,13 +24,9 @@ LogitsFn = Callable[[jax.Array], jax.Array]
 
 
 def resolve_unroll(unroll) -> int | bool:
-  """'auto' unrolls fully on CPU. With lax's conv gradients a rolled loop ran
-  2.8-7x slower there. With model.ops='cpu' the rest of the gap was the strided
-  convolutions' input gradient, now `cpu_ops._input_grad_phases`: rolled train
-  steps are within 0-3% of unrolled (paired; PGD-10 and Generalist-4, SmallCNN and
-  PreAct-18 w0.25) and 3-8% slower for PreAct-18 w1 (AMD Zen 5, Eigen;
-  experiments/benchmarks/results/optimisations.md, sixth round), so training keeps
-  the unrolled loop; evaluation attacks pass unroll=1 (compile time)."""
+  """'auto' unrolls fully on CPU, where a rolled loop measured slower for training
+  steps (experiments/benchmarks/README.md, History); elsewhere the loop stays rolled.
+  Evaluation attacks pass unroll=1 (their compile time matters more)."""
   if unroll == 'auto':
     return jax.default_backend() == 'cpu'
   return unroll

@@ -216,10 +216,9 @@ def kth_largest(values: jax.Array, m) -> jax.Array:
   +0.0, an equal value). A radix select: non-negative IEEE floats order as
   their bit patterns do, so the answer is built bit by bit from the top, keeping a
   bit where at least m values are >= the prefix (31 counting passes over the rows;
-  NaN ranks above inf, as in a sort). 128 x 3072, m = 154, 2 cores (AMD Zen 5):
-  1.5 ms vs top_k's 4.5 ms and the sort's 46 ms
-  (experiments/benchmarks/attack_kernels_probe.py). Float64 rows (x64 mode) are
-  sorted instead."""
+  NaN ranks above inf, as in a sort). Faster than top_k and a sort on XLA:CPU
+  (experiments/benchmarks/README.md, History). Float64 rows (x64 mode) are sorted
+  instead."""
   n = values.shape[1]
   m = jnp.clip(jnp.broadcast_to(jnp.asarray(m, jnp.int32), values.shape[:1]), 1, n)
   if values.dtype.itemsize > 4:
