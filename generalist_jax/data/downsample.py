@@ -2,7 +2,8 @@
 (`data.downsample=k`; 32x32 CIFAR-10 -> 16x16 at k = 2).
 
 Why: a CPU study that tests the method must keep the reference's clock in steps
-(~46k), so what shrinks is the model and the images (DESIGN.md section 9). A block
+(~46k), so what shrinks is the model and the images
+(experiments/reference_clock_cifar10_cpu/README.md, "Why this study"). A block
 mean is what a user gets from any image library's box filter; the result stays uint8
 (rounded half up), so the rest of the pipeline does not know the difference.
 """
