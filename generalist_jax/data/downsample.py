@@ -21,7 +21,18 @@ STATS_SAMPLE = 10_000   # training images read to estimate a lazy source's mean 
 
 def block_mean(images: np.ndarray, k: int) -> np.ndarray:
   """uint8 [..., H, W, C] -> uint8 [..., H/k, W/k, C], each pixel the rounded mean of
-  a k x k block. Raises ValueError when H or W is not a multiple of k."""
+  a k x k block (halves round up).
+
+  Args:
+    images: uint8 [..., H, W, C].
+    k: the block side, dividing H and W.
+
+  Returns:
+    uint8 [..., H/k, W/k, C].
+
+  Raises:
+    ValueError: H or W is not a multiple of k.
+  """
   *lead, h, w, c = images.shape
   if h % k or w % k:
     raise ValueError(f'data.downsample={k} does not divide the {h}x{w} images; use a '
@@ -66,6 +77,16 @@ def downsample_dataset(dataset: splits.Dataset, k: int) -> splits.Dataset:
   reduced per read. The normalisation mean / std are those of the reduced training
   images (for a lazy source, of its first STATS_SAMPLE images), since a block mean
   lowers the spread.
+
+  Args:
+    dataset: the loaded dataset.
+    k: the block side; 1 returns `dataset` itself.
+
+  Returns:
+    The reduced `Dataset`, its info's image_shape (H/k, W/k, C).
+
+  Raises:
+    ValueError: k does not divide the images' H and W.
   """
   if k == 1:
     return dataset
