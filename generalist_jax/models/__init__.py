@@ -116,9 +116,10 @@ def init_variables(model: nn.Module, key: jax.Array,
     variables = init(key, dummy)
   else:
     # One-off program dominated by threefry RNG, whose XLA:CPU compile at the
-    # default optimisation level takes 10-30 s even for tiny models (2 cores);
-    # at level 0 it is ~8x faster. Values agree to float rounding (1 ulp),
-    # as jit vs eager init already do; the random bits are the same.
+    # default optimisation level is slow even for tiny models and several times
+    # faster at level 0 (experiments/benchmarks/README.md, History). Values agree
+    # to float rounding (1 ulp), as jit vs eager init already do; the random bits
+    # are the same.
     options = ({'xla_backend_optimization_level': 0, **(compiler_options() or {})}
                if jax.default_backend() == 'cpu' else None)
     variables = jax.jit(init).lower(key, dummy).compile(options)(key, dummy)
