@@ -95,8 +95,17 @@ def max_pool_2x2(x: jax.Array, ops: str) -> jax.Array:
 
 def conv3x3(features: int, strides: int = 1, name: str | None = None,
              ops: str = 'xla'):
-  """A bias-free 3x3 `nn.Conv` with torch's padding=1 and `conv_init`, running the
-  convolution of `ops` ('xla' or 'cpu'); `features` output channels."""
+  """A bias-free 3x3 `nn.Conv` with torch's padding=1 and `conv_init`.
+
+  Args:
+    features: output channels.
+    strides: the stride of both spatial axes.
+    name: the submodule's name (the PyTorch twins mirror it).
+    ops: 'xla' or 'cpu': whose convolution runs it (`conv_fn`).
+
+  Returns:
+    An unbound `nn.Conv`, to call on [B, H, W, C].
+  """
   # Explicit (1, 1) padding, not 'SAME': for stride 2 on even sizes flax's
   # SAME pads (0, 1) while PyTorch's padding=1 pads (1, 1).
   return nn.Conv(features, (3, 3), strides=(strides, strides),
@@ -106,8 +115,8 @@ def conv3x3(features: int, strides: int = 1, name: str | None = None,
 
 def conv1x1(features: int, strides: int = 1, name: str | None = None,
              ops: str = 'xla'):
-  """A bias-free 1x1 `nn.Conv` (shortcut projections) with `conv_init`, running the
-  convolution of `ops` ('xla' or 'cpu'); `features` output channels."""
+  """A bias-free 1x1 `nn.Conv` (shortcut projections) with `conv_init`, no padding;
+  arguments and result as `conv3x3`."""
   return nn.Conv(features, (1, 1), strides=(strides, strides),
                  padding='VALID', use_bias=False, kernel_init=conv_init,
                  conv_general_dilated=conv_fn(ops), name=name)
