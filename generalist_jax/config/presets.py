@@ -151,7 +151,7 @@ def miniature(c, num_epochs: int) -> None:
 
 def smoke(c, num_epochs: int = 10, train_size: int = 5000) -> None:
   """CPU scale: a CIFAR-10 subset (5,000 images), a narrow BN SmallCNN, 10 epochs
-  (390 steps), as a `miniature`: an EMA horizon of 8 steps, sync windows of 3.
+  (390 steps), as a `miniature`: an EMA horizon of 8 steps, sync windows of 3-4 steps.
   Also 500 validation and 1,000 test images, batch 128, and a 5-step validation
   attack.
 
