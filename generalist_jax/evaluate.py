@@ -96,7 +96,15 @@ _OUT = flags.DEFINE_string('out', 'eval_torch', 'with --torch_checkpoint: output
 
 
 def main(argv):
-  """Evaluates one learner of one run (flags above)."""
+  """Evaluates one learner of one run (flags above).
+
+  Args:
+    argv: absl's positional arguments: the program name only (flags carry the
+      rest).
+
+  Raises:
+    app.UsageError: any other positional argument.
+  """
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options

@@ -24,7 +24,15 @@ flags.mark_flags_as_required(['workdir', 'out'])
 
 
 def main(argv):
-  """Exports one learner of one run."""
+  """Exports one learner of one run (`run.export.export`).
+
+  Args:
+    argv: absl's positional arguments: the program name only (flags carry the
+      rest).
+
+  Raises:
+    app.UsageError: any other positional argument.
+  """
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   spec = export.export(_WORKDIR.value, _CHECKPOINT.value, _LEARNER.value, _OUT.value)

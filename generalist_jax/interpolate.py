@@ -24,7 +24,15 @@ flags.mark_flag_as_required('workdir')
 
 
 def main(argv):
-  """Measures the path and prints it."""
+  """Measures the path and prints it (`run.interpolate.interpolate`).
+
+  Args:
+    argv: absl's positional arguments: the program name only (flags carry the
+      rest).
+
+  Raises:
+    app.UsageError: any other positional argument.
+  """
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options

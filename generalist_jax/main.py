@@ -38,7 +38,15 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
-  """Trains one run, or every run of a suite config, in --workdir."""
+  """Trains one run, or every run of a suite config, in --workdir.
+
+  Args:
+    argv: absl's positional arguments: the program name only (flags carry the
+      rest).
+
+  Raises:
+    app.UsageError: any other positional argument.
+  """
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options

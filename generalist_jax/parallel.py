@@ -25,6 +25,11 @@ def maybe_initialize_distributed(coordinator_address: str | None = None,
 
   Explicit arguments (flags) win; otherwise JAX auto-detects TPU pods, SLURM
   and Open MPI. A plain single process starts nothing.
+
+  Args:
+    coordinator_address: 'host:port' of process 0, or None.
+    num_processes: the job's processes, or None.
+    process_id: this process's index, or None (auto-detected).
   """
   if coordinator_address or num_processes:
     jax.distributed.initialize(coordinator_address=coordinator_address,
@@ -35,7 +40,18 @@ def maybe_initialize_distributed(coordinator_address: str | None = None,
 
 
 def make_mesh(num_data: int = -1) -> jax.sharding.Mesh:
-  """A 1-D mesh over the 'data' axis (-1: every device of every process)."""
+  """A 1-D mesh over the 'data' axis.
+
+  Args:
+    num_data: `config.mesh.data`: -1 (or None) for every device of every
+      process, else that count, which must equal it.
+
+  Returns:
+    The mesh, with an Auto axis type (see below).
+
+  Raises:
+    ValueError: num_data is neither -1 nor the device count.
+  """
   n = jax.device_count() if num_data in (-1, None) else num_data
   if n != jax.device_count():
     raise ValueError(f'mesh.data={num_data} but {jax.device_count()} devices are visible; '
@@ -47,17 +63,26 @@ def make_mesh(num_data: int = -1) -> jax.sharding.Mesh:
 
 
 def replicated(mesh) -> NamedSharding:
-  """Every device holds the whole array (the train state)."""
+  """The sharding where every device of `mesh` holds the whole array (the train
+  state)."""
   return NamedSharding(mesh, P())
 
 
 def batch_sharded(mesh) -> NamedSharding:
-  """The leading (batch) axis split over the mesh axis 'data'."""
+  """The sharding that splits the leading (batch) axis over `mesh`'s 'data' axis."""
   return NamedSharding(mesh, P(DATA))
 
 
 def replicate(tree, mesh):
-  """Host values that are identical on every process -> replicated global arrays."""
+  """Host values that are identical on every process -> replicated global arrays.
+
+  Args:
+    tree: a pytree of arrays (numpy or jax), the same on every process.
+    mesh: the device mesh.
+
+  Returns:
+    The pytree of global jax.Arrays, replicated over `mesh`.
+  """
   sharding = replicated(mesh)
 
   def put(leaf):
@@ -68,20 +93,31 @@ def replicate(tree, mesh):
 
 
 def global_batch(local_batch: dict, mesh) -> dict:
-  """This process's rows of the batch -> one global array sharded on 'data'."""
+  """This process's rows of the batch -> one global array sharded on 'data'.
+
+  Args:
+    local_batch: dict (any pytree) of this process's rows, e.g. {'image', 'label'}.
+    mesh: the device mesh.
+
+  Returns:
+    The same structure of global jax.Arrays, the batch being all processes' rows
+    in process order.
+  """
   sharding = batch_sharded(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x),
                       local_batch)
 
 
 def to_host(tree):
-  """numpy values of replicated (or process-local) arrays, without cross-host traffic."""
+  """numpy values of replicated (or process-local) arrays, without cross-host traffic:
+  each jax.Array leaf's first addressable shard (other leaves through np.asarray)."""
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(
       x, jax.Array) else np.asarray(x), tree)
 
 
 def gather(tree):
-  """numpy values of arrays sharded across processes (e.g. per-example flags)."""
+  """numpy values of arrays sharded across processes (e.g. per-example flags): a
+  collective all-gather (tiled) with several processes, so every process calls it."""
   if jax.process_count() == 1:
     return jax.tree.map(np.asarray, tree)
   return multihost_utils.process_allgather(tree, tiled=True)

@@ -29,7 +29,15 @@ flags.mark_flag_as_required('dataset')
 
 
 def main(argv):
-  """Prepares --dataset in array_record format (needs TensorFlow and internet once)."""
+  """Prepares --dataset in array_record format (needs TensorFlow and internet once).
+
+  Args:
+    argv: absl's positional arguments: the program name only (flags carry the
+      rest).
+
+  Raises:
+    app.UsageError: any other positional argument.
+  """
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   path = tfds_source.prepare(_DATASET.value, _DATA_DIR.value)

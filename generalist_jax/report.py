@@ -15,7 +15,14 @@ _OUT = flags.DEFINE_string('out', 'report.md', 'the Markdown file to write')
 
 
 def main(argv):
-  """Writes the report of the run directories given as arguments."""
+  """Writes the report of the run directories given as arguments.
+
+  Args:
+    argv: the program name, then one or more run directories (or a suite workdir).
+
+  Raises:
+    app.UsageError: no directory given.
+  """
   if len(argv) < 2:
     raise app.UsageError('give one or more run directories (or a suite workdir)')
   print(f'wrote {compare.write_report(argv[1:], _OUT.value)}')

@@ -128,3 +128,28 @@ def test_public_functions_take_explicit_keywords():
           and (str(path.relative_to(ROOT)), node.name) not in FORWARDING):
         found.append(f'{path.relative_to(ROOT)}:{node.lineno} {node.name}(**{node.args.kwarg.arg})')
   assert not found, 'give these explicit keyword parameters:\n' + '\n'.join(found)
+
+
+def _undocumented(tree: ast.Module) -> list:
+  """The public names of a parsed module that lack a docstring: the module
+  itself ('<module>'), its module-level functions and classes whose names do
+  not start with '_', and those classes' public methods ('Class.method')."""
+  missing = [] if ast.get_docstring(tree) else ['<module>']
+  defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+  for node in tree.body:
+    if not isinstance(node, defs) or node.name.startswith('_'):
+      continue
+    if not ast.get_docstring(node):
+      missing.append(node.name)
+    if isinstance(node, ast.ClassDef):
+      missing += [f'{node.name}.{m.name}' for m in node.body
+                  if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  and not m.name.startswith('_') and not ast.get_docstring(m)]
+  return missing
+
+
+def test_every_public_name_has_a_docstring():
+  found = [f'{path.relative_to(ROOT)}:{name}'
+           for path in sorted(ROOT.rglob('*.py'))
+           for name in _undocumented(ast.parse(path.read_text()))]
+  assert not found, 'write docstrings for these:\n' + '\n'.join(found)

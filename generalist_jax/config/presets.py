@@ -24,7 +24,17 @@ ROBUST_MIX = (1.0, 1.0, 1.0, 0.4)      # beta at (0, E/3, 2E/3, E)
 def generalist_experts(lr_epochs=RESNET_LR_EPOCHS, lr_values=RESNET_LR_VALUES,
                        robust_wd=3.5e-3, natural_wd=5e-4) -> ml_collections.ConfigDict:
   """The CVPR'23 pair: a natural expert and an l-inf PGD-10 expert (the experts of
-  configs/generalist_cifar10.py)."""
+  configs/generalist_cifar10.py).
+
+  Args:
+    lr_epochs, lr_values: both experts' piecewise-linear lr knots (epochs) and
+      values.
+    robust_wd, natural_wd: each expert's weight decay.
+
+  Returns:
+    ConfigDict {'natural', 'robust'} of expert configs; mixing weights
+    1 - ROBUST_MIX and ROBUST_MIX.
+  """
   return ml_collections.ConfigDict(dict(
       natural=expert('natural', sgd(lr_epochs, lr_values, natural_wd),
                      mix_values=tuple(1.0 - b for b in ROBUST_MIX)),
@@ -37,7 +47,16 @@ def single_expert_config(name: str, best_metric: str, expert_config=None
                          ) -> ml_collections.ConfigDict:
   """A plain single-model baseline: one expert (by default the one of the
   Generalist pair called `name`; same optimizer and budget), mixing weight 1,
-  no sync; its 'global' learner is then just the EMA of that expert."""
+  no sync; its 'global' learner is then just the EMA of that expert.
+
+  Args:
+    name: the expert's name, 'natural' or 'robust' unless `expert_config` is given.
+    best_metric: `eval.best_metric`, e.g. 'robust/robust_acc'.
+    expert_config: the expert to use instead of the pair's `name`.
+
+  Returns:
+    A full run config (`base_config()` with that one expert).
+  """
   c = base_config()
   c.experts = generalist_experts()
   if expert_config is not None:
@@ -52,22 +71,45 @@ def single_expert_config(name: str, best_metric: str, expert_config=None
 
 def robust_expert(task, attack=None, *, beta=6.0, norms=(),
                   per_norm=None) -> ml_collections.ConfigDict:
-  """An expert with the robust expert's optimizer (reference lr, wd 3.5e-3); the
-  other fields as `builders.expert`."""
+  """An expert with the robust expert's optimizer (reference lr, wd 3.5e-3) and
+  mixing weights ROBUST_MIX.
+
+  Args:
+    task, attack, beta, norms, per_norm: as `builders.expert`.
+
+  Returns:
+    The expert's ConfigDict.
+  """
   return expert(task, sgd(RESNET_LR_EPOCHS, RESNET_LR_VALUES, 3.5e-3), mix_values=ROBUST_MIX,
                 attack=attack, beta=beta, norms=norms, per_norm=per_norm)
 
 
 def baseline_config(task, attack=None, *, beta=6.0, norms=(),
                     per_norm=None) -> ml_collections.ConfigDict:
-  """A one-expert baseline named 'robust' with task `task` and PGD-AT's budget."""
+  """A one-expert baseline named 'robust' with task `task` and PGD-AT's budget,
+  selected on 'robust/robust_acc'.
+
+  Args:
+    task, attack, beta, norms, per_norm: as `robust_expert`.
+
+  Returns:
+    A full run config (`single_expert_config`).
+  """
   return single_expert_config('robust', 'robust/robust_acc', robust_expert(
       task, attack, beta=beta, norms=norms, per_norm=per_norm))
 
 
 def norm_experts(norms=('l1', 'l2', 'linf'), steps=10) -> ml_collections.ConfigDict:
   """Generalist++ reading: one PGD expert per threat model (name = norm), at
-  MULTI_NORM_EPS, with the robust expert's optimizer; equal mixing weights."""
+  MULTI_NORM_EPS, with the robust expert's optimizer; equal mixing weights.
+
+  Args:
+    norms: the threat models, each a key of `builders.norm_attacks`.
+    steps: PGD steps of every expert's attack.
+
+  Returns:
+    ConfigDict norm -> expert config.
+  """
   attacks_ = norm_attacks(steps)
   out = ml_collections.ConfigDict()
   for n in norms:
@@ -78,7 +120,12 @@ def norm_experts(norms=('l1', 'l2', 'linf'), steps=10) -> ml_collections.ConfigD
 
 def scale_epochs(c, num_epochs: int) -> None:
   """Rescales every epoch knot (lr, mixing; the sync start unless the timescale is
-  'relative', where the sync rule counts virtual epochs) to `num_epochs`."""
+  'relative', where the sync rule counts virtual epochs) to `num_epochs`.
+
+  Args:
+    c: the run config, changed in place (num_epochs too).
+    num_epochs: the new number of epochs.
+  """
   ratio = num_epochs / c.num_epochs
   c.num_epochs = num_epochs
   c.meta.mix_epochs = tuple(k * ratio for k in c.meta.mix_epochs)
@@ -92,14 +139,26 @@ def scale_epochs(c, num_epochs: int) -> None:
 def miniature(c, num_epochs: int) -> None:
   """A run-relative miniature of `c` in `num_epochs`: the run-relative timescale (EMA
   horizon and sync rule as shares of the run's steps, the sync rule on the
-  reference's 120 virtual epochs) and every epoch knot rescaled."""
+  reference's 120 virtual epochs) and every epoch knot rescaled.
+
+  Args:
+    c: the run config, changed in place.
+    num_epochs: the miniature's epochs.
+  """
   c.meta.timescale = 'relative'
   scale_epochs(c, num_epochs)
 
 
 def smoke(c, num_epochs: int = 10, train_size: int = 5000) -> None:
   """CPU scale: a CIFAR-10 subset (5,000 images), a narrow BN SmallCNN, 10 epochs
-  (390 steps), as a `miniature`: an EMA horizon of 8 steps, sync windows of 3.
+  (390 steps), as a `miniature`: an EMA horizon of 8 steps, sync windows of 3-4 steps.
+  Also 500 validation and 1,000 test images, batch 128, and a 5-step validation
+  attack.
+
+  Args:
+    c: the run config, changed in place.
+    num_epochs: the miniature's epochs.
+    train_size: training images.
   """
   c.data.train_size = train_size
   c.data.val_size = 500
@@ -117,7 +176,7 @@ def smoke(c, num_epochs: int = 10, train_size: int = 5000) -> None:
 
 def reference_clock(c) -> None:
   """The reference's schedule in steps, unscaled, on a model and images small enough
-  for one CPU core (DESIGN.md section 9; experiments/reference_clock_cifar10_cpu).
+  for one CPU core (why: experiments/reference_clock_cifar10_cpu/README.md).
 
   Kept as the reference (PKU-ML/Generalist `main.py`): 120 epochs of batch 128 (all
   49,000 training images left after 1,000 held out for validation: 382 steps an
@@ -128,6 +187,9 @@ def reference_clock(c) -> None:
   Shrunk: CIFAR-10 as 16x16 block means (`data.downsample=2`), a BN SmallCNN of
   width 0.5. Validation: PGD-10 on the 1,000 held-out images, every 2 epochs and
   around every sync window.
+
+  Args:
+    c: the run config, changed in place.
   """
   c.data.val_size = 1000
   c.data.train_size = None
@@ -147,7 +209,18 @@ def reference_clock(c) -> None:
 
 
 def parse_arg(arg: str | None, known: tuple) -> dict:
-  """'a,b=2' -> {'a': '1', 'b': '2'}; raises on keys not in `known`."""
+  """'a,b=2' -> {'a': '1', 'b': '2'}.
+
+  Args:
+    arg: the config arg (comma-separated keys and key=value pairs), or None.
+    known: the keys allowed (at least two: the message gives an example).
+
+  Returns:
+    key -> value string ('1' for a bare key).
+
+  Raises:
+    ValueError: a key not in `known`.
+  """
   opts = dict(part.split('=', 1) if '=' in part else (part, '1')
               for part in (arg or '').split(',') if part)
   unknown = set(opts) - set(known)
@@ -160,7 +233,12 @@ def parse_arg(arg: str | None, known: tuple) -> dict:
 def scale_attack_steps(c, steps: int) -> None:
   """Every training attack of every expert (`attack` and `norm_attacks`) to
   `steps` iterations, the step size scaled by old/new steps (same path length:
-  l-inf PGD-10 at 2/255 becomes PGD-5 at 4/255)."""
+  l-inf PGD-10 at 2/255 becomes PGD-5 at 4/255).
+
+  Args:
+    c: the run config, changed in place.
+    steps: the new number of attack iterations.
+  """
   for name in c.experts.keys():
     e = c.experts[name]
     for a in [e.attack] + [e.norm_attacks[n] for n in e.norm_attacks.keys()]:
@@ -177,6 +255,16 @@ def apply_arg(c, arg: str | None):
   `miniature` of N epochs;
   train_size=N and test_size=N subset the data (test_size=0: the full test set);
   attack_steps=N sets every training attack to N steps (`scale_attack_steps`).
+
+  Args:
+    c: the run config, changed in place.
+    arg: the config arg, or None.
+
+  Returns:
+    `c`.
+
+  Raises:
+    ValueError: an unknown key, or 'reference_clock' with 'smoke' or 'epochs'.
   """
   opts = parse_arg(arg, ('smoke', 'epochs', 'train_size', 'test_size', 'attack_steps',
                          'reference_clock'))

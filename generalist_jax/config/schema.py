@@ -12,11 +12,30 @@ class ConfigError(ValueError):
 
 
 def check(ok: bool, field: str, message: str):
+  """The one way a config check fails.
+
+  Args:
+    ok: whether the value is acceptable.
+    field: the field's dotted path under `config.` (e.g. 'meta.sync.kind').
+    message: what is wrong and what would be valid.
+
+  Raises:
+    ConfigError: 'config.<field>: <message>', when not `ok`.
+  """
   if not ok:
     raise ConfigError(f'config.{field}: {message}')
 
 
 def check_increasing(values, field: str):
+  """Knots that increase strictly.
+
+  Args:
+    values: a sequence of numbers.
+    field: the field's dotted path, for the message.
+
+  Raises:
+    ConfigError: two neighbours do not increase.
+  """
   check(all(b > a for a, b in zip(values, values[1:])), field,
          f'knots must increase strictly, got {tuple(values)}.')
 
@@ -40,7 +59,19 @@ def _compatible(value, ref) -> bool:
 
 
 def check_schema(c, ref, path: str) -> None:
-  """Every field of `c` exists in the reference config, with a compatible type."""
+  """Every field of `c` exists in the reference config, with a compatible type.
+
+  Compatible: the reference's type (an int where a float is expected, a list for a
+  tuple); None on either side passes. Nested ConfigDicts are checked recursively.
+
+  Args:
+    c: the ConfigDict to check.
+    ref: the reference ConfigDict (`base_config()`, or `expert()`).
+    path: the dotted prefix of `c`'s fields in messages ('' or 'experts.a.').
+
+  Raises:
+    ConfigError: the first unknown or mistyped field.
+  """
   for key in c.keys():
     field = f'{path}{key}'
     if key not in ref:
@@ -58,7 +89,12 @@ def check_schema(c, ref, path: str) -> None:
 
 
 def check_config_schema(c) -> None:
-  """Every field of run config `c` and of each of its experts is known and typed right."""
+  """Every field of run config `c` and of each of its experts is known and typed right
+  (`check_schema` against `base_config()`, and each expert against `expert()`).
+
+  Raises:
+    ConfigError: the first unknown or mistyped field.
+  """
   ref = base_config()
   del ref.experts
   check_schema(ml_collections.ConfigDict({k: c[k] for k in c.keys() if k != 'experts'}), ref, '')

@@ -31,7 +31,19 @@ COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 
 def check_attack(attack, field: str) -> None:
-  """An attack config (`builders.pgd_attack()`) that `attacks.make_attack` can build."""
+  """An attack config (`builders.pgd_attack()`) that `attacks.make_attack` can build.
+
+  Checks the norm, kind (registered, and implemented for the norm), loss, eps >= 0
+  (and an l-inf eps's own limit; l2 / l1 limits need the image size, see
+  `validate_for_data`), step_size >= 0, steps >= 1 and restarts >= 1.
+
+  Args:
+    attack: the attack config.
+    field: its dotted path, for messages (e.g. 'eval.test_attack').
+
+  Raises:
+    ConfigError: naming the first field that is wrong.
+  """
   check(attack.norm in attacks.NORMS, f'{field}.norm',
         f'{attack.norm!r} is unknown; use one of {tuple(attacks.NORMS)}.')
   kinds = sorted(registry.ATTACKS)
@@ -234,7 +246,14 @@ def _check_eval(c, devices: int) -> None:
 
 
 def validate_config(c) -> None:
-  """Raises ConfigError on the first impossible value of run config `c`, before any work."""
+  """Raises ConfigError on the first impossible value of run config `c`, before any work.
+
+  The schema, then one check per concern: run (against this process's device
+  count), data, model, experts, meta-update, evaluation, init_from.
+
+  Raises:
+    ConfigError: naming the field, what is wrong and what would be valid.
+  """
   check_config_schema(c)
   devices = jax.device_count()
   _check_run(c, devices)
@@ -247,7 +266,16 @@ def validate_config(c) -> None:
 
 
 def attack_fields(c) -> dict:
-  """'<field>' -> attack config, for every attack the run uses."""
+  """'<field>' -> attack config, for every attack the run uses: eval.val_attack,
+  eval.test_attack, and each expert's `attack` or `norm_attacks[norm]` where its
+  task reads them (`tasks.TASKS[task].reads`).
+
+  Args:
+    c: the run config.
+
+  Returns:
+    dict of dotted field path -> attack ConfigDict.
+  """
   out = {'eval.val_attack': c.eval.val_attack, 'eval.test_attack': c.eval.test_attack}
   for name in c.experts.keys():
     e = c.experts[name]
@@ -263,9 +291,22 @@ def validate_for_data(c, steps_per_epoch: int, image_shape: tuple = (),
                       num_classes: int | None = None) -> list[str]:
   """Checks that need the dataset (its size; the image shape for eps in pixel units;
   the classes for attacks on DLR losses, which need >= 3, or targeted ones), known
-  only once it is read. Raises ConfigError; returns warnings (a
-  relative-timescale run short enough that some time constant covers only a few
-  steps), which the caller prints."""
+  only once it is read. Also the timescale's fidelity (`timescale.fidelity_problems`)
+  and that an 'every_steps' sync can happen before the run ends.
+
+  Args:
+    c: the run config.
+    steps_per_epoch: optimizer steps per epoch of the training split.
+    image_shape: (H, W, C); () skips the l2 / l1 eps limits.
+    num_classes: the dataset's classes; None skips the class checks.
+
+  Returns:
+    Warnings (a relative-timescale run short enough that some time constant covers
+    only a few steps), which the caller prints.
+
+  Raises:
+    ConfigError: naming the first field that is wrong.
+  """
   if image_shape:
     dim = int(np.prod(image_shape))
     for field, attack in attack_fields(c).items():

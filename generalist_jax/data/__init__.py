@@ -31,8 +31,16 @@ SOURCES = {'tfds': tfds_source.load_tfds, 'npz': arrays.load_npz,
 def load_dataset(data_config) -> Dataset:
   """Loads the dataset described by ``config.data`` (a ConfigDict or dict).
 
-  Raises ValueError naming the field for a bad source or split size, and the
-  source's own errors (DataNotPreparedError, a malformed npz) otherwise.
+  Args:
+    data_config: `config.data`; reads source (default 'tfds'), val_size,
+      split_seed, train_size, test_size, downsample, and the source's own fields.
+
+  Returns:
+    The `Dataset`, block-mean downsampled when downsample > 1.
+
+  Raises:
+    ValueError: naming the field, for a bad source, split size or downsample;
+      and the source's own errors (DataNotPreparedError, a malformed npz).
   """
   source = data_config.get('source', 'tfds')
   split = SplitSpec(val_size=int(data_config.get('val_size', 0) or 0),

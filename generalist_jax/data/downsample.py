@@ -2,7 +2,8 @@
 (`data.downsample=k`; 32x32 CIFAR-10 -> 16x16 at k = 2).
 
 Why: a CPU study that tests the method must keep the reference's clock in steps
-(~46k), so what shrinks is the model and the images (DESIGN.md section 9). A block
+(~46k), so what shrinks is the model and the images
+(experiments/reference_clock_cifar10_cpu/README.md, "Why this study"). A block
 mean is what a user gets from any image library's box filter; the result stays uint8
 (rounded half up), so the rest of the pipeline does not know the difference.
 """
@@ -20,7 +21,18 @@ STATS_SAMPLE = 10_000   # training images read to estimate a lazy source's mean 
 
 def block_mean(images: np.ndarray, k: int) -> np.ndarray:
   """uint8 [..., H, W, C] -> uint8 [..., H/k, W/k, C], each pixel the rounded mean of
-  a k x k block. Raises ValueError when H or W is not a multiple of k."""
+  a k x k block (halves round up).
+
+  Args:
+    images: uint8 [..., H, W, C].
+    k: the block side, dividing H and W.
+
+  Returns:
+    uint8 [..., H/k, W/k, C].
+
+  Raises:
+    ValueError: H or W is not a multiple of k.
+  """
   *lead, h, w, c = images.shape
   if h % k or w % k:
     raise ValueError(f'data.downsample={k} does not divide the {h}x{w} images; use a '
@@ -65,6 +77,16 @@ def downsample_dataset(dataset: splits.Dataset, k: int) -> splits.Dataset:
   reduced per read. The normalisation mean / std are those of the reduced training
   images (for a lazy source, of its first STATS_SAMPLE images), since a block mean
   lowers the spread.
+
+  Args:
+    dataset: the loaded dataset.
+    k: the block side; 1 returns `dataset` itself.
+
+  Returns:
+    The reduced `Dataset`, its info's image_shape (H/k, W/k, C).
+
+  Raises:
+    ValueError: k does not divide the images' H and W.
   """
   if k == 1:
     return dataset

@@ -19,12 +19,23 @@ AUGMENTATIONS = ('crop_flip', 'crop', 'none')
 CROP_PADDING = 4  # as torchvision RandomCrop(size, padding=4), zero padding.
 
 def to_float(images_uint8) -> np.ndarray:
-  """uint8 images -> float32 in [0, 1]."""
+  """uint8 images (any shape) -> float32 in [0, 1] (divided by 255)."""
   return np.asarray(images_uint8).astype(np.float32) / np.float32(255.0)
 
 
 def steps_per_epoch(dataset: splits.Dataset, batch_size: int) -> int:
-  """Number of full training batches per epoch (remainder dropped)."""
+  """Number of full training batches per epoch (remainder dropped).
+
+  Args:
+    dataset: the loaded dataset; its train source's length counts.
+    batch_size: the global batch size.
+
+  Returns:
+    len(dataset.train) // batch_size.
+
+  Raises:
+    ValueError: not one full batch.
+  """
   n = len(dataset.train)
   steps = n // int(batch_size)
   if steps == 0:
@@ -109,6 +120,23 @@ def train_batches(
   ``[p * b, (p + 1) * b)`` of every global batch, ``b = batch_size / P``, and
   reads and augments only those examples; stacked in process order they are
   exactly the single-process batches.
+
+  Args:
+    dataset: the loaded dataset; batches come from `dataset.train`.
+    batch_size: the global batch size (all processes together).
+    seed: the run seed, >= 0 (shuffle and augmentation seeds derive from it).
+    start_step: the first batch to yield (an optimizer step, to resume).
+    augment: one of AUGMENTATIONS: random crop with zero padding 4, with or
+      without a horizontal flip, or none.
+    num_threads, prefetch: grain's read threads and prefetch buffer.
+    process_index, process_count: this process and the number of processes.
+
+  Returns:
+    The iterator of batch dicts.
+
+  Raises:
+    ValueError: an unknown augment, a negative start_step or seed, no full
+      batch, or a batch_size that does not split over the processes.
   """
   if augment not in AUGMENTATIONS:
     raise ValueError(
@@ -152,6 +180,15 @@ def eval_batches(
 
   Every batch has exactly ``batch_size`` rows (one shape for jit); the last
   one is zero-padded and ``n_valid`` says how many leading rows are real.
+
+  Args:
+    images: uint8 [N, H, W, C] (or [N, H, W]: a channel axis is added).
+    labels: [N] int.
+    batch_size: rows per batch, > 0.
+
+  Raises:
+    ValueError: images and labels differ in length, or batch_size <= 0 (on the
+      first `next`, as this is a generator).
   """
   images = np.asarray(images)
   labels = np.asarray(labels)

@@ -73,7 +73,25 @@ def split_indices(
     train_size: Optional[int],
     what: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Returns sorted (train_indices, val_indices) into the train split."""
+  """Returns sorted (train_indices, val_indices) into the train split.
+
+  The validation examples are the first `val_size` of a permutation seeded by
+  `split_seed`; the training ones the rest, or the first `train_size` of the rest.
+
+  Args:
+    n_train: examples in the source's train split.
+    val_size: examples to hold out for validation.
+    split_seed: `data.split_seed`.
+    train_size: training examples to keep, or None for all.
+    what: the dataset's name, for messages.
+
+  Returns:
+    (train_indices, val_indices), sorted int arrays.
+
+  Raises:
+    ValueError: no training example would be left, or `train_size` exceeds
+      what is left.
+  """
   if n_train < val_size + 1:
     raise ValueError(
         f'{what} has only {n_train} training examples, but data.val_size='
@@ -102,6 +120,18 @@ def test_indices(test_size, n_test: int, split_seed: int, what: str) -> np.ndarr
 
   Random, not the first N: files are often sorted by class (the CIFAR-10 JPEG
   archive is), and the first N would then hold only a few classes.
+
+  Args:
+    test_size: examples to keep, or None for all.
+    n_test: examples in the source's test split.
+    split_seed: `data.split_seed` (the subset's seed is derived from it).
+    what: the dataset's name, for messages.
+
+  Returns:
+    Sorted int indices into the test split.
+
+  Raises:
+    ValueError: `test_size` exceeds `n_test`.
   """
   if test_size is None:
     return np.arange(n_test)

@@ -59,15 +59,44 @@ class Report:
 class AutoAttack:
   """AutoAttack (Croce & Hein, ICML 2020) on a JAX model; see the module docstring.
 
-  norm: 'Linf', 'L2', 'L1' (or 'linf', 'l2', 'l1'); eps in pixel units of [0, 1];
-  version: 'standard', 'plus', 'rand' or 'custom' (then `attacks_to_run`, names as
-  AutoAttack's: 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square', plus our
-  'pgd', 'pgd-cw', 'fgsm', 'mim'); seed: the attacks' randomness (per example,
-  the same whatever the batch); overrides: budget changes for every attack that has
-  them (steps, n_targets, restarts, n_queries; e.g. for quick checks). Raises
-  ValueError for an unknown norm, version or
-  attack, and for an eps whose ball holds every image (0-255 units?) unless
-  `allow_large_eps`.
+  Constructing one checks the arguments and turns on the persistent compile cache
+  (`compile_cache.enable`); nothing is compiled until `run`.
+
+  Args:
+    logits_fn: jittable `x [B, H, W, C] float32 in [0, 1] -> logits [B, K]`;
+      `logits_fn(params, x)` with `params`; with version='rand' it also takes a
+      PRNG key last.
+    norm: 'Linf', 'L2', 'L1' (or 'linf', 'l2', 'l1').
+    eps: the radius, in pixel units of [0, 1] (8/255, not 8); an eps whose ball
+      holds every image is refused by `run` unless `allow_large_eps`.
+    version: 'standard', 'plus', 'rand', 'fast' (APGD-CE, APGD-T) or 'custom'.
+    seed: the attacks' randomness (per example, the same whatever the batch).
+    attacks_to_run: with version='custom' only: names as AutoAttack's ('apgd-ce',
+      'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square'), plus our 'pgd', 'pgd-cw',
+      'fgsm', 'mim'.
+    params: the model's weights, passed to `logits_fn` as an argument of the
+      compiled attacks (not baked in as constants); None for a closed-over model.
+    allow_large_eps: run even when eps looks like 0-255 units.
+    overrides: budget changes for every attack that has them (steps, n_targets,
+      restarts, n_queries; e.g. for quick checks).
+
+  Raises:
+    ValueError: an unknown norm, version or attack, an attack not implemented in
+      `norm`, attacks_to_run without version='custom' (or custom without them),
+      a size override below 1.
+
+  Example:
+    >>> import numpy as np, jax.numpy as jnp
+    >>> from generalist_jax import AutoAttack
+    >>> w = jnp.asarray(np.random.default_rng(0).normal(size=(48, 3)), jnp.float32)
+    >>> logits_fn = lambda x: x.reshape(len(x), -1) @ w
+    >>> x = np.random.default_rng(1).uniform(size=(8, 4, 4, 3)).astype(np.float32)
+    >>> y = np.asarray(logits_fn(x)).argmax(-1)            # all correct when clean
+    >>> adversary = AutoAttack(logits_fn, norm='Linf', eps=8 / 255, version='custom',
+    ...                        attacks_to_run=['apgd-ce'], overrides={'steps': 10})
+    >>> report = adversary.run(x, y, batch_size=8)
+    >>> report.clean_acc, 0 <= report.robust_acc <= report.clean_acc
+    (1.0, True)
   """
 
   def __init__(self, logits_fn, *, norm: str = 'Linf', eps: float = 8 / 255,
@@ -100,18 +129,32 @@ class AutoAttack:
   def run(self, x, y, *, batch_size: int = 500, state_path: str | None = None,
           example_ids=None, progress: bool = False, x_adv: np.ndarray | None = None) -> Report:
     """Runs the version's attacks in order, each on the examples every earlier one
-    missed (`evaluation.pipeline.evaluate`, as the evaluate CLI does). x [N, H, W, C]
-    float in [0, 1] (or uint8), y [N] int. `state_path`: an .npz where the flags
-    (and x_adv, when given) are saved after every batch; running again with it
-    resumes (refused if the settings differ). `x_adv` (optional float32 array like
-    x, e.g. x itself) receives each fooled example's adversarial point.
+    missed (`evaluation.pipeline.evaluate`, as the evaluate CLI does).
 
-    Raises ValueError, before any attack runs, naming the argument: x empty, not
-    NHWC or outside [0, 1] (0-255 floats: divide by 255); y not [N] integer ids in
-    [0, K) (one-hot: y.argmax(-1)); logits_fn not returning one array [B, K]; an
-    attack that cannot work with K classes (DLR with < 3, APGD-T with < 4,
-    n_targets > K - 1); batch_size < 1 (`evaluation.checks`); an eps whose ball
-    holds every image unless `allow_large_eps`."""
+    Args:
+      x: [N, H, W, C] float in [0, 1] (or uint8).
+      y: [N] int labels in [0, K).
+      batch_size: examples per attack call (one compiled shape).
+      state_path: an .npz where the flags (and x_adv, when given) are saved after
+        every batch; running again with it resumes (refused if the settings
+        differ). None: nothing saved.
+      example_ids: [N] ids, which with `seed` key each example's attack
+        randomness (e.g. indices into a test split); None for 0..N-1.
+      progress: show a tqdm progress bar.
+      x_adv: optional float32 array like x (e.g. x itself) that receives each
+        fooled example's adversarial point.
+
+    Returns:
+      The `Report`.
+
+    Raises:
+      ValueError: before any attack runs, naming the argument: x empty, not
+        NHWC or outside [0, 1] (0-255 floats: divide by 255); y not [N] integer
+        ids in [0, K) (one-hot: y.argmax(-1)); logits_fn not returning one array
+        [B, K]; an attack that cannot work with K classes (DLR with < 3, APGD-T
+        with < 4, n_targets > K - 1); batch_size < 1 (`evaluation.checks`); an
+        eps whose ball holds every image unless `allow_large_eps`.
+    """
     done = pipeline.evaluate(
         self.apply_fn, self.params, x, y, norms=[self.norm], eps=[self.eps],
         attacks=self.attack_list, overrides=self.overrides, seed=self.seed,
@@ -132,9 +175,20 @@ class AutoAttack:
         sanity=report['sanity'], versions=report['versions'])
 
   def run_standard_evaluation(self, x, y, bs: int = 250, return_labels: bool = False):
-    """The official call: returns x_adv [N, H, W, C] (the clean input where no attack
-    succeeded), and with `return_labels` also the model's labels on x_adv. Raises
-    ValueError as `run` does, and for bs < 1."""
+    """The official call; prints the clean and robust accuracy.
+
+    Args:
+      x, y: as `run`.
+      bs: the batch size.
+      return_labels: also return the model's labels on x_adv.
+
+    Returns:
+      x_adv [N, H, W, C] float32 (the clean input where no attack succeeded), or
+      (x_adv, labels [N]) with `return_labels`.
+
+    Raises:
+      ValueError: as `run` does, and for bs < 1.
+    """
     registry.check_positive({'bs': bs})
     x_adv = pipeline.clean_floats(x)
     report = self.run(x, y, batch_size=bs, x_adv=x_adv)

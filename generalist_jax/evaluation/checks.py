@@ -20,7 +20,16 @@ from generalist_jax.attacks import registry
 def check_images(x: np.ndarray, name: str = 'x') -> None:
   """Raises ValueError naming `name` and the fix unless `x` is non-empty NHWC uint8, or
   float with every value in [0, 1] (floats in 0-255 would pass unnoticed otherwise:
-  the model sees other inputs and eps means something else)."""
+  the model sees other inputs and eps means something else).
+
+  Args:
+    x: the images, a numpy array.
+    name: how the caller spells the argument, for messages.
+
+  Raises:
+    ValueError: not 4-D, empty, channels apparently first, neither uint8 nor
+      float, non-finite, or floats outside [0, 1].
+  """
   if x.ndim != 4:
     raise ValueError(f'{name} has shape {x.shape}; expected images [N, H, W, C] (4-D, NHWC).')
   if len(x) == 0:
@@ -47,7 +56,17 @@ def check_images(x: np.ndarray, name: str = 'x') -> None:
 
 def check_labels(y: np.ndarray, n: int, name: str = 'y', images_name: str = 'x') -> None:
   """Raises ValueError naming `name` unless `y` is [n] integer class ids. One-hot
-  [N, K] and [N, 1] labels are refused (with the conversion), not guessed at."""
+  [N, K] and [N, 1] labels are refused (with the conversion), not guessed at.
+
+  Args:
+    y: the labels, a numpy array.
+    n: the number of images.
+    name, images_name: how the caller spells the labels and the images.
+
+  Raises:
+    ValueError: not 1-D, not integer, or not n of them. (The range [0, K) is
+      `check_inputs`' check.)
+  """
   if y.ndim != 1:
     hint = (f' For one-hot labels use {name}.argmax(-1).' if y.ndim == 2 and y.shape[1] > 1
             else f' Use {name}.reshape(-1).' if y.ndim == 2 else '')
@@ -70,9 +89,21 @@ def _describe(out) -> str:
 
 
 def model_classes(apply_fn, params, x: np.ndarray, name: str = 'logits_fn') -> int:
-  """K, the number of classes: `apply_fn(params, x[:2])` traced (not run). Raises
-  ValueError naming `name` and what it returned unless that is one float array
-  [B, K] with K >= 2 (e.g. a tuple (logits, features), or [B] scores)."""
+  """K, the number of classes: `apply_fn(params, x[:2])` traced (not run).
+
+  Args:
+    apply_fn: `apply_fn(params, x) -> logits`.
+    params: its weights.
+    x: the images; only the first two examples' shape is used (as float32).
+    name: how the caller spells the model, for messages.
+
+  Returns:
+    K.
+
+  Raises:
+    ValueError: naming `name` and what it returned, unless that is one float
+      array [B, K] with K >= 2 (e.g. a tuple (logits, features), or [B] scores).
+  """
   sample = x[:2]
   sample = jax.ShapeDtypeStruct(sample.shape, np.float32)
   out = jax.eval_shape(apply_fn, params, sample)
@@ -94,8 +125,24 @@ def check_inputs(apply_fn, params, images, labels, plan, *, model_name: str = 'l
                  images_name: str = 'x', labels_name: str = 'y') -> int:
   """Checks an evaluation's inputs against the module's contract and every attack of
   `plan` (`runner.AttackSpec`s) against the model's class count
-  (`registry.check_classes`: DLR losses, n_targets). Returns K. Raises ValueError
-  naming the argument and the fix, before anything is attacked."""
+  (`registry.check_classes`: DLR losses, n_targets).
+
+  Args:
+    apply_fn: `apply_fn(params, x) -> logits` (traced only).
+    params: its weights.
+    images: [N, H, W, C] uint8 or float in [0, 1].
+    labels: [N] int class ids.
+    plan: the `runner.AttackSpec`s to run.
+    model_name, images_name, labels_name: how the caller spells them.
+
+  Returns:
+    K, the model's number of classes.
+
+  Raises:
+    ValueError: naming the argument and the fix, before anything is attacked
+      (`check_images`, `check_labels`, `model_classes`, labels outside [0, K),
+      an attack that cannot work with K classes).
+  """
   images, labels = np.asarray(images), np.asarray(labels)
   check_images(images, images_name)
   check_labels(labels, len(images), labels_name, images_name)

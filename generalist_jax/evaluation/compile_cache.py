@@ -18,7 +18,16 @@ ENV = 'GENERALIST_JAX_CACHE_DIR'
 
 
 def cache_dir(environ) -> str | None:
-  """The directory `environ` (a mapping like os.environ) asks for; None when off."""
+  """The directory `environ` (a mapping like os.environ) asks for; None when off.
+
+  Args:
+    environ: reads GENERALIST_JAX_CACHE_DIR ('0': off; a path, '~' expanded) and
+      XDG_CACHE_HOME.
+
+  Returns:
+    $GENERALIST_JAX_CACHE_DIR, else $XDG_CACHE_HOME (default ~/.cache)
+    /generalist_jax/xla; or None.
+  """
   value = environ.get(ENV, '').strip()
   if value == '0':
     return None
@@ -30,7 +39,13 @@ def cache_dir(environ) -> str | None:
 
 def enable(environ=None) -> str | None:
   """Points JAX's persistent compile cache at `cache_dir` unless one is set already.
-  Returns the directory in use (the user's own, if set), None when off."""
+
+  Args:
+    environ: as `cache_dir`; None reads os.environ.
+
+  Returns:
+    The directory in use (the user's own, if set), None when off.
+  """
   current = jax.config.jax_compilation_cache_dir
   if current:
     return current

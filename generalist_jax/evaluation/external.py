@@ -28,7 +28,17 @@ ARCHS = {'preact_resnet18': {'name': 'preact_resnet18'}, 'resnet18': {'name': 'r
 
 
 def arch_fields(arch: str) -> dict:
-  """'wrn-28-10', 'wrn-34-10', 'preact_resnet18', 'resnet18' -> model config fields."""
+  """'wrn-28-10', 'wrn-34-10', 'preact_resnet18', 'resnet18' -> model config fields.
+
+  Args:
+    arch: 'wrn-<depth>-<widen>' or a key of ARCHS (the --arch flag).
+
+  Returns:
+    A model config dict (name, and depth / widen_factor for a WRN).
+
+  Raises:
+    ValueError: another spelling.
+  """
   wrn = re.fullmatch(r'wrn-(\d+)-(\d+)', arch)
   if wrn:
     return {'name': 'wide_resnet', 'depth': int(wrn[1]), 'widen_factor': int(wrn[2])}
@@ -40,7 +50,22 @@ def arch_fields(arch: str) -> dict:
 
 def load_torch_learner(path, arch: str, num_classes: int, mean, std, image_shape):
   """(flax model, variables) from a PyTorch checkpoint (a state_dict, or a dict holding
-  one under 'state_dict' / 'model_state_dict' as training scripts save them)."""
+  one under 'state_dict' / 'model_state_dict' / 'model' as training scripts save them).
+
+  Args:
+    path: the checkpoint file (`torch.load`, weights_only).
+    arch: as `arch_fields`.
+    num_classes: the model's logits.
+    mean, std: the normalisation the model applies inside, [0, 1] units.
+    image_shape: (H, W, C) of the data.
+
+  Returns:
+    (flax module, {'params', 'batch_stats'}).
+
+  Raises:
+    ValueError: an unknown arch, or a state_dict that does not fit it
+      (`torch_convert.flax_variables`).
+  """
   import torch  # pylint: disable=g-import-not-at-top
   from generalist_jax.models import torch_convert  # pylint: disable=g-import-not-at-top
   from generalist_jax.models import torch_models  # pylint: disable=g-import-not-at-top
@@ -56,7 +81,14 @@ def load_torch_learner(path, arch: str, num_classes: int, mean, std, image_shape
 
 
 def file_sha256(path) -> str:
-  """The checkpoint's content hash: a resume must attack the same weights."""
+  """The checkpoint's content hash: a resume must attack the same weights.
+
+  Args:
+    path: the file, read in 1 MiB blocks.
+
+  Returns:
+    The SHA-256 hex digest.
+  """
   digest = hashlib.sha256()
   with open(path, 'rb') as f:
     for block in iter(lambda: f.read(1 << 20), b''):
@@ -65,14 +97,26 @@ def file_sha256(path) -> str:
 
 
 def default_name(path, arch: str, attacks: str, norms, n_ex: int, subset: str) -> str:
-  """<checkpoint stem>_<arch>_<attacks>[_<norms> unless linf]_n<n_ex>[_first]."""
+  """<checkpoint stem>_<arch>_<attacks>[_<norms> unless linf]_n<n_ex>[_first]: the
+  output files' name (commas of an attack list become '+').
+
+  Args:
+    path: the checkpoint file.
+    arch, attacks, norms, n_ex, subset: as `evaluate_torch_checkpoint` (n_ex: the
+      examples actually evaluated).
+  """
   norm_part = '' if list(norms) == ['linf'] else '_' + '+'.join(norms)
   return (f"{pathlib.Path(path).stem}_{arch}_{attacks.replace(',', '+')}{norm_part}_n{n_ex}"
           + ('_first' if subset == 'first' else ''))
 
 
 def data_name(data_config: dict) -> str:
-  """'cifar10' for a tfds source, the file's stem for an .npz."""
+  """The dataset's name: the file's stem for an .npz source, else the config's
+  `name` (e.g. 'cifar10'), '' without one.
+
+  Args:
+    data_config: `config.data` as a dict.
+  """
   if data_config.get('source') == 'npz':
     return pathlib.Path(data_config['path']).stem
   return data_config.get('name', '')
@@ -86,16 +130,44 @@ def evaluate_torch_checkpoint(path, *, arch: str, data_config, out_dir, attacks:
                               command: str = '', subset: str = 'random', save_adv: bool = False,
                               name: str | None = None,
                               stop_after_batches: int | None = None) -> dict | None:
-  """Evaluates the checkpoint on n_ex test examples (subset 'random': a fixed random
-  subset; 'first': the first n_ex, as RobustBench); writes <out_dir>/<name>.{json,csv,md}
+  """Evaluates the checkpoint on n_ex test examples; writes <out_dir>/<name>.{json,csv,md}
   as a run's evaluation does (with save_adv, <name>.adv.npz; for a single-norm
-  'standard' evaluation, the RobustBench entry <name>.model_info.json) and returns the
-  report, or None when stopped early (`stop_after_batches`). An interrupted evaluation
-  resumes from <out_dir>/<name>.state.npz. mean/std: the normalisation the model
-  expects inside (RobustBench's CIFAR models mostly take [0, 1] inputs: 0 and 1).
-  Raises ValueError for n_ex or batch_size below 1, an unknown attack or subset, and
-  save_adv with several norms before anything is loaded; as `pipeline.evaluate`
-  before any attack runs."""
+  'standard' evaluation, the RobustBench entry <name>.model_info.json). An interrupted
+  evaluation resumes from <out_dir>/<name>.state.npz (refused when the settings or
+  the checkpoint's bytes differ).
+
+  Args:
+    path: the PyTorch checkpoint (`load_torch_learner`).
+    arch: as `arch_fields`.
+    data_config: `config.data` of the test set (`data.load_dataset`).
+    out_dir: where the files go (created).
+    attacks: an AutoAttack version or a comma list of attacks.
+    norms, eps: one radius per norm, pixel units of [0, 1].
+    n_ex: test examples to evaluate (all when not fewer than the split).
+    batch_size: examples per attack call.
+    seed: the attacks' randomness.
+    num_classes: the model's logits.
+    mean, std: the normalisation the model expects inside (RobustBench's CIFAR
+      models mostly take [0, 1] inputs: 0 and 1).
+    overrides: budget changes (steps, n_targets, restarts, n_queries); None
+      values are dropped.
+    allow_large_eps: run even when eps looks like 0-255 units.
+    progress: show a progress bar.
+    command: the command line, recorded in the report.
+    subset: 'random' (a fixed random subset) or 'first' (the first n_ex, as
+      RobustBench).
+    save_adv: also write the adversarial examples (one norm only).
+    name: the files' name; None for `default_name`.
+    stop_after_batches: stop early, as an interruption would (tests).
+
+  Returns:
+    The report as written, or None when stopped early.
+
+  Raises:
+    ValueError: before anything is loaded: n_ex or batch_size below 1, an
+      unknown attack or subset, save_adv with several norms; as
+      `pipeline.evaluate` before any attack runs.
+  """
   registry.check_positive({'n_ex': n_ex, 'batch_size': batch_size})
   overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
   pipeline.check_settings(norms, eps, attacks, overrides)

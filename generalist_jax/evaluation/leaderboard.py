@@ -20,7 +20,14 @@ ARCHITECTURES = {'wide_resnet': 'WideResNet', 'preact_resnet18': 'PreActResNet-1
 
 def not_an_entry(plan) -> str | None:
   """Why an evaluation of `plan` (`runner.AttackSpec`s) is no RobustBench entry, or None
-  when it is AutoAttack 'standard' in one norm at the standard budgets."""
+  when it is AutoAttack 'standard' in one norm at the standard budgets.
+
+  Args:
+    plan: the evaluation's `runner.AttackSpec`s.
+
+  Returns:
+    A sentence, or None.
+  """
   norms = sorted({s.norm for s in plan})
   if len(norms) != 1:
     return f'an entry holds one threat model; this evaluation has {norms}'
@@ -36,7 +43,13 @@ def not_an_entry(plan) -> str | None:
 
 
 def eps_string(norm: str, eps: float) -> str:
-  """'8/255' for an l-inf radius that is a whole number of 1/255 steps, else '0.5'."""
+  """'8/255' for an l-inf radius that is a whole number of 1/255 steps, else '0.5'
+  (`eps` with %g).
+
+  Args:
+    norm: 'linf', 'l2' or 'l1'.
+    eps: the radius in pixel units of [0, 1].
+  """
   steps = eps * 255
   if norm == 'linf' and steps >= 1 and abs(steps - round(steps)) < 1e-6:
     return f'{round(steps)}/255'
@@ -45,7 +58,12 @@ def eps_string(norm: str, eps: float) -> str:
 
 def architecture_name(model: dict) -> str:
   """RobustBench's spelling of a model config ('WideResNet-34-10', 'PreActResNet-18');
-  a width multiplier other than 1 is appended ('SmallCNN (width 0.125)')."""
+  a width multiplier other than 1 is appended ('SmallCNN (width 0.125)').
+
+  Args:
+    model: a model config as a dict (name, width, depth, widen_factor); names
+      outside ARCHITECTURES are kept as they are.
+  """
   name = ARCHITECTURES.get(model.get('name'), str(model.get('name', '')))
   if model.get('name') == 'wide_resnet':
     name = f"{name}-{model.get('depth', 34)}-{model.get('widen_factor', 10)}"
@@ -54,11 +72,21 @@ def architecture_name(model: dict) -> str:
 
 
 def model_info(report: dict, spec, *, dataset: str, architecture: str) -> dict:
-  """The entry of a finished 'standard' evaluation. report: an evaluation report
-  (clean_acc, robust_acc fractions; n_ex, test_split_size, subset, sanity); spec:
-  one of its `runner.AttackSpec`s (norm, eps). A model whose output changed between
-  identical calls gets no number_forward_passes (RobustBench wants deterministic ones).
-  The footnote says when fewer than the whole test split were evaluated."""
+  """The entry of a finished 'standard' evaluation. A model whose output changed
+  between identical calls gets no number_forward_passes (RobustBench wants
+  deterministic ones). The footnote says when fewer than the whole test split were
+  evaluated.
+
+  Args:
+    report: an evaluation report (clean_acc, robust_acc fractions; n_ex,
+      test_split_size, subset, sanity).
+    spec: one of its `runner.AttackSpec`s (norm, eps).
+    dataset: RobustBench's dataset name, e.g. 'cifar10'.
+    architecture: e.g. `architecture_name(model_config)`.
+
+  Returns:
+    The model_info dict, RobustBench's keys plus threat_model.
+  """
   n, total = report['n_ex'], report.get('test_split_size')
   footnote = ''
   if total and n < total:
@@ -74,5 +102,6 @@ def model_info(report: dict, spec, *, dataset: str, architecture: str) -> dict:
 
 
 def write(path, info: dict) -> None:
+  """Writes `info` (`model_info`) to `path` as indented JSON."""
   with open(path, 'w') as f:
     f.write(json.dumps(info, indent=2) + '\n')

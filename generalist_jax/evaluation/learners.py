@@ -29,6 +29,16 @@ def make_eval_fn(model, attack_config, mesh=None, compute_dtype=None) -> Callabl
 
   x, y: one host batch, the same on every process; each process feeds its rows
   to the jitted evaluation (batch sharded on 'data') and gets all flags back.
+
+  Args:
+    model: the flax module; learners run in BatchNorm eval mode.
+    attack_config: the attack (`attacks.make_attack`), e.g. `config.eval.val_attack`.
+    mesh: the device mesh; None for `parallel.make_mesh()`.
+    compute_dtype: as `models.apply_model`.
+
+  Returns:
+    eval_fn(variables, x [B, H, W, C] float in [0, 1], y [B] int, key) -> dict of
+    [B] numpy arrays.
   """
   attack = attacks.make_attack(attack_config)
   mesh = mesh if mesh is not None else parallel.make_mesh()
@@ -59,7 +69,18 @@ def make_eval_fn(model, attack_config, mesh=None, compute_dtype=None) -> Callabl
 
 
 def evaluate_flags(eval_fn, variables, images, labels, batch_size: int, seed: int) -> dict:
-  """Per-example flags over a whole split (numpy, length = len(labels))."""
+  """Per-example flags over a whole split (numpy, length = len(labels)).
+
+  Args:
+    eval_fn: from `make_eval_fn`.
+    variables: the learner's {'params', 'batch_stats'}.
+    images: uint8 [N, H, W, C]; labels: [N] int.
+    batch_size: rows per call (the last batch is zero-padded, then cut).
+    seed: batch b's attack key is fold_in(PRNGKey(seed), b).
+
+  Returns:
+    {'clean', 'adv', 'loss', 'adv_loss'} -> [N] numpy arrays.
+  """
   key = jax.random.PRNGKey(seed)
   chunks = []
   for b, (x, y, n_valid) in enumerate(data_lib.eval_batches(images, labels, batch_size)):
@@ -69,7 +90,8 @@ def evaluate_flags(eval_fn, variables, images, labels, batch_size: int, seed: in
 
 
 def summarize(flags: dict) -> dict:
-  """Flags of `evaluate_flags` -> the learner's metrics (fractions in [0, 1])."""
+  """Flags of `evaluate_flags` -> the learner's metrics: clean_acc, robust_acc and
+  sum_acc (fractions in [0, 1]; sum_acc up to 2), loss and adv_loss (mean CE)."""
   return {'clean_acc': float(flags['clean'].mean()),
           'robust_acc': float(flags['adv'].mean()),
           'sum_acc': float(flags['clean'].mean() + flags['adv'].mean()),
@@ -78,7 +100,17 @@ def summarize(flags: dict) -> dict:
 
 
 def evaluate_learners(eval_fn, learners: dict, split, batch_size: int, seed: int) -> dict:
-  """{'<learner>/<metric>': value} for every learner (name -> variables) on `split`."""
+  """{'<learner>/<metric>': value} for every learner on `split`.
+
+  Args:
+    eval_fn: from `make_eval_fn`.
+    learners: name -> variables.
+    split: (uint8 images, labels), e.g. `dataset.val`.
+    batch_size, seed: as `evaluate_flags` (the same seed for every learner).
+
+  Returns:
+    A flat dict of floats, the metrics of `summarize`.
+  """
   images, labels = split
   out = {}
   for name, variables in learners.items():
@@ -91,7 +123,17 @@ def selection_value(metrics: dict, best_metric: str, clean_floor: float = 0.0,
                     prefix: str = 'val/') -> float | None:
   """The value `best_metric` ('<learner>/<metric>') has in one validation record,
   or None when that learner's clean accuracy is under `clean_floor` (the
-  reference keeps the global learner only at >= 88% clean, on CIFAR-10 ResNet-18)."""
+  reference keeps the global learner only at >= 88% clean, on CIFAR-10 ResNet-18).
+
+  Args:
+    metrics: one validation record ('<prefix><learner>/<metric>' -> value).
+    best_metric: `eval.best_metric`, '<learner>/<metric>'.
+    clean_floor: the least clean accuracy, a fraction in [0, 1].
+    prefix: the records' key prefix.
+
+  Returns:
+    The value, or None (also when the record lacks it).
+  """
   learner = best_metric.split('/')[0]
   clean = metrics.get(f'{prefix}{learner}/clean_acc')
   value = metrics.get(f'{prefix}{best_metric}')
@@ -103,7 +145,12 @@ def selection_value(metrics: dict, best_metric: str, clean_floor: float = 0.0,
 def select_best(records, best_metric: str, clean_floor: float = 0.0,
                 prefix: str = 'val/') -> tuple[int, float] | None:
   """(step, value) of the validation record with the highest `selection_value`
-  (the first on ties), or None when no record qualifies."""
+  (the first on ties), or None when no record qualifies.
+
+  Args:
+    records: validation records, each with a 'step'.
+    best_metric, clean_floor, prefix: as `selection_value`.
+  """
   best = None
   for r in records:
     value = selection_value(r, best_metric, clean_floor, prefix)

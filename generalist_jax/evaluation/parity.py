@@ -21,6 +21,8 @@ NORM_NAMES = {'linf': 'Linf', 'l2': 'L2', 'l1': 'L1'}
 
 @dataclasses.dataclass
 class Comparison:
+  """Ours against the official AutoAttack on the same points: robust accuracies
+  (fractions), counts of points by who fooled them, and each side's seconds."""
   attacks: tuple
   norm: str
   eps: float
@@ -36,9 +38,12 @@ class Comparison:
 
   @property
   def difference(self) -> float:
+    """Our robust accuracy minus the official one's (> 0: ours is weaker)."""
     return self.ours_robust_acc - self.official_robust_acc
 
   def row(self) -> dict:
+    """The fields plus difference, agreement (fraction of points both call the
+    same), each side's images a second and speed_ratio (official / our seconds)."""
     return dict(dataclasses.asdict(self), difference=self.difference,
                 agreement=(self.both_robust + self.both_fooled) / self.n,
                 ours_img_s=self.n / self.ours_seconds,
@@ -69,8 +74,26 @@ def compare(logits_fn, params, torch_model, x: np.ndarray, y: np.ndarray, *, nor
             eps: float, attacks=('apgd-ce', 'apgd-t', 'fab-t', 'square'), seed: int = 0,
             iterations: int | None = None, targets: int | None = None,
             queries: int | None = None, batch_size: int = 500) -> Comparison:
-  """Runs both on x [N, H, W, C] in [0, 1], y [N]; `logits_fn(params, x)` is ours,
-  `torch_model` (NCHW, eval mode) the official one's target."""
+  """Runs both AutoAttacks on the same points and compares their robust flags.
+
+  Args:
+    logits_fn: `logits_fn(params, x) -> logits`, attacked by ours.
+    params: its weights.
+    torch_model: the PyTorch twin (NCHW, eval mode), attacked by the official one
+      on the CPU.
+    x: [N, H, W, C] float32 in [0, 1].
+    y: [N] int labels.
+    norm: 'linf', 'l2' or 'l1'.
+    eps: the radius, pixel units of [0, 1].
+    attacks: AutoAttack's names, run at 'standard' budgets on both sides.
+    seed: both sides' seed.
+    iterations, targets, queries: shrunk budgets applied to both sides (None:
+      the standard ones).
+    batch_size: both sides' batch size.
+
+  Returns:
+    The `Comparison`.
+  """
   import torch  # pylint: disable=g-import-not-at-top
   # 'steps' would also set Square's queries; the later 'n_queries' wins for Square.
   overrides = {'steps': iterations, 'n_targets': targets, 'n_queries': queries}

@@ -9,7 +9,8 @@ From an evaluation report of `generalist_jax.evaluate` (`eval_plots`):
   plots/eval_<name>_norms.png    worst case per norm and their union (several norms)
 
 Plotting must never stop a run: the hooks in the training loop and evaluation go
-through `safely`, which logs a warning instead of raising.
+through `safely`, which logs a warning instead of raising. Every `*_plot` function
+writes the PNG `path` (its folder created) and returns it; None where it draws nothing.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def safely(fn, *args, **kwargs):
 
 
 def read_metrics(workdir) -> list[dict]:
-  """The records of `<workdir>/metrics.jsonl` (missing file: [])."""
+  """The records of `<workdir>/metrics.jsonl` (missing file: []), one dict a line."""
   path = pathlib.Path(workdir) / 'metrics.jsonl'
   if not path.exists():
     return []
@@ -48,7 +49,12 @@ def validation_series(records: list[dict]) -> dict:
   """learner -> {'epoch': [...], 'clean': [...], 'robust': [...]} in %, in step order.
 
   Validation records carry no epoch; the training record logged at the same step
-  (every validation falls on an epoch end, which is always logged) gives it.
+  (every validation falls on an epoch end, which is always logged) gives it (NaN
+  where none was).
+
+  Args:
+    records: `read_metrics`' records; 'val/<learner>/clean_acc' and
+      'val/<learner>/robust_acc' (or the older 'pgd_acc') are read.
   """
   epoch_at = {r['step']: r['epoch'] for r in records if 'epoch' in r}
   series = {}
@@ -69,7 +75,8 @@ def validation_series(records: list[dict]) -> dict:
 
 
 def schedule_series(records: list[dict], what: str) -> dict:
-  """expert -> (epochs, values) of `schedule/<expert>/<what>` (lr or mix_weight)."""
+  """expert -> (epochs, values) of `schedule/<expert>/<what>` (lr or mix_weight),
+  from the `records` (`read_metrics`) that carry an epoch."""
   out = {}
   for r in records:
     for key, value in r.items():
@@ -85,7 +92,8 @@ NORM_ORDER = ('linf', 'l2', 'l1')
 
 
 def attack_columns(report: dict) -> list[str]:
-  """The attack columns of an evaluate report in the order they ran.
+  """The attack columns ('<norm>/<attack>') of an evaluate report (its 'attacks')
+  in the order they ran.
 
   The JSON file sorts keys, so the order is rebuilt: norms as NORM_ORDER, and within
   a norm by decreasing 'robust accuracy after', which can only fall along the sequence
@@ -99,7 +107,8 @@ def attack_columns(report: dict) -> list[str]:
 
 
 def worst_columns(report: dict) -> list[str]:
-  """Per-norm worst-case keys as NORM_ORDER, 'union' last."""
+  """Per-norm worst-case keys of an evaluate report's 'worst_case', as NORM_ORDER,
+  'union' last."""
   norms = sorted((k for k in report['worst_case'] if k != 'union'),
                  key=lambda n: (NORM_ORDER.index(n) if n in NORM_ORDER else 9, n))
   return norms + (['union'] if 'union' in report['worst_case'] else [])
@@ -130,7 +139,13 @@ def _learner_colors(names):
 
 
 def tradeoff_plot(series: dict, path, title: str, attack_label: str) -> pathlib.Path:
-  """Clean (x) vs robust (y) validation accuracy, one line per learner, epochs marked."""
+  """Clean (x) vs robust (y) validation accuracy, one line per learner, epochs marked.
+
+  Args:
+    series: `validation_series`' output (not empty).
+    path, title: the PNG to write; its title.
+    attack_label: the validation attack, for the y label.
+  """
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
   colors = _learner_colors(series)
@@ -160,7 +175,13 @@ def tradeoff_plot(series: dict, path, title: str, attack_label: str) -> pathlib.
 
 
 def schedules_plot(records: list[dict], path, title: str) -> pathlib.Path | None:
-  """Learning rate (log scale) and mixing weight of every expert against the epoch."""
+  """Learning rate (log scale when all positive) and mixing weight of every expert
+  against the epoch, sync steps marked.
+
+  Args:
+    records: `read_metrics`' records; None is returned when none has a schedule.
+    path, title: the PNG to write; its title.
+  """
   lr, mix = schedule_series(records, 'lr'), schedule_series(records, 'mix_weight')
   if not lr and not mix:
     return None
@@ -192,7 +213,8 @@ def schedules_plot(records: list[dict], path, title: str) -> pathlib.Path | None
 
 
 def training_plots(workdir) -> list[pathlib.Path]:
-  """Writes <workdir>/plots/{tradeoff,schedules}.png from metrics.jsonl."""
+  """Writes <workdir>/plots/{tradeoff,schedules}.png from metrics.jsonl (and
+  config.json's eval.val_attack for the label); returns the paths written."""
   workdir = pathlib.Path(workdir)
   records = read_metrics(workdir)
   config = _read_config(workdir)
@@ -213,8 +235,16 @@ _LAST_DRAWN = {}   # workdir -> time.monotonic() of its last training_plots
 def training_plots_every(workdir, *, final: bool, min_seconds: float = 60.0):
   """`training_plots` at most every `min_seconds` per workdir, and always when `final`.
 
-  A redraw costs about 0.5 s of CPU (measured, 2 figures); at every validation of a
-  small run that would be a large share of the run.
+  A redraw costs CPU time (experiments/benchmarks/README.md, History); at every
+  validation of a small run that would be a large share of the run.
+
+  Args:
+    workdir: the run directory.
+    final: draw whatever the time since the last drawing.
+    min_seconds: the least time between drawings of one workdir, this process.
+
+  Returns:
+    The paths written; [] when skipped.
   """
   now = time.monotonic()
   if not final and now - _LAST_DRAWN.get(str(workdir), -math.inf) < min_seconds:
@@ -241,7 +271,8 @@ def _eval_title(report: dict) -> str:
 
 
 def attack_bars_plot(report: dict, path) -> pathlib.Path:
-  """Clean accuracy, then robust accuracy after each attack (cumulative), per norm."""
+  """Clean accuracy, then robust accuracy after each attack (cumulative), per norm,
+  of an evaluate `report` (its .json) -> `path`."""
   plt = _pyplot()
   labels, values, colors = ['clean'], [100 * report['clean_acc']], ['0.6']
   palette = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd']
@@ -262,7 +293,8 @@ def attack_bars_plot(report: dict, path) -> pathlib.Path:
 
 
 def norm_bars_plot(report: dict, path) -> pathlib.Path | None:
-  """Worst case per norm and the union over norms; None with a single norm."""
+  """Worst case per norm and the union over norms of an evaluate `report` -> `path`;
+  None with a single norm."""
   worst = report['worst_case']
   if 'union' not in worst:
     return None
@@ -282,7 +314,8 @@ def norm_bars_plot(report: dict, path) -> pathlib.Path | None:
 
 
 def eval_plots(report: dict, plot_dir, name: str) -> list[pathlib.Path]:
-  """Writes <plot_dir>/eval_<name>_attacks.png (and _norms.png with several norms)."""
+  """Writes <plot_dir>/eval_<name>_attacks.png (and _norms.png with several norms)
+  of an evaluate `report`; returns the paths written."""
   plot_dir = pathlib.Path(plot_dir)
   paths = [attack_bars_plot(report, plot_dir / f'eval_{name}_attacks.png'),
            norm_bars_plot(report, plot_dir / f'eval_{name}_norms.png')]
@@ -290,7 +323,13 @@ def eval_plots(report: dict, plot_dir, name: str) -> list[pathlib.Path]:
 
 
 def comparison_plot(reports: dict, path) -> pathlib.Path:
-  """Grouped bars: clean and per-norm worst-case test accuracy of several runs."""
+  """Grouped bars: clean and per-norm worst-case test accuracy of several runs.
+
+  Args:
+    reports: run name -> its evaluate report; the first one's columns, attacks
+      and checkpoint label the plot.
+    path: the PNG to write.
+  """
   plt = _pyplot()
   import numpy as np  # pylint: disable=g-import-not-at-top
   first = next(iter(reports.values()))
@@ -323,7 +362,13 @@ def comparison_plot(reports: dict, path) -> pathlib.Path:
 
 
 def interpolation_plot(result: dict, path) -> pathlib.Path:
-  """Clean and robust accuracy against alpha on the path from learner a to b."""
+  """Clean and robust accuracy against alpha on the path from learner a to b.
+
+  Args:
+    result: `run.interpolate.interpolate`'s result (alpha, clean_acc, robust_acc,
+      a, b, split, n, workdir, checkpoint, step, attack).
+    path: the PNG to write.
+  """
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6.0, 4.2), dpi=110)
   alpha = result['alpha']

@@ -18,6 +18,8 @@ from generalist_jax.evaluation import tables
 
 
 def library_versions() -> dict:
+  """The versions behind a result: python, jax, jaxlib, flax, optax,
+  orbax_checkpoint, numpy, and the JAX backend ('cpu', 'gpu', ...)."""
   import flax
   import optax
   import orbax.checkpoint
@@ -29,7 +31,20 @@ def library_versions() -> dict:
 
 
 def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:
-  """Writes <stem>.json, .csv and .md of a finished evaluation; returns the report."""
+  """Writes <stem>.json, .csv and .md of a finished evaluation.
+
+  Args:
+    stem: the files' path without suffix (its folder is created).
+    state: the finished flag state (`runner.new_state`'s columns, complete).
+    plan: the evaluation's `runner.AttackSpec`s.
+    labels: [N] int, written to the csv.
+    meta: the report's fields besides the summary; the .md reads name, workdir,
+      checkpoint, step, learner, seed, sanity and versions (and subset,
+      test_split_size, missing_components where given).
+
+  Returns:
+    The report: `meta` updated with `runner.summarize`'s summary.
+  """
   summary, worst, union = runner.summarize(state, plan)
   report = dict(meta, **summary)
   stem.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +93,13 @@ def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:
 # ----------------------------------------------------------------------------
 
 def save_state(path: pathlib.Path, state: dict, settings: dict) -> None:
+  """Saves the flag state and the settings it belongs to as one .npz, atomically.
+
+  Args:
+    path: the state file.
+    state: column -> numpy array ('/' in names is stored as '__').
+    settings: JSON-able; `load_state` refuses the file under other settings.
+  """
   tmp = path.with_name(path.name + '.tmp.npz')
   arrays = {k.replace('/', '__'): v for k, v in state.items()}
   np.savez(tmp, settings=np.array(json.dumps(settings, sort_keys=True)), **arrays)
@@ -85,6 +107,18 @@ def save_state(path: pathlib.Path, state: dict, settings: dict) -> None:
 
 
 def load_state(path: pathlib.Path, settings: dict) -> dict | None:
+  """The state `save_state` wrote, to resume from.
+
+  Args:
+    path: the state file.
+    settings: the current evaluation's settings.
+
+  Returns:
+    column -> numpy array, or None when there is no file.
+
+  Raises:
+    ValueError: the file was saved under other settings.
+  """
   if not path.exists():
     return None
   with np.load(path) as f:

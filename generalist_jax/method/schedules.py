@@ -16,7 +16,16 @@ Schedule = Callable[[jnp.ndarray], jnp.ndarray]
 
 
 def piecewise_linear(t, knots: Sequence[float], values: Sequence[float]):
-  """np.interp semantics: linear between knots, constant outside."""
+  """np.interp semantics: linear between knots, constant outside.
+
+  Args:
+    t: schedule time (scalar or array), in the knots' units.
+    knots: increasing knot positions.
+    values: the value at each knot.
+
+  Returns:
+    float32 array of `t`'s shape.
+  """
   return jnp.interp(t, jnp.asarray(knots, jnp.float32),
                     jnp.asarray(values, jnp.float32))
 
@@ -49,8 +58,21 @@ LR_SCHEDULES = {'piecewise_linear': _piecewise_linear_lr, 'cosine': _cosine_lr,
 
 
 def make_lr_schedule(opt_config, num_epochs: int, clock: Clock) -> Schedule:
-  """lr as a function of optax's update count (= 0-based global step); the kind is
-  `opt_config.schedule`, a key of LR_SCHEDULES (ValueError otherwise)."""
+  """lr as a function of optax's update count (= 0-based global step).
+
+  Args:
+    opt_config: an expert's `optimizer` config; `schedule` is a key of
+      LR_SCHEDULES, and the kind reads its own fields (lr_epochs / lr_values,
+      or lr).
+    num_epochs: the run's epochs (the cosine schedule reaches 0 there).
+    clock: step -> schedule time in epochs (`timescale.Timeline.epoch`).
+
+  Returns:
+    step -> lr, jittable.
+
+  Raises:
+    ValueError: `opt_config.schedule` is not in LR_SCHEDULES.
+  """
   kind = opt_config.schedule
   if kind not in LR_SCHEDULES:
     raise ValueError(f'optimizer.schedule={kind!r}: use one of {tuple(LR_SCHEDULES)}.')
@@ -59,7 +81,17 @@ def make_lr_schedule(opt_config, num_epochs: int, clock: Clock) -> Schedule:
 
 def scaled_after(schedule: Schedule, first_step: int, scale: float) -> Schedule:
   """`schedule` times `scale` from `first_step` on (meta.drift_lr_scale: the lr of
-  the free phases between sync windows)."""
+  the free phases between sync windows).
+
+  Args:
+    schedule: step -> lr.
+    first_step: the 0-based step from which `scale` applies (the trainer passes
+      the first sync step).
+    scale: multiplier; 1.0 returns `schedule` itself.
+
+  Returns:
+    step -> lr.
+  """
   if scale == 1.0:
     return schedule
   return lambda step: schedule(step) * jnp.where(step >= first_step, scale, 1.0)
@@ -67,7 +99,15 @@ def scaled_after(schedule: Schedule, first_step: int, scale: float) -> Schedule:
 
 def ema_decay(step, max_decay: float = 0.999):
   """Warm-up decay of the reference EMA: min(max, (t + 1) / (t + 10)),
-  t = number of updates before this one."""
+  t = number of updates before this one.
+
+  Args:
+    step: t, the 0-based optimizer step (`TrainState.step`), scalar or array.
+    max_decay: the cap (`timescale.ema_cap`).
+
+  Returns:
+    float32 decay of `step`'s shape.
+  """
   step = jnp.asarray(step, jnp.float32)
   return jnp.minimum(max_decay, (step + 1.0) / (step + 10.0))
 
@@ -77,7 +117,16 @@ def make_mix_schedule(knots: Sequence[float], values_per_expert: Sequence[Sequen
   """Mixing weights (one per expert, summing to one) at the schedule time of `step`.
 
   All experts share the knots (in epochs); since the values sum to one at each
-  knot, the interpolated weights sum to one everywhere.
+  knot (config validation checks it), the interpolated weights sum to one
+  everywhere.
+
+  Args:
+    knots: increasing knots in epochs (`meta.mix_epochs`).
+    values_per_expert: per expert, its weight at each knot (`mix_values`).
+    clock: step -> schedule time in epochs.
+
+  Returns:
+    step -> [N] float32 weights, in the experts' order.
   """
   knots = tuple(knots)
   table = tuple(tuple(v) for v in values_per_expert)
@@ -123,8 +172,20 @@ SYNC_SCHEDULES = {'reference': _reference_sync, 'every_steps': _every_steps_sync
 
 
 def make_sync_schedule(sync_config, timeline) -> Schedule:
-  """Whether the global learner is copied into every expert after `step`; the kind
-  is `sync_config.kind`, a key of SYNC_SCHEDULES (ValueError otherwise)."""
+  """Whether the global learner is copied into every expert after `step`.
+
+  Args:
+    sync_config: `config.meta.sync`; `kind` is a key of SYNC_SCHEDULES, and the
+      kind reads its own fields (start_epoch, every_epochs, window_epochs, or
+      every_steps).
+    timeline: the run's `timescale.Timeline`.
+
+  Returns:
+    0-based step (scalar or array) -> bool of its shape, jittable.
+
+  Raises:
+    ValueError: `sync_config.kind` is not in SYNC_SCHEDULES.
+  """
   kind = sync_config.kind
   if kind not in SYNC_SCHEDULES:
     raise ValueError(f'meta.sync.kind={kind!r}: use one of {tuple(SYNC_SCHEDULES)}.')

@@ -22,6 +22,8 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class StackSpec:
+  """What the vmapped update of stacked experts needs, per expert as arrays over
+  the expert axis (`stack_spec` builds it; `step.py` reads it)."""
   norms: tuple             # the distinct threat models, branch order
   norm_index: np.ndarray   # [N] int32, per expert
   eps: np.ndarray          # [N] float32 (0 for natural experts)
@@ -32,7 +34,19 @@ class StackSpec:
 
 
 def stack_spec(expert_configs, optimizers, params) -> tuple[StackSpec | None, str]:
-  """(spec, '') when the experts can be stacked, else (None, why not)."""
+  """Whether the experts can be stacked, and how.
+
+  Args:
+    expert_configs: the experts' configs (`config.experts[name]`), in order.
+    optimizers: their optax transformations, in the same order.
+    params: the model's params (arrays or `jax.ShapeDtypeStruct`s), to compare
+      the optimizers' state structures.
+
+  Returns:
+    (spec, '') when the experts can be stacked, else (None, why not): all are
+    'natural' or 'pgd' with kind=pgd, loss=ce, restarts=1 and one value of
+    steps and random_start, and the optimizers' states have one structure.
+  """
   attacks_ = [e.attack for e in expert_configs if e.task == 'pgd']
   if any(e.task not in ('natural', 'pgd') for e in expert_configs):
     return None, 'only natural and pgd experts stack'
@@ -55,8 +69,11 @@ def stack_spec(expert_configs, optimizers, params) -> tuple[StackSpec | None, st
 
 
 def stack(trees):
+  """N pytrees of one structure -> one pytree, each leaf stacked on a new leading
+  axis of size N."""
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def unstack(tree, n: int) -> tuple:
+  """The inverse of `stack`: the n pytrees `tree[i]` (leaf by leaf), as a tuple."""
   return tuple(jax.tree.map(lambda leaf: leaf[i], tree) for i in range(n))

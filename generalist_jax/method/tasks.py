@@ -35,21 +35,57 @@ from generalist_jax.attacks import training as training_attacks
 
 @dataclasses.dataclass(frozen=True)
 class Task:
+  """What an expert trains on (module docstring): `inputs(logits_fn, x, y, key)`
+  -> the batch, or a tuple of batches, to train on, with `logits_fn` the expert in
+  BatchNorm eval mode; `loss(logits, y)` -> the scalar mean loss on their logits
+  (a tuple of logits for a tuple of batches). x [B, H, W, C] float in [0, 1],
+  y [B] int labels, key a PRNG key. Both run inside the jitted train step.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from generalist_jax.method.tasks import Task, mean_cross_entropy
+    >>> brighter = Task(inputs=lambda logits_fn, x, y, key: jnp.clip(x + 0.1, 0, 1),
+    ...                 loss=mean_cross_entropy)
+    >>> x, y = jnp.full((2, 4, 4, 3), 0.5), jnp.array([0, 1])
+    >>> logits_fn = lambda x: jnp.zeros((x.shape[0], 10))
+    >>> float(brighter.inputs(logits_fn, x, y, jax.random.PRNGKey(0)).max())
+    0.6...
+    >>> float(brighter.loss(logits_fn(x), y))   # log(10)
+    2.30...
+  """
   inputs: Callable[..., jax.Array | tuple]
   loss: Callable[..., jax.Array]
 
 
 def mean_cross_entropy(logits, labels):
+  """The batch mean of softmax cross-entropy.
+
+  Args:
+    logits: [B, K] float.
+    labels: [B] int class indices.
+
+  Returns:
+    Scalar float.
+  """
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 def natural_task(expert_config) -> Task:
+  """Natural training: CE on the clean batch (the config is not read)."""
   del expert_config
   return Task(inputs=lambda logits_fn, x, y, key: x, loss=mean_cross_entropy)
 
 
 def pgd_task(expert_config) -> Task:
-  """Madry et al. adversarial training: CE on PGD examples."""
+  """Madry et al. adversarial training: CE on PGD examples.
+
+  Args:
+    expert_config: the expert's config (`config.experts[name]`); its `attack` is
+      bound by `attacks.make_attack`.
+
+  Returns:
+    The expert's `Task`.
+  """
   return Task(inputs=attacks.make_attack(expert_config.attack),
               loss=mean_cross_entropy)
 
@@ -58,7 +94,16 @@ def pgd_task(expert_config) -> Task:
 
 def trades_loss(logits, labels, beta):
   """TRADES (Zhang et al. 2019, yaodongyu/TRADES trades.py `trades_loss`):
-  CE(f(x), y) + beta * mean_b KL(f(x) || f(x')); gradients through both terms."""
+  CE(f(x), y) + beta * mean_b KL(f(x) || f(x')); gradients through both terms.
+
+  Args:
+    logits: (clean, adversarial) logits, each [B, K].
+    labels: [B] int.
+    beta: the KL term's weight.
+
+  Returns:
+    Scalar loss.
+  """
   clean, adv = logits
   return (mean_cross_entropy(clean, labels)
           + beta * training_attacks.kl_divergence(clean, adv).mean())
@@ -70,7 +115,16 @@ def mart_loss(logits, labels, beta):
     BCE = CE(f(x'), y) - log(1.0001 - p'_{y'} + 1e-12), y' = the most likely
           wrong class under f(x');
     + beta * mean_b [ KL(f(x) || f(x')) * (1.0000001 - p_y(x)) ]
-  (the reference's KL takes log(p' + 1e-12))."""
+  (the reference's KL takes log(p' + 1e-12)).
+
+  Args:
+    logits: (clean, adversarial) logits, each [B, K].
+    labels: [B] int.
+    beta: the weighted KL term's weight.
+
+  Returns:
+    Scalar loss.
+  """
   clean, adv = logits
   adv_probs = jax.nn.softmax(adv)
   top2 = jnp.argsort(adv_probs, axis=-1)[:, -2:]
@@ -95,14 +149,30 @@ def _clean_and(attack):
 
 
 def trades_task(expert_config) -> Task:
-  """TRADES: the KL attack from x + 0.001 N(0, 1); loss `trades_loss`."""
+  """TRADES: the KL attack from x + 0.001 N(0, 1); loss `trades_loss`.
+
+  Args:
+    expert_config: the expert's config (`config.experts[name]`); reads `attack` (eps,
+      step_size, steps, norm, unroll) and `beta`.
+
+  Returns:
+    The expert's `Task`.
+  """
   attack = functools.partial(training_attacks.trades_attack, **_attack_kwargs(expert_config.attack))
   return Task(inputs=_clean_and(attack),
               loss=functools.partial(trades_loss, beta=float(expert_config.beta)))
 
 
 def mart_task(expert_config) -> Task:
-  """MART: CE-PGD from x + 0.001 N(0, 1); loss `mart_loss`."""
+  """MART: CE-PGD from x + 0.001 N(0, 1); loss `mart_loss`.
+
+  Args:
+    expert_config: the expert's config (`config.experts[name]`); reads `attack` (eps,
+      step_size, steps, norm, unroll) and `beta`.
+
+  Returns:
+    The expert's `Task`.
+  """
   attack = functools.partial(training_attacks.ce_attack_small_start,
                              **_attack_kwargs(expert_config.attack))
   return Task(inputs=_clean_and(attack),
@@ -116,13 +186,29 @@ def _per_norm_attacks(expert_config) -> list:
 
 
 def mean_over_batches_loss(logits, labels):
-  """AVG: the mean of the per-batch mean cross-entropies."""
+  """AVG: the mean of the per-batch mean cross-entropies.
+
+  Args:
+    logits: a tuple of [B, K] logits, one per batch.
+    labels: [B] int, shared by all batches.
+
+  Returns:
+    Scalar loss.
+  """
   return jnp.mean(jnp.stack([mean_cross_entropy(l, labels) for l in logits]))
 
 
 def avg_task(expert_config) -> Task:
   """AVG (Tramer & Boneh 2019; Maini et al. 2020): one PGD batch per norm, loss
-  the mean of their CEs (each batch a train-mode forward pass)."""
+  the mean of their CEs (each batch a train-mode forward pass).
+
+  Args:
+    expert_config: the expert's config (`config.experts[name]`); reads `norms` and
+      `norm_attacks[norm]` for each.
+
+  Returns:
+    The expert's `Task`.
+  """
   per_norm = _per_norm_attacks(expert_config)
   return Task(inputs=lambda logits_fn, x, y, key: tuple(
       training_attacks.per_norm_examples(per_norm, logits_fn, x, y, key)),
@@ -131,7 +217,15 @@ def avg_task(expert_config) -> Task:
 
 def max_task(expert_config) -> Task:
   """MAX (Tramer & Boneh 2019; Maini et al. 2020): one PGD batch per norm; each
-  example trains on the norm where its CE (BN eval mode) is highest."""
+  example trains on the norm where its CE (BN eval mode) is highest.
+
+  Args:
+    expert_config: the expert's config (`config.experts[name]`); reads `norms` and
+      `norm_attacks[norm]` for each.
+
+  Returns:
+    The expert's `Task`.
+  """
   per_norm = _per_norm_attacks(expert_config)
 
   def inputs(logits_fn, x, y, key):
@@ -143,7 +237,15 @@ def max_task(expert_config) -> Task:
 
 def msd_task(expert_config) -> Task:
   """MSD (Maini et al. 2020): CE on the multi-steepest-descent attack; eps and
-  step size per norm from `norm_attacks`, steps from the first of `norms`."""
+  step size per norm from `norm_attacks`, steps from the first of `norms`.
+
+  Args:
+    expert_config: the expert's config (`config.experts[name]`); reads `norms` and
+      `norm_attacks[norm]` (eps, step_size; steps and unroll of the first).
+
+  Returns:
+    The expert's `Task`.
+  """
   cfgs = [expert_config.norm_attacks[n] for n in expert_config.norms]
   attack = functools.partial(
       training_attacks.msd, norms=tuple(expert_config.norms), eps=[float(c.eps) for c in cfgs],
@@ -157,7 +259,15 @@ def eat_task(expert_config) -> Task:
   attacked in one threat model drawn from `norms` (paper: l1 and l-inf, so l2
   comes for free). Drawn uniformly from the step key, which is the reference's
   rule until both norms have statistics; its later reweighting by 1 - running
-  robust accuracy per norm needs state outside TrainState and is left out."""
+  robust accuracy per norm needs state outside TrainState and is left out.
+
+  Args:
+    expert_config: the expert's config (`config.experts[name]`); reads `norms` and
+      `norm_attacks[norm]` for each.
+
+  Returns:
+    The expert's `Task`.
+  """
   per_norm = _per_norm_attacks(expert_config)
   return Task(inputs=functools.partial(training_attacks.one_sampled_norm, per_norm),
               loss=mean_cross_entropy)
@@ -192,7 +302,17 @@ TASKS = {
 
 
 def make_task(expert_config) -> Task:
-  """The Task of an expert config (its `task` is a key of TASKS); ValueError otherwise."""
+  """The Task of an expert config.
+
+  Args:
+    expert_config: the expert's config; its `task` is a key of TASKS.
+
+  Returns:
+    The `Task` that TASKS' factory builds from it.
+
+  Raises:
+    ValueError: `task` is not in TASKS.
+  """
   if expert_config.task not in TASKS:
     raise ValueError(f'task={expert_config.task!r} is unknown; registered tasks: '
                      f'{sorted(TASKS)}.')

@@ -45,16 +45,34 @@ class Timeline:
 
   @property
   def total_steps(self) -> int:
+    """T: the run's optimizer steps, steps_per_epoch x num_epochs."""
     return self.steps_per_epoch * self.num_epochs
 
   def integer_epoch(self, step):
-    """The (virtual) epoch holding 0-based `step`, counted from 1 (int arithmetic)."""
+    """The (virtual) epoch holding 0-based `step`, counted from 1 (int arithmetic).
+
+    Args:
+      step: 0-based optimizer step; an int or an int array (traced or numpy).
+
+    Returns:
+      The 1-based epoch, of `step`'s type: a real epoch, or with `virtual_epochs`
+      one of that many equal parts of the run.
+    """
     if self.virtual_epochs is None:
       return step // self.steps_per_epoch + 1
     return (step * self.virtual_epochs) // self.total_steps + 1
 
   def epoch(self, step):
-    """Schedule time of `step` in (real) epochs: what lr and mixing knots are read at."""
+    """Schedule time of `step` in (real) epochs: what lr and mixing knots are read at.
+
+    Args:
+      step: 0-based optimizer step; an int or an int array.
+
+    Returns:
+      'fractional' clock: (step + 1) / steps_per_epoch. 'integer' clock: the
+      integer epoch holding it (`integer_epoch`), with `virtual_epochs` scaled
+      back to real epochs (x num_epochs / virtual_epochs).
+    """
     if self.clock == 'fractional':
       return (step + 1) / self.steps_per_epoch
     if self.virtual_epochs is None:
@@ -63,7 +81,17 @@ class Timeline:
 
 
 def make_timeline(meta_config, num_epochs: int, steps_per_epoch: int) -> Timeline:
-  """The Timeline of a run from `config.meta` (timescale, clock, sync.virtual_epochs)."""
+  """The Timeline of a run.
+
+  Args:
+    meta_config: `config.meta`; reads timescale, clock and sync.virtual_epochs
+      (default 120, used only when timescale='relative').
+    num_epochs: the run's epochs.
+    steps_per_epoch: optimizer steps per epoch.
+
+  Returns:
+    The run's `Timeline`.
+  """
   relative = meta_config.get('timescale', 'epochs') == 'relative'
   return Timeline(steps_per_epoch=steps_per_epoch, num_epochs=num_epochs,
                   clock=meta_config.get('clock', 'fractional'),
@@ -73,19 +101,45 @@ def make_timeline(meta_config, num_epochs: int, steps_per_epoch: int) -> Timelin
 
 def ema_cap(meta_config, total_steps: int) -> float:
   """The EMA decay cap: `meta.ema_max_decay`, or in the relative timescale
-  1 - 1 / (meta.ema_horizon * T) (0.999 at T = 46,920 with the default horizon)."""
+  1 - 1 / (meta.ema_horizon * T) (0.999 at T = 46,920 with the default horizon).
+
+  Args:
+    meta_config: `config.meta`.
+    total_steps: T, the run's optimizer steps.
+
+  Returns:
+    The largest EMA decay, a float below 1.
+  """
   if meta_config.get('timescale', 'epochs') != 'relative':
     return float(meta_config.ema_max_decay)
   return 1.0 - 1.0 / horizon_steps(meta_config, total_steps)
 
 
 def horizon_steps(meta_config, total_steps: int) -> float:
-  """The relative EMA horizon in steps: meta.ema_horizon x T."""
+  """The relative EMA horizon in steps: meta.ema_horizon x T.
+
+  Args:
+    meta_config: `config.meta`; `ema_horizon` is a share of T (default the
+      reference's, `REFERENCE_EMA_HORIZON`).
+    total_steps: T, the run's optimizer steps.
+
+  Returns:
+    The horizon in optimizer steps (a float).
+  """
   return float(meta_config.get('ema_horizon', REFERENCE_EMA_HORIZON)) * total_steps
 
 
 def sync_windows(sync_fn, total_steps: int) -> list[tuple[int, int]]:
-  """[(first, last)] 0-based steps of every run of consecutive sync steps."""
+  """Every run of consecutive sync steps, host-side.
+
+  Args:
+    sync_fn: the sync schedule, 0-based step array -> bool array
+      (`schedules.make_sync_schedule`); called once on all T steps.
+    total_steps: T, the run's optimizer steps.
+
+  Returns:
+    [(first, last)] 0-based steps (both inclusive) of each window, in order.
+  """
   steps = np.arange(total_steps)
   flags = np.asarray(sync_fn(steps), bool)
   edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
@@ -94,7 +148,20 @@ def sync_windows(sync_fn, total_steps: int) -> list[tuple[int, int]]:
 
 def fidelity_problems(meta_config, total_steps: int, windows) -> tuple[list[str], list[str]]:
   """(errors, warnings) about a relative-timescale run too short to be a faithful
-  miniature of the reference, each with the numbers."""
+  miniature of the reference, each with the numbers.
+
+  Args:
+    meta_config: `config.meta`; with timescale other than 'relative' nothing is
+      checked.
+    total_steps: T, the run's optimizer steps.
+    windows: the run's sync windows (`sync_windows`).
+
+  Returns:
+    (errors, warnings), lists of messages. Errors: an EMA horizon under
+    `MIN_HORIZON_STEPS` steps; with sync kind 'reference', fewer steps than
+    virtual epochs. Warnings: a horizon under `FAITHFUL_HORIZON_STEPS` steps;
+    a sync window shorter than 5 steps.
+  """
   errors, warnings = [], []
   if meta_config.get('timescale', 'epochs') != 'relative':
     return errors, warnings

@@ -66,12 +66,24 @@ MODEL_NAMES = tuple(MODELS)
 def create_model(model_config, num_classes: int, mean: tuple, std: tuple) -> nn.Module:
   """Builds the model named by `model_config.name` (a key of `MODELS`).
 
-  Fields (ConfigDict or dict): name, width (all models), depth and widen_factor
-  (wide_resnet), batch_norm (small_cnn, mlp), ops ('auto' | 'xla' | 'cpu': which
-  formulation of convolution, max-pool and training-mode BatchNorm's gradient, see
-  cpu_ops; 'auto' picks 'cpu' on the CPU backend; parameters and values are the
-  same; mlp has no convolutions and keeps flax's BatchNorm). `mean`/`std` are
-  per-channel in [0, 1] units. Raises ValueError for an unknown name.
+  Args:
+    model_config: ConfigDict or dict with name, width (all models, default 1.0),
+      depth and widen_factor (wide_resnet, default 34 and 10), batch_norm
+      (small_cnn, default False; mlp, default True), ops ('auto' | 'xla' |
+      'cpu': which formulation of convolution, max-pool and training-mode
+      BatchNorm's gradient, see cpu_ops; 'auto' picks 'cpu' on the CPU backend;
+      parameters and values are the same; mlp has no convolutions and keeps
+      flax's BatchNorm).
+    num_classes: the number of logits.
+    mean, std: per-channel input normalisation in [0, 1] units (length 1 or the
+      images' channels), applied inside the model.
+
+  Returns:
+    The flax module (not initialised: see `init_variables`).
+
+  Raises:
+    ValueError: an unknown name or ops, or a wide_resnet depth that neither
+      WRN convention allows (`resnets.wrn_blocks_per_stage`).
   """
   name = model_config.get('name')
   if name not in MODELS:
@@ -88,6 +100,15 @@ def init_variables(model: nn.Module, key: jax.Array,
 
   'batch_stats' is {} for models without BatchNorm, so every model's variables
   have the same top-level structure.
+
+  Args:
+    model: a module from `create_model`.
+    key: PRNG key of the initialisers (traced keys work too: under jit or
+      `jax.eval_shape` the init is only traced).
+    image_shape: (H, W, C) of one image.
+
+  Returns:
+    {'params': ..., 'batch_stats': ...}, float32.
   """
   dummy = jnp.zeros((1, *image_shape), jnp.float32)
   init = functools.partial(model.init, train=False)
@@ -95,9 +116,10 @@ def init_variables(model: nn.Module, key: jax.Array,
     variables = init(key, dummy)
   else:
     # One-off program dominated by threefry RNG, whose XLA:CPU compile at the
-    # default optimisation level takes 10-30 s even for tiny models (2 cores);
-    # at level 0 it is ~8x faster. Values agree to float rounding (1 ulp),
-    # as jit vs eager init already do; the random bits are the same.
+    # default optimisation level is slow even for tiny models and several times
+    # faster at level 0 (experiments/benchmarks/README.md, History). Values agree
+    # to float rounding (1 ulp), as jit vs eager init already do; the random bits
+    # are the same.
     options = ({'xla_backend_optimization_level': 0, **(compiler_options() or {})}
                if jax.default_backend() == 'cpu' else None)
     variables = jax.jit(init).lower(key, dummy).compile(options)(key, dummy)
@@ -116,6 +138,17 @@ def apply_model(model: nn.Module, variables: dict, images: jax.Array, *,
   compute_dtype (e.g. jnp.bfloat16): parameters, statistics and images are cast
   for the computation only; logits and new statistics come back in float32, and
   gradients flow back to the float32 parameters through the cast.
+
+  Args:
+    model: a module from `create_model`.
+    variables: {'params', 'batch_stats'} (`init_variables`' structure).
+    images: [B, H, W, C] float in [0, 1] (normalisation happens in the model).
+    train: BatchNorm mode, as above.
+    compute_dtype: None or float32 for float32 throughout, else the dtype to
+      compute in.
+
+  Returns:
+    (logits [B, num_classes] float32, batch_stats).
   """
   batch_stats = variables.get('batch_stats', {})
   inputs = {'params': variables['params']}

@@ -42,7 +42,17 @@ _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
 def resolve_ops(ops: str) -> str:
-  """'auto' -> 'cpu' on the CPU backend, else 'xla'."""
+  """'auto' -> 'cpu' on the CPU backend, else 'xla'.
+
+  Args:
+    ops: `model.ops`, one of OPS.
+
+  Returns:
+    'cpu' or 'xla'.
+
+  Raises:
+    ValueError: `ops` is not in OPS.
+  """
   if ops not in OPS:
     raise ValueError(f'model.ops={ops!r} is unknown; use one of {OPS}.')
   if ops == 'auto':
@@ -65,7 +75,11 @@ _EIGEN_YNN_FUSION_TYPES = ('LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'   # XLA's defau
 def conv_engine() -> str:
   """The XLA:CPU convolution engine this process uses: $GENERALIST_JAX_CPU_CONV
   ('ynnpack' or 'eigen') if set, else 'eigen' on CPUs with AVX-512, 'ynnpack'
-  otherwise (as measured; see above)."""
+  otherwise (as measured; see above). Read once per process (cached).
+
+  Raises:
+    ValueError: $GENERALIST_JAX_CPU_CONV is set to another value.
+  """
   engine = os.environ.get(ENGINE_ENV, '')
   if engine and engine not in ENGINES:
     raise ValueError(f'{ENGINE_ENV}={engine!r} is unknown; use one of {ENGINES} '
@@ -255,6 +269,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   Plain NHWC/HWIO convolutions take the fast path; anything else (dilation,
   groups, other layouts, precision or dtype options, negative pads) goes to lax
   unchanged.
+
+  Args and result: those of `lax.conv_general_dilated`.
   """
   plain = (not lhs_dilation or all(d == 1 for d in lhs_dilation)) and \
           (not rhs_dilation or all(d == 1 for d in rhs_dilation)) and \
@@ -287,7 +303,14 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   elementwise pass (faster on XLA:CPU than lax's select-and-scatter or four
   strided slices). Ties split the gradient equally
   (lax gives it to the first maximum); after a ReLU ties are at 0, where the ReLU's
-  gradient is 0 either way."""
+  gradient is 0 either way.
+
+  Args:
+    x: [B, H, W, C].
+
+  Returns:
+    [B, H // 2, W // 2, C].
+  """
   b, h, w, c = x.shape
   h, w = h // 2 * 2, w // 2 * 2
   windows = x[:, :h, :w].reshape(b, h // 2, 2, w // 2, 2, c)
@@ -298,9 +321,7 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float):
   """Training-mode BatchNorm over every axis but the last, with a closed-form VJP.
 
-  x: [..., C] float32; scale, bias: [C]. Returns (y, mean, var): y like x, and the
-  batch mean and biased variance [C] that update the running averages. The
-  forward is flax's `nn.BatchNorm` (use_fast_variance: var = E[x^2] - E[x]^2,
+  The forward is flax's `nn.BatchNorm` (use_fast_variance: var = E[x^2] - E[x]^2,
   clipped at 0; y = (x - mean) * (rsqrt(var + eps) * scale) + bias), op for op.
   The backward is the textbook closed form (Ioffe & Szegedy 2015, as PyTorch's
   and cuDNN's kernels compute it): with r = rsqrt(var + eps), xc = x - mean,
@@ -311,6 +332,15 @@ def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: f
   where the variance is clipped at 0 (E[x^2] - E[x]^2 rounding below zero: autodiff
   passes no gradient through the variance there, the closed form does; both are
   noise, as that variance is).
+
+  Args:
+    x: [..., C] float32.
+    scale, bias: [C].
+    epsilon: added to the variance (PyTorch's eps, `layers.BN_EPSILON`).
+
+  Returns:
+    (y, mean, var): y like x, and the batch mean and biased variance [C] that
+    update the running averages.
   """
   out, _ = _batch_norm_train_fwd(x, scale, bias, epsilon)
   return out

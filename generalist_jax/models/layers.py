@@ -25,13 +25,24 @@ conv_init_fan_in = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
 
 
 def scale(channels: int, width: float) -> int:
+  """`channels` times the model's `width` multiplier, rounded, at least 1."""
   return max(1, int(round(channels * width)))
 
 
 def batch_norm(train: bool, name: str, ops: str = 'xla') -> nn.BatchNorm:
   """flax's BatchNorm with PyTorch's defaults; with ops='cpu' its training-mode
   gradient takes the closed form (`ClosedFormBatchNorm`). `name` is required: flax's
-  automatic names follow the class, and the variables must not depend on `ops`."""
+  automatic names follow the class, and the variables must not depend on `ops`.
+
+  Args:
+    train: True normalises with batch statistics and updates the running ones;
+      False uses the running ones.
+    name: the submodule's name.
+    ops: 'xla' or 'cpu' (see cpu_ops).
+
+  Returns:
+    An unbound BatchNorm module, to call on [..., C] inputs.
+  """
   cls = ClosedFormBatchNorm if ops == 'cpu' else nn.BatchNorm
   return cls(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
              name=name)
@@ -75,6 +86,8 @@ def conv_fn(ops: str):
 
 
 def max_pool_2x2(x: jax.Array, ops: str) -> jax.Array:
+  """2x2 max-pool with stride 2 of [B, H, W, C] (odd sizes floor, like MaxPool2d):
+  `cpu_ops.max_pool_2x2` for ops='cpu', else flax's `nn.max_pool`."""
   if ops == 'cpu':
     return cpu_ops.max_pool_2x2(x)
   return nn.max_pool(x, (2, 2), strides=(2, 2))  # Floors, like MaxPool2d.
@@ -82,6 +95,17 @@ def max_pool_2x2(x: jax.Array, ops: str) -> jax.Array:
 
 def conv3x3(features: int, strides: int = 1, name: str | None = None,
              ops: str = 'xla'):
+  """A bias-free 3x3 `nn.Conv` with torch's padding=1 and `conv_init`.
+
+  Args:
+    features: output channels.
+    strides: the stride of both spatial axes.
+    name: the submodule's name (the PyTorch twins mirror it).
+    ops: 'xla' or 'cpu': whose convolution runs it (`conv_fn`).
+
+  Returns:
+    An unbound `nn.Conv`, to call on [B, H, W, C].
+  """
   # Explicit (1, 1) padding, not 'SAME': for stride 2 on even sizes flax's
   # SAME pads (0, 1) while PyTorch's padding=1 pads (1, 1).
   return nn.Conv(features, (3, 3), strides=(strides, strides),
@@ -91,6 +115,8 @@ def conv3x3(features: int, strides: int = 1, name: str | None = None,
 
 def conv1x1(features: int, strides: int = 1, name: str | None = None,
              ops: str = 'xla'):
+  """A bias-free 1x1 `nn.Conv` (shortcut projections) with `conv_init`, no padding;
+  arguments and result as `conv3x3`."""
   return nn.Conv(features, (1, 1), strides=(strides, strides),
                  padding='VALID', use_bias=False, kernel_init=conv_init,
                  conv_general_dilated=conv_fn(ops), name=name)
@@ -98,6 +124,18 @@ def conv1x1(features: int, strides: int = 1, name: str | None = None,
 
 def normalize(x: jax.Array, mean: Sequence[float],
                std: Sequence[float]) -> jax.Array:
+  """(x - mean) / std per channel: the first op of every model.
+
+  Args:
+    x: [..., C] images in [0, 1].
+    mean, std: per-channel statistics in [0, 1] units, of length 1 or C.
+
+  Returns:
+    The normalised x, of x's shape and dtype.
+
+  Raises:
+    ValueError: mean or std has neither 1 nor C entries.
+  """
   channels = x.shape[-1]
   for what, v in (('mean', mean), ('std', std)):
     # Length 1 broadcasts; anything else must match, because a 3-channel mean

@@ -69,7 +69,21 @@ RESNET18_STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # (channels, stride)
 def residual_stages(x, block, stages: Sequence[tuple], blocks_per_stage: int, *, width: float,
                     ops: str, train: bool, prefix: str):
   """Blocks `<prefix><stage>_<j>` (called inside a compact module); the first of a
-  stage takes its stride."""
+  stage takes its stride.
+
+  Args:
+    x: [B, H, W, C] activations.
+    block: the block class, `block(features, strides, ops, name=)(x, train)`.
+    stages: (channels, stride) per stage, channels before `width` scaling.
+    blocks_per_stage: blocks in every stage.
+    width: the model's channel multiplier.
+    ops: 'xla' or 'cpu' (see cpu_ops).
+    train: BatchNorm mode.
+    prefix: the blocks' name prefix (the variable names the PyTorch twins map).
+
+  Returns:
+    The last block's output, [B, H', W', channels of the last stage].
+  """
   for i, (channels, strides) in enumerate(stages):
     for j in range(blocks_per_stage):
       x = block(layers.scale(channels, width), strides if j == 0 else 1, ops,
@@ -116,6 +130,15 @@ def wrn_blocks_per_stage(depth: int) -> int:
   We try the first rule, then the second. Note that WRN-32-10 therefore builds
   exactly the TRADES WRN-34-10 architecture (Madry's TF model differs only in
   using avg-pool + zero-pad shortcuts instead of 1x1 convs).
+
+  Args:
+    depth: the WRN's depth.
+
+  Returns:
+    n, the blocks per stage.
+
+  Raises:
+    ValueError: neither rule gives a whole n >= 1.
   """
   for offset in (4, 2):
     if depth > offset and (depth - offset) % 6 == 0:
@@ -127,6 +150,7 @@ def wrn_blocks_per_stage(depth: int) -> int:
 
 
 def wrn_stages(widen_factor: int) -> tuple:
+  """The WRN's (channels, stride) per stage: 16k, 32k, 64k with strides 1, 2, 2."""
   return ((16 * widen_factor, 1), (32 * widen_factor, 2), (64 * widen_factor, 2))
 
 

@@ -48,7 +48,17 @@ def _hwc_to_chw_rows(kernel: np.ndarray, chw: tuple) -> np.ndarray:
 def state_dict(variables: dict, torch_model: torch.nn.Module) -> dict:
   """flax {'params', 'batch_stats'} -> a state_dict that `torch_model` loads strictly.
 
-  Fails naming the keys when the two models do not match (other width, depth...).
+  Args:
+    variables: the flax model's {'params', 'batch_stats'}.
+    torch_model: its twin (`torch_models.create_model` of the same config).
+
+  Returns:
+    name -> torch tensor (copies, in the twin's dtypes), with zero
+    `num_batches_tracked` counters.
+
+  Raises:
+    ValueError: naming the keys or shapes when the two models do not match
+      (other width, depth...).
   """
   params = {k: np.asarray(v) for k, v in
             flax.traverse_util.flatten_dict(variables['params']).items()}
@@ -104,7 +114,15 @@ _RENAMES = {   # twin class -> (pattern, replacement): RobustBench / kuangliu na
 def robustbench_keys(torch_state: dict, twin: torch.nn.Module) -> dict:
   """`torch_state` with its keys renamed to the twin's where they are RobustBench's
   (or kuangliu/pytorch-cifar's; a DataParallel 'module.' prefix is dropped). RobustBench
-  WRNs' unused `sub_block1` is left out."""
+  WRNs' unused `sub_block1` is left out.
+
+  Args:
+    torch_state: a PyTorch state_dict.
+    twin: the twin whose key names to rename to (its class picks the renames).
+
+  Returns:
+    A new dict with the same values; keys the twin already has stay as they are.
+  """
   expected = set(twin.state_dict())
   out = {}
   for key, value in torch_state.items():
@@ -119,9 +137,21 @@ def robustbench_keys(torch_state: dict, twin: torch.nn.Module) -> dict:
 
 
 def flax_variables(torch_state: dict, twin: torch.nn.Module, template: dict) -> dict:
-  """A PyTorch state_dict of `twin`'s architecture -> flax {'params', 'batch_stats'}
-  with `template`'s structure (e.g. `models.init_variables(model, ...)`). Fails
-  naming the keys and shapes that do not match."""
+  """A PyTorch state_dict of `twin`'s architecture -> flax {'params', 'batch_stats'}.
+
+  Args:
+    torch_state: the state_dict (tensors or arrays; RobustBench key names are
+      renamed by `robustbench_keys`).
+    twin: the `torch_models` twin of the flax model.
+    template: the flax variables whose structure and shapes to fill (e.g.
+      `models.init_variables(model, ...)`).
+
+  Returns:
+    {'params', 'batch_stats'} of float32 numpy arrays.
+
+  Raises:
+    ValueError: naming the keys and shapes that do not match.
+  """
   state = {k: v.detach().cpu().numpy() if hasattr(v, 'detach') else np.asarray(v)
            for k, v in robustbench_keys(torch_state, twin).items()}
   expected = twin.state_dict()
@@ -151,7 +181,17 @@ def flax_variables(torch_state: dict, twin: torch.nn.Module, template: dict) -> 
 
 def torch_twin(model_config, num_classes: int, mean, std, image_shape,
                variables: dict | None = None) -> torch.nn.Module:
-  """The `torch_models` twin, in eval mode, with `variables` loaded if given."""
+  """The `torch_models` twin, in eval mode, with `variables` loaded if given.
+
+  Args:
+    model_config, num_classes, mean, std, image_shape: as
+      `torch_models.create_model`.
+    variables: flax {'params', 'batch_stats'} to load (`state_dict`), or None to
+      keep torch's random init.
+
+  Returns:
+    The torch module in eval mode.
+  """
   model = torch_models.create_model(model_config, num_classes, mean, std, image_shape)
   if variables is not None:
     model.load_state_dict(state_dict(variables, model), strict=True)
@@ -159,7 +199,15 @@ def torch_twin(model_config, num_classes: int, mean, std, image_shape,
 
 
 def load(path: str | pathlib.Path) -> torch.nn.Module:
-  """Rebuilds an exported learner from `path` and `path.json` (eval mode)."""
+  """Rebuilds an exported learner from `path` and `path.json` (eval mode).
+
+  Args:
+    path: the exported state_dict (`export_torch`); `<path>.json` holds its
+      model config, num_classes, mean, std and image_shape.
+
+  Returns:
+    The torch module in eval mode, on the CPU; inputs NCHW in [0, 1].
+  """
   path = pathlib.Path(path)
   spec = json.loads(pathlib.Path(f'{path}.json').read_text())
   model = torch_models.create_model(spec['model'], spec['num_classes'], spec['mean'],

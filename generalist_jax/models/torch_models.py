@@ -54,6 +54,8 @@ class _Normalize(nn.Module):
 
 
 class PreActBlock(nn.Module):
+  """Twin of `resnets.PreActBlock`: the projection shortcut, where there is one,
+  takes relu(bn1(x))."""
 
   def __init__(self, cin: int, features: int, stride: int):
     super().__init__()
@@ -65,6 +67,7 @@ class PreActBlock(nn.Module):
                      if stride != 1 or cin != features else None)
 
   def forward(self, x):
+    """[B, cin, H, W] -> [B, features, ceil(H / stride), ceil(W / stride)]."""
     out = F.relu(self.bn1(x))
     shortcut = self.shortcut(out) if self.shortcut is not None else x
     out = self.conv1(out)
@@ -73,6 +76,7 @@ class PreActBlock(nn.Module):
 
 
 class BasicBlock(nn.Module):
+  """Twin of `resnets.BasicBlock` (post-activation, kuangliu/pytorch-cifar)."""
 
   def __init__(self, cin: int, features: int, stride: int):
     super().__init__()
@@ -86,6 +90,7 @@ class BasicBlock(nn.Module):
       self.shortcut_bn = _bn(features)
 
   def forward(self, x):
+    """[B, cin, H, W] -> [B, features, ceil(H / stride), ceil(W / stride)]."""
     out = F.relu(self.bn1(self.conv1(x)))
     out = self.bn2(self.conv2(out))
     shortcut = self.shortcut_bn(self.shortcut_conv(x)) if self.has_shortcut else x
@@ -121,6 +126,7 @@ def _scaled(stages, width: float) -> list:
 
 
 class PreActResNet18(_ResNetBase):
+  """Twin of `resnets.PreActResNet18`; `in_channels` is the images' C."""
 
   def __init__(self, num_classes: int, width: float = 1.0, mean=(0.0,), std=(1.0,),
                in_channels: int = 3):
@@ -131,11 +137,13 @@ class PreActResNet18(_ResNetBase):
     self.linear = nn.Linear(cin, num_classes)
 
   def forward(self, x):
+    """[B, C, H, W] float images in [0, 1] -> [B, num_classes] logits."""
     x = self._blocks(self.conv1(self.normalize(x)))
     return self.linear(F.relu(self.bn(x)).mean(dim=(2, 3)))
 
 
 class ResNet18(_ResNetBase):
+  """Twin of `resnets.ResNet18`; `in_channels` is the images' C."""
 
   def __init__(self, num_classes: int, width: float = 1.0, mean=(0.0,), std=(1.0,),
                in_channels: int = 3):
@@ -146,11 +154,14 @@ class ResNet18(_ResNetBase):
     self.linear = nn.Linear(cin, num_classes)
 
   def forward(self, x):
+    """[B, C, H, W] float images in [0, 1] -> [B, num_classes] logits."""
     x = F.relu(self.bn1(self.conv1(self.normalize(x))))
     return self.linear(self._blocks(x).mean(dim=(2, 3)))
 
 
 class WideResNet(_ResNetBase):
+  """Twin of `resnets.WideResNet` (same `depth` rule); `in_channels` is the
+  images' C."""
 
   def __init__(self, num_classes: int, depth: int = 34, widen_factor: int = 10,
                width: float = 1.0, mean=(0.0,), std=(1.0,), in_channels: int = 3):
@@ -162,6 +173,7 @@ class WideResNet(_ResNetBase):
     self.fc = nn.Linear(cin, num_classes)
 
   def forward(self, x):
+    """[B, C, H, W] float images in [0, 1] -> [B, num_classes] logits."""
     x = self._blocks(self.conv1(self.normalize(x)))
     return self.fc(F.relu(self.bn(x)).mean(dim=(2, 3)))
 
@@ -199,6 +211,7 @@ class SmallCNN(nn.Module):
     return F.relu(x)
 
   def forward(self, x):
+    """[B, C, H, W] float images in [0, 1] -> [B, num_classes] logits."""
     x = self.normalize(x)
     for i, name in enumerate(('conv1', 'conv2', 'conv3', 'conv4')):
       x = self._act(getattr(self, name)(x), name)
@@ -229,6 +242,7 @@ class MLP(nn.Module):
     self.logits = nn.Linear(fin, num_classes)
 
   def forward(self, x):
+    """[B, C, H, W] float images in [0, 1] -> [B, num_classes] logits."""
     x = self.normalize(x).permute(0, 2, 3, 1).flatten(1)   # NCHW -> HWC rows
     for name in ('fc1', 'fc2'):
       x = getattr(self, name)(x)
@@ -258,8 +272,23 @@ TWINS = {
 
 def create_model(model_config, num_classes: int, mean: tuple, std: tuple,
                  image_shape: tuple = (32, 32, 3)) -> nn.Module:
-  """The twin of `models.create_model(model_config, ...)` (same fields); NCHW inputs
-  in [0, 1]. Raises ValueError for a model without a twin."""
+  """The twin of `models.create_model(model_config, ...)`; NCHW inputs in [0, 1].
+
+  Args:
+    model_config: the flax model's config; the same fields are read, except
+      `ops` (a flax-only choice).
+    num_classes: the number of logits.
+    mean, std: per-channel input normalisation in [0, 1] units.
+    image_shape: (H, W, C) of one image: C for the stem, and H, W for SmallCNN's
+      and the MLP's first dense layer.
+
+  Returns:
+    The torch module, in training mode and randomly initialised (load weights
+    with `torch_convert`).
+
+  Raises:
+    ValueError: the model has no twin in TWINS.
+  """
   name = model_config.get('name')
   if name not in TWINS:
     raise ValueError(f'Model {name!r} has no PyTorch twin; twins: {", ".join(TWINS)}.')

@@ -36,8 +36,14 @@ class RunCheckpoints:
   """`<workdir>/checkpoints/last` (keep-last-N) and `.../best` (keep 1)."""
 
   def __init__(self, directory: str | pathlib.Path, keep: int, read_only: bool = False):
-    """read_only: for readers beside a live run (evaluation): nothing is cleaned,
-    moved or written."""
+    """Opens (or, unless read_only, creates) the two checkpoint folders.
+
+    Args:
+      directory: `<workdir>/checkpoints`.
+      keep: how many 'last' checkpoints to keep (`config.checkpoint.keep`).
+      read_only: for readers beside a live run (evaluation): nothing is cleaned,
+        moved or written.
+    """
     directory = pathlib.Path(directory).absolute()
     self.read_only = read_only
     self.quarantine = directory / 'unreadable'
@@ -45,7 +51,17 @@ class RunCheckpoints:
     self.best = _manager(directory / 'best', 1, read_only)
 
   def save(self, step: int, state: Any, meta: dict, *, best: bool = False) -> None:
-    """Starts an async save of `state` and `meta` at `step` (into best/ if `best`)."""
+    """Starts an async save of `state` and `meta` at `step` (into best/ if `best`).
+
+    A step already saved there is kept, not overwritten (a resumed run redoing
+    it saves the same state).
+
+    Args:
+      step: the optimizer step, the checkpoint's name.
+      state: the TrainState (any pytree of arrays).
+      meta: a small JSON-able dict (best-so-far, epoch, data position).
+      best: save into best/ (keep 1) instead of last/.
+    """
     manager = self.best if best else self.last
     if step in manager.all_steps():
       return   # a resumed run redoing a step: same state (determinism), keep the first
@@ -53,7 +69,7 @@ class RunCheckpoints:
                                                meta=ocp.args.JsonSave(meta)))
 
   def steps(self, which: str = 'last') -> list[int]:
-    """Saved steps of 'last' or 'best', ascending."""
+    """Saved steps of `which` ('last' or 'best'), ascending."""
     return sorted(getattr(self, which).all_steps())
 
   def restore(self, template: Any, which: str = 'last', step: int | None = None):
@@ -61,7 +77,20 @@ class RunCheckpoints:
 
     A checkpoint that fails to read is reported, moved aside into
     `checkpoints/unreadable/` (kept for inspection, never deleted) and skipped in
-    favour of the one before it.
+    favour of the one before it; read-only, it is only skipped.
+
+    Args:
+      template: what to restore into (`restore.state_template`).
+      which: 'last' or 'best'.
+      step: the step to restore; None tries the newest first.
+
+    Returns:
+      (state, meta), or None when no checkpoint reads back.
+
+    Raises:
+      CheckpointMismatchError: a readable checkpoint holds arrays of other shapes
+        than `template` (another config); it is left in place.
+      ValueError: the given `step` cannot be read.
     """
     manager = getattr(self, which)
     candidates = [step] if step is not None else self.steps(which)[::-1]

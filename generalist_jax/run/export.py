@@ -12,9 +12,22 @@ from generalist_jax.run import restore
 
 
 def export(workdir: str, checkpoint: str, learner: str, out: str) -> dict:
-  """Writes `out` and `out.json` for one learner of a run's checkpoint; returns the
-  spec written to `out.json`. Raises ValueError for an unknown learner or a model
-  without a twin."""
+  """Writes `out` and `out.json` for one learner of a run's checkpoint.
+
+  Args:
+    workdir: the run directory.
+    checkpoint: 'last', 'best' or a step number (`restore.restore_run`).
+    learner: an expert, '<expert>_ema' or 'global'.
+    out: the state_dict's path (its folder is created).
+
+  Returns:
+    The spec written to `out.json` (model config, num_classes, mean, std,
+    image_shape, and where it came from), what `torch_convert.load` reads.
+
+  Raises:
+    ValueError: an unknown learner, a model without a twin, or no such
+      checkpoint.
+  """
   import torch  # pylint: disable=g-import-not-at-top
   config, dataset, setup, state, step = restore.restore_run(pathlib.Path(workdir), checkpoint)
   learners = step_lib.learners(state, setup)

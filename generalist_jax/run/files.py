@@ -10,7 +10,12 @@ import tempfile
 
 def write_text_atomic(path: str | pathlib.Path, text: str) -> None:
   """Writes `text` to a temporary file beside `path`, then renames it over `path`
-  (os.replace is atomic on POSIX). On an error the old file is left as it was."""
+  (os.replace is atomic on POSIX). On an error the old file is left as it was.
+
+  Args:
+    path: the file; its folder must exist.
+    text: the whole new content.
+  """
   path = pathlib.Path(path)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
   try:

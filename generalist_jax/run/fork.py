@@ -46,7 +46,18 @@ class ForkError(ValueError):
 
 def source_workdir(config, workdir: pathlib.Path) -> pathlib.Path | None:
   """The run to fork from: `init_from.workdir` while `workdir` has no checkpoint of
-  its own (once it has, it resumes itself like any run); None otherwise."""
+  its own (once it has, it resumes itself like any run); None otherwise.
+
+  Args:
+    config: the fork's run config.
+    workdir: the fork's run directory.
+
+  Returns:
+    The source's absolute path, or None.
+
+  Raises:
+    ForkError: init_from.workdir is `workdir` itself.
+  """
   source = config.get('init_from', None)
   if source is None or not source.workdir or run_config.has_checkpoints(workdir):
     return None
@@ -58,7 +69,15 @@ def source_workdir(config, workdir: pathlib.Path) -> pathlib.Path | None:
 
 
 def refused_differences(source_config: dict, config) -> dict:
-  """{field: (source value, fork value)} for every difference outside FORKABLE."""
+  """{field: (source value, fork value)} for every difference outside FORKABLE.
+
+  Args:
+    source_config: the source's config.json, as a dict.
+    config: the fork's run config (ConfigDict).
+
+  Returns:
+    Flattened dotted field -> (source value, fork value); {} when it may fork.
+  """
   current = json.loads(config.to_json_best_effort(sort_keys=True))
   differences = run_config.config_differences(source_config, current)
   return {k: v for k, v in differences.items()
@@ -68,7 +87,16 @@ def refused_differences(source_config: dict, config) -> dict:
 def check_source(config, source: pathlib.Path, total_steps: int) -> None:
   """Raises ForkError when `source` is no run, lacks the step (or it lies past the
   fork's `total_steps`), or was trained with a config that differs from `config` in
-  a field a fork cannot change (all named)."""
+  a field a fork cannot change (all named).
+
+  Args:
+    config: the fork's run config.
+    source: the source's run directory (`source_workdir`).
+    total_steps: the fork's T, in optimizer steps.
+
+  Raises:
+    ForkError: as above.
+  """
   try:
     source_config = json.loads((source / 'config.json').read_text())
   except FileNotFoundError:
@@ -98,7 +126,20 @@ def check_source(config, source: pathlib.Path, total_steps: int) -> None:
 
 def data_info(source: pathlib.Path, workdir: pathlib.Path, info, *, write: bool):
   """The source run's preprocessing constants, saved as the fork's own (so the model
-  stays the function the source trained)."""
+  stays the function the source trained).
+
+  Args:
+    source: the source's run directory.
+    workdir: the fork's run directory.
+    info: the loaded data's `DatasetInfo`.
+    write: whether this process writes the fork's data_info.json (process 0).
+
+  Returns:
+    The `DatasetInfo` to use (`restore.run_data_info` of the source).
+
+  Raises:
+    ValueError: the data's classes or image shape differ from the source's.
+  """
   info = restore.run_data_info(source, info, write=False)
   if write:
     files.write_text_atomic(pathlib.Path(workdir) / restore.DATA_INFO,
@@ -119,8 +160,20 @@ def _copy_metrics(source: pathlib.Path, workdir: pathlib.Path, step: int) -> Non
 def start(config, source: pathlib.Path, workdir: pathlib.Path, template,
           ckpts: checkpoints.RunCheckpoints) -> tuple:
   """Restores the source's state at `init_from.step` and saves it as the fork's first
-  checkpoint (with the source's best one, when that is the best at the step).
-  Returns (state, run meta) as `RunCheckpoints.restore` does."""
+  checkpoint (with the source's best one, when that is the best at the step), and
+  on process 0 copies the source's metrics.jsonl records up to the step.
+
+  Args:
+    config: the fork's run config.
+    source: the source's run directory (checked by `check_source`).
+    workdir: the fork's run directory.
+    template: what to restore into (`restore.state_template`).
+    ckpts: the fork's own checkpoints.
+
+  Returns:
+    (state, run meta {'best_value', 'best_step'}); the best is reset (-inf, -1)
+    when the source's best at the step is no longer saved.
+  """
   step = int(config.init_from.step)
   saved = checkpoints.RunCheckpoints(source / 'checkpoints', 1, read_only=True)
   try:

@@ -21,12 +21,22 @@ from generalist_jax.run import restore
 
 
 def mix(a, b, alpha: float):
-  """(1 - alpha) * a + alpha * b, leaf by leaf (BatchNorm statistics too)."""
+  """(1 - alpha) * a + alpha * b, leaf by leaf (BatchNorm statistics too).
+
+  Args:
+    a, b: variable pytrees of one structure.
+    alpha: in [0, 1]; 0 gives a, 1 gives b.
+  """
   return jax.tree.map(lambda x, y: (1.0 - alpha) * x + alpha * y, a, b)
 
 
 def barrier(values) -> float:
-  """How far the path dips below the worse of its two ends (>= 0; in accuracy units)."""
+  """How far the path dips below the worse of its two ends (>= 0; in the values'
+  units, here accuracy fractions).
+
+  Args:
+    values: the accuracies along the path, ends first and last.
+  """
   values = np.asarray(values, float)
   return float(max(0.0, min(values[0], values[-1]) - values.min()))
 
@@ -37,7 +47,24 @@ def interpolate(workdir, a: str, b: str, *, checkpoint: str = 'last', points: in
   """Clean and robust accuracy (the run's `eval.test_attack`, or `val_attack` on the
   'val' split) at `points` evenly spaced alphas from learner `a` (alpha 0) to `b`
   (alpha 1); writes <workdir>/interpolation/<a>_to_<b>_<checkpoint>.{json,png}.
-  Raises ValueError for an unknown learner, split or checkpoint."""
+
+  Args:
+    workdir: the run directory.
+    a, b: learner names (an expert, '<expert>_ema' or 'global').
+    checkpoint: 'last', 'best' or a step number.
+    points: alphas, >= 2 (the two ends included).
+    split: 'test' (the whole test split, then `n_ex` of it) or 'val'.
+    n_ex: test examples, a fixed random subset; None for all. Not read for 'val'.
+    batch_size: None for the run's `eval.batch_size`.
+    seed: the attack's randomness (the same at every alpha).
+
+  Returns:
+    The result written to the .json: alpha, clean_acc and robust_acc lists, their
+    `barrier`s, and where they came from.
+
+  Raises:
+    ValueError: points < 2, an unknown learner, split or checkpoint.
+  """
   if points < 2:
     raise ValueError(f'--points={points}: need at least the two ends.')
   config, dataset, setup, state, step = restore.restore_run(workdir, checkpoint,

@@ -21,7 +21,13 @@ def _truncate_after(path: pathlib.Path, step: int) -> None:
 
 
 class MetricWriter:
-  """Process 0's writer: metrics.jsonl and TensorBoard events, truncated on resume."""
+  """Process 0's writer: metrics.jsonl and TensorBoard events, truncated on resume.
+
+  Args:
+    workdir: the run directory (metrics.jsonl, tensorboard/).
+    start_step: the step resumed from: records of later steps are dropped from
+      metrics.jsonl and hidden in TensorBoard; 0 for a fresh run.
+  """
 
   def __init__(self, workdir: str | pathlib.Path, start_step: int = 0):
     workdir = pathlib.Path(workdir)
@@ -32,7 +38,13 @@ class MetricWriter:
                                          purge_step=start_step or None)
 
   def write(self, step: int, scalars: dict) -> None:
-    """Appends one JSON line {'step', **scalars} and the TensorBoard scalars."""
+    """Appends one JSON line {'step', **scalars} and the TensorBoard scalars.
+
+    Args:
+      step: the optimizer step the scalars belong to.
+      scalars: name -> number (cast to float; NaN and inf are written as null
+        in the JSON line).
+    """
     record = {'step': int(step)}
     record.update({k: float(v) for k, v in scalars.items()})
     with self.jsonl_path.open('a') as f:
@@ -52,7 +64,8 @@ class NullWriter:
   """What processes other than 0 log: nothing."""
 
   def write(self, step: int, scalars: dict) -> None:
+    """Writes nothing (`MetricWriter.write`'s signature)."""
     del step, scalars
 
   def close(self) -> None:
-    pass
+    """Nothing to close."""

@@ -39,7 +39,12 @@ class PreemptionGuard:
   def stop_requested(self, *, sync_point: bool) -> bool:
     """Whether the loop stops after this step. One process: its own request, at
     any step. Several: only at sync points (the same steps on every process),
-    when any process has a request."""
+    when any process has a request.
+
+    Args:
+      sync_point: whether every process calls this at this step (with several
+        processes it is then a collective all-gather).
+    """
     if jax.process_count() == 1:
       return self.requested
     if not sync_point:

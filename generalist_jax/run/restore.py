@@ -18,6 +18,9 @@ from generalist_jax.run import run_config
 
 
 class RestoredRun(NamedTuple):
+  """What `restore_run` reads back: the run's config, its dataset (with the run's
+  saved preprocessing constants), static setup, the checkpoint's TrainState and
+  its step."""
   config: ml_collections.ConfigDict
   dataset: data_lib.Dataset
   setup: step_lib.Setup
@@ -26,12 +29,29 @@ class RestoredRun(NamedTuple):
 
 
 def state_template(state) -> Any:
-  """Shapes, dtypes and shardings of a TrainState: what orbax restores into."""
+  """Shapes, dtypes and shardings of a TrainState: what orbax restores into.
+
+  Args:
+    state: a TrainState (e.g. `create_train_state`'s, or `jax.eval_shape` of it).
+
+  Returns:
+    The same pytree of `jax.ShapeDtypeStruct`s.
+  """
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
 
 
 def read_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
-  """The config a run saved (`config.json`); ValueError when there is none."""
+  """The config a run saved (`config.json`).
+
+  Args:
+    workdir: the run directory.
+
+  Returns:
+    The ConfigDict.
+
+  Raises:
+    ValueError: there is no config.json.
+  """
   path = pathlib.Path(workdir) / 'config.json'
   if not path.exists():
     raise ValueError(f'{workdir} is not a run directory (no config.json).')
@@ -42,6 +62,7 @@ DATA_INFO = 'data_info.json'
 
 
 def info_dict(info: data_lib.DatasetInfo) -> dict:
+  """`info` as the JSON-able dict of data_info.json (lists, ints and floats)."""
   return {'num_classes': int(info.num_classes), 'image_shape': list(info.image_shape),
           'mean': [float(m) for m in info.mean], 'std': [float(s) for s in info.std]}
 
@@ -51,7 +72,23 @@ def run_data_info(workdir, info: data_lib.DatasetInfo, *, write: bool) -> data_l
   saved in <workdir>/data_info.json when the run first starts (`write`) and used
   from then on by resumes, evaluation and export, so the model stays the same
   function when the data file changes. A changed mean/std is reported (the saved
-  one is used); other classes or image shapes are refused (ValueError)."""
+  one is used); other classes or image shapes are refused.
+
+  Before the run's first checkpoint the data's own constants hold (and are written
+  again with `write`), on every process alike.
+
+  Args:
+    workdir: the run directory.
+    info: the loaded data's `DatasetInfo`.
+    write: whether this process writes data_info.json (process 0 of a training
+      start; False for readers).
+
+  Returns:
+    The `DatasetInfo` the run uses.
+
+  Raises:
+    ValueError: the data's classes or image shape differ from the saved ones.
+  """
   path = pathlib.Path(workdir) / DATA_INFO
   # Decided alike on every process of a job (the file alone could be old or just
   # rewritten by process 0): before the first checkpoint the data's own constants hold.
@@ -75,9 +112,20 @@ def run_data_info(workdir, info: data_lib.DatasetInfo, *, write: bool) -> data_l
 
 
 def restore_run(workdir, checkpoint: str = 'last', *, full_test: bool = False) -> RestoredRun:
-  """A run's checkpoint ('last', 'best' or a step number), read-only (safe beside a
-  live run). `full_test`: the whole test split, not the run's `data.test_size`
-  subset. Raises ValueError when there is no such checkpoint."""
+  """A run's checkpoint, read-only (safe beside a live run).
+
+  Args:
+    workdir: the run directory.
+    checkpoint: 'last', 'best' or a step number (as a string or int).
+    full_test: load the whole test split, not the run's `data.test_size` subset.
+
+  Returns:
+    The `RestoredRun`.
+
+  Raises:
+    ValueError: no config.json, data that does not fit the run
+      (`run_data_info`), or no such checkpoint.
+  """
   workdir = pathlib.Path(workdir)
   config = read_config(workdir)
   data_config = config.data.copy_and_resolve_references()

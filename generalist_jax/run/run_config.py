@@ -33,6 +33,13 @@ def config_differences(saved: dict, current: dict) -> dict:
 
   A field the saved config lacks counts as its default (`builders.base_config()`):
   runs saved before the field existed computed exactly that, so they still resume.
+
+  Args:
+    saved: the saved config.json, as a dict.
+    current: the current config, as a JSON dict.
+
+  Returns:
+    Dotted field -> (saved value, current value); '(absent)' for a missing side.
   """
   a, b = compare.flatten(saved), compare.flatten(current)
   defaults = compare.flatten(json.loads(builders.base_config().to_json_best_effort()))
@@ -47,7 +54,14 @@ def _run_defining(differences: dict) -> dict:
 
 def start_over(workdir: pathlib.Path) -> pathlib.Path | None:
   """Moves everything of the old run into <workdir>/superseded/<time>/ (process 0;
-  every process waits for it). Returns where it went, or None for an empty workdir."""
+  every process waits for it). The lock file and earlier superseded runs stay.
+
+  Args:
+    workdir: the run directory.
+
+  Returns:
+    Where it went; None for an empty workdir, and on processes other than 0.
+  """
   target = None
   keep = (SUPERSEDED, workdir_lock.LOCK_NAME)   # the lock stays: this run holds it
   entries = [p for p in workdir.iterdir() if p.name not in keep] if workdir.exists() else []
@@ -63,7 +77,7 @@ def start_over(workdir: pathlib.Path) -> pathlib.Path | None:
 
 def has_checkpoints(workdir: pathlib.Path) -> bool:
   """Whether any training was saved (a config.json alone, e.g. after a data error, is
-  not a run yet)."""
+  not a run yet): a numbered step in <workdir>/checkpoints/last or best."""
   return any(p.name.isdigit() for which in ('last', 'best')
              for p in (workdir / 'checkpoints' / which).glob('*'))
 
@@ -72,7 +86,16 @@ def check_and_write(config, workdir: pathlib.Path, *, start_over_allowed: bool =
   """Refuses (ConfigChangedError) a workdir whose saved config.json differs from
   `config` in a field that decides the run, once it has checkpoints; with
   `start_over_allowed` the old run is moved aside instead. Writes config.json
-  (process 0), keeping a replaced one as config.previous.json."""
+  (process 0), keeping a replaced one as config.previous.json.
+
+  Args:
+    config: the run config.
+    workdir: the run directory.
+    start_over_allowed: the --start_over flag.
+
+  Raises:
+    ConfigChangedError: naming the fields that differ (saved -> now).
+  """
   path = workdir / 'config.json'
   current = json.loads(config.to_json_best_effort(sort_keys=True))
   saved_text = path.read_text() if path.exists() else None

@@ -113,7 +113,17 @@ def _quiet_absl():
 
 
 def evaluate(run_dir: pathlib.Path, run_config, compare) -> dict:
-  """Evaluates one run of the suite as `compare` says (`evaluate_run.evaluate_run`)."""
+  """Evaluates one run of the suite as `compare` says (`evaluate_run.evaluate_run`).
+
+  Args:
+    run_dir: the run's sub-workdir.
+    run_config: its run config (the learner is `evaluated_learner`'s).
+    compare: the suite's `compare` config.
+
+  Returns:
+    `evaluate_run.evaluate_run`'s return value; the report is also written to
+    <run_dir>/eval/<compare.name>.json, which the suite reads back.
+  """
   return evaluate_run.evaluate_run(
       run_dir, checkpoint=compare.checkpoint, learner=evaluated_learner(run_config),
       attacks=compare.attacks, norms=tuple(compare.norms), eps=tuple(compare.eps),
@@ -123,7 +133,13 @@ def evaluate(run_dir: pathlib.Path, run_config, compare) -> dict:
 
 
 def table_rows(reports: dict, seconds: dict) -> tuple[list[str], list[list]]:
-  """(header, rows) of the comparison: accuracies in %, one row per run."""
+  """(header, rows) of the comparison: accuracies in %, one row per run.
+
+  Args:
+    reports: run name -> its evaluation report, in table order; the first one's
+      attack and worst-case columns make the header.
+    seconds: run name -> seconds to train and test it in this invocation.
+  """
   first = next(iter(reports.values()))
   attack_cols = plots.attack_columns(first)
   worst_cols = plots.worst_columns(first)
@@ -138,12 +154,13 @@ def table_rows(reports: dict, seconds: dict) -> tuple[list[str], list[list]]:
 
 
 def format_table(header, rows) -> str:
-  """A Markdown table, numbers with one decimal."""
+  """A Markdown table of `table_rows`' (header, rows), floats with one decimal."""
   return '\n'.join(tables.markdown_table(header, rows, fmt=tables.cell))
 
 
 def describe(compare, n_ex: int) -> str:
-  """One line saying what the table's numbers are."""
+  """One line saying what the table's numbers are, for the suite's `compare`
+  config and the `n_ex` test images actually evaluated."""
   threat = ', '.join(f'{n} eps={e:.4g}' for n, e in zip(compare.norms, compare.eps))
   return (f"Test accuracy (%) on {n_ex} test images, checkpoint '{compare.checkpoint}' "
           f'(on validation), attacks {compare.attacks} with {compare.steps} steps each, '
@@ -156,7 +173,23 @@ def describe(compare, n_ex: int) -> str:
 def run_suite(config, workdir: str, *, start_over: bool = False) -> dict:
   """Trains and evaluates every run of the suite, writes and prints the comparison.
   A suite workdir another suite is using is refused before anything is written
-  (`workdir_lock`); each run also locks its own sub-workdir."""
+  (`workdir_lock`); each run also locks its own sub-workdir.
+
+  Writes <workdir>/<compare.name>_table.{md,json}, plots/<compare.name>_comparison.png
+  and report.md.
+
+  Args:
+    config: the suite config (`runs`, `compare`).
+    workdir: the suite's directory (created).
+    start_over: passed to every run (`loop.train_and_evaluate`).
+
+  Returns:
+    {'header', 'rows'} of the table.
+
+  Raises:
+    ConfigError: a bad `compare` field or run config, before anything trains.
+    WorkdirLockedError: another process holds the suite's workdir.
+  """
   _check(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,13 @@ from generalist_jax.method import step as step_lib
 
 
 def write_table(path_stem: pathlib.Path, results: dict, description: str) -> None:
-  """`<stem>.json` and a Markdown table, one row per learner."""
+  """`<stem>.json` and `<stem>.md` (a Markdown table, one row per learner).
+
+  Args:
+    path_stem: the files' path without suffix (its folder is created).
+    results: a `final_test` entry; its 'learners' (name -> metrics) make the rows.
+    description: the line above the table.
+  """
   path_stem.parent.mkdir(parents=True, exist_ok=True)
   path_stem.with_suffix('.json').write_text(json.dumps(results, indent=2, sort_keys=True))
   rows = [[name, tables.percent(m['clean_acc']), tables.percent(m['robust_acc'])]
@@ -23,7 +29,20 @@ def write_table(path_stem: pathlib.Path, results: dict, description: str) -> Non
 
 def final_test(config, setup, ckpts, template, dataset, workdir: pathlib.Path) -> dict:
   """Test-set clean and robust accuracy of the last and the best-on-validation state
-  under `eval.test_attack`; writes eval/test_{last,best}.{json,md}."""
+  under `eval.test_attack`; writes eval/test_{last,best}.{json,md} (process 0).
+
+  Args:
+    config: the run config.
+    setup: the run's `step.Setup`.
+    ckpts: the run's `RunCheckpoints`.
+    template: what to restore into (`restore.state_template`).
+    dataset: the loaded dataset; its test split is used.
+    workdir: the run directory.
+
+  Returns:
+    'last' / 'best' -> {'step', 'meta', 'learners', 'n_test', 'attack'}, for each
+    checkpoint that exists.
+  """
   eval_fn = learner_eval.make_eval_fn(setup.model, config.eval.test_attack, setup.mesh,
                                       setup.compute_dtype)
   attack = config.eval.test_attack
@@ -53,7 +72,20 @@ def final_test(config, setup, ckpts, template, dataset, workdir: pathlib.Path) -
 def validate(config, setup, dataset, state, eval_fn, writer, bar, step: int,
              prefix: str = 'val') -> dict:
   """Validation of every learner, logged as '<prefix>/<learner>/<metric>' (prefix
-  'presync' / 'postsync' for the validations around a sync window)."""
+  'presync' / 'postsync' for the validations around a sync window).
+
+  Args:
+    config, setup, dataset: the run's config, `step.Setup` and data (its val split).
+    state: the TrainState to validate.
+    eval_fn: `learners.make_eval_fn` of `eval.val_attack`.
+    writer: the run's metric writer.
+    bar: the progress bar, to print a summary line on (process 0).
+    step: the optimizer step, for the log.
+    prefix: the metrics' prefix.
+
+  Returns:
+    The logged metrics, '<prefix>/<learner>/<metric>' -> value.
+  """
   val = learner_eval.evaluate_learners(eval_fn, step_lib.learners(state, setup), dataset.val,
                                        config.eval.batch_size, config.seed + 1)
   val = {f'{prefix}/{k}': v for k, v in val.items()}
@@ -72,7 +104,15 @@ def validate_and_keep_best(config, setup, dataset, state, run_meta, eval_fn, ckp
                            writer, bar, step: int) -> dict:
   """Validation of every learner; saves `checkpoints/best` when `eval.best_metric`
   improves among validations whose clean accuracy is >= `eval.clean_floor`.
-  Returns the updated run meta (best value and step)."""
+
+  Args:
+    config, setup, dataset, state, eval_fn, writer, bar, step: as `validate`.
+    run_meta: {'best_value', 'best_step'} so far.
+    ckpts: the run's `RunCheckpoints`.
+
+  Returns:
+    The updated run meta (best value and step).
+  """
   val = validate(config, setup, dataset, state, eval_fn, writer, bar, step)
   value = learner_eval.selection_value(val, config.eval.best_metric,
                                        config.eval.get('clean_floor', 0.0))

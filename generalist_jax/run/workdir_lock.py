@@ -105,7 +105,17 @@ def hold(workdir) -> Iterator[pathlib.Path]:
   """Holds `<workdir>/.lock` (the workdir must exist) while the block runs, and
   releases it however the block ends. Raises WorkdirLockedError, before the block
   runs, when another run holds the workdir (or a run on another host left its
-  record). In a multi-process job only process 0 takes it; all raise together."""
+  record). In a multi-process job only process 0 takes it; all raise together.
+
+  Args:
+    workdir: the run (or suite) directory.
+
+  Yields:
+    The lock file's path.
+
+  Raises:
+    WorkdirLockedError: as above.
+  """
   path = pathlib.Path(workdir) / LOCK_NAME
   fd, error = None, None
   if jax.process_index() == 0:
