@@ -333,7 +333,7 @@ def run_evaluation(apply_fn, params, images, labels, plan: list[AttackSpec], *,
   mesh = parallel.make_mesh() if mesh is None else mesh
   sizes = bucket_sizes(batch_size, mesh.size)
   batch = parallel.batch_sharded(mesh)
-  params = parallel.replicate(params, mesh)
+  params = parallel.replicate(parallel.to_host(params), mesh)   # host copies: any placement
   as_float = lambda idx: data_lib.to_float(images[idx]) if images.dtype == np.uint8 else (
       np.asarray(images[idx], np.float32))
   bar = tqdm.tqdm(total=n * (1 + len(plan)), unit='ex', disable=not progress,
