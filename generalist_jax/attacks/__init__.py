@@ -2,10 +2,12 @@
 
 The front door. Layout, from the bottom:
 
+  rng.py         random draws from one key, or one key per example
   losses.py      per-example losses on logits (CE, margin, DLR, targeted DLR)
   threat.py      threat models l-inf / l2 / l1: start, steepest step, exact projection
   ascent.py      the one ascent loop; PGD, FGSM, MIM
   apgd.py, fab.py, square.py   AutoAttack's components
+  staged.py      an attack cut into stages (targets, restarts, query blocks) for evaluations
   training.py    training-time attacks (TRADES, MART, AVG / MAX / MSD / E-AT)
   registry.py    one row per attack: function, norms, standard budget, white/black box
   autoattack.py  AutoAttack's versions and the per-example flag algebra

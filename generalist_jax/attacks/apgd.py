@@ -14,7 +14,8 @@ the top-k coordinates of |grad| with k adapted at checkpoints, no momentum, and
 optionally the eps schedule 3 eps -> 2 eps -> eps (`large_eps_start`).
 
 Pure and jittable: restarts and targets are `lax.fori_loop`s, so the compiled
-size does not grow with them.
+size does not grow with them; `apgd_staged` / `apgd_targeted_staged` cut them into
+stages that an evaluation runs on the examples not yet fooled.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from generalist_jax.attacks import losses
+from generalist_jax.attacks import rng
+from generalist_jax.attacks import staged
 from generalist_jax.attacks import threat
 
 RHO = 0.75        # oscillation threshold
@@ -67,14 +70,17 @@ def apgd_run(logits_fn, x, y, key, *, eps, norm: str, loss_fn: Callable, steps: 
 
   eot_iter > 1 (randomised models, AutoAttack's 'rand'): the gradient is the mean
   over `eot_iter` draws of the model, `logits_fn(x, key=k)`, as the official
-  `eot_iter`; the loss and prediction are those of the last draw."""
+  `eot_iter`; the loss and prediction are those of the last draw. `key`: one key
+  or one per example (`rng`; not with eot_iter > 1, whose model draws take one)."""
+  if eot_iter > 1 and rng.is_batch(key):
+    raise ValueError('APGD with eot_iter > 1 draws the model with one key, not one per example.')
   threat_model = threat.NORMS[norm]
   pe = lambda v: threat.per_example(v, x)
   n_features = int(np.prod(x.shape[1:]))
   eps = jnp.broadcast_to(jnp.asarray(eps, x.dtype), x.shape[:1])
   alpha = 1.0 if norm == 'l1' else 2.0
 
-  eot_key = jax.random.fold_in(key, 0xE07)
+  eot_key = rng.fold_in(key, 0xE07)
 
   def one_draw(delta, draw_key):
     def total(d):
@@ -172,7 +178,7 @@ def _large_eps_run(logits_fn, x, y, key, *, eps, loss_fn, steps, unroll, eot_ite
   fractions = (0.3, 0.3)
   stage_steps = [math.ceil(f * steps) for f in fractions]
   stage_steps.append(steps - sum(stage_steps))
-  delta = threat.l1_project(x, jax.random.normal(key, x.shape, x.dtype), 3 * eps)
+  delta = threat.l1_project(x, rng.normal(key, x.shape, x.dtype), 3 * eps)
   result = None
   for scale, n in zip((3.0, 2.0, 1.0), stage_steps):
     result = apgd_run(logits_fn, x, y, key, eps=scale * eps, norm='l1', loss_fn=loss_fn,
@@ -198,20 +204,24 @@ def _repeat(n: int, run: Callable[[int], RunResult]) -> RunResult:
   return jax.lax.fori_loop(1, n, lambda r, total: _combine(total, run(r)), first)
 
 
+def _run_r(logits_fn, x, y, key, r, *, eps, norm, loss_fn, steps, large_eps_start, unroll,
+           eot_iter=1) -> RunResult:
+  """Run r (restart, or target x restart) with key fold_in(key, r); r may be traced."""
+  k = rng.fold_in(key, r)
+  if large_eps_start:
+    assert norm == 'l1', 'large_eps_start is the APGD-l1 schedule'
+    return _large_eps_run(logits_fn, x, y, k, eps=eps, loss_fn=loss_fn, steps=steps,
+                          unroll=unroll, eot_iter=eot_iter)
+  return apgd_run(logits_fn, x, y, k, eps=eps, norm=norm, loss_fn=loss_fn, steps=steps,
+                  unroll=unroll, eot_iter=eot_iter)
+
+
 def apgd_result(logits_fn, x, y, key, *, eps, norm='linf', loss='ce', steps=100,
                 restarts=1, large_eps_start=False, unroll=1, eot_iter=1) -> RunResult:
   loss_fn = losses.LOSSES[loss]
-
-  def run(r):
-    k = jax.random.fold_in(key, r)
-    if large_eps_start:
-      assert norm == 'l1', 'large_eps_start is the APGD-l1 schedule'
-      return _large_eps_run(logits_fn, x, y, k, eps=eps, loss_fn=loss_fn, steps=steps,
-                            unroll=unroll, eot_iter=eot_iter)
-    return apgd_run(logits_fn, x, y, k, eps=eps, norm=norm, loss_fn=loss_fn, steps=steps,
-                    unroll=unroll, eot_iter=eot_iter)
-
-  return _repeat(restarts, run)
+  return _repeat(restarts, lambda r: _run_r(
+      logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=loss_fn, steps=steps,
+      large_eps_start=large_eps_start, unroll=unroll, eot_iter=eot_iter))
 
 
 def apgd(logits_fn, x, y, key, *, eps, norm: str = 'linf', loss: str = 'ce', steps: int = 100,
@@ -234,28 +244,27 @@ def target_classes(logits: jax.Array, n_targets: int) -> jax.Array:
   return jnp.stack([order[:, -(t + 2)] for t in range(n_targets)])
 
 
-def apgd_targeted_result(logits_fn, x, y, key, *, eps, norm='linf', steps=100,
-                         n_targets=9, restarts=1, large_eps_start=False,
-                         unroll=1) -> RunResult:
-  """APGD-T: APGD on the targeted DLR loss towards each of the top `n_targets`
-  other classes in turn (1 restart each in AutoAttack 'standard')."""
+def _targeted_loss(logits_fn, x, n_targets: int, restarts: int) -> Callable:
+  """r -> the targeted DLR loss towards the (r // restarts)-th target (r may be traced).
+  Raises ValueError with < 4 classes or too many targets."""
   num_classes = logits_fn(x[:1]).shape[-1]
   if num_classes < 4 or n_targets > num_classes - 1:
     raise ValueError(f'APGD-T needs >= 4 classes and n_targets <= {num_classes - 1}; '
                      f'got {num_classes} classes, n_targets={n_targets}.')
   targets = target_classes(logits_fn(x), n_targets)
+  return lambda r: (lambda logits, labels: losses.targeted_dlr(logits, labels,
+                                                               targets[r // restarts]))
 
-  def run(r):
-    t = targets[r // restarts]
-    loss_fn = lambda logits, labels: losses.targeted_dlr(logits, labels, t)
-    k = jax.random.fold_in(key, r)
-    if large_eps_start:
-      return _large_eps_run(logits_fn, x, y, k, eps=eps, loss_fn=loss_fn, steps=steps,
-                            unroll=unroll)
-    return apgd_run(logits_fn, x, y, k, eps=eps, norm=norm, loss_fn=loss_fn, steps=steps,
-                    unroll=unroll)
 
-  return _repeat(n_targets * restarts, run)
+def apgd_targeted_result(logits_fn, x, y, key, *, eps, norm='linf', steps=100,
+                         n_targets=9, restarts=1, large_eps_start=False,
+                         unroll=1) -> RunResult:
+  """APGD-T: APGD on the targeted DLR loss towards each of the top `n_targets`
+  other classes in turn (1 restart each in AutoAttack 'standard')."""
+  loss_for = _targeted_loss(logits_fn, x, n_targets, restarts)
+  return _repeat(n_targets * restarts, lambda r: _run_r(
+      logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=loss_for(r), steps=steps,
+      large_eps_start=large_eps_start, unroll=unroll))
 
 
 def apgd_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int = 100,
@@ -266,3 +275,45 @@ def apgd_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int =
   return apgd_targeted_result(logits_fn, x, y, key, eps=eps, norm=norm, steps=steps,
                               n_targets=n_targets, restarts=restarts,
                               large_eps_start=large_eps_start, unroll=unroll).x_adv
+
+
+# ----------------------------------------------------------------------------
+# Stages: one run (restart, or target x restart) each. Runs are independent and a
+# fooled example keeps its point (`_combine`), so an evaluation runs each stage
+# only on the examples not yet fooled (`staged.Staged`).
+# ----------------------------------------------------------------------------
+
+def _start(logits_fn, x, y, key) -> RunResult:
+  del logits_fn, y, key
+  return RunResult(x, jnp.zeros(x.shape[:1], bool), jnp.full(x.shape[:1], -jnp.inf, x.dtype), x)
+
+
+def _stage_of(run_r: Callable) -> Callable:
+  """stage(logits_fn, x, y, key, total, r) -> total after run r: run 0's result (as
+  `_repeat`), later ones `_combine`d in."""
+  def stage(logits_fn, x, y, key, total, r):
+    new = run_r(logits_fn, x, y, key, r)
+    return jax.tree.map(lambda a, b: jnp.where(r == 0, a, b), new, _combine(total, new))
+  return stage
+
+
+def apgd_staged(*, eps, norm='linf', loss='ce', steps=100, restarts=1, large_eps_start=False,
+                unroll=1, eot_iter=1) -> staged.Staged:
+  """`apgd` as `restarts` stages."""
+  run_r = lambda logits_fn, x, y, key, r: _run_r(
+      logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=losses.LOSSES[loss], steps=steps,
+      large_eps_start=large_eps_start, unroll=unroll, eot_iter=eot_iter)
+  return staged.Staged(restarts, _start, _stage_of(run_r), lambda t: t.x_adv,
+                       lambda t: t.fooled)
+
+
+def apgd_targeted_staged(*, eps, norm='linf', steps=100, n_targets=9, restarts=1,
+                         large_eps_start=False, unroll=1) -> staged.Staged:
+  """`apgd_targeted` as n_targets x restarts stages (the targets are recomputed from
+  the clean logits at each)."""
+  run_r = lambda logits_fn, x, y, key, r: _run_r(
+      logits_fn, x, y, key, r, eps=eps, norm=norm,
+      loss_fn=_targeted_loss(logits_fn, x, n_targets, restarts)(r), steps=steps,
+      large_eps_start=large_eps_start, unroll=unroll)
+  return staged.Staged(n_targets * restarts, _start, _stage_of(run_r), lambda t: t.x_adv,
+                       lambda t: t.fooled)

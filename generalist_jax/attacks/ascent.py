@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from generalist_jax.attacks import losses
+from generalist_jax.attacks import rng
 from generalist_jax.attacks import threat
 
 LogitsFn = Callable[[jax.Array], jax.Array]
@@ -98,9 +99,9 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
     logits = logits_fn(x + delta)
     return delta, loss_fn(logits, y), jnp.argmax(logits, -1) != y
 
-  best = one_restart(jax.random.fold_in(key, 0))
+  best = one_restart(rng.fold_in(key, 0))
   for r in range(1, restarts):
-    best = _keep_better(best, one_restart(jax.random.fold_in(key, r)))
+    best = _keep_better(best, one_restart(rng.fold_in(key, r)))
   return x + best[0]
 
 

@@ -15,7 +15,8 @@ counts as broken when the smallest adversarial point found is within eps; the
 attack returns it, and x itself otherwise, so the output is always inside the
 ball and box.
 
-Pure and jittable: iterations and targets are `lax.fori_loop`s.
+Pure and jittable: iterations and targets are `lax.fori_loop`s; the `_staged`
+forms cut the runs into stages for an evaluation that drops broken examples.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from generalist_jax.attacks import apgd
+from generalist_jax.attacks import rng
+from generalist_jax.attacks import staged
 from generalist_jax.attacks import threat
 
 _FLOAT_MAX = 1e10      # "no adversarial point yet" (the reference's res2 init)
@@ -150,9 +153,9 @@ def project_on_hyperplane(point: jax.Array, w: jax.Array, b: jax.Array, norm: st
 def _random_start(key, x0, norm: str, radius):
   """The reference's restart point: a random direction of norm radius / 2, clipped to the box."""
   if norm == 'linf':
-    t = jax.random.uniform(key, x0.shape, x0.dtype, -1.0, 1.0)
+    t = rng.uniform(key, x0.shape, x0.dtype, -1.0, 1.0)
   else:
-    t = jax.random.normal(key, x0.shape, x0.dtype)
+    t = rng.normal(key, x0.shape, x0.dtype)
   t = t / threat.per_example(threat.lp_norm(t, norm) + 1e-12, t)
   return jnp.clip(x0 + 0.5 * threat.per_example(radius, t) * t, 0.0, 1.0)
 
@@ -227,6 +230,15 @@ def fab_run(logits_fn, x, y, key, boundary, *, eps, norm: str, steps: int = 100,
   return x_best, norm_best
 
 
+def _found_step(logits_fn, x, y, carry, run_r):
+  """(x_adv, found) after a run: a point misclassified within eps is taken where none
+  was yet (on examples correctly classified)."""
+  x_adv, found = carry
+  x_best, within = run_r()
+  new = ~found & (jnp.argmax(logits_fn(x), -1) == y) & within
+  return jnp.where(threat.per_example(new, x), x_best, x_adv), found | new
+
+
 def _first_found(logits_fn, x, y, runs: int, run):
   """Runs run(r) -> (x_best, norm_best) for r = 0..runs-1 on the examples still
   robust; per example, the first misclassified point within eps, else x."""
@@ -247,26 +259,43 @@ def _first_found(logits_fn, x, y, runs: int, run):
   return x_adv
 
 
+def _check_targets(logits_fn, x, n_targets: int):
+  num_classes = logits_fn(x[:1]).shape[-1]
+  if n_targets > num_classes - 1:
+    raise ValueError(f'FAB-T needs n_targets <= {num_classes - 1} for {num_classes} classes; '
+                     f'got n_targets={n_targets}.')
+
+
+def _targeted_run(logits_fn, x, y, key, r, targets, *, eps, norm, steps, restarts, alpha_max,
+                  eta, beta):
+  """Run r (may be traced): towards targets[r // restarts], a random start after a
+  target's first run; (x_best, found within eps)."""
+  x_best, norm_best = fab_run(
+      logits_fn, x, y, rng.fold_in(key, r),
+      targeted_boundary(logits_fn, y, targets[r // restarts]), eps=eps, norm=norm,
+      steps=steps, alpha_max=alpha_max, eta=eta, beta=beta, random_start=(r % restarts) > 0)
+  return x_best, norm_best <= eps
+
+
+def _untargeted_run(logits_fn, x, y, key, r, *, eps, norm, steps, alpha_max, eta, beta):
+  x_best, norm_best = fab_run(logits_fn, x, y, rng.fold_in(key, r),
+                              closest_boundary(logits_fn, y, norm), eps=eps, norm=norm,
+                              steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
+                              random_start=r > 0)
+  return x_best, norm_best <= eps
+
+
 def fab_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int = 100,
                  n_targets: int = 9, restarts: int = 1, alpha_max: float = 0.1,
                  eta: float = 1.05, beta: float = 0.9) -> jax.Array:
   """FAB-T: the runs towards each of the top `n_targets` other classes (and
   `restarts` runs per target, random starts after the first); returns, per
   example, the first misclassified point within eps found, else x [B, ...]."""
-  num_classes = logits_fn(x[:1]).shape[-1]
-  if n_targets > num_classes - 1:
-    raise ValueError(f'FAB-T needs n_targets <= {num_classes - 1} for {num_classes} classes; '
-                     f'got n_targets={n_targets}.')
+  _check_targets(logits_fn, x, n_targets)
   targets = apgd.target_classes(logits_fn(x), n_targets)
-
-  def run(r):
-    x_best, norm_best = fab_run(
-        logits_fn, x, y, jax.random.fold_in(key, r),
-        targeted_boundary(logits_fn, y, targets[r // restarts]), eps=eps, norm=norm,
-        steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
-        random_start=(r % restarts) > 0)
-    return x_best, norm_best <= eps
-
+  run = lambda r: _targeted_run(logits_fn, x, y, key, r, targets, eps=eps, norm=norm,
+                                steps=steps, restarts=restarts, alpha_max=alpha_max, eta=eta,
+                                beta=beta)
   return _first_found(logits_fn, x, y, n_targets * restarts, run)
 
 
@@ -276,12 +305,38 @@ def fab_untargeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int 
   """FAB (untargeted, AutoAttack 'plus'): every iterate steps towards the closest
   linearised boundary; `restarts` runs, random starts of radius eps / 2 after the
   first; returns the first misclassified point within eps found, else x [B, ...]."""
-  boundary = closest_boundary(logits_fn, y, norm)
-
-  def run(r):
-    x_best, norm_best = fab_run(logits_fn, x, y, jax.random.fold_in(key, r), boundary,
-                                eps=eps, norm=norm, steps=steps, alpha_max=alpha_max,
-                                eta=eta, beta=beta, random_start=r > 0)
-    return x_best, norm_best <= eps
-
+  run = lambda r: _untargeted_run(logits_fn, x, y, key, r, eps=eps, norm=norm, steps=steps,
+                                  alpha_max=alpha_max, eta=eta, beta=beta)
   return _first_found(logits_fn, x, y, restarts, run)
+
+
+# ----------------------------------------------------------------------------
+# Stages: one run each (runs are independent; an example keeps its first point
+# found), for an evaluation that runs each on the examples not yet broken.
+# ----------------------------------------------------------------------------
+
+def _staged(n_runs: int, run_r) -> staged.Staged:
+  start = lambda logits_fn, x, y, key: (x, jnp.zeros(x.shape[:1], bool))
+  stage = lambda logits_fn, x, y, key, carry, r: _found_step(
+      logits_fn, x, y, carry, lambda: run_r(logits_fn, x, y, key, r))
+  return staged.Staged(n_runs, start, stage, lambda c: c[0], lambda c: c[1])
+
+
+def fab_targeted_staged(*, eps, norm='linf', steps=100, n_targets=9, restarts=1,
+                        alpha_max=0.1, eta=1.05, beta=0.9) -> staged.Staged:
+  """`fab_targeted` as n_targets x restarts stages (targets recomputed at each)."""
+  def run_r(logits_fn, x, y, key, r):
+    _check_targets(logits_fn, x, n_targets)
+    targets = apgd.target_classes(logits_fn(x), n_targets)
+    return _targeted_run(logits_fn, x, y, key, r, targets, eps=eps, norm=norm, steps=steps,
+                         restarts=restarts, alpha_max=alpha_max, eta=eta, beta=beta)
+  return _staged(n_targets * restarts, run_r)
+
+
+def fab_untargeted_staged(*, eps, norm='linf', steps=100, restarts=1, alpha_max=0.1, eta=1.05,
+                          beta=0.9) -> staged.Staged:
+  """`fab_untargeted` as `restarts` stages."""
+  run_r = lambda logits_fn, x, y, key, r: _untargeted_run(
+      logits_fn, x, y, key, r, eps=eps, norm=norm, steps=steps, alpha_max=alpha_max, eta=eta,
+      beta=beta)
+  return _staged(restarts, run_r)

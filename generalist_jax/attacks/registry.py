@@ -4,7 +4,9 @@ only scores (black box).
 
 `build(name, norm=, eps=, overrides=)` binds a row into
 `attack(logits_fn, x, y, key) -> x_adv`; settings not given take the row's
-standard budget (`standard_settings`). Adding an attack is one function
+standard budget (`standard_settings`). `build_staged` gives the same attack cut
+into stages (`staged.Staged`) where the row has them, for evaluations that drop
+broken examples between stages. Adding an attack is one function
 `fn(logits_fn, x, y, key, *, eps, norm, **settings) -> x_adv` and one row in
 `ATTACKS`.
 """
@@ -19,6 +21,7 @@ from generalist_jax.attacks import ascent
 from generalist_jax.attacks import fab
 from generalist_jax.attacks import losses
 from generalist_jax.attacks import square
+from generalist_jax.attacks import staged
 from generalist_jax.attacks import threat
 
 ALL_NORMS = tuple(threat.NORMS)
@@ -35,6 +38,9 @@ class Attack:
   uses_key: Callable[[dict], bool] = lambda settings: True
   # settings -> the loss it ascends (`losses.MIN_CLASSES` says how many classes it needs).
   loss: Callable[[dict], str] = lambda settings: settings.get('loss', 'ce')
+  # stages(*, eps, norm, **settings) -> staged.Staged: the attack cut at its targets,
+  # restarts or query blocks; None: one stage.
+  stages: Callable | None = None
 
 
 def _pgd(logits_fn, x, y, key, *, eps, norm, steps, restarts, step_size, loss,
@@ -65,18 +71,21 @@ def _pgd_settings(loss: str) -> Callable[[str], dict]:
 
 ATTACKS = {
     'apgd-ce': Attack(functools.partial(apgd.apgd, loss='ce'), ALL_NORMS, _apgd_settings,
-                      'white'),
+                      'white', stages=functools.partial(apgd.apgd_staged, loss='ce')),
     'apgd-dlr': Attack(functools.partial(apgd.apgd, loss='dlr'), ALL_NORMS, _apgd_settings,
-                       'white', loss=lambda s: 'dlr'),
+                       'white', loss=lambda s: 'dlr',
+                       stages=functools.partial(apgd.apgd_staged, loss='dlr')),
     'apgd-t': Attack(apgd.apgd_targeted, ALL_NORMS, lambda norm: dict(
         steps=100, restarts=1, n_targets=5 if norm == 'l1' else 9,
-        large_eps_start=norm == 'l1'), 'white', loss=lambda s: 'targeted_dlr'),
+        large_eps_start=norm == 'l1'), 'white', loss=lambda s: 'targeted_dlr',
+                     stages=apgd.apgd_targeted_staged),
     'fab-t': Attack(fab.fab_targeted, ALL_NORMS,
                     lambda norm: dict(steps=100, restarts=1, n_targets=9), 'white',
-                    uses_key=lambda s: s['restarts'] > 1),   # restarts > 1: random starts
+                    uses_key=lambda s: s['restarts'] > 1,   # restarts > 1: random starts
+                    stages=fab.fab_targeted_staged),
     'fab': Attack(fab.fab_untargeted, ALL_NORMS,
                   lambda norm: dict(steps=100, restarts=5), 'white',
-                  uses_key=lambda s: s['restarts'] > 1),
+                  uses_key=lambda s: s['restarts'] > 1, stages=fab.fab_untargeted_staged),
     'pgd': Attack(_pgd, ALL_NORMS, _pgd_settings('ce'), 'white',
                   uses_key=lambda s: s['random_start']),
     'pgd-cw': Attack(_pgd, ALL_NORMS, _pgd_settings('margin'), 'white',
@@ -86,8 +95,8 @@ ATTACKS = {
     'mim': Attack(_mim, ALL_NORMS, lambda norm: dict(
         steps=20, decay=1.0, step_size=None, loss='ce', random_start=False, unroll=1), 'white',
                   uses_key=lambda s: s['random_start']),
-    'square': Attack(square.square, tuple(square.SQUARE), lambda norm: dict(
-        n_queries=5000, p_init=0.8), 'black'),
+    'square': Attack(square.square, square.SQUARE, lambda norm: dict(
+        n_queries=5000, p_init=0.8), 'black', stages=square.square_staged),
 }
 
 
@@ -166,3 +175,17 @@ def build(name: str, *, norm: str, eps: float, overrides: dict | None = None) ->
 
 def _bound(fn, kwargs, logits_fn, x, y, key):
   return fn(logits_fn, x, y, key, **kwargs)
+
+
+def build_staged(name: str, *, norm: str, eps: float, overrides: dict | None = None,
+                 query_block: int | None = None) -> staged.Staged:
+  """`build`'s attack cut into stages (one stage for a row without them);
+  `query_block`: iterations per stage of a query-based attack (Square)."""
+  attack = build(name, norm=norm, eps=eps, overrides=overrides)
+  row = ATTACKS[name]
+  if row.stages is None:
+    return staged.single(attack)
+  kwargs = dict(settings(name, norm, overrides), eps=eps, norm=norm)
+  if query_block is not None and 'n_queries' in kwargs:
+    kwargs['query_block'] = query_block
+  return row.stages(**kwargs)

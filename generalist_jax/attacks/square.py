@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from generalist_jax.attacks import losses
+from generalist_jax.attacks import rng
+from generalist_jax.attacks import staged
 from generalist_jax.attacks import threat
 
 # p(i) = p_init / 2^j once i passes the j-th of these iteration counts (the paper's
@@ -47,32 +49,34 @@ def _corner(key, shape, extent, s):
   0 .. extent - s - 1 (its `random_int(0, extent - s)` never returns the upper end,
   so the last row and column are never a window's start; 0 when s = extent). Kept
   for parity with AutoAttack's numbers."""
-  return jax.random.randint(key, shape, 0, jnp.maximum(extent - s, 1))
+  return rng.randint(key, shape, 0, jnp.maximum(extent - s, 1))
 
 
 def _margin(logits, y):
   return -losses.margin(logits, y)     # > 0 while correctly classified
 
 
-def square_linf(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
-                rescale_schedule: bool = False) -> jax.Array:
+def _linf_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule):
+  """(init() -> (x_best, margin_min), body(i, carry) -> carry) of Square l-inf."""
   b, h, w, c = x.shape
-  init_key, loop_key = jax.random.split(key)
-  stripes = jax.random.rademacher(init_key, (b, 1, w, c), x.dtype)
-  x_best = jnp.clip(x + eps * stripes, 0.0, 1.0)
-  margin_min = _margin(logits_fn(x_best), y)
+  init_key, loop_key = rng.split(key)
   rows = jnp.arange(h)[None, :, None, None]
   cols = jnp.arange(w)[None, None, :, None]
 
+  def init():
+    stripes = rng.rademacher(init_key, (b, 1, w, c), x.dtype)
+    x_best = jnp.clip(x + eps * stripes, 0.0, 1.0)
+    return x_best, _margin(logits_fn(x_best), y)
+
   def body(i, carry):
     x_best, margin_min = carry
-    k_h, k_w, k_s = jax.random.split(jax.random.fold_in(loop_key, i), 3)
+    k_h, k_w, k_s = rng.split(rng.fold_in(loop_key, i), 3)
     p = p_schedule(i, p_init, n_queries, rescale_schedule)
     s = jnp.clip(jnp.round(jnp.sqrt(p * h * w)).astype(jnp.int32), 1, min(h, w))
     vh = _corner(k_h, (b, 1, 1, 1), h, s)
     vw = _corner(k_w, (b, 1, 1, 1), w, s)
     window = (rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s)
-    signs = jax.random.rademacher(k_s, (b, 1, 1, c), x.dtype)
+    signs = rng.rademacher(k_s, (b, 1, 1, c), x.dtype)
     x_new = jnp.where(window, x + eps * signs, x_best)
     x_new = jnp.clip(jnp.clip(x_new, x - eps, x + eps), 0.0, 1.0)
     margin_new = _margin(logits_fn(x_new), y)
@@ -80,8 +84,7 @@ def square_linf(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: flo
     return (jnp.where(accept[:, None, None, None], x_new, x_best),
             jnp.where(accept, margin_new, margin_min))
 
-  x_best, _ = jax.lax.fori_loop(0, n_queries - 1, body, (x_best, margin_min))
-  return x_best
+  return init, body
 
 
 # ----------------------------------------------------------------------------
@@ -140,13 +143,13 @@ def _tile_start(key, x, norm: str = 'l2'):
   cols = jnp.arange(w)[None, None, :]
   corners = jnp.asarray([(vh, vw) for vh in range(start, h - s + 1, s)[:h // s]
                          for vw in range(start, w - s + 1, s)[:w // s]], jnp.int32)
-  keys = jax.random.split(key, 2 * len(corners))
+  keys = rng.split(key, 2 * len(corners))
 
   def add_tile(i, delta):
     (vh, vw), transpose_key, sign_key = corners[i], keys[2 * i], keys[2 * i + 1]
-    transpose = jax.random.bernoulli(transpose_key, 0.5, (b, 1, 1))
+    transpose = rng.bernoulli(transpose_key, 0.5, (b, 1, 1))
     tile = eta_tile(rows - vh, cols - vw, s, transpose, norm)
-    signs = jax.random.rademacher(sign_key, (b, 1, 1, c), x.dtype)
+    signs = rng.rademacher(sign_key, (b, 1, 1, c), x.dtype)
     return delta + tile[..., None] * signs
 
   dtype = jnp.result_type(x.dtype, jnp.float32)   # the tiles are float32, as before
@@ -159,24 +162,26 @@ def _odd_side(p, h, w, minimum):
   return jnp.minimum(s, min(h, w))
 
 
-def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
-              rescale_schedule: bool = False) -> jax.Array:
+def _l2_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule):
+  """(init, body) of Square l2 (as `_linf_parts`)."""
   b, h, w, c = x.shape
   pe = lambda v: threat.per_example(v, x)
-  init_key, loop_key = jax.random.split(key)
+  init_key, loop_key = rng.split(key)
   sphere = lambda delta: jnp.clip(x + _unit(delta, (1, 2, 3)) * eps, 0.0, 1.0)
-  x_best = sphere(_tile_start(init_key, x))
-  margin_min = _margin(logits_fn(x_best), y)
   rows = jnp.arange(h)[None, :, None]
   cols = jnp.arange(w)[None, None, :]
   l2 = lambda v, axes: jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True))
 
+  def init():
+    x_best = sphere(_tile_start(init_key, x))
+    return x_best, _margin(logits_fn(x_best), y)
+
   def body(i, carry):
     x_best, margin_min = carry
-    k1, k2, kt, ks = jax.random.split(jax.random.fold_in(loop_key, i), 4)
+    k1, k2, kt, ks = rng.split(rng.fold_in(loop_key, i), 4)
     s = _odd_side(p_schedule(i, p_init, n_queries, rescale_schedule), h, w, 3)
     corner = lambda k: (_corner(k, (b, 1, 1), h, s),
-                        _corner(jax.random.fold_in(k, 1), (b, 1, 1), w, s))
+                        _corner(rng.fold_in(k, 1), (b, 1, 1), w, s))
     (vh, vw), (vh2, vw2) = corner(k1), corner(k2)
     in1 = ((rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s))[..., None]
     in2 = ((rows >= vh2) & (rows < vh2 + s) & (cols >= vw2) & (cols < vw2 + s))[..., None]
@@ -184,8 +189,8 @@ def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
     norm_window1 = l2(delta * in1, (1, 2))                     # per channel
     norm_image = l2(delta, (1, 2, 3))
     norm_windows = l2(delta * (in1 | in2), (1, 2))                # per channel, as the reference
-    transpose = jax.random.bernoulli(kt, 0.5, (b, 1, 1))
-    signs = jax.random.rademacher(ks, (b, 1, 1, c), x.dtype)
+    transpose = rng.bernoulli(kt, 0.5, (b, 1, 1))
+    signs = rng.rademacher(ks, (b, 1, 1, c), x.dtype)
     fresh = eta_tile(rows - vh, cols - vw, s, transpose)[..., None] * signs
     moved = fresh + delta * in1 / (1e-12 + norm_window1)
     budget = jnp.sqrt(jnp.maximum(eps ** 2 - norm_image ** 2, 0.0) / c + norm_windows ** 2)
@@ -196,36 +201,36 @@ def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
     accept = (margin_min > 0) & (margin_new < margin_min)
     return jnp.where(pe(accept), x_new, x_best), jnp.where(accept, margin_new, margin_min)
 
-  x_best, _ = jax.lax.fori_loop(0, n_queries - 1, body, (x_best, margin_min))
-  return x_best
+  return init, body
 
 
 # ----------------------------------------------------------------------------
 # l1.
 # ----------------------------------------------------------------------------
 
-def square_l1(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
-              rescale_schedule: bool = False) -> jax.Array:
-  """Square Attack in l1 (fra31/auto-attack `square.py`, L1 branch): moves of l1 mass
-  between two windows, each point projected onto the l1 ball of radius
-  eps (1 - 1e-6) intersected with [0, 1]. Returns x_adv [B, H, W, C]."""
+def _l1_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule):
+  """(init, body) of Square l1 (fra31/auto-attack `square.py`, L1 branch): moves of l1
+  mass between two windows, each point projected onto the l1 ball of radius
+  eps (1 - 1e-6) intersected with [0, 1]."""
   b, h, w, c = x.shape
   pe = lambda v: threat.per_example(v, x)
   radius = eps * (1.0 - 1e-6)
   onto_ball = lambda delta: x + threat.l1_project(x, delta, radius)
-  init_key, loop_key = jax.random.split(key)
-  x_best = onto_ball(_tile_start(init_key, x, 'l1'))
-  margin_min = _margin(logits_fn(x_best), y)
+  init_key, loop_key = rng.split(key)
   rows = jnp.arange(h)[None, :, None]
   cols = jnp.arange(w)[None, None, :]
   l1 = lambda v, axes: jnp.sum(jnp.abs(v), axis=axes, keepdims=True)
 
+  def init():
+    x_best = onto_ball(_tile_start(init_key, x, 'l1'))
+    return x_best, _margin(logits_fn(x_best), y)
+
   def body(i, carry):
     x_best, margin_min = carry
-    k1, k2, kt, ks = jax.random.split(jax.random.fold_in(loop_key, i), 4)
+    k1, k2, kt, ks = rng.split(rng.fold_in(loop_key, i), 4)
     s = _odd_side(p_schedule(i, p_init, n_queries, rescale_schedule), h, w, 3)
     corner = lambda k: (_corner(k, (b, 1, 1), h, s),
-                        _corner(jax.random.fold_in(k, 1), (b, 1, 1), w, s))
+                        _corner(rng.fold_in(k, 1), (b, 1, 1), w, s))
     (vh, vw), (vh2, vw2) = corner(k1), corner(k2)
     in1 = ((rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s))[..., None]
     in2 = ((rows >= vh2) & (rows < vh2 + s) & (cols >= vw2) & (cols < vw2 + s))[..., None]
@@ -233,8 +238,8 @@ def square_l1(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
     mass_window1 = l1(delta * in1, (1, 2))                     # per channel
     mass_image = l1(delta, (1, 2, 3))
     mass_windows = l1(delta * (in1 | in2), (1, 2))             # per channel
-    transpose = jax.random.bernoulli(kt, 0.5, (b, 1, 1))
-    signs = jax.random.rademacher(ks, (b, 1, 1, c), x.dtype)
+    transpose = rng.bernoulli(kt, 0.5, (b, 1, 1))
+    signs = rng.rademacher(ks, (b, 1, 1, c), x.dtype)
     fresh = eta_tile(rows - vh, cols - vw, s, transpose, 'l1')[..., None] * signs
     moved = fresh + delta * in1 / (1e-12 + mass_window1)
     budget = (jnp.maximum(eps - mass_image, 0.0) / c + mass_windows) * c
@@ -245,20 +250,68 @@ def square_l1(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
     accept = (margin_min > 0) & (margin_new < margin_min)
     return jnp.where(pe(accept), x_new, x_best), jnp.where(accept, margin_new, margin_min)
 
-  x_best, _ = jax.lax.fori_loop(0, n_queries - 1, body, (x_best, margin_min))
-  return x_best
+  return init, body
 
 
-SQUARE = {'linf': square_linf, 'l2': square_l2, 'l1': square_l1}
+_PARTS = {'linf': _linf_parts, 'l2': _l2_parts, 'l1': _l1_parts}
+SQUARE = tuple(_PARTS)
+
+# Queries per stage of `square_staged`: an evaluation drops the broken examples
+# between stages (as the official code queries only the unbroken ones).
+QUERY_BLOCK = 500
+
+
+def _parts(logits_fn, x, y, key, *, eps, norm, n_queries, p_init, rescale_schedule):
+  if norm not in _PARTS:
+    raise ValueError(f'Square is implemented for {SQUARE}, not {norm!r}.')
+  return _PARTS[norm](logits_fn, x, y, key, eps=eps, n_queries=n_queries, p_init=p_init,
+                      rescale_schedule=rescale_schedule)
 
 
 def square(logits_fn, x, y, key, *, eps, norm: str, n_queries: int = 5000, p_init: float = 0.8,
            rescale_schedule: bool = False) -> jax.Array:
-  """Square Attack in threat model `norm` (a key of SQUARE); returns x_adv [B, H, W, C].
+  """Square Attack in threat model `norm` ('linf', 'l2', 'l1'); returns x_adv [B, H, W, C].
 
   x in [0, 1], y [B]; `n_queries` model calls per example (the first is the
-  initial point). Source: fra31/auto-attack `square.py`."""
-  if norm not in SQUARE:
-    raise ValueError(f'Square is implemented for {tuple(SQUARE)}, not {norm!r}.')
-  return SQUARE[norm](logits_fn, x, y, key, eps=eps, n_queries=n_queries, p_init=p_init,
-                      rescale_schedule=rescale_schedule)
+  initial point); `key` one key or one per example (`rng`). Source:
+  fra31/auto-attack `square.py`."""
+  init, body = _parts(logits_fn, x, y, key, eps=eps, norm=norm, n_queries=n_queries,
+                      p_init=p_init, rescale_schedule=rescale_schedule)
+  x_best, _ = jax.lax.fori_loop(0, n_queries - 1, body, init())
+  return x_best
+
+
+def square_linf(logits_fn, x, y, key, **settings) -> jax.Array:
+  return square(logits_fn, x, y, key, norm='linf', **settings)
+
+
+def square_l2(logits_fn, x, y, key, **settings) -> jax.Array:
+  return square(logits_fn, x, y, key, norm='l2', **settings)
+
+
+def square_l1(logits_fn, x, y, key, **settings) -> jax.Array:
+  return square(logits_fn, x, y, key, norm='l1', **settings)
+
+
+def square_staged(*, eps, norm: str, n_queries: int = 5000, p_init: float = 0.8,
+                  rescale_schedule: bool = False,
+                  query_block: int = QUERY_BLOCK) -> staged.Staged:
+  """`square` as stages of `query_block` iterations; the carry is (x_best, margin_min)
+  and the iteration index (so the window schedule p(i)) is the stage's offset plus
+  the step within it, as in one loop. An example whose margin is <= 0 never
+  changes again (done)."""
+  iterations = n_queries - 1
+  n_stages = max(-(-iterations // query_block), 1)
+  parts = lambda logits_fn, x, y, key: _parts(
+      logits_fn, x, y, key, eps=eps, norm=norm, n_queries=n_queries, p_init=p_init,
+      rescale_schedule=rescale_schedule)
+
+  def start(logits_fn, x, y, key):
+    return parts(logits_fn, x, y, key)[0]()
+
+  def stage(logits_fn, x, y, key, carry, j):
+    lo = j * query_block
+    return jax.lax.fori_loop(lo, jnp.minimum(lo + query_block, iterations),
+                             parts(logits_fn, x, y, key)[1], carry)
+
+  return staged.Staged(n_stages, start, stage, lambda c: c[0], lambda c: ~(c[1] > 0))

@@ -4,7 +4,8 @@ and the EXACT Euclidean projection onto {||delta||_p <= eps} intersected with th
 
 Every function takes and returns `delta = x_adv - x` with the shape of x
 ([B, H, W, C], pixels in [0, 1]); eps and step sizes are scalars or one value per
-example ([B]), in pixel units (l-inf 8/255, l2 0.5, l1 12 on CIFAR-10).
+example ([B]), in pixel units (l-inf 8/255, l2 0.5, l1 12 on CIFAR-10). A random
+start takes one key or one key per example (`rng`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from generalist_jax.attacks import rng
 
 
 def flat(a: jax.Array) -> jax.Array:
@@ -87,8 +89,8 @@ def _sharding(x: jax.Array):
 # --- l-inf -------------------------------------------------------------------
 
 def linf_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
-  return jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0,
-                            out_sharding=_sharding(x)) * per_example(eps, x)
+  return rng.uniform(key, x.shape, x.dtype, -1.0, 1.0,
+                     out_sharding=_sharding(x)) * per_example(eps, x)
 
 
 def linf_step(delta: jax.Array, grad: jax.Array, step_size) -> jax.Array:
@@ -106,7 +108,7 @@ def linf_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
 
 def l2_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
   """A Gaussian direction scaled to the sphere of radius eps (as AutoAttack)."""
-  t = jax.random.normal(key, x.shape, x.dtype, out_sharding=_sharding(x))
+  t = rng.normal(key, x.shape, x.dtype, out_sharding=_sharding(x))
   return t * per_example(eps / (lp_norm(t, 'l2') + 1e-12), x)
 
 
@@ -205,8 +207,7 @@ L1_TOPK_FRACTION = 0.05   # PGD-l1 moves the 5% of coordinates with largest |gra
 
 def l1_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
   """A Gaussian point projected onto the l1 ball ∩ box (as AutoAttack's APGD-l1)."""
-  return l1_project(x, jax.random.normal(key, x.shape, x.dtype, out_sharding=_sharding(x)),
-                    eps)
+  return l1_project(x, rng.normal(key, x.shape, x.dtype, out_sharding=_sharding(x)), eps)
 
 
 def kth_largest(values: jax.Array, m) -> jax.Array:

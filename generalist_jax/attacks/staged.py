@@ -1,0 +1,56 @@
+"""An attack cut into stages, so that an evaluation runs each stage only on the
+examples that are still unbroken (as the official AutoAttack re-filters them
+between targets, restarts and Square's queries).
+
+`stage(logits_fn, x, y, key, carry, j) -> carry` runs stage j (a traced int) on
+a batch; the carry holds each example's state (one row per example), so a stage
+may run on any subset of the examples in any batch. Stage 0 starts from
+`start(logits_fn, x, y, key)`. Once `done(carry)` holds for an example, no later stage changes
+its `output(carry)`: the evaluation drops it. Running every stage on every
+example gives the attack's own output, bit for bit.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Staged(NamedTuple):
+  n_stages: int
+  start: Callable     # (logits_fn, x, y, key) -> carry before stage 0
+  stage: Callable     # (logits_fn, x, y, key, carry, j) -> carry
+  output: Callable    # carry -> x_adv [B, ...]
+  done: Callable      # carry -> [B] bool: the output is final
+
+
+def single(attack: Callable) -> Staged:
+  """A whole attack `attack(logits_fn, x, y, key) -> x_adv` as one stage."""
+  return Staged(1, lambda logits_fn, x, y, key: x, lambda logits_fn, x, y, key, carry, j: attack(
+      logits_fn, x, y, key), lambda carry: carry, lambda carry: jnp.ones(carry.shape[:1], bool))
+
+
+def per_example(attack: Staged) -> Staged:
+  """The attack run on each example alone (a batch of one with its own key, under
+  `jax.vmap`); `output` and `done` only pick fields of the carry, row by row."""
+  add = lambda tree: jax.tree.map(lambda a: a[None], tree)
+  drop = lambda tree: jax.tree.map(lambda a: a[0], tree)
+
+  def start(logits_fn, x, y, key):
+    return jax.vmap(lambda xi, yi, ki: drop(attack.start(logits_fn, xi[None], yi[None], ki)))(
+        x, y, key)
+
+  def stage(logits_fn, x, y, key, carry, j):
+    return jax.vmap(lambda xi, yi, ki, ci: drop(attack.stage(
+        logits_fn, xi[None], yi[None], ki, add(ci), j)))(x, y, key, carry)
+
+  return Staged(attack.n_stages, start, stage, attack.output, attack.done)
+
+
+def run_all(attack: Staged, logits_fn, x, y, key) -> jax.Array:
+  """Every stage on every example (tests: the same as the whole attack)."""
+  carry = attack.start(logits_fn, x, y, key)
+  for j in range(attack.n_stages):
+    carry = attack.stage(logits_fn, x, y, key, carry, jnp.int32(j))
+  return attack.output(carry)
