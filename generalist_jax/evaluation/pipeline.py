@@ -18,6 +18,7 @@ from generalist_jax.attacks import threat
 from generalist_jax.evaluation import leaderboard
 from generalist_jax.evaluation import reports
 from generalist_jax.evaluation import runner
+from generalist_jax.evaluation import summary as summary_lib
 
 SUBSETS = ('random', 'first')
 
@@ -163,15 +164,15 @@ def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'st
                                 seed=seed, example_ids=example_ids, state=state, save=save,
                                 progress=progress, stop_after_batches=stop_after_batches,
                                 x_adv=x_adv, model_name=model_name)
-  if not runner.is_complete(state, plan):
+  if not summary_lib.is_complete(state, plan):
     return None
-  summary, worst, union = runner.summarize(state, plan)
+  summary, worst, union = summary_lib.summarize(state, plan)
   # A randomised model ('rand') changes between calls by design.
-  gap = 0.0 if attacks == 'rand' else runner.determinism_gap(apply_fn, params,
-                                                             images[:min(n, batch_size)])
+  gap = 0.0 if attacks == 'rand' else summary_lib.determinism_gap(apply_fn, params,
+                                                                  images[:min(n, batch_size)])
   report = dict(settings, versions=reports.library_versions(),
                 missing_components=missing_components(attacks, norms),
-                sanity=runner.sanity_checks(state, plan, gap), **summary)
+                sanity=summary_lib.sanity_checks(state, plan, gap), **summary)
   return Evaluation(report, state, plan, worst, union)
 
 

@@ -3,8 +3,8 @@
 `make_plan` lists (norm, attack) pairs; `run_evaluation` runs them in order on
 the examples still robust, filling int8 flags per example and attack (1
 robust, 0 fooled, -1 not run: already broken, -2 pending), and can stop and
-resume at any batch; `summarize` and `sanity_checks` turn the flags into
-numbers. Every table is computed from the flags (`attacks.autoattack`).
+resume at any batch; `summary` turns the flags into numbers. Every table is
+computed from the flags (`attacks.autoattack`).
 """
 from __future__ import annotations
 
@@ -389,73 +389,3 @@ def run_evaluation(apply_fn, params, images, labels, plan: list[AttackSpec], *,
         return state
   bar.close()
   return state
-
-
-def is_complete(state: dict, plan) -> bool:
-  return all(np.all(state[c] != aa.PENDING) for c in ['clean'] + [s.column for s in plan])
-
-
-# ----------------------------------------------------------------------------
-# Tables.
-# ----------------------------------------------------------------------------
-
-def summarize(state: dict, plan: list[AttackSpec]) -> dict:
-  clean = state['clean'] == 1
-  norms = list(dict.fromkeys(s.norm for s in plan))
-  out = {'n_ex': int(len(clean)), 'clean_acc': float(clean.mean()), 'attacks': {},
-         'worst_case': {}}
-  worst = {}
-  for norm in norms:
-    specs = [s for s in plan if s.norm == norm]
-    for k, spec in enumerate(specs):
-      col = state[spec.column]
-      out['attacks'][spec.column] = {
-          'robust_acc_after': float(aa.worst_case(clean, [state[s.column]
-                                                           for s in specs[:k + 1]]).mean()),
-          'newly_fooled': int((col == aa.FOOLED).sum()),
-          'attacked': int((col != aa.SKIPPED).sum()),
-          'settings': spec.settings()}
-    worst[norm] = aa.worst_case(clean, [state[s.column] for s in specs])
-    out['worst_case'][norm] = float(worst[norm].mean())
-  union = aa.union_over_norms(worst) if worst else clean
-  out['worst_case']['union' if len(norms) > 1 else norms[0] if norms else 'none'] = float(
-      union.mean())
-  out['robust_acc'] = float(union.mean())
-  return out, worst, union
-
-
-def sanity_checks(state: dict, plan, determinism_gap: float) -> dict:
-  checks = {'zero_input_gradient': int(state['grad_zero'].sum()),
-            'nonfinite_input_gradient': int(state['grad_nonfinite'].sum()),
-            'adversarial_outside_ball_or_box': int(state['outside_ball'].sum()),
-            'output_changes_between_identical_calls': float(determinism_gap),
-            'black_box_beats_white_box': 0}
-  for spec in plan:
-    if registry.ATTACKS[spec.name].box != 'black':
-      continue
-    white = [state[s.column] for s in plan
-             if s.norm == spec.norm and registry.ATTACKS[s.name].box == 'white']
-    beaten = (state[spec.column] == aa.FOOLED) & np.logical_and.reduce(
-        [w != aa.FOOLED for w in white] + [np.ones(len(state['clean']), bool)])
-    checks['black_box_beats_white_box'] += int(beaten.sum())
-  warnings = []
-  if checks['zero_input_gradient'] or checks['nonfinite_input_gradient']:
-    warnings.append('some examples have zero or non-finite input gradients: gradient '
-                    'attacks cannot work there (masking?)')
-  if checks['black_box_beats_white_box']:
-    warnings.append('Square (black-box) broke examples that every white-box attack '
-                    'missed: a sign of gradient masking; trust the worst case, not PGD')
-  if determinism_gap > 0:
-    warnings.append('the model output changed between two identical calls: randomised '
-                    'or stateful model; use EOT-style evaluation')
-  if checks['adversarial_outside_ball_or_box']:
-    warnings.append('some adversarial examples left the eps-ball or [0, 1]: a bug')
-  checks['warnings'] = warnings
-  return checks
-
-
-def determinism_gap(apply_fn, params, images) -> float:
-  """Largest change of the logits between two identical calls (0 for a deterministic model)."""
-  x = data_lib.to_float(images) if images.dtype == np.uint8 else np.asarray(images, np.float32)
-  fn = jax.jit(apply_fn, compiler_options=models.compiler_options())
-  return float(jnp.max(jnp.abs(fn(params, x) - fn(params, x))))
