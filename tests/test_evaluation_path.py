@@ -78,7 +78,7 @@ def test_the_api_external_checkpoints_and_runs_are_one_path(tiny_run, tmp_path, 
   assert (tmp_path / 'ext' / 'one.csv').read_text() == run_csv
 
   dataset = data_lib.load_dataset({'source': 'npz', 'path': str(npz), 'val_size': 1})
-  images, labels, ids = runner.test_subset(*dataset.test, EVAL['n_ex'])
+  images, labels, ids = runner.sample_test_points(*dataset.test, EVAL['n_ex'])
   api = AutoAttack(runner.model_apply_fn(model), params=variables, norm='Linf',
                    eps=EVAL['eps'][0], version='standard', seed=EVAL['seed'],
                    overrides=EVAL['overrides']).run(images, labels, batch_size=8,

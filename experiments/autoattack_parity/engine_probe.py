@@ -70,7 +70,7 @@ def trained(workdir: str, learner: str, n: int):
   from generalist_jax.method import step as step_lib
   from generalist_jax.run import restore
   run = restore.restore_run(workdir, 'last', full_test=True)
-  images, labels, _ = runner.test_subset(*run.dataset.test, n)
+  images, labels, _ = runner.sample_test_points(*run.dataset.test, n)
   return (runner.model_apply_fn(run.setup.model),
           step_lib.learners(run.state, run.setup)[learner], images, labels.astype(np.int32))
 

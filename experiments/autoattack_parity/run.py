@@ -56,7 +56,7 @@ def main(argv=None):
   info = run.dataset.info
   twin = torch_convert.torch_twin(run.config.model, info.num_classes, info.mean, info.std,
                                   info.image_shape, variables)
-  images, labels, _ = runner.test_subset(*run.dataset.test, args.n_ex)
+  images, labels, _ = runner.sample_test_points(*run.dataset.test, args.n_ex)
   x, y = pipeline.to_float(images), labels.astype(np.int32)
   apply = runner.model_apply_fn(run.setup.model)
   eps = config.parse_eps(args.eps)

@@ -71,12 +71,12 @@ def check_save_adv(save_adv: bool, norms) -> None:
 
 def choose_subset(images, labels, n_ex: int, subset: str = 'random'):
   """(images, labels, indices) of n_ex test examples: 'random', a fixed random subset
-  (`runner.test_subset`), or 'first', the first n_ex in the split's order (as
+  (`runner.sample_test_points`), or 'first', the first n_ex in the split's order (as
   RobustBench's benchmark takes them); all of them when n_ex is not smaller than the
   split. Raises ValueError for n_ex < 1 or another subset."""
   check_subset(subset)
   if subset == 'random':
-    return runner.test_subset(images, labels, n_ex)
+    return runner.sample_test_points(images, labels, n_ex)
   registry.check_positive({'n_ex': n_ex})
   keep = np.arange(min(n_ex, len(labels)))
   return images[keep], np.asarray(labels[keep]), keep

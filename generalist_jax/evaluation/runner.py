@@ -66,10 +66,24 @@ def make_plan(norms, eps, attack_list: str, overrides: dict | None = None) -> li
   return plan
 
 
-def test_subset(images, labels, n_ex: int):
-  """(images, labels, indices) of a fixed random subset of n_ex test examples (not
-  the first n_ex: test files are often sorted by class); all of them when n_ex is
-  not smaller than the split. Raises ValueError for n_ex < 1."""
+def sample_test_points(images, labels, n_ex: int):
+  """A fixed random subset of n_ex test examples, in their order in the split.
+
+  Not the first n_ex: test files are often sorted by class. The draw comes from a
+  generator of its own (no run seed), so every evaluation with the same n_ex and
+  split size attacks the same examples.
+
+  Args:
+    images: [N, H, W, C] (any array indexable by an index array).
+    labels: [N] int class ids.
+    n_ex: how many to keep; all N when n_ex >= N.
+
+  Returns:
+    (images [n, ...], labels [n] numpy, indices [n] into the split, ascending).
+
+  Raises:
+    ValueError: n_ex < 1.
+  """
   registry.check_positive({'n_ex': n_ex})
   keep = np.arange(len(labels))
   if n_ex < len(labels):
