@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import time
 
 import numpy as np
 
@@ -106,6 +107,42 @@ def _keep_x_adv(state: dict, x_adv) -> dict:
   return state
 
 
+def _settings(identity, seed, n: int, plan, *, keeps_x_adv: bool) -> dict:
+  """What defines the evaluation (the caller's identity, seed, n_ex, the plan): the
+  state file must match it to resume, and the report starts from it."""
+  settings = dict(identity or {}, seed=int(seed), n_ex=int(n),
+                  attacks=[dataclasses.asdict(s) for s in plan])
+  if keeps_x_adv:   # only then: state files written without x_adv still resume
+    settings['keeps_x_adv'] = True
+  return settings
+
+
+def _resume(state_path, settings: dict):
+  """(the state saved at `state_path` or None, save(state) or None): an interrupted
+  evaluation resumes from its file, which is rewritten after every batch."""
+  state = save = None
+  if state_path is not None:
+    path = pathlib.Path(state_path)
+    state = reports.load_state(path, settings)
+    if state is not None:
+      print(f'resuming {path}')
+    save = lambda s: reports.save_state(path, s, settings)
+  return state, save
+
+
+def _finished(apply_fn, params, images, state: dict, plan, settings: dict, attacks: str,
+              norms) -> Evaluation:
+  """The `Evaluation` of a complete state: the summary, the sanity checks (the model
+  called twice on `images`), the library versions and the missing components."""
+  summary, worst, union = summary_lib.summarize(state, plan)
+  # A randomised model ('rand') changes between calls by design.
+  gap = 0.0 if attacks == 'rand' else summary_lib.determinism_gap(apply_fn, params, images)
+  report = dict(settings, versions=reports.library_versions(),
+                missing_components=missing_components(attacks, norms),
+                sanity=summary_lib.sanity_checks(state, plan, gap), **summary)
+  return Evaluation(report, state, plan, worst, union)
+
+
 def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'standard',
              overrides: dict | None = None, seed: int = 0, batch_size: int = 256,
              example_ids=None, state_path=None, identity: dict | None = None, x_adv=None,
@@ -148,17 +185,8 @@ def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'st
   images, labels = np.asarray(images), np.asarray(labels)
   check_eps(norms, eps, images.shape[1:], allow_large_eps=allow_large_eps, names=eps_names)
   n = len(labels)
-  settings = dict(identity or {}, seed=int(seed), n_ex=int(n),
-                  attacks=[dataclasses.asdict(s) for s in plan])
-  if x_adv is not None:   # only then: state files written without x_adv still resume
-    settings['keeps_x_adv'] = True
-  state = save = None
-  if state_path is not None:
-    path = pathlib.Path(state_path)
-    state = reports.load_state(path, settings)
-    if state is not None:
-      print(f'resuming {path}')
-    save = lambda s: reports.save_state(path, s, settings)
+  settings = _settings(identity, seed, n, plan, keeps_x_adv=x_adv is not None)
+  state, save = _resume(state_path, settings)
   state = _keep_x_adv(state if state is not None else runner.new_state(n, plan), x_adv)
   state = runner.run_evaluation(apply_fn, params, images, labels, plan, batch_size=batch_size,
                                 seed=seed, example_ids=example_ids, state=state, save=save,
@@ -166,14 +194,8 @@ def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'st
                                 x_adv=x_adv, model_name=model_name)
   if not summary_lib.is_complete(state, plan):
     return None
-  summary, worst, union = summary_lib.summarize(state, plan)
-  # A randomised model ('rand') changes between calls by design.
-  gap = 0.0 if attacks == 'rand' else summary_lib.determinism_gap(apply_fn, params,
-                                                                  images[:min(n, batch_size)])
-  report = dict(settings, versions=reports.library_versions(),
-                missing_components=missing_components(attacks, norms),
-                sanity=summary_lib.sanity_checks(state, plan, gap), **summary)
-  return Evaluation(report, state, plan, worst, union)
+  return _finished(apply_fn, params, images[:min(n, batch_size)], state, plan, settings,
+                   attacks, norms)
 
 
 def write_adversarial(path, x_adv, labels, evaluation: Evaluation, example_ids) -> None:
@@ -212,3 +234,43 @@ def write_outputs(stem: pathlib.Path, evaluation: Evaluation, labels, meta: dict
   for w in report['sanity']['warnings']:
     print('WARNING:', w)
   return report
+
+
+def evaluate_and_write(apply_fn, params, images, labels, *, stem: pathlib.Path, meta: dict,
+                       norms, eps, attacks: str, overrides: dict | None, seed: int,
+                       batch_size: int, example_ids, identity: dict, save_adv: bool,
+                       allow_large_eps: bool, progress: bool, stop_after_batches: int | None,
+                       model_name: str, dataset: str, architecture: str) -> dict | None:
+  """The command-line paths' evaluation (a run's checkpoint, an external one):
+  `evaluate`, resumable from <stem>.state.npz, then `write_outputs` to <stem>.*.
+
+  Args:
+    apply_fn, params, images, labels, norms, eps, attacks, overrides, seed,
+      batch_size, example_ids, identity, allow_large_eps, progress,
+      stop_after_batches, model_name: as `evaluate`.
+    stem: the output files' path without suffix (its folder must exist).
+    meta: the entry point's report fields (name, workdir, command, subset, ...);
+      seconds_this_invocation is added.
+    save_adv: also keep the adversarial examples and write <stem>.adv.npz.
+    dataset, architecture: RobustBench's names, for the entry (`write_outputs`).
+
+  Returns:
+    The report as written, or None when stopped early (how to resume is printed).
+
+  Raises:
+    ValueError: as `evaluate`, before any attack runs.
+  """
+  started = time.time()
+  x_adv = clean_floats(images) if save_adv else None
+  state_path = stem.parent / f'{stem.name}.state.npz'
+  done = evaluate(apply_fn, params, images, labels, norms=norms, eps=eps, attacks=attacks,
+                  overrides=overrides, seed=seed, batch_size=batch_size,
+                  example_ids=example_ids, state_path=state_path, identity=identity,
+                  x_adv=x_adv, allow_large_eps=allow_large_eps, progress=progress,
+                  stop_after_batches=stop_after_batches, model_name=model_name)
+  if done is None:
+    print(f'stopped early; start the same command again to resume ({state_path})')
+    return None
+  meta = dict(meta, seconds_this_invocation=time.time() - started)
+  return write_outputs(stem, done, labels, meta, x_adv=x_adv, example_ids=example_ids,
+                       dataset=dataset, architecture=architecture)
