@@ -8,7 +8,7 @@ Per model and batch size, for each step kind
   pgd          one l-inf PGD-K expert (PGD-AT)         (step_lib.train_step)
   generalist2  natural + l-inf PGD-K + meta-update     (step_lib.train_step)
   generalist4  natural + l-inf/l2/l1 PGD-K experts     (step_lib.train_step)
-  apgd_ce      APGD-CE evaluation (l-inf, --apgd_steps) (runner.attack_batch_fn)
+  apgd_ce      APGD-CE evaluation (l-inf, --apgd_steps) (jitted.attack_batch_fn)
 the JAX side is the real jitted step (`step_lib.jit_train_step` on a config from
 `config_lib`); the PyTorch side runs the same step on the `torch_models` twin:
 input-only gradients inside the attack (parameters frozen, requires_grad on
@@ -64,6 +64,7 @@ from generalist_jax import parallel  # noqa: E402
 from generalist_jax.attacks import apgd  # noqa: E402
 from generalist_jax.attacks import autoattack  # noqa: E402
 from generalist_jax.config import validation
+from generalist_jax.evaluation import jitted
 from generalist_jax.evaluation import runner
 from generalist_jax.method import schedules  # noqa: E402
 from generalist_jax.method import step as step_lib
@@ -213,7 +214,7 @@ class JaxAPGD:
   def __init__(self, model, variables, host_batch, steps: int):
     spec = runner.AttackSpec('linf', 'apgd-ce', autoattack.DEFAULT_EPS['linf'],
                                (('steps', steps),))
-    fn = runner.attack_batch_fn(runner.model_apply_fn(model), spec)
+    fn = jitted.attack_batch_fn(jitted.model_apply_fn(model), spec)
     labels = jnp.asarray(host_batch['label'])
     self.args = (variables, jnp.asarray(host_batch['image']), labels,
                  runner.column_key(0, spec), jnp.arange(len(labels), dtype=jnp.int32))

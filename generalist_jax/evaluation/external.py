@@ -19,9 +19,9 @@ import jax
 from generalist_jax import data as data_lib
 from generalist_jax import models
 from generalist_jax.attacks import registry
+from generalist_jax.evaluation import jitted
 from generalist_jax.evaluation import leaderboard
 from generalist_jax.evaluation import pipeline
-from generalist_jax.evaluation import runner
 
 ARCHS = {'preact_resnet18': {'name': 'preact_resnet18'}, 'resnet18': {'name': 'resnet18'}}
 
@@ -197,7 +197,7 @@ def evaluate_torch_checkpoint(path, *, arch: str, data_config, out_dir, attacks:
   meta = {'name': name, 'workdir': str(path), 'checkpoint': str(path), 'command': command,
           'subset': subset}
   return pipeline.evaluate_and_write(
-      runner.model_apply_fn(model), variables, images, labels, stem=out_dir / name, meta=meta,
+      jitted.model_apply_fn(model), variables, images, labels, stem=out_dir / name, meta=meta,
       norms=norms, eps=eps, attacks=attacks, overrides=overrides, seed=seed,
       batch_size=batch_size, example_ids=ids, identity=identity, save_adv=save_adv,
       allow_large_eps=allow_large_eps, progress=progress,

@@ -11,10 +11,10 @@ from typing import Sequence
 
 from generalist_jax.attacks import autoattack as aa
 from generalist_jax.attacks import registry
+from generalist_jax.evaluation import jitted
 from generalist_jax.evaluation import leaderboard
 from generalist_jax.evaluation import pipeline
 from generalist_jax.evaluation import plots
-from generalist_jax.evaluation import runner
 from generalist_jax.method import step as step_lib
 from generalist_jax.run import restore
 
@@ -118,7 +118,7 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
   eval_dir = workdir / 'eval'
   eval_dir.mkdir(parents=True, exist_ok=True)
   report = pipeline.evaluate_and_write(
-      runner.model_apply_fn(setup.model), variables, images, labels, stem=eval_dir / name,
+      jitted.model_apply_fn(setup.model), variables, images, labels, stem=eval_dir / name,
       meta={'name': name, 'workdir': str(workdir), 'command': command, 'subset': subset},
       norms=norms, eps=eps, attacks=attacks, overrides=overrides, seed=seed,
       batch_size=batch_size, example_ids=example_ids, identity=identity, save_adv=save_adv,
