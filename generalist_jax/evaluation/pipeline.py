@@ -38,9 +38,21 @@ class Evaluation:
 
 
 def check_settings(norms, eps, attacks: str, overrides: dict | None = None) -> list:
-  """The plan (`runner.make_plan`) of one eps per norm. Raises ValueError for a count
-  mismatch, an unknown attack or version, and a size override below 1, before any
-  data is read."""
+  """The plan of an evaluation, checked before any data is read.
+
+  Args:
+    norms: threat models.
+    eps: one radius per norm, pixel units of [0, 1].
+    attacks: an AutoAttack version or a comma list of attacks.
+    overrides: budget changes (`runner.make_plan`).
+
+  Returns:
+    The `runner.AttackSpec`s.
+
+  Raises:
+    ValueError: a count mismatch, an unknown attack or version, a size override
+      below 1.
+  """
   if len(list(eps)) != len(list(norms)):
     raise ValueError(f'--eps needs one value per norm ({list(norms)}), got {list(eps)}')
   return runner.make_plan(list(norms), [float(e) for e in eps], attacks, overrides)
@@ -48,9 +60,17 @@ def check_settings(norms, eps, attacks: str, overrides: dict | None = None) -> l
 
 def check_eps(norms, eps, image_shape, *, allow_large_eps: bool,
               names=('--eps', '--allow_large_eps')) -> None:
-  """Raises ValueError when a radius' ball holds every image of `image_shape` (eps
-  typed in 0-255 units?) unless `allow_large_eps`; `names`: how the caller spells
-  the eps and override arguments in the message."""
+  """Refuses a radius whose ball holds every image (eps typed in 0-255 units?).
+
+  Args:
+    norms, eps: one radius per norm.
+    image_shape: (H, W, C) of the images.
+    allow_large_eps: accept such a radius.
+    names: how the caller spells the eps and override arguments in the message.
+
+  Raises:
+    ValueError: such a radius (`threat.eps_problem`), unless allow_large_eps.
+  """
   for norm, e in zip(norms, eps):
     problem = threat.eps_problem(norm, float(e), int(np.prod(image_shape)))
     if problem and not allow_large_eps:
@@ -58,23 +78,49 @@ def check_eps(norms, eps, image_shape, *, allow_large_eps: bool,
 
 
 def check_subset(subset: str) -> None:
-  """Raises ValueError unless `subset` is one of SUBSETS."""
+  """Refuses a test subset other than SUBSETS ('random', 'first').
+
+  Args:
+    subset: the --subset value.
+
+  Raises:
+    ValueError: another value.
+  """
   if subset not in SUBSETS:
     raise ValueError(f'--subset={subset!r}: use one of {SUBSETS}')
 
 
 def check_save_adv(save_adv: bool, norms) -> None:
-  """One x_adv per example: --save_adv needs a single norm (ValueError otherwise)."""
+  """Refuses --save_adv with several norms: one x_adv is kept per example.
+
+  Args:
+    save_adv: whether the adversarial examples are written.
+    norms: the evaluation's threat models.
+
+  Raises:
+    ValueError: save_adv with more than one norm.
+  """
   if save_adv and len(list(norms)) != 1:
     raise ValueError(f'--save_adv keeps one adversarial example per image: evaluate one '
                      f'norm at a time (got {list(norms)}).')
 
 
 def choose_subset(images, labels, n_ex: int, subset: str = 'random'):
-  """(images, labels, indices) of n_ex test examples: 'random', a fixed random subset
-  (`runner.sample_test_points`), or 'first', the first n_ex in the split's order (as
-  RobustBench's benchmark takes them); all of them when n_ex is not smaller than the
-  split. Raises ValueError for n_ex < 1 or another subset."""
+  """The test examples to evaluate.
+
+  Args:
+    images, labels: the test split, [N, H, W, C] and [N].
+    n_ex: how many; all N when n_ex >= N.
+    subset: 'random', a fixed random subset (`runner.sample_test_points`), or
+      'first', the first n_ex in the split's order (as RobustBench's benchmark
+      takes them).
+
+  Returns:
+    (images, labels, indices into the split).
+
+  Raises:
+    ValueError: n_ex < 1, another subset.
+  """
   check_subset(subset)
   if subset == 'random':
     return runner.sample_test_points(images, labels, n_ex)
@@ -84,13 +130,27 @@ def choose_subset(images, labels, n_ex: int, subset: str = 'random'):
 
 
 def missing_components(attacks: str, norms) -> list[str]:
-  """'norm/attack' of every component of version `attacks` with no implementation
-  in a norm (`attacks.autoattack.missing_components`); [] for an attack list."""
+  """The components of an AutoAttack version that no norm of the evaluation has.
+
+  Args:
+    attacks: a version, or an attack list (nothing is missing then).
+    norms: the evaluation's threat models.
+
+  Returns:
+    Sorted 'norm/attack' names (`attacks.autoattack.missing_components`).
+  """
   return sorted({f'{n}/{m}' for n in norms for m in aa.missing_components(attacks, n)})
 
 
 def clean_floats(images) -> np.ndarray:
-  """float32 copies of images (uint8 -> [0, 1]): the x_adv buffer before any attack."""
+  """The x_adv buffer before any attack: the clean images as floats.
+
+  Args:
+    images: [N, H, W, C] uint8 (divided by 255) or float in [0, 1].
+
+  Returns:
+    A float32 copy.
+  """
   images = np.asarray(images)
   return (images.astype(np.float32) / np.float32(255.0) if images.dtype == np.uint8
           else np.array(images, np.float32))
@@ -157,7 +217,8 @@ def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'st
     params: its weights (a pytree).
     images: [N, H, W, C] uint8 or float in [0, 1]; labels: [N] int class ids.
     norms, eps: one radius per norm, pixel units of [0, 1].
-    overrides: budget changes (steps, n_targets, restarts, n_queries); None values kept.
+    overrides: budget changes (steps, n_targets, restarts, n_queries); None values
+      are dropped.
     seed, example_ids: each example's attack keys (`runner.column_key`); ids default
       to 0..N-1 (e.g. indices into the test split).
     state_path: an .npz saved after every batch; an existing one resumes, refused
@@ -199,9 +260,17 @@ def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'st
 
 
 def write_adversarial(path, x_adv, labels, evaluation: Evaluation, example_ids) -> None:
-  """Writes the adversarial examples as an .npz: x_adv float32 [N, H, W, C] (the clean
-  image where no attack succeeded, as AutoAttack's run_standard_evaluation returns),
-  y [N], clean and robust [N] bool (robust: the union over norms), example_ids [N]."""
+  """Writes the adversarial examples of an evaluation as an .npz: x_adv, y, clean and
+  robust [N] bool (robust: the union over norms) and example_ids.
+
+  Args:
+    path: the file.
+    x_adv: float32 [N, H, W, C], the clean image where no attack succeeded (as
+      AutoAttack's run_standard_evaluation returns it).
+    labels: [N].
+    evaluation: the finished `Evaluation` (its clean flags and union).
+    example_ids: [N] indices into the test split.
+  """
   np.savez(path, x_adv=np.asarray(x_adv, np.float32), y=np.asarray(labels),
            clean=evaluation.state['clean'] == 1, robust=evaluation.union,
            example_ids=np.asarray(example_ids))
@@ -210,11 +279,22 @@ def write_adversarial(path, x_adv, labels, evaluation: Evaluation, example_ids) 
 def write_outputs(stem: pathlib.Path, evaluation: Evaluation, labels, meta: dict, *,
                   x_adv=None, example_ids=None, dataset: str = '',
                   architecture: str = '') -> dict:
-  """Writes <stem>.{json,csv,md} (`reports.write_reports`), <stem>.adv.npz when
-  `x_adv` is given (`write_adversarial`) and the RobustBench entry
-  <stem>.model_info.json where the evaluation is one (`leaderboard`; otherwise the
-  reason is printed). `meta`: the entry point's fields over `evaluation.report`.
-  Returns the report as written."""
+  """Writes an evaluation's files and prints its accuracies and warnings.
+
+  Args:
+    stem: the files' path without suffix.
+    evaluation: the finished `Evaluation`.
+    labels: [N], for the csv.
+    meta: the entry point's fields (name, workdir, command, ...) over
+      `evaluation.report`.
+    x_adv, example_ids: when x_adv is given, <stem>.adv.npz (`write_adversarial`).
+    dataset, architecture: RobustBench's names, for the entry.
+
+  Returns:
+    The report as written: <stem>.{json,csv,md} (`reports.write_reports`), and
+    <stem>.model_info.json where the evaluation is a RobustBench entry
+    (`leaderboard`; otherwise the reason is printed).
+  """
   report = reports.write_reports(stem, evaluation.state, evaluation.plan, labels,
                                  dict(evaluation.report, **meta))
   if x_adv is not None:
