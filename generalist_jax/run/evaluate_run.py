@@ -21,14 +21,31 @@ from generalist_jax.run import restore
 
 def default_name(attacks: str, norms: Sequence[str], checkpoint: str, learner: str,
                  n_ex: int, subset: str = 'random') -> str:
-  """The evaluation's file name; '_first' marks a --subset=first evaluation."""
+  """The evaluation's file name.
+
+  Args:
+    attacks, norms, checkpoint, learner, n_ex: as `evaluate_run` (n_ex: the
+      examples actually evaluated).
+    subset: '_first' marks a --subset=first evaluation.
+
+  Returns:
+    '<attacks>_<norms>_<checkpoint>_<learner>_n<n_ex>[_first]' (commas of an attack
+    list become '+').
+  """
   name = f"{attacks.replace(',', '+')}_{'+'.join(norms)}_{checkpoint}_{learner}_n{n_ex}"
   return name + ('_first' if subset == 'first' else '')
 
 
 def dataset_name(data_config) -> str:
-  """The data's name for a leaderboard entry: the tfds name (or an npz's label), or
-  the source ('sklearn_digits'); a downsampled one says so."""
+  """The data's name for a leaderboard entry.
+
+  Args:
+    data_config: the run's `config.data`.
+
+  Returns:
+    The tfds name (or an npz's name), or the source ('sklearn_digits'); a
+    downsampled one says so ('cifar10 (downsampled x2)').
+  """
   name = data_config.name if data_config.source in ('tfds', 'npz') else data_config.source
   k = data_config.get('downsample', 1)
   return name if k == 1 else f'{name} (downsampled x{k})'
