@@ -175,7 +175,7 @@ def _tile_start(key, x, norm: str = 'l2'):
     signs = rng.rademacher(sign_key, (b, 1, 1, c), x.dtype)
     return delta + tile[..., None] * signs
 
-  dtype = jnp.result_type(x.dtype, jnp.float32)   # the tiles are float32, as before
+  dtype = jnp.result_type(x.dtype, jnp.float32)   # the tiles are float32
   return jax.lax.fori_loop(0, len(corners), add_tile, jnp.zeros(x.shape, dtype))
 
 

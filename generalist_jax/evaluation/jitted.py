@@ -115,7 +115,7 @@ def runs_per_example(spec) -> bool:
   """
   settings = registry.settings(spec.name, spec.norm, dict(spec.overrides))
   if not registry.ATTACKS[spec.name].uses_key(settings):
-    return False            # key-free: batched, as it always ran
+    return False            # key-free: batched
   return spec.norm != 'linf' or settings.get('eot_iter', 1) > 1
 
 
