@@ -61,7 +61,7 @@ from generalist_jax import data as data_lib  # noqa: E402
 from generalist_jax import host_memory  # noqa: E402
 from generalist_jax import models  # noqa: E402
 from generalist_jax import parallel  # noqa: E402
-from generalist_jax.attacks import apgd  # noqa: E402
+from generalist_jax.attacks import apgd_loop  # noqa: E402
 from generalist_jax.attacks import autoattack  # noqa: E402
 from generalist_jax.config import validation
 from generalist_jax.evaluation import jitted
@@ -370,10 +370,10 @@ def _torch_l1_ball(delta, eps: float):
 
 def _torch_apgd_ce(torch, F, model, x, y, eps: float, steps: int):
   """APGD-CE l-inf (Croce & Hein 2020, as auto-attack's apgd-ce): the same
-  step-size checkpoints as apgd.py, momentum 0.75, best-point restarts."""
+  step-size checkpoints as apgd_loop.py, momentum 0.75, best-point restarts."""
   model.eval()
   model.requires_grad_(False)
-  is_check, window = apgd.checkpoint_schedule(steps, 'linf')
+  is_check, window = apgd_loop.checkpoint_schedule(steps, 'linf')
   per_ex = lambda v: v.view(-1, 1, 1, 1)
 
   def loss_grad(x_adv):
