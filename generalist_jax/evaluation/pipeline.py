@@ -3,7 +3,8 @@
 `evaluate`: eps checked against the image size, the plan made, the attacks run
 resumably (`runner.run_evaluation`), then the report (accuracies per attack, worst
 case per norm, union, missing components, sanity checks, versions). The command-line
-paths then call `write_outputs` for their files.
+paths (external checkpoints, runs) call it through `evaluate_and_write`, which then
+writes their files (`write_outputs`).
 """
 from __future__ import annotations
 
