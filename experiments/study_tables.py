@@ -126,11 +126,12 @@ def loadavg() -> str:
 
 def test_ids_sha1(report: dict) -> str:
   """A hash of the test images a report used: the same for every run evaluated with
-  the same n (`runner.test_subset` draws them with a fixed generator, no run seed)."""
+  the same n (`runner.sample_test_points` draws them with a fixed generator, no run
+  seed)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from generalist_jax.evaluation import runner  # pylint: disable=g-import-not-at-top
   ids = np.arange(report['test_split_size'])
-  keep = runner.test_subset(ids, ids, report['n_ex_requested'])[2]
+  keep = runner.sample_test_points(ids, ids, report['n_ex_requested'])[2]
   return hashlib.sha1(np.asarray(keep, np.int64).tobytes()).hexdigest()
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from generalist_jax import attacks
 from generalist_jax.attacks import apgd
+from generalist_jax.attacks import apgd_loop
 from generalist_jax.attacks import autoattack
 from generalist_jax.attacks import losses
 from generalist_jax.attacks import registry
@@ -33,11 +34,11 @@ def accuracy(x_adv):
 
 
 def test_checkpoint_schedule_matches_the_paper():
-  is_check, window = apgd.checkpoint_schedule(100, 'linf')
+  is_check, window = apgd_loop.checkpoint_schedule(100, 'linf')
   # p = 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99 (fractions of 100 iterations)
   np.testing.assert_array_equal(np.flatnonzero(is_check) + 1, [22, 41, 57, 70, 80, 87, 93, 99])
   assert window[21] == 22 and window[98] == 6
-  is_check, _ = apgd.checkpoint_schedule(100, 'l1')
+  is_check, _ = apgd_loop.checkpoint_schedule(100, 'l1')
   assert np.flatnonzero(is_check).size == 25
 
 

@@ -10,6 +10,7 @@ import scipy.optimize
 
 from generalist_jax import attacks
 from generalist_jax.attacks import fab
+from generalist_jax.attacks import hyperplane
 from generalist_jax.attacks import losses
 from generalist_jax.attacks import registry
 from generalist_jax.attacks import square
@@ -62,7 +63,7 @@ def test_boundary_projection_matches_an_independent_solver(norm):
   w = rng.normal(size=(n_ex, n))
   w[:, 2] = 0.0                                    # a coordinate the boundary ignores
   b = np.sum(w * t, -1) + rng.normal(0, 0.4, n_ex)  # both sides of the hyperplane
-  got = np.asarray(jax.jit(functools.partial(fab.project_on_hyperplane, norm=norm))(
+  got = np.asarray(jax.jit(functools.partial(hyperplane.project_on_hyperplane, norm=norm))(
       jnp.asarray(t, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32)))
   order = {'linf': np.inf, 'l2': 2, 'l1': 1}[norm]
   for i in range(n_ex):
@@ -78,7 +79,7 @@ def test_boundary_projection_matches_an_independent_solver(norm):
 def test_unreachable_hyperplane_gives_the_closest_box_corner(norm):
   t = jnp.full((1, 4), 0.5)
   w = jnp.asarray([[1.0, -2.0, 0.0, 3.0]])
-  d = fab.project_on_hyperplane(t, w, jnp.asarray([100.0]), norm)     # far beyond the box
+  d = hyperplane.project_on_hyperplane(t, w, jnp.asarray([100.0]), norm)     # far beyond the box
   np.testing.assert_allclose(d, [[0.5, -0.5, 0.0, 0.5]], atol=1e-6)
 
 
@@ -112,7 +113,7 @@ def sorted_l1_magnitudes(absw, room, c):
 
 @functools.partial(jax.jit, static_argnames='norm')
 def sorted_projection(point, w, b, norm):
-  """fab.project_on_hyperplane as it was, with the sorts."""
+  """hyperplane.project_on_hyperplane as it was, with the sorts."""
   c = jnp.sum(w * point, -1) - b
   w = w * jnp.where(c >= 0, 1.0, -1.0)[:, None]
   c = jnp.abs(c)
@@ -128,7 +129,7 @@ def sorted_projection(point, w, b, norm):
   return -jnp.sign(w) * magnitude * (absw > 0)
 
 
-_PROJECT = jax.jit(fab.project_on_hyperplane, static_argnames='norm')
+_PROJECT = jax.jit(hyperplane.project_on_hyperplane, static_argnames='norm')
 _UNREACHABLE = [20, 21, 23]
 
 
@@ -211,7 +212,7 @@ def test_float_search_finds_the_last_float_where_a_predicate_holds():
   for dtype, tiny in ((jnp.float32, 1.5e-38), (jnp.float64, 1e-300)):
     with jax.enable_x64(dtype == jnp.float64):
       v = jnp.asarray([tiny, 3e-8, 0.7, 1.0, np.nextafter(1.0, 2.0), 2.5e30], dtype)
-      search = jax.jit(lambda v, shift: fab._largest_float_where(
+      search = jax.jit(lambda v, shift: hyperplane._largest_float_where(
           lambda t: t <= v + shift, v.shape[0], v.dtype))
       got = search(v, 0.0)
       assert got.dtype == dtype
@@ -224,7 +225,7 @@ def test_sort_free_solvers_take_16_bit_rows_and_work_in_float32(dtype):
   rng = np.random.default_rng(3)
   s, beta = (jnp.asarray(rng.uniform(0, 1, (6, 3072)), dtype) for _ in range(2))
   c = jnp.asarray(rng.uniform(0, 200, 6), dtype)
-  for solve in (fab._multiplier_solve, fab._l1_magnitudes):
+  for solve in (hyperplane._multiplier_solve, hyperplane._l1_magnitudes):
     got = jax.jit(solve)(s, beta, c)
     want = jax.jit(solve)(*(a.astype(jnp.float32) for a in (s, beta, c))).astype(dtype)
     assert got.dtype == dtype

@@ -8,6 +8,7 @@ import pytest
 import scipy.optimize
 
 from generalist_jax import attacks
+from generalist_jax.attacks import search
 from generalist_jax.attacks import threat
 
 NORMS = ('linf', 'l2', 'l1')
@@ -128,13 +129,13 @@ def test_bisection_in_chunks_and_stopping_at_float_resolution_is_bit_for_bit(bat
   """Stopping once no bracket changes, and halving chunks of examples in turn,
   give exactly the plain 40 halvings (roots from 1e-30 to 0.9, 0 and NaN included)."""
   if jax.default_backend() == 'cpu' and jax.device_count() == 1:
-    assert threat._rows_per_chunk(batch) == rows
+    assert search.rows_per_chunk(batch) == rows
   targets = np.geomspace(1e-30, 0.8, batch).astype(np.float32)
   targets[0], targets[-1] = 0.0, np.nan
   too_small = lambda t, target, weight: t * t * weight < target
   operands = (jnp.asarray(targets), jnp.linspace(0.5, 1.5, batch))
   lo, hi = jnp.zeros(batch), jnp.ones(batch)
-  got = jax.jit(lambda lo, hi, ops: threat._bisect(too_small, lo, hi, ops))(lo, hi, operands)
+  got = jax.jit(lambda lo, hi, ops: search.bisect(too_small, lo, hi, ops))(lo, hi, operands)
   want = jax.jit(lambda lo, hi, ops: _forty_halvings(too_small, lo, hi, ops))(lo, hi, operands)
   for g, w in zip(got, want):
     np.testing.assert_array_equal(g, w)
@@ -149,9 +150,9 @@ def test_bisection_stops_early_on_well_conditioned_roots_with_the_same_result():
     return t < target
   targets = jnp.linspace(0.1, 0.9, 16)
   lo, hi = jnp.zeros(16), jnp.ones(16)
-  got = jax.jit(lambda lo, hi, t: threat._bisect(too_small, lo, hi, (t,)))(lo, hi, targets)
+  got = jax.jit(lambda lo, hi, t: search.bisect(too_small, lo, hi, (t,)))(lo, hi, targets)
   jax.effects_barrier()
-  rows = threat._rows_per_chunk(16)
+  rows = search.rows_per_chunk(16)
   chunks = 16 // rows if rows else 1
   assert 0 < len(calls) < 40 * chunks, (len(calls), chunks)
   want = jax.jit(lambda lo, hi, t: _forty_halvings(lambda m, t: m < t, lo, hi, (t,)))(
@@ -218,7 +219,7 @@ def test_kth_largest_is_the_sorted_value(dtype):
   values[5, :] = np.round(values[5] * 4) / 4    # many ties
   values = jnp.asarray(values).astype(dtype)
   ascending = np.sort(np.asarray(values, np.float32), axis=-1)   # NaN last
-  kth_largest = jax.jit(threat.kth_largest)
+  kth_largest = jax.jit(search.kth_largest)
   for m in (1, 2, 7, 25, 49, 50):
     got = np.asarray(kth_largest(values, m), np.float32)[:, 0]
     np.testing.assert_array_equal(got, ascending[:, 50 - m])

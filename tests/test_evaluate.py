@@ -10,6 +10,7 @@ from generalist_jax import config as config_lib
 from generalist_jax.attacks import autoattack as aa
 from generalist_jax.evaluation import reports
 from generalist_jax.evaluation import runner
+from generalist_jax.evaluation import summary as summary_lib
 from generalist_jax.run import evaluate_run
 from generalist_jax.run import loop
 from tests.tiny_config import tiny_config
@@ -50,7 +51,7 @@ def test_worst_case_is_the_and_of_the_per_attack_flags(full_state):
   state = full_state
   clean = state['clean'] == 1
   assert clean.sum() == 16
-  summary, worst, union = runner.summarize(state, PLAN)
+  summary, worst, union = summary_lib.summarize(state, PLAN)
   for norm in ('linf', 'l2'):
     cols = [state[s.column] for s in PLAN if s.norm == norm]
     expected = clean.copy()
@@ -70,7 +71,7 @@ def test_eps_zero_gives_clean_accuracy_for_the_whole_composite():
   plan = runner.make_plan(['linf'], [0.0], 'standard', {'steps': 2, 'n_targets': 2})
   state = runner.run_evaluation(APPLY, VARIABLES, IMAGES, LABELS, plan, batch_size=8, seed=1,
                                   progress=False)
-  summary, worst, _ = runner.summarize(state, plan)
+  summary, worst, _ = summary_lib.summarize(state, plan)
   np.testing.assert_array_equal(worst['linf'], state['clean'] == 1)
   assert summary['robust_acc'] == summary['clean_acc'] == 0.8
 
@@ -85,7 +86,7 @@ def test_an_interrupted_evaluation_resumes_to_the_same_flags(full_state, stop_af
   saved = {}
   partial = run(save=lambda s: saved.update(state={k: v.copy() for k, v in s.items()}),
                 stop_after_batches=stop_after)
-  assert not runner.is_complete(partial, PLAN)
+  assert not summary_lib.is_complete(partial, PLAN)
   resumed = run(state=saved['state'])
   for key, value in full_state.items():
     np.testing.assert_array_equal(resumed[key], value, err_msg=key)
@@ -158,11 +159,11 @@ def test_a_list_never_scores_above_any_of_its_attacks_run_alone():
   attack, norm, example)."""
   plan = runner.make_plan(['l2'], [0.2], 'pgd,apgd-ce', {'steps': 2})
   listed = _evaluate(plan, batch_size=16)
-  worst = runner.summarize(listed, plan)[1]['l2']
+  worst = summary_lib.summarize(listed, plan)[1]['l2']
   assert 0.1 < worst.mean() < 0.9
   for spec in plan:
     alone = _evaluate([spec], batch_size=24)
-    robust_alone = runner.summarize(alone, [spec])[1]['l2']
+    robust_alone = summary_lib.summarize(alone, [spec])[1]['l2']
     assert not np.any(worst & ~robust_alone), spec.name      # never robust where alone fools
     ran = listed[spec.column] != aa.SKIPPED       # where it ran in the list: the same result
     np.testing.assert_array_equal(listed[spec.column][ran], alone[spec.column][ran])

@@ -22,13 +22,14 @@ from generalist_jax import data as data_lib
 from generalist_jax import models
 from generalist_jax.attacks import autoattack as aa
 from generalist_jax.attacks import registry
+from generalist_jax.evaluation import jitted
 from generalist_jax.evaluation import runner
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHAPE = (16, 16, 3)
 MODEL = models.create_model({'name': 'small_cnn', 'width': 0.25}, 10, (0.5,), (0.25,))
 VARIABLES = models.init_variables(MODEL, jax.random.PRNGKey(0), SHAPE)
-APPLY = runner.model_apply_fn(MODEL)
+APPLY = jitted.model_apply_fn(MODEL)
 IMAGES = np.random.default_rng(0).integers(0, 256, (24, *SHAPE), dtype=np.uint8)
 LABELS = np.array(np.argmax(APPLY(VARIABLES, IMAGES / np.float32(255)), -1), np.int32)
 LABELS[[5, 17]] = (LABELS[[5, 17]] + 1) % 10          # two examples wrong from the start
@@ -52,7 +53,7 @@ def old_attack_batch_fn(apply_fn, spec):
 
   @functools.partial(jax.jit, compiler_options=models.compiler_options())
   def run(params, x, y, column, ids):
-    logits_fn = runner.bind(apply_fn, params)
+    logits_fn = jitted.bind(apply_fn, params)
 
     def one(xi, yi, i):
       return attack(logits_fn, xi[None], yi[None], jax.random.fold_in(column, i))[0]
@@ -147,11 +148,11 @@ FOUR_DEVICES = textwrap.dedent('''
     import jax, numpy as np
     from jax.sharding import PartitionSpec as P
     from generalist_jax import parallel
-    from generalist_jax.evaluation import runner
+    from generalist_jax.evaluation import jitted
     from tests import test_evaluation_engine as t
     assert jax.device_count() == 4
     calls = []
-    stage_fn = runner.stage_fn
+    stage_fn = jitted.stage_fn
 
     def spy(*args, **kwargs):
       fn = stage_fn(*args, **kwargs)
@@ -164,7 +165,7 @@ FOUR_DEVICES = textwrap.dedent('''
         return outputs
       return fn._replace(run=run)
 
-    runner.stage_fn = spy
+    jitted.stage_fn = spy
     four, x4 = t.new_evaluation(t.plan('linf'), 16, seed=1, query_block=8)
     four_calls = list(calls)
     one_device = jax.make_mesh((1,), (parallel.DATA,), devices=jax.devices()[:1],

@@ -13,6 +13,7 @@ from generalist_jax import data as data_lib
 from generalist_jax.attacks import registry
 from generalist_jax.evaluation import compile_cache
 from generalist_jax.evaluation import external
+from generalist_jax.evaluation import jitted
 from generalist_jax.evaluation import leaderboard
 from generalist_jax.evaluation import pipeline
 from generalist_jax.evaluation import runner
@@ -40,7 +41,7 @@ def tiny_run(tmp_path_factory):
   loop.train_and_evaluate(config, str(workdir))
   _, dataset, setup, state, _ = restore.restore_run(workdir, 'last', full_test=True)
   variables = step_lib.learners(state, setup)['global']
-  logits = runner.model_apply_fn(setup.model)(variables, data_lib.to_float(dataset.test[0]))
+  logits = jitted.model_apply_fn(setup.model)(variables, data_lib.to_float(dataset.test[0]))
   with np.load(npz) as f:
     arrays = dict(f)
   arrays['y_test'] = np.array(np.argmax(logits, -1))
@@ -78,8 +79,8 @@ def test_the_api_external_checkpoints_and_runs_are_one_path(tiny_run, tmp_path, 
   assert (tmp_path / 'ext' / 'one.csv').read_text() == run_csv
 
   dataset = data_lib.load_dataset({'source': 'npz', 'path': str(npz), 'val_size': 1})
-  images, labels, ids = runner.test_subset(*dataset.test, EVAL['n_ex'])
-  api = AutoAttack(runner.model_apply_fn(model), params=variables, norm='Linf',
+  images, labels, ids = runner.sample_test_points(*dataset.test, EVAL['n_ex'])
+  api = AutoAttack(jitted.model_apply_fn(model), params=variables, norm='Linf',
                    eps=EVAL['eps'][0], version='standard', seed=EVAL['seed'],
                    overrides=EVAL['overrides']).run(images, labels, batch_size=8,
                                                     example_ids=ids)
@@ -127,7 +128,7 @@ def test_save_adv_holds_points_that_reproduce_the_flags_after_a_resume(tiny_run)
   clean, robust = saved['clean'], saved['robust']
   assert clean.sum() == n - sum(i < n for i in WRONG) and 0 < robust.sum() < clean.sum()
   assert robust.mean() == pytest.approx(report['robust_acc'])
-  correct = np.asarray(np.argmax(runner.model_apply_fn(model)(variables, saved['x_adv']), -1)
+  correct = np.asarray(np.argmax(jitted.model_apply_fn(model)(variables, saved['x_adv']), -1)
                        == test_labels)
   np.testing.assert_array_equal(correct, robust)      # wrong exactly where not robust
   unchanged = robust | ~clean

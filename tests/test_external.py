@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip('torch')
 
 from generalist_jax.evaluation import external  # noqa: E402
-from generalist_jax.evaluation import runner  # noqa: E402
+from generalist_jax.evaluation import jitted  # noqa: E402
 from generalist_jax.models import torch_models  # noqa: E402
 from tests.conftest import write_tiny_npz  # noqa: E402
 from tests.test_config import ROOT  # noqa: E402
@@ -98,7 +98,7 @@ def test_the_cli_saves_x_adv_of_the_first_examples(tmp_path):
   assert saved['x_adv'].dtype == np.float32 and saved['x_adv'].shape == (8, 32, 32, 3)
   model, variables = external.load_torch_learner(checkpoint, 'wrn-10-1', 10, (0.0,), (1.0,),
                                                  (32, 32, 3))
-  correct = np.argmax(runner.model_apply_fn(model)(variables, saved['x_adv']), -1) == y_test
+  correct = np.argmax(jitted.model_apply_fn(model)(variables, saved['x_adv']), -1) == y_test
   np.testing.assert_array_equal(correct, saved['robust'])
   assert np.abs(saved['x_adv'] - x_test).max() <= 8 / 255 + 1e-6
   assert any((tmp_path / 'xla').iterdir())           # compiled attacks kept on disk

@@ -168,7 +168,7 @@ def test_n_ex_below_one_is_refused_before_anything_is_read(tmp_path, n_ex):
                                        data_config={'source': 'npz', 'path': 'none.npz'},
                                        out_dir=tmp_path)
   with pytest.raises(ValueError, match=message):
-    runner.test_subset(X, Y, n_ex)
+    runner.sample_test_points(X, Y, n_ex)
   suite_config = ml_collections.ConfigDict({'runs': {'a': config_lib.base_config()},
                                              'compare': config_lib.compare_config(n_ex=n_ex)})
   with pytest.raises(config_lib.ConfigError, match=f'config.compare.{message}'):

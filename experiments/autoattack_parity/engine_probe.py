@@ -40,6 +40,7 @@ from generalist_jax import data as data_lib  # noqa: E402
 from generalist_jax import models  # noqa: E402
 from generalist_jax import parallel  # noqa: E402
 from generalist_jax.attacks import autoattack as aa  # noqa: E402
+from generalist_jax.evaluation import jitted  # noqa: E402
 from generalist_jax.evaluation import runner  # noqa: E402
 from generalist_jax.models import cpu_ops  # noqa: E402
 from tests.test_evaluation_engine import old_attack_batch_fn, old_padded  # noqa: E402
@@ -59,7 +60,7 @@ def setup(n: int, width: float, batch_norm: bool = True):
   model = models.create_model({'name': 'small_cnn', 'width': width, 'batch_norm': batch_norm},
                               10, (0.5,), (0.25,))
   variables = models.init_variables(model, jax.random.PRNGKey(0), (32, 32, 3))
-  apply = runner.model_apply_fn(model)
+  apply = jitted.model_apply_fn(model)
   images = np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
   labels = np.asarray(np.argmax(apply(variables, data_lib.to_float(images)), -1), np.int32)
   return apply, variables, images, labels
@@ -70,8 +71,8 @@ def trained(workdir: str, learner: str, n: int):
   from generalist_jax.method import step as step_lib
   from generalist_jax.run import restore
   run = restore.restore_run(workdir, 'last', full_test=True)
-  images, labels, _ = runner.test_subset(*run.dataset.test, n)
-  return (runner.model_apply_fn(run.setup.model),
+  images, labels, _ = runner.sample_test_points(*run.dataset.test, n)
+  return (jitted.model_apply_fn(run.setup.model),
           step_lib.learners(run.state, run.setup)[learner], images, labels.astype(np.int32))
 
 
@@ -84,8 +85,8 @@ def compile_times(apply, variables, images, labels, plan, reps: int):
     key = runner.column_key(0, spec)
 
     def new():            # a fresh jitted function each time: no cached trace
-      runner._COMPILED.clear()
-      fn = runner.stage_fn(apply, spec, mesh)
+      jitted._COMPILED.clear()
+      fn = jitted.stage_fn(apply, spec, mesh)
       carry = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
                            jax.eval_shape(fn.start, variables, x, y, key, ids))
       return fn.run.lower(variables, x, y, key, ids, carry, np.int32(0)).compile()

@@ -1,5 +1,5 @@
 r"""FAB's projection onto {<w, z> = b} ∩ box: the sort-based code it replaced vs the
-sort-free one (generalist_jax/attacks/fab.py), timed in one process with alternating
+sort-free one (generalist_jax/attacks/hyperplane.py), timed in one process with alternating
 repetitions (medians after a warm-up), jitted, on whatever cores the process may use.
 
   taskset -c 0 python experiments/autoattack_parity/fab_projection_probe.py \
@@ -35,6 +35,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from generalist_jax import models  # noqa: E402
 from generalist_jax.attacks import fab  # noqa: E402
+from generalist_jax.attacks import hyperplane  # noqa: E402
 
 NORMS = ('linf', 'l2', 'l1')
 
@@ -70,7 +71,7 @@ def projection(old, reps: int, rows: int = 120, dim: int = 3072):
   w = jax.random.normal(k2, (rows, dim))
   b = jnp.sum(w * point, -1) + 30.0 * jax.random.normal(k3, (rows,))
   for norm in NORMS:
-    new_fn = jax.jit(lambda p, w, b, n=norm: fab.project_on_hyperplane(p, w, b, n))
+    new_fn = jax.jit(lambda p, w, b, n=norm: hyperplane.project_on_hyperplane(p, w, b, n))
     old_fn = lambda p, w, b, n=norm: old(p, w, b, norm=n)
     diff = float(jnp.max(jnp.abs(new_fn(point, w, b) - old_fn(point, w, b))))
     ms = alternate({'sort': lambda: old_fn(point, w, b), 'sort-free': lambda: new_fn(point, w, b)},
@@ -91,19 +92,19 @@ def iteration(old, reps: int, norm: str, n: int = 120):
 
   def run(project):
     def go(steps):
-      fab.project_on_hyperplane = project    # read at trace time, by fab_run
+      hyperplane.project_on_hyperplane = project    # read at trace time, by fab_run
       return fab.fab_run(logits_fn, x, y, jax.random.key(2),
                          fab.targeted_boundary(logits_fn, y, target), eps=eps, norm=norm,
                          steps=steps)
     return jax.jit(go)
 
-  new_project = fab.project_on_hyperplane
+  new_project = hyperplane.project_on_hyperplane
   fns = {}
   for name, project in (('sort', old), ('sort-free', new_project)):
     compiled = run(project).lower(jnp.int32(1)).compile()
     fns[name + ' 1'] = lambda c=compiled: c(jnp.int32(1))
     fns[name + ' 11'] = lambda c=compiled: c(jnp.int32(11))
-  fab.project_on_hyperplane = new_project
+  hyperplane.project_on_hyperplane = new_project
   ms = {k: 1e3 * v for k, v in alternate(fns, reps).items()}
   per = {name: (ms[name + ' 11'] - ms[name + ' 1']) / 10 for name in ('sort', 'sort-free')}
   (_, best_old), (_, best_new) = fns['sort 11'](), fns['sort-free 11']()

@@ -27,6 +27,7 @@ import torch  # noqa: E402
 
 from generalist_jax import config  # noqa: E402
 from generalist_jax.data import pipeline  # noqa: E402
+from generalist_jax.evaluation import jitted  # noqa: E402
 from generalist_jax.evaluation import parity  # noqa: E402
 from generalist_jax.evaluation import reports  # noqa: E402
 from generalist_jax.evaluation import runner  # noqa: E402
@@ -56,9 +57,9 @@ def main(argv=None):
   info = run.dataset.info
   twin = torch_convert.torch_twin(run.config.model, info.num_classes, info.mean, info.std,
                                   info.image_shape, variables)
-  images, labels, _ = runner.test_subset(*run.dataset.test, args.n_ex)
+  images, labels, _ = runner.sample_test_points(*run.dataset.test, args.n_ex)
   x, y = pipeline.to_float(images), labels.astype(np.int32)
-  apply = runner.model_apply_fn(run.setup.model)
+  apply = jitted.model_apply_fn(run.setup.model)
   eps = config.parse_eps(args.eps)
   rows = []
   for component in args.components.split(','):

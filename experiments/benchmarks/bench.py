@@ -8,7 +8,7 @@ Per model and batch size, for each step kind
   pgd          one l-inf PGD-K expert (PGD-AT)         (step_lib.train_step)
   generalist2  natural + l-inf PGD-K + meta-update     (step_lib.train_step)
   generalist4  natural + l-inf/l2/l1 PGD-K experts     (step_lib.train_step)
-  apgd_ce      APGD-CE evaluation (l-inf, --apgd_steps) (runner.attack_batch_fn)
+  apgd_ce      APGD-CE evaluation (l-inf, --apgd_steps) (jitted.attack_batch_fn)
 the JAX side is the real jitted step (`step_lib.jit_train_step` on a config from
 `config_lib`); the PyTorch side runs the same step on the `torch_models` twin:
 input-only gradients inside the attack (parameters frozen, requires_grad on
@@ -61,9 +61,10 @@ from generalist_jax import data as data_lib  # noqa: E402
 from generalist_jax import host_memory  # noqa: E402
 from generalist_jax import models  # noqa: E402
 from generalist_jax import parallel  # noqa: E402
-from generalist_jax.attacks import apgd  # noqa: E402
+from generalist_jax.attacks import apgd_loop  # noqa: E402
 from generalist_jax.attacks import autoattack  # noqa: E402
 from generalist_jax.config import validation
+from generalist_jax.evaluation import jitted
 from generalist_jax.evaluation import runner
 from generalist_jax.method import schedules  # noqa: E402
 from generalist_jax.method import step as step_lib
@@ -213,7 +214,7 @@ class JaxAPGD:
   def __init__(self, model, variables, host_batch, steps: int):
     spec = runner.AttackSpec('linf', 'apgd-ce', autoattack.DEFAULT_EPS['linf'],
                                (('steps', steps),))
-    fn = runner.attack_batch_fn(runner.model_apply_fn(model), spec)
+    fn = jitted.attack_batch_fn(jitted.model_apply_fn(model), spec)
     labels = jnp.asarray(host_batch['label'])
     self.args = (variables, jnp.asarray(host_batch['image']), labels,
                  runner.column_key(0, spec), jnp.arange(len(labels), dtype=jnp.int32))
@@ -369,10 +370,10 @@ def _torch_l1_ball(delta, eps: float):
 
 def _torch_apgd_ce(torch, F, model, x, y, eps: float, steps: int):
   """APGD-CE l-inf (Croce & Hein 2020, as auto-attack's apgd-ce): the same
-  step-size checkpoints as apgd.py, momentum 0.75, best-point restarts."""
+  step-size checkpoints as apgd_loop.py, momentum 0.75, best-point restarts."""
   model.eval()
   model.requires_grad_(False)
-  is_check, window = apgd.checkpoint_schedule(steps, 'linf')
+  is_check, window = apgd_loop.checkpoint_schedule(steps, 'linf')
   per_ex = lambda v: v.view(-1, 1, 1, 1)
 
   def loss_grad(x_adv):

@@ -82,12 +82,12 @@ def autoattack_timing(args) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from generalist_jax import AutoAttack  # pylint: disable=g-import-not-at-top
   from generalist_jax import models  # pylint: disable=g-import-not-at-top
-  from generalist_jax.evaluation import runner  # pylint: disable=g-import-not-at-top
+  from generalist_jax.evaluation import jitted  # pylint: disable=g-import-not-at-top
   label, fields = bench.parse_model(args.loop_model)
   info = bench.CIFAR_INFO
   model = models.create_model(fields, info.num_classes, info.mean, info.std)
   variables = models.init_variables(model, jax.random.PRNGKey(0), info.image_shape)
-  apply_fn = runner.model_apply_fn(model)
+  apply_fn = jitted.model_apply_fn(model)
   x = np.random.default_rng(0).uniform(size=(args.aa_n_ex, *info.image_shape)).astype(np.float32)
   y = np.concatenate([np.asarray(jax.jit(apply_fn)(variables, x[i:i + args.aa_batch])).argmax(-1)
                       for i in range(0, len(x), args.aa_batch)])

@@ -13,8 +13,8 @@ checkpoints/last/<total_steps>) and every learner it reports (`LEARNERS`), at
   pgd20     clean and l-inf PGD-20 (eps 8/255, step 2/255, random start) on all n_test
             test images;
   fast      APGD-CE + APGD-T (AutoAttack's budgets: 100 iterations, 9 targets) on a
-            fixed n_fast of them (`runner.test_subset`: a generator of its own, not the
-            run seed, so the same images for every row and seed; each result carries
+            fixed n_fast of them (`runner.sample_test_points`: a generator of its own,
+            not the run seed, so the same images for every row and seed; each result carries
             their hash, `study_eval.test_ids_sha1`, and collect.py checks it).
 Results: <run>/eval/refclock_<which>_<learner>_<attack>_n<n>.json, skipped when they exist
 (start it again to resume; an evaluation cut off resumes from its .state.npz), each with

@@ -1,17 +1,10 @@
 """Auto-PGD (Croce & Hein, ICML 2020): APGD-CE, APGD-DLR and targeted APGD-T.
 
-Budget-aware PGD without a step-size to tune: the step starts at 2 * eps
-(l-inf, l2; eps for l1), is halved at checkpoints p_j (p_0 = 0, p_1 = 0.22,
-p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), in fractions of the
-iterations) when the loss oscillated (it rose in at most rho = 75% of the steps
-since the last checkpoint) or stalled, and then the iterate restarts from the
-best point so far. A momentum of 0.75 mixes the new projected step with the
-last move. Each example keeps its best (highest-loss) point and any point that
-was misclassified, so more iterations never make the attack weaker.
-
-l1 follows APGD-l1 ("Mind the box", Croce & Hein 2021): a sparse sign step on
-the top-k coordinates of |grad| with k adapted at checkpoints, no momentum, and
-optionally the eps schedule 3 eps -> 2 eps -> eps (`large_eps_start`).
+Each is a number of independent APGD runs (`apgd_loop.apgd_run`, the step-size
+schedule that needs no tuning): restarts, and for APGD-T targets x restarts. Run r
+takes key fold_in(key, r); each example keeps a point that fooled the model once
+one is found, else its highest-loss point. In l1, `large_eps_start` runs APGD-l1's
+eps schedule 3 eps -> 2 eps -> eps ("Mind the box", Croce & Hein 2021).
 
 Pure and jittable: restarts and targets are `lax.fori_loop`s, so the compiled
 size does not grow with them; `apgd_staged` / `apgd_targeted_staged` cut them into
@@ -20,156 +13,16 @@ stages that an evaluation runs on the examples not yet fooled.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from generalist_jax.attacks import losses
 from generalist_jax.attacks import rng
 from generalist_jax.attacks import staged
 from generalist_jax.attacks import threat
-
-RHO = 0.75        # oscillation threshold
-MOMENTUM = 0.75   # weight of the new step (1 - weight of the last move)
-
-
-class RunResult(NamedTuple):
-  x_adv: jax.Array       # misclassified point if one was found, else the best-loss point
-  fooled: jax.Array      # (B,) bool: some iterate was misclassified
-  best_loss: jax.Array   # (B,) highest loss reached
-  x_best: jax.Array      # highest-loss point
-
-
-def checkpoint_schedule(steps: int, norm: str) -> tuple[np.ndarray, np.ndarray]:
-  """Static (is_checkpoint[i], window[i]): after iteration i, check the window of
-  the last window[i] iterations. l1 uses a fixed window of 4% of the steps."""
-  is_check, window = np.zeros(steps, bool), np.zeros(steps, np.int32)
-  if norm == 'l1':
-    k, shrink, k_min = max(int(0.04 * steps), 1), 0, 1
-  else:
-    k, shrink, k_min = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(
-        int(0.06 * steps), 1)
-  since = 0
-  for i in range(steps):
-    since += 1
-    if since == k:
-      is_check[i], window[i] = True, k
-      k, since = max(k - shrink, k_min), 0
-  return is_check, window
-
-
-def _l0(delta):
-  return jnp.sum(threat.flat(delta) != 0, -1).astype(delta.dtype)
-
-
-def apgd_run(logits_fn, x, y, key, *, eps, norm: str, loss_fn: Callable, steps: int,
-             delta_init=None, unroll=1, eot_iter: int = 1) -> RunResult:
-  """One APGD run from a random start (or `delta_init`); `loss_fn(logits, y)` per example.
-
-  eot_iter > 1 (randomised models, AutoAttack's 'rand'): the gradient is the mean
-  over `eot_iter` draws of the model, `logits_fn(x, key=k)`, as the official
-  `eot_iter`; the loss and prediction are those of the last draw. `key`: one key
-  or one per example (`rng`; not with eot_iter > 1, whose model draws take one)."""
-  if eot_iter > 1 and rng.is_batch(key):
-    raise ValueError('APGD with eot_iter > 1 draws the model with one key, not one per example.')
-  threat_model = threat.NORMS[norm]
-  pe = lambda v: threat.per_example(v, x)
-  n_features = int(np.prod(x.shape[1:]))
-  eps = jnp.broadcast_to(jnp.asarray(eps, x.dtype), x.shape[:1])
-  alpha = 1.0 if norm == 'l1' else 2.0
-
-  eot_key = rng.fold_in(key, 0xE07)
-
-  def one_draw(delta, draw_key):
-    def total(d):
-      logits = logits_fn(x + d) if draw_key is None else logits_fn(x + d, key=draw_key)
-      per_example = loss_fn(logits, y)
-      return per_example.sum(), (per_example, logits)
-    (_, (per_example, logits)), grad = jax.value_and_grad(total, has_aux=True)(delta)
-    return per_example, logits, grad
-
-  def loss_and_grad(delta, i=-1):
-    if eot_iter == 1:
-      per_example, logits, grad = one_draw(delta, None)
-    else:
-      def draw(total_grad, k):
-        per_example, logits, grad = one_draw(delta, k)
-        return total_grad + grad, (per_example, logits)
-      keys = jax.random.split(jax.random.fold_in(eot_key, i + 1), eot_iter)
-      grad, (per_example, logits) = jax.lax.scan(draw, jnp.zeros_like(delta), keys)
-      grad, per_example, logits = grad / eot_iter, per_example[-1], logits[-1]
-    return per_example, jnp.argmax(logits, -1) != y, grad
-
-  if delta_init is None:
-    delta = threat_model.project(x, threat_model.init(key, x, eps), eps)
-    topk = jnp.full(x.shape[:1], 0.2, x.dtype)
-    sparsity_old = jnp.full(x.shape[:1], float(n_features), x.dtype)
-  else:
-    delta = threat_model.project(x, delta_init, eps)
-    topk = _l0(delta) / n_features / 1.5
-    sparsity_old = _l0(delta)
-  loss, fooled, grad = loss_and_grad(delta)
-  is_check, window = map(jnp.asarray, checkpoint_schedule(steps, norm))
-
-  state = dict(
-      delta=delta, prev=delta, grad=grad, best=delta, grad_best=grad, loss_best=loss,
-      adv=delta, fooled=fooled, step=alpha * eps, loss_prev=loss,
-      increases=jnp.zeros_like(loss), loss_best_last_check=loss,
-      reduced_last_check=jnp.ones(x.shape[:1], bool), topk=topk, sparsity_old=sparsity_old)
-
-  def body(i, s):
-    delta = s['delta']
-    if norm == 'l1':
-      new = threat_model.project(x, threat.l1_topk_step(delta, s['grad'], s['step'], s['topk']), eps)
-    else:
-      a = jnp.where(i > 0, MOMENTUM, 1.0)
-      z = threat_model.project(x, threat_model.step(delta, s['grad'], s['step']), eps)
-      new = threat_model.project(x, delta + a * (z - delta) + (1 - a) * (delta - s['prev']), eps)
-    loss, fooled_now, grad = loss_and_grad(new, i)
-    improved = loss > s['loss_best']
-    s = dict(s, prev=delta, delta=new, grad=grad,
-             adv=jnp.where(pe(fooled_now), new, s['adv']), fooled=s['fooled'] | fooled_now,
-             best=jnp.where(pe(improved), new, s['best']),
-             grad_best=jnp.where(pe(improved), grad, s['grad_best']),
-             loss_best=jnp.where(improved, loss, s['loss_best']),
-             increases=s['increases'] + (loss > s['loss_prev']), loss_prev=loss)
-    checked = _l1_checkpoint(s, x, eps, alpha, n_features) if norm == 'l1' else (
-        _checkpoint(s, window[i]))
-    return jax.tree.map(lambda c, u: jnp.where(is_check[i], c, u), checked, s)
-
-  s = jax.lax.fori_loop(0, steps, body, state, unroll=unroll)
-  adv = jnp.where(pe(s['fooled']), s['adv'], s['best'])
-  return RunResult(x + adv, s['fooled'], s['loss_best'], x + s['best'])
-
-
-def _restart_from_best(s, where):
-  w = threat.per_example(where, s['delta'])
-  return dict(s, delta=jnp.where(w, s['best'], s['delta']),
-              grad=jnp.where(w, s['grad_best'], s['grad']))
-
-
-def _checkpoint(s, window):
-  """Halve the step where the loss oscillated or the best loss stalled."""
-  oscillated = s['increases'] <= window * RHO
-  stalled = ~s['reduced_last_check'] & (s['loss_best_last_check'] >= s['loss_best'])
-  reduce = oscillated | stalled
-  s = dict(s, step=jnp.where(reduce, s['step'] / 2, s['step']), reduced_last_check=reduce,
-           loss_best_last_check=s['loss_best'], increases=jnp.zeros_like(s['increases']))
-  return _restart_from_best(s, reduce)
-
-
-def _l1_checkpoint(s, x, eps, alpha, n_features):
-  """APGD-l1: shrink k to the sparsity of the best point; reset the step where
-  the best point got sparser, else divide it by 1.5 (floor: alpha * eps / 10)."""
-  sparsity = _l0(s['best'])
-  sparser = sparsity / s['sparsity_old'] < 0.95
-  step = jnp.where(sparser, alpha * eps, s['step'] / 1.5)
-  s = dict(s, topk=sparsity / n_features / 1.5, sparsity_old=sparsity,
-           step=jnp.clip(step, alpha * eps / 10, alpha * eps),
-           increases=jnp.zeros_like(s['increases']))
-  return _restart_from_best(s, sparser)
+from generalist_jax.attacks.apgd_loop import RunResult, apgd_run
 
 
 def _large_eps_run(logits_fn, x, y, key, *, eps, loss_fn, steps, unroll, eot_iter=1):
@@ -198,6 +51,7 @@ def _combine(total: RunResult, new: RunResult) -> RunResult:
 
 
 def _repeat(n: int, run: Callable[[int], RunResult]) -> RunResult:
+  """run(0), run(1), ... run(n - 1) combined (`_combine`); r is traced after run 0."""
   first = run(0)
   if n == 1:
     return first
@@ -218,6 +72,20 @@ def _run_r(logits_fn, x, y, key, r, *, eps, norm, loss_fn, steps, large_eps_star
 
 def apgd_result(logits_fn, x, y, key, *, eps, norm='linf', loss='ce', steps=100,
                 restarts=1, large_eps_start=False, unroll=1, eot_iter=1) -> RunResult:
+  """`apgd` with what its runs found besides the point: which examples were fooled,
+  the best loss and the best-loss point.
+
+  Args:
+    logits_fn, x, y, key, eps, norm, loss, steps, restarts, large_eps_start, unroll,
+      eot_iter: as `apgd`.
+
+  Returns:
+    The `RunResult` of the restarts combined: a fooling point once one is found,
+    else the higher-loss one.
+
+  Raises:
+    KeyError: an unknown loss. ValueError: as `apgd`.
+  """
   loss_fn = losses.LOSSES[loss]
   return _repeat(restarts, lambda r: _run_r(
       logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=loss_fn, steps=steps,
@@ -227,19 +95,60 @@ def apgd_result(logits_fn, x, y, key, *, eps, norm='linf', loss='ce', steps=100,
 def apgd(logits_fn, x, y, key, *, eps, norm: str = 'linf', loss: str = 'ce', steps: int = 100,
          restarts: int = 1, large_eps_start: bool = False, unroll=1,
          eot_iter: int = 1) -> jax.Array:
-  """APGD on 'ce' (APGD-CE) or 'dlr' (APGD-DLR); returns x_adv [B, ...].
+  """APGD-CE (loss 'ce') or APGD-DLR (loss 'dlr'): the untargeted attack of AutoAttack.
 
-  x [B, H, W, C] in [0, 1], y [B]; eps in pixel units; `large_eps_start` is
-  APGD-l1's 3 eps -> eps schedule (l1 only); eot_iter > 1 averages gradients over
-  draws of a randomised `logits_fn(x, key=k)`. Source: fra31/auto-attack
-  `autopgd_base.py`."""
+  Each restart r runs with key fold_in(key, r); each example keeps a point that
+  fooled the model once one is found, else its highest-loss point. Source:
+  fra31/auto-attack `autopgd_base.py`.
+
+  Args:
+    logits_fn: the model, `logits_fn(x) -> logits [B, K]`.
+    x: clean images [B, H, W, C], float in [0, 1].
+    y: labels [B] int.
+    key: one PRNG key, or one per example (`rng`).
+    eps: the radius, pixel units of [0, 1] (e.g. 8/255 l-inf, 0.5 l2, 12 l1).
+    norm: 'linf', 'l2' or 'l1'.
+    loss: 'ce', 'dlr' or 'margin' (`losses.LOSSES`).
+    steps: iterations per restart.
+    restarts: independent runs.
+    large_eps_start: APGD-l1's eps schedule 3 eps -> 2 eps -> eps (l1 only).
+    unroll: the loop's unroll factor (same result).
+    eot_iter: > 1 averages each gradient over that many draws of a randomised
+      model, `logits_fn(x, key=k)` (one key, not one per example).
+
+  Returns:
+    x_adv [B, H, W, C], inside the eps-ball around x and [0, 1].
+
+  Raises:
+    ValueError: 'dlr' with fewer than 3 classes; eot_iter > 1 with per-example keys.
+    AssertionError: large_eps_start outside l1.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from generalist_jax.attacks import apgd
+    >>> w = jax.random.normal(jax.random.PRNGKey(1), (4 * 4 * 3, 10))
+    >>> logits_fn = lambda x: x.reshape(len(x), -1) @ w        # a linear model
+    >>> x = jax.random.uniform(jax.random.PRNGKey(2), (8, 4, 4, 3))
+    >>> y = jnp.argmax(logits_fn(x), -1)                        # all correct when clean
+    >>> x_adv = apgd.apgd(logits_fn, x, y, jax.random.PRNGKey(0), eps=8 / 255, steps=20)
+    >>> bool(jnp.all(jnp.abs(x_adv - x) <= 8 / 255 + 1e-6)), x_adv.shape
+    (True, (8, 4, 4, 3))
+  """
   return apgd_result(logits_fn, x, y, key, eps=eps, norm=norm, loss=loss, steps=steps,
                      restarts=restarts, large_eps_start=large_eps_start, unroll=unroll,
                      eot_iter=eot_iter).x_adv
 
 
 def target_classes(logits: jax.Array, n_targets: int) -> jax.Array:
-  """(n_targets, B): the 2nd, 3rd, ... highest-scoring classes on the clean input."""
+  """The classes APGD-T aims at: the highest-scoring ones after the top one.
+
+  Args:
+    logits: [B, K] on the clean input.
+    n_targets: how many, at most K - 1.
+
+  Returns:
+    [n_targets, B] int: row t holds each example's (t + 2)-th highest class.
+  """
   order = jnp.argsort(logits, axis=-1)
   return jnp.stack([order[:, -(t + 2)] for t in range(n_targets)])
 
@@ -259,8 +168,18 @@ def _targeted_loss(logits_fn, x, n_targets: int, restarts: int) -> Callable:
 def apgd_targeted_result(logits_fn, x, y, key, *, eps, norm='linf', steps=100,
                          n_targets=9, restarts=1, large_eps_start=False,
                          unroll=1) -> RunResult:
-  """APGD-T: APGD on the targeted DLR loss towards each of the top `n_targets`
-  other classes in turn (1 restart each in AutoAttack 'standard')."""
+  """`apgd_targeted` with what its runs found besides the point (as `apgd_result`).
+
+  Args:
+    logits_fn, x, y, key, eps, norm, steps, n_targets, restarts, large_eps_start,
+      unroll: as `apgd_targeted`.
+
+  Returns:
+    The `RunResult` of the n_targets x restarts runs combined.
+
+  Raises:
+    ValueError: fewer than 4 classes, or n_targets > K - 1.
+  """
   loss_for = _targeted_loss(logits_fn, x, n_targets, restarts)
   return _repeat(n_targets * restarts, lambda r: _run_r(
       logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=loss_for(r), steps=steps,
@@ -270,8 +189,20 @@ def apgd_targeted_result(logits_fn, x, y, key, *, eps, norm='linf', steps=100,
 def apgd_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int = 100,
                   n_targets: int = 9, restarts: int = 1, large_eps_start: bool = False,
                   unroll=1) -> jax.Array:
-  """APGD-T (targeted DLR towards each of the top `n_targets` other classes);
-  returns x_adv [B, ...]. Raises ValueError with < 4 classes or too many targets."""
+  """APGD-T: APGD on the targeted DLR loss towards each of the top `n_targets` other
+  classes in turn (`target_classes` of the clean logits), `restarts` runs each.
+
+  Args:
+    logits_fn, x, y, key, eps, norm, steps, large_eps_start, unroll: as `apgd`.
+    n_targets: target classes, at most K - 1 (9 in AutoAttack 'standard', 5 for l1).
+    restarts: runs per target; run r aims at target r // restarts.
+
+  Returns:
+    x_adv [B, H, W, C], inside the eps-ball around x and [0, 1].
+
+  Raises:
+    ValueError: fewer than 4 classes, or n_targets > K - 1.
+  """
   return apgd_targeted_result(logits_fn, x, y, key, eps=eps, norm=norm, steps=steps,
                               n_targets=n_targets, restarts=restarts,
                               large_eps_start=large_eps_start, unroll=unroll).x_adv
@@ -284,6 +215,7 @@ def apgd_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int =
 # ----------------------------------------------------------------------------
 
 def _start(logits_fn, x, y, key) -> RunResult:
+  """The carry before the first stage: nothing fooled, loss -inf, x as the point."""
   del logits_fn, y, key
   return RunResult(x, jnp.zeros(x.shape[:1], bool), jnp.full(x.shape[:1], -jnp.inf, x.dtype), x)
 
@@ -299,7 +231,15 @@ def _stage_of(run_r: Callable) -> Callable:
 
 def apgd_staged(*, eps, norm='linf', loss='ce', steps=100, restarts=1, large_eps_start=False,
                 unroll=1, eot_iter=1) -> staged.Staged:
-  """`apgd` as `restarts` stages."""
+  """`apgd` cut into its restarts, one stage each (`staged.Staged`).
+
+  Args:
+    eps, norm, loss, steps, restarts, large_eps_start, unroll, eot_iter: as `apgd`.
+
+  Returns:
+    The staged attack: running every stage on every example gives `apgd`'s x_adv;
+    an example is done once fooled.
+  """
   run_r = lambda logits_fn, x, y, key, r: _run_r(
       logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=losses.LOSSES[loss], steps=steps,
       large_eps_start=large_eps_start, unroll=unroll, eot_iter=eot_iter)
@@ -309,8 +249,15 @@ def apgd_staged(*, eps, norm='linf', loss='ce', steps=100, restarts=1, large_eps
 
 def apgd_targeted_staged(*, eps, norm='linf', steps=100, n_targets=9, restarts=1,
                          large_eps_start=False, unroll=1) -> staged.Staged:
-  """`apgd_targeted` as n_targets x restarts stages (the targets are recomputed from
-  the clean logits at each)."""
+  """`apgd_targeted` cut into its n_targets x restarts runs, one stage each (the
+  targets are recomputed from the clean logits at each).
+
+  Args:
+    eps, norm, steps, n_targets, restarts, large_eps_start, unroll: as `apgd_targeted`.
+
+  Returns:
+    The staged attack (as `apgd_staged`).
+  """
   run_r = lambda logits_fn, x, y, key, r: _run_r(
       logits_fn, x, y, key, r, eps=eps, norm=norm,
       loss_fn=_targeted_loss(logits_fn, x, n_targets, restarts)(r), steps=steps,

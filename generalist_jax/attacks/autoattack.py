@@ -36,19 +36,49 @@ VERSIONS = {
 
 
 def version_attacks(version: str, norm: str) -> tuple[tuple[str, dict], ...]:
-  """((attack, settings overrides), ...) of `version` that run in `norm`, in order."""
+  """The attacks of an AutoAttack version that run in a threat model.
+
+  Args:
+    version: a key of VERSIONS ('standard', 'plus', 'rand', 'fast').
+    norm: 'linf', 'l2' or 'l1'.
+
+  Returns:
+    ((attack, settings that differ from its standard budget), ...), in order.
+
+  Raises:
+    ValueError: an unknown version.
+  """
   if version not in VERSIONS:
     raise ValueError(f'unknown version {version!r}; use one of {tuple(VERSIONS)} or a list')
   return tuple((a, dict(o)) for a, o in VERSIONS[version] if a in registry.implemented(norm))
 
 
 def version_components(version: str, norm: str) -> tuple[str, ...]:
-  """The attacks of `version` that run in `norm`, in order."""
+  """The names of `version_attacks`.
+
+  Args:
+    version: a key of VERSIONS.
+    norm: the threat model.
+
+  Returns:
+    The attack names, in order.
+
+  Raises:
+    ValueError: an unknown version.
+  """
   return tuple(a for a, _ in version_attacks(version, norm))
 
 
 def missing_components(version: str, norm: str) -> tuple[str, ...]:
-  """The attacks of `version` that have no implementation in `norm`."""
+  """The attacks of a version that have no implementation in a threat model.
+
+  Args:
+    version: a version, or anything else (an attack list: nothing is missing).
+    norm: the threat model.
+
+  Returns:
+    The attack names, in the version's order.
+  """
   if version not in VERSIONS:
     return ()
   return tuple(a for a, _ in VERSIONS[version] if a not in registry.implemented(norm))
@@ -63,7 +93,18 @@ ROBUST, FOOLED, SKIPPED, PENDING = 1, 0, -1, -2
 
 
 def worst_case(clean: np.ndarray, attack_flags: list[np.ndarray]) -> np.ndarray:
-  """Per-example AND: correct on the clean input and not fooled by any attack."""
+  """Per example: correct on the clean input and not fooled by any attack.
+
+  Args:
+    clean: [N] bool, correct on the clean input.
+    attack_flags: int8 [N] flags per attack (ROBUST, FOOLED, SKIPPED).
+
+  Returns:
+    [N] bool.
+
+  Raises:
+    ValueError: a flag is still PENDING.
+  """
   out = np.asarray(clean, bool).copy()
   for flags in attack_flags:
     flags = np.asarray(flags)
@@ -74,10 +115,29 @@ def worst_case(clean: np.ndarray, attack_flags: list[np.ndarray]) -> np.ndarray:
 
 
 def union_over_norms(per_norm_worst: dict) -> np.ndarray:
-  """Robust to the union of threat models: per-example AND over norms."""
+  """Robust to the union of threat models: per-example AND over norms.
+
+  Args:
+    per_norm_worst: norm -> [N] bool (`worst_case` per norm), at least one norm.
+
+  Returns:
+    [N] bool.
+  """
   return np.logical_and.reduce([np.asarray(v, bool) for v in per_norm_worst.values()])
 
 
 def still_robust(clean: np.ndarray, earlier: list[np.ndarray]) -> np.ndarray:
-  """Examples that the next attack in the sequence must still try."""
+  """The examples the next attack of a sequence must still try: those correct on the
+  clean input that no earlier attack fooled.
+
+  Args:
+    clean: [N] bool.
+    earlier: the flags of the attacks that ran before, in its norm.
+
+  Returns:
+    [N] bool.
+
+  Raises:
+    ValueError: an earlier flag is still PENDING.
+  """
   return worst_case(clean, earlier)

@@ -29,6 +29,8 @@ ALL_NORMS = tuple(threat.NORMS)
 
 @dataclasses.dataclass(frozen=True)
 class Attack:
+  """One row of the registry: an attack's function, where it runs, its standard
+  budget, and what an evaluation needs to know about it (fields below)."""
   fn: Callable                       # fn(logits_fn, x, y, key, *, eps, norm, **settings)
   norms: tuple                       # threat models it is implemented for
   standard: Callable[[str], dict]    # norm -> AutoAttack's 'standard' settings
@@ -60,11 +62,13 @@ def _mim(logits_fn, x, y, key, *, eps, norm, steps, decay, step_size, loss, rand
 
 
 def _apgd_settings(norm: str) -> dict:
+  """APGD-CE's / APGD-DLR's standard budget in `norm`."""
   l1 = norm == 'l1'   # APGD-l1: 5 restarts and the 3 eps -> eps schedule
   return dict(steps=100, restarts=5 if l1 else 1, large_eps_start=l1, eot_iter=1)
 
 
 def _pgd_settings(loss: str) -> Callable[[str], dict]:
+  """norm -> PGD's budget on `loss` (20 steps, random start; the same in every norm)."""
   return lambda norm: dict(steps=20, restarts=1, step_size=None, loss=loss, random_start=True,
                            unroll=1)
 
@@ -101,20 +105,50 @@ ATTACKS = {
 
 
 def implemented(norm: str) -> tuple[str, ...]:
-  """The attacks that run in threat model `norm`, in registry order."""
+  """The attacks that run in a threat model.
+
+  Args:
+    norm: 'linf', 'l2' or 'l1'.
+
+  Returns:
+    Their names, in registry order (() for an unknown norm).
+  """
   return tuple(name for name, row in ATTACKS.items() if norm in row.norms)
 
 
 def standard_settings(name: str, norm: str) -> dict:
-  """AutoAttack's 'standard' budget of `name` in `norm` (a fresh dict)."""
+  """AutoAttack's 'standard' budget of an attack.
+
+  Args:
+    name: a key of ATTACKS.
+    norm: the threat model.
+
+  Returns:
+    Its settings (steps, restarts, ...), a fresh dict.
+
+  Raises:
+    KeyError: an unknown attack.
+  """
   return dict(ATTACKS[name].standard(norm))
 
 
 def settings(name: str, norm: str, overrides: dict | None = None) -> dict:
-  """The standard settings with `overrides` applied: a key the attack does not
-  have is ignored (so a shared override such as n_targets changes only the
-  attacks that have it), `steps` sets Square's `n_queries`, None keeps the
-  standard value."""
+  """An attack's settings: its standard budget with `overrides` applied.
+
+  Args:
+    name: a key of ATTACKS.
+    norm: the threat model.
+    overrides: {setting: value}. A key the attack does not have is ignored (so a
+      shared override such as n_targets changes only the attacks that have it);
+      `steps` sets Square's `n_queries` unless n_queries is given too; None keeps
+      the standard value.
+
+  Returns:
+    The settings, a fresh dict (eps and norm not included).
+
+  Raises:
+    KeyError: an unknown attack.
+  """
   out = standard_settings(name, norm)
   overrides = overrides or {}
   for key, value in overrides.items():
@@ -132,8 +166,15 @@ SIZE_SETTINGS = ('steps', 'restarts', 'n_targets', 'n_queries', 'eot_iter')
 
 
 def check_positive(sizes: dict) -> None:
-  """Raises ValueError naming the first of `sizes` ({name: value}, None skipped) that
-  is not an integer >= 1 (a negative n_ex, 0 steps, an empty batch)."""
+  """Refuses sizes that count something and are below 1 (a negative n_ex, 0 steps,
+  an empty batch).
+
+  Args:
+    sizes: {name: value}; None values are skipped.
+
+  Raises:
+    ValueError: naming the first value that is not an integer >= 1 (bools too).
+  """
   for name, value in sizes.items():
     if value is None:
       continue
@@ -142,9 +183,18 @@ def check_positive(sizes: dict) -> None:
 
 
 def check_classes(name: str, settings: dict, num_classes: int) -> None:
-  """Raises ValueError, naming the fix, when attack `name` with `settings` cannot work
-  on a model of `num_classes` classes: its loss needs more (DLR 3, targeted DLR 4:
-  `losses.MIN_CLASSES`), or it asks for more target classes than the K - 1 there are."""
+  """Refuses an attack that cannot work on a model of `num_classes` classes.
+
+  Args:
+    name: a key of ATTACKS.
+    settings: its settings (`settings`): the loss and n_targets count.
+    num_classes: K.
+
+  Raises:
+    ValueError, naming the fix: its loss needs more classes (DLR 3, targeted DLR 4:
+      `losses.MIN_CLASSES`), or it asks for more target classes than the K - 1
+      there are.
+  """
   problem = losses.classes_problem(ATTACKS[name].loss(settings), num_classes)
   if problem:
     raise ValueError(f'attack {name!r}: {problem}')
@@ -157,16 +207,48 @@ def check_classes(name: str, settings: dict, num_classes: int) -> None:
 
 
 def check_available(name: str, norm: str) -> None:
-  """Raises ValueError naming what is available when `name` cannot run in `norm`."""
+  """Refuses an attack that does not run in a threat model.
+
+  Args:
+    name: an attack name.
+    norm: the threat model.
+
+  Raises:
+    ValueError: an unknown attack or norm, or an attack without that norm; the
+      message names the attacks available in it.
+  """
   if name not in ATTACKS or norm not in ATTACKS[name].norms:
     raise ValueError(f'attack {name!r} is not available for norm {norm!r}; '
                      f'available: {implemented(norm) if norm in ALL_NORMS else ()}')
 
 
 def build(name: str, *, norm: str, eps: float, overrides: dict | None = None) -> Callable:
-  """`attack(logits_fn, x, y, key) -> x_adv` for registry row `name`, with AutoAttack's
-  standard budget where `overrides` (see `settings`) say nothing. Raises ValueError
-  for an attack not available in `norm` or a size setting below 1."""
+  """An attack of the registry, bound to a threat model, a radius and a budget.
+
+  Args:
+    name: a key of ATTACKS ('apgd-ce', 'apgd-t', 'fab-t', 'square', 'pgd', ...).
+    norm: 'linf', 'l2' or 'l1'.
+    eps: the radius, pixel units of [0, 1].
+    overrides: budget changes (`settings`); the rest is AutoAttack's standard budget.
+
+  Returns:
+    `attack(logits_fn, x, y, key) -> x_adv`: x [B, H, W, C] in [0, 1], y [B] int,
+    key one PRNG key or one per example; x_adv inside the eps-ball and [0, 1].
+
+  Raises:
+    ValueError: an attack not available in `norm`, a size setting below 1.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from generalist_jax.attacks import registry
+    >>> attack = registry.build('pgd', norm='l2', eps=0.5, overrides={'steps': 10})
+    >>> w = jax.random.normal(jax.random.PRNGKey(1), (4 * 4 * 3, 10))
+    >>> logits_fn = lambda x: x.reshape(len(x), -1) @ w
+    >>> x = jax.random.uniform(jax.random.PRNGKey(2), (8, 4, 4, 3))
+    >>> x_adv = attack(logits_fn, x, jnp.argmax(logits_fn(x), -1), jax.random.PRNGKey(0))
+    >>> bool(jnp.all(jnp.linalg.norm((x_adv - x).reshape(8, -1), axis=-1) <= 0.5 + 1e-5))
+    True
+  """
   check_available(name, norm)
   bound = settings(name, norm, overrides)
   check_positive({k: v for k, v in bound.items() if k in SIZE_SETTINGS})
@@ -174,13 +256,26 @@ def build(name: str, *, norm: str, eps: float, overrides: dict | None = None) ->
 
 
 def _bound(fn, kwargs, logits_fn, x, y, key):
+  """`build`'s attack: fn called with the settings it bound."""
   return fn(logits_fn, x, y, key, **kwargs)
 
 
 def build_staged(name: str, *, norm: str, eps: float, overrides: dict | None = None,
                  query_block: int | None = None) -> staged.Staged:
-  """`build`'s attack cut into stages (one stage for a row without them);
-  `query_block`: iterations per stage of a query-based attack (Square)."""
+  """`build`'s attack cut into stages (`staged.Staged`), for evaluations that drop
+  the broken examples between stages.
+
+  Args:
+    name, norm, eps, overrides: as `build`.
+    query_block: iterations per stage of a query-based attack (Square); None for
+      its default.
+
+  Returns:
+    The staged attack: the row's stages, or the whole attack as one stage.
+
+  Raises:
+    ValueError: as `build`.
+  """
   attack = build(name, norm=norm, eps=eps, overrides=overrides)
   row = ATTACKS[name]
   if row.stages is None:

@@ -39,6 +39,18 @@ _P_KNOTS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
 def p_schedule(i, p_init: float, n_queries: int, rescale_schedule: bool):
+  """The share of the image a window covers at iteration i (the paper's schedule).
+
+  Args:
+    i: the iteration (may be traced).
+    p_init: the share at the start.
+    n_queries: the budget; with rescale_schedule the schedule's knots (set for
+      10,000 queries) are stretched onto it.
+    rescale_schedule: stretch the schedule onto n_queries.
+
+  Returns:
+    p_init / 2^j, j the number of knots (10, 50, 200, ..., 8000) that i has passed.
+  """
   it = (i * 10000) // n_queries if rescale_schedule else i
   halvings = sum((it > k).astype(jnp.int32) for k in _P_KNOTS)
   return p_init / (2.0 ** halvings)
@@ -53,6 +65,7 @@ def _corner(key, shape, extent, s):
 
 
 def _margin(logits, y):
+  """[B]: true logit minus the best other; Square lowers it until it is <= 0."""
   return -losses.margin(logits, y)     # > 0 while correctly classified
 
 
@@ -119,10 +132,20 @@ def _unit(v, axes, norm: str = 'l2'):
 
 
 def eta_tile(r, q, s, transpose, norm: str = 'l2'):
-  """The reference's eta(s) at offsets (r, q) in an s x s window (0 outside):
-  top half positive, bottom half negative, unit l2 norm (l1: unit l1 mass, tile
-  weights 1/(k+1)^4); transposed where asked. r, q: (B, H, W) offsets; s,
-  transpose: broadcastable to them."""
+  """The reference's eta(s): the tile a Square l2 / l1 proposal writes into a window.
+
+  Top half positive, bottom half negative, unit l2 norm (l1: unit l1 mass, tile
+  weights 1/(k+1)^4); transposed where asked.
+
+  Args:
+    r, q: row and column offsets into the s x s window, broadcastable to (B, H, W).
+    s: the window's side (may be traced).
+    transpose: bool, broadcastable to (B, H, W).
+    norm: 'l2' or 'l1'.
+
+  Returns:
+    (B, H, W) float32: the tile's value at each offset, 0 outside the window.
+  """
   r, q = jnp.where(transpose, q, r), jnp.where(transpose, r, q)
   power = _TILE_POWER[norm]
   top = _unit(_concentric(r, q, s // 2, s, power), (-2, -1), norm)
@@ -133,9 +156,9 @@ def eta_tile(r, q, s, transpose, norm: str = 'l2'):
 def _tile_start(key, x, norm: str = 'l2'):
   """A grid of eta tiles of side h // 5 with a random sign per (example, tile, channel).
 
-  A loop over the tiles, not one unrolled op chain per tile: 25 unrolled tiles took
-  XLA:CPU 6.5 s to compile (CIFAR-sized inputs). Tiles do not overlap, so the sum is
-  the same in any order."""
+  A loop over the tiles, not one unrolled op chain per tile, which compiles several
+  times slower (experiments/benchmarks/README.md, History). Tiles do not overlap, so
+  the sum is the same in any order."""
   b, h, w, c = x.shape
   s = max(h // 5, 1)
   start = max((h - 5 * s) // 2, 0)
@@ -152,11 +175,13 @@ def _tile_start(key, x, norm: str = 'l2'):
     signs = rng.rademacher(sign_key, (b, 1, 1, c), x.dtype)
     return delta + tile[..., None] * signs
 
-  dtype = jnp.result_type(x.dtype, jnp.float32)   # the tiles are float32, as before
+  dtype = jnp.result_type(x.dtype, jnp.float32)   # the tiles are float32
   return jax.lax.fori_loop(0, len(corners), add_tile, jnp.zeros(x.shape, dtype))
 
 
 def _odd_side(p, h, w, minimum):
+  """The window side for share p: sqrt(p h w) rounded, at least `minimum`, made odd,
+  at most min(h, w)."""
   s = jnp.maximum(jnp.round(jnp.sqrt(p * h * w)).astype(jnp.int32), minimum)
   s = s + (s % 2 == 0)
   return jnp.minimum(s, min(h, w))
@@ -262,6 +287,7 @@ QUERY_BLOCK = 500
 
 
 def _parts(logits_fn, x, y, key, *, eps, norm, n_queries, p_init, rescale_schedule):
+  """(init, body) of Square in `norm`; ValueError for a norm it has no version of."""
   if norm not in _PARTS:
     raise ValueError(f'Square is implemented for {SQUARE}, not {norm!r}.')
   return _PARTS[norm](logits_fn, x, y, key, eps=eps, n_queries=n_queries, p_init=p_init,
@@ -270,36 +296,93 @@ def _parts(logits_fn, x, y, key, *, eps, norm, n_queries, p_init, rescale_schedu
 
 def square(logits_fn, x, y, key, *, eps, norm: str, n_queries: int = 5000, p_init: float = 0.8,
            rescale_schedule: bool = False) -> jax.Array:
-  """Square Attack in threat model `norm` ('linf', 'l2', 'l1'); returns x_adv [B, H, W, C].
+  """Square Attack: random square-window proposals, kept when they lower the margin.
+  Source: fra31/auto-attack `square.py`.
 
-  x in [0, 1], y [B]; `n_queries` model calls per example (the first is the
-  initial point); `key` one key or one per example (`rng`). Source:
-  fra31/auto-attack `square.py`."""
+  Args:
+    logits_fn: the model, `logits_fn(x) -> logits [B, K]` (scores only).
+    x: clean images [B, H, W, C], float in [0, 1].
+    y: labels [B] int.
+    key: one PRNG key, or one per example (`rng`).
+    eps: the radius, pixel units of [0, 1].
+    norm: 'linf', 'l2' or 'l1'.
+    n_queries: model calls per example (the first is the initial point).
+    p_init: the share of the image the first windows cover (`p_schedule`).
+    rescale_schedule: stretch the window schedule onto n_queries.
+
+  Returns:
+    x_adv [B, H, W, C], inside the eps-ball around x and [0, 1].
+
+  Raises:
+    ValueError: a norm Square has no version of.
+  """
   init, body = _parts(logits_fn, x, y, key, eps=eps, norm=norm, n_queries=n_queries,
                       p_init=p_init, rescale_schedule=rescale_schedule)
   x_best, _ = jax.lax.fori_loop(0, n_queries - 1, body, init())
   return x_best
 
 
-def square_linf(logits_fn, x, y, key, **settings) -> jax.Array:
-  return square(logits_fn, x, y, key, norm='linf', **settings)
+def square_linf(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
+                rescale_schedule: bool = False) -> jax.Array:
+  """`square` in l-inf: each proposal sets a window to x +- eps (a sign per channel).
+
+  Args:
+    logits_fn, x, y, key, eps, n_queries, p_init, rescale_schedule: as `square`.
+
+  Returns:
+    x_adv [B, H, W, C].
+  """
+  return square(logits_fn, x, y, key, norm='linf', eps=eps, n_queries=n_queries,
+                p_init=p_init, rescale_schedule=rescale_schedule)
 
 
-def square_l2(logits_fn, x, y, key, **settings) -> jax.Array:
-  return square(logits_fn, x, y, key, norm='l2', **settings)
+def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
+              rescale_schedule: bool = False) -> jax.Array:
+  """`square` in l2: l2 mass moved between two windows, on the eps-sphere.
+
+  Args:
+    logits_fn, x, y, key, eps, n_queries, p_init, rescale_schedule: as `square`.
+
+  Returns:
+    x_adv [B, H, W, C].
+  """
+  return square(logits_fn, x, y, key, norm='l2', eps=eps, n_queries=n_queries,
+                p_init=p_init, rescale_schedule=rescale_schedule)
 
 
-def square_l1(logits_fn, x, y, key, **settings) -> jax.Array:
-  return square(logits_fn, x, y, key, norm='l1', **settings)
+def square_l1(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
+              rescale_schedule: bool = False) -> jax.Array:
+  """`square` in l1: l1 mass moved between two windows, in the l1 ball ∩ box.
+
+  Args:
+    logits_fn, x, y, key, eps, n_queries, p_init, rescale_schedule: as `square`.
+
+  Returns:
+    x_adv [B, H, W, C].
+  """
+  return square(logits_fn, x, y, key, norm='l1', eps=eps, n_queries=n_queries,
+                p_init=p_init, rescale_schedule=rescale_schedule)
 
 
 def square_staged(*, eps, norm: str, n_queries: int = 5000, p_init: float = 0.8,
                   rescale_schedule: bool = False,
                   query_block: int = QUERY_BLOCK) -> staged.Staged:
-  """`square` as stages of `query_block` iterations; the carry is (x_best, margin_min)
-  and the iteration index (so the window schedule p(i)) is the stage's offset plus
-  the step within it, as in one loop. An example whose margin is <= 0 never
-  changes again (done)."""
+  """`square` cut into stages of `query_block` iterations.
+
+  The carry is (x_best, margin_min) and the iteration index (so the window schedule
+  p(i)) is the stage's offset plus the step within it, as in one loop. An example
+  whose margin is <= 0 never changes again (done).
+
+  Args:
+    eps, norm, n_queries, p_init, rescale_schedule: as `square`.
+    query_block: iterations per stage.
+
+  Returns:
+    The `staged.Staged` attack (at least one stage).
+
+  Raises:
+    ValueError: a norm Square has no version of (when a stage is traced).
+  """
   iterations = n_queries - 1
   n_stages = max(-(-iterations // query_block), 1)
   parts = lambda logits_fn, x, y, key: _parts(

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 
 
 class Staged(NamedTuple):
+  """An attack as `n_stages` stages and the functions that run them (the module
+  docstring says how an evaluation uses them)."""
   n_stages: int
   start: Callable     # (logits_fn, x, y, key) -> carry before stage 0
   stage: Callable     # (logits_fn, x, y, key, carry, j) -> carry
@@ -26,14 +28,30 @@ class Staged(NamedTuple):
 
 
 def single(attack: Callable) -> Staged:
-  """A whole attack `attack(logits_fn, x, y, key) -> x_adv` as one stage."""
+  """A whole attack as one stage: for the attacks with nothing to cut at.
+
+  Args:
+    attack: `attack(logits_fn, x, y, key) -> x_adv`.
+
+  Returns:
+    The `Staged` attack: its carry is x_adv (x before the stage), every example
+    done after it.
+  """
   return Staged(1, lambda logits_fn, x, y, key: x, lambda logits_fn, x, y, key, carry, j: attack(
       logits_fn, x, y, key), lambda carry: carry, lambda carry: jnp.ones(carry.shape[:1], bool))
 
 
 def per_example(attack: Staged) -> Staged:
-  """The attack run on each example alone (a batch of one with its own key, under
-  `jax.vmap`); `output` and `done` only pick fields of the carry, row by row."""
+  """The attack run on each example alone: a batch of one with its own key, under
+  `jax.vmap` (for attacks whose results would otherwise depend on the batch).
+
+  Args:
+    attack: a `Staged` attack whose `output` and `done` only pick fields of the
+      carry, row by row.
+
+  Returns:
+    The `Staged` attack taking [B] per-example keys.
+  """
   add = lambda tree: jax.tree.map(lambda a: a[None], tree)
   drop = lambda tree: jax.tree.map(lambda a: a[0], tree)
 
@@ -49,7 +67,15 @@ def per_example(attack: Staged) -> Staged:
 
 
 def run_all(attack: Staged, logits_fn, x, y, key) -> jax.Array:
-  """Every stage on every example (tests: the same as the whole attack)."""
+  """Every stage on every example: the whole attack's output (tests, benchmarks).
+
+  Args:
+    attack: the `Staged` attack.
+    logits_fn, x, y, key: as the attack takes them.
+
+  Returns:
+    x_adv [B, ...].
+  """
   carry = attack.start(logits_fn, x, y, key)
   for j in range(attack.n_stages):
     carry = attack.stage(logits_fn, x, y, key, carry, jnp.int32(j))

@@ -17,14 +17,31 @@ import jax
 import jax.numpy as jnp
 
 from generalist_jax.attacks import rng
+from generalist_jax.attacks import search
 
 
 def flat(a: jax.Array) -> jax.Array:
+  """One row per example.
+
+  Args:
+    a: [B, ...].
+
+  Returns:
+    [B, n], n the product of the other dimensions.
+  """
   return a.reshape(a.shape[0], -1)
 
 
 def per_example(value, like: jax.Array) -> jax.Array:
-  """A scalar or one value per example, shaped to broadcast against `like`."""
+  """A scalar or one value per example, shaped to broadcast against a batch.
+
+  Args:
+    value: a scalar or [B] (eps, a step size, a mask).
+    like: a batch [B, ...] whose rank and dtype the result takes.
+
+  Returns:
+    The scalar, or value reshaped to [B, 1, ..., 1].
+  """
   value = jnp.asarray(value, like.dtype)
   if value.ndim == 0:
     return value
@@ -42,7 +59,18 @@ def _room(x: jax.Array, v: jax.Array) -> jax.Array:
 
 
 def lp_norm(delta: jax.Array, norm: str) -> jax.Array:
-  """Per-example norm of a perturbation."""
+  """Per-example norm of a perturbation.
+
+  Args:
+    delta: [B, ...].
+    norm: 'linf', 'l2' or 'l1'.
+
+  Returns:
+    [B]: ||delta[b]||.
+
+  Raises:
+    ValueError: an unknown norm.
+  """
   d = flat(delta)
   if norm == 'linf':
     return jnp.abs(d).max(axis=-1)
@@ -54,9 +82,20 @@ def lp_norm(delta: jax.Array, norm: str) -> jax.Array:
 
 
 def eps_problem(norm: str, eps: float, input_dim: int) -> str | None:
-  """Why `eps` cannot be meant in pixel units for inputs of `input_dim` values in
-  [0, 1] (then the ball holds every image: l-inf eps >= 1, l2 eps > sqrt(d),
-  l1 eps > d), or None. Catches radii typed in 0-255 units (8 for 8/255)."""
+  """Why `eps` cannot be meant in pixel units: the ball would hold every image.
+  Catches radii typed in 0-255 units (8 for 8/255).
+
+  Args:
+    norm: 'linf', 'l2' or 'l1'.
+    eps: the radius.
+    input_dim: d, the values per input (H * W * C), each in [0, 1].
+
+  Returns:
+    The reason (l-inf eps >= 1, l2 eps > sqrt(d), l1 eps > d), or None.
+
+  Raises:
+    KeyError: an unknown norm.
+  """
   limits = {'linf': (1.0, '1 (the whole [0, 1] box)'),
             'l2': (math.sqrt(input_dim), f'sqrt(d) = {math.sqrt(input_dim):.4g}'),
             'l1': (float(input_dim), f'd = {input_dim}')}
@@ -89,17 +128,48 @@ def _sharding(x: jax.Array):
 # --- l-inf -------------------------------------------------------------------
 
 def linf_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
+  """A random start: uniform in the l-inf ball (not yet clipped to the box).
+
+  Args:
+    key: one key or one per example (`rng`).
+    x: the clean batch [B, H, W, C].
+    eps: a scalar or [B].
+
+  Returns:
+    delta of x's shape, uniform in [-eps, eps].
+  """
   return rng.uniform(key, x.shape, x.dtype, -1.0, 1.0,
                      out_sharding=_sharding(x)) * per_example(eps, x)
 
 
 def linf_step(delta: jax.Array, grad: jax.Array, step_size) -> jax.Array:
+  """Steepest ascent for l-inf: a step along the gradient's sign (not projected).
+
+  Args:
+    delta: the current perturbation [B, ...].
+    grad: the loss's gradient, same shape.
+    step_size: a scalar or [B].
+
+  Returns:
+    delta + step_size * sign(grad).
+  """
   return delta + per_example(step_size, delta) * jnp.sign(grad)
 
 
 def linf_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
-  # For l-inf the ball and the box are both coordinate-wise intervals, so
-  # clipping to one then the other is the exact projection onto both.
+  """Exact Euclidean projection of delta onto {||d||_inf <= eps} ∩ {0 <= x+d <= 1}.
+
+  The ball and the box are both coordinate-wise intervals, so clipping to one then
+  the other is the exact projection onto both.
+
+  Args:
+    x: the clean batch [B, ...] in [0, 1].
+    delta: a perturbation of x's shape.
+    eps: a scalar or [B].
+
+  Returns:
+    The projected delta.
+  """
   eps = per_example(eps, delta)
   return _clip_to_box(x, jnp.clip(delta, -eps, eps))
 
@@ -107,62 +177,35 @@ def linf_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
 # --- l2 ----------------------------------------------------------------------
 
 def l2_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
-  """A Gaussian direction scaled to the sphere of radius eps (as AutoAttack)."""
+  """A random start: a Gaussian direction on the l2 sphere of radius eps (as
+  AutoAttack; not yet projected onto the box).
+
+  Args:
+    key: one key or one per example (`rng`).
+    x: the clean batch [B, H, W, C].
+    eps: a scalar or [B].
+
+  Returns:
+    delta of x's shape.
+  """
   t = rng.normal(key, x.shape, x.dtype, out_sharding=_sharding(x))
   return t * per_example(eps / (lp_norm(t, 'l2') + 1e-12), x)
 
 
 def l2_step(delta: jax.Array, grad: jax.Array, step_size) -> jax.Array:
-  """Steepest ascent for l2: the gradient normalised to unit l2 norm."""
+  """Steepest ascent for l2: a step along the gradient normalised to unit l2 norm
+  (not projected).
+
+  Args:
+    delta: the current perturbation [B, ...].
+    grad: the loss's gradient, same shape.
+    step_size: a scalar or [B], the step's l2 length.
+
+  Returns:
+    delta + step_size * grad / ||grad||_2.
+  """
   g = grad * per_example(1.0 / (lp_norm(grad, 'l2') + 1e-12), grad)
   return delta + per_example(step_size, delta) * g
-
-
-_BISECTION_STEPS = 40      # l2 / l1 projections: halvings of the bracket (float32 ulp by ~30)
-_BISECTION_ROWS = 8        # examples per chunk on CPU: their rows (~300 kB) stay in cache
-
-
-def _halvings(too_small, lo, hi, operands, iterations: int):
-  """Halves each example's bracket until no bracket changes (float resolution) or
-  after `iterations`. A halving that changes nothing changes nothing ever after, so
-  the result is bit for bit that of `iterations` halvings."""
-  def halve(state):
-    i, lo, hi, _ = state
-    mid = 0.5 * (lo + hi)
-    left = too_small(mid, *operands)
-    new_lo, new_hi = jnp.where(left, mid, lo), jnp.where(left, hi, mid)
-    changed = jnp.any((new_lo != lo) | (new_hi != hi))   # NaN != NaN: runs to the end
-    return i + 1, new_lo, new_hi, changed
-  keep_going = lambda state: (state[0] < iterations) & state[3]
-  _, lo, hi, _ = jax.lax.while_loop(keep_going, halve, (0, lo, hi, jnp.array(True)))
-  return lo, hi
-
-
-def _rows_per_chunk(batch: int) -> int:
-  """The largest divisor of `batch` up to _BISECTION_ROWS; 0 (no chunks) where that
-  is small, off the CPU (accelerators want the whole batch at once) or with several
-  devices (a chunk loop would gather a sharded batch)."""
-  if jax.default_backend() != 'cpu' or jax.device_count() > 1 or batch < 4:
-    return 0
-  rows = max(d for d in range(1, min(batch, _BISECTION_ROWS) + 1) if batch % d == 0)
-  return rows if 4 <= rows < batch else 0
-
-
-def _bisect(too_small, lo, hi, operands=(), iterations: int = _BISECTION_STEPS):
-  """Per-example bisection: the bracket [lo, hi] ([B] each) of the point where the
-  monotone predicate `too_small(t, *operands)` (True left of it; t [b], operands
-  [b, ...], one row per example) flips. On one CPU device it runs over chunks of
-  examples, each halved to the end while its rows are in cache (one pass over the
-  batch per halving costs ~2x as much); each example's result is the same."""
-  # A search: nothing is differentiated through the bracket (a while_loop cannot be).
-  lo, hi, operands = jax.lax.stop_gradient((lo, hi, tuple(operands)))
-  rows = _rows_per_chunk(lo.shape[0])
-  if not rows:
-    return _halvings(too_small, lo, hi, operands, iterations)
-  split = lambda a: a.reshape(a.shape[0] // rows, rows, *a.shape[1:])
-  chunk = lambda args: _halvings(too_small, args[0], args[1], args[2:], iterations)
-  lo, hi = jax.lax.map(chunk, tuple(map(split, (lo, hi, *operands))))
-  return lo.reshape(-1), hi.reshape(-1)
 
 
 def l2_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
@@ -172,8 +215,16 @@ def l2_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
   increasing in mu and quadratic between the breakpoints mu_i = room_i / |v_i|
   where coordinate i reaches the box. Bisection finds the segment holding
   ||d(mu)|| = eps, then mu comes in closed form from the coordinates clipped
-  there. (Sorting the breakpoints does the same without iterating, but sorting
-  3072 values per example cost as much as a forward pass on XLA:CPU.)
+  there. (Sorting the breakpoints does the same without iterating, and is slower
+  on XLA:CPU: experiments/benchmarks/README.md, History.)
+
+  Args:
+    x: the clean batch [B, ...] in [0, 1].
+    delta: a perturbation of x's shape.
+    eps: a scalar or [B].
+
+  Returns:
+    The projected delta (scaled into the ball against float rounding).
   """
   shape, v, xf = delta.shape, flat(delta), flat(x)
   lo, hi = -xf, 1.0 - xf
@@ -187,7 +238,7 @@ def l2_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
   breaks = jnp.where(absv > 0, jnp.minimum(room / jnp.maximum(absv, 1e-30), 2.0), 2.0)
   sq_norm = lambda mu, breaks, room2, v2: jnp.sum(
       jnp.where(breaks <= mu[:, None], room2, mu[:, None] ** 2 * v2), -1)
-  mu_lo, mu_hi = _bisect(lambda mu, eps_b, *rows: sq_norm(mu, *rows) < eps_b ** 2,
+  mu_lo, mu_hi = search.bisect(lambda mu, eps_b, *rows: sq_norm(mu, *rows) < eps_b ** 2,
                          jnp.zeros_like(eps_b), jnp.ones_like(eps_b),
                          (eps_b, breaks, room2, v2))
   clipped = breaks <= (0.5 * (mu_lo + mu_hi))[:, None]
@@ -206,41 +257,37 @@ L1_TOPK_FRACTION = 0.05   # PGD-l1 moves the 5% of coordinates with largest |gra
 
 
 def l1_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
-  """A Gaussian point projected onto the l1 ball ∩ box (as AutoAttack's APGD-l1)."""
+  """A random start: a Gaussian point projected onto the l1 ball ∩ box (as
+  AutoAttack's APGD-l1).
+
+  Args:
+    key: one key or one per example (`rng`).
+    x: the clean batch [B, H, W, C] in [0, 1].
+    eps: a scalar or [B].
+
+  Returns:
+    delta of x's shape.
+  """
   return l1_project(x, rng.normal(key, x.shape, x.dtype, out_sharding=_sharding(x)), eps)
-
-
-def kth_largest(values: jax.Array, m) -> jax.Array:
-  """[B, 1]: the m-th largest of each row of `values` [B, n] (m: int or [B] ints,
-  clipped to 1..n), exactly what `lax.top_k(values, m)`'s last value or a sort
-  gives, for values >= 0 (it ranks |values|: pass magnitudes; -0.0 comes back as
-  +0.0, an equal value). A radix select: non-negative IEEE floats order as
-  their bit patterns do, so the answer is built bit by bit from the top, keeping a
-  bit where at least m values are >= the prefix (31 counting passes over the rows;
-  NaN ranks above inf, as in a sort). Faster than top_k and a sort on XLA:CPU
-  (experiments/benchmarks/README.md, History). Float64 rows (x64 mode) are sorted
-  instead."""
-  n = values.shape[1]
-  m = jnp.clip(jnp.broadcast_to(jnp.asarray(m, jnp.int32), values.shape[:1]), 1, n)
-  if values.dtype.itemsize > 4:
-    return jnp.take_along_axis(jnp.sort(values, axis=-1), (n - m)[:, None], -1)
-  bits = jax.lax.bitcast_convert_type(jnp.abs(values.astype(jnp.float32)), jnp.int32)
-
-  def keep_bit(b, prefix):
-    candidate = prefix | jnp.left_shift(jnp.int32(1), 30 - b)
-    enough = jnp.sum(bits >= candidate[:, None], -1, dtype=jnp.int32) >= m
-    return jnp.where(enough, candidate, prefix)
-  prefix = jax.lax.fori_loop(0, 31, keep_bit, jnp.zeros(values.shape[:1], jnp.int32))
-  return jax.lax.bitcast_convert_type(prefix, jnp.float32)[:, None].astype(values.dtype)
 
 
 def l1_topk_step(delta: jax.Array, grad: jax.Array, step_size, fraction=L1_TOPK_FRACTION):
   """Sparse l1 steepest ascent (SLIDE / APGD-l1): a sign step on the coordinates
   whose |grad| is in the top `fraction` (per example), scaled so the step has
   l1 norm `step_size`. Moving many coordinates a little beats moving one (the
-  exact l1 steepest direction), which stalls at the box. `fraction`: a number, or
-  [B] per example (APGD-l1's adaptive sparsity). NaN gradient coordinates are
-  never moved (NaN >= threshold is false); the others still are."""
+  exact l1 steepest direction), which stalls at the box. NaN gradient coordinates
+  are never moved (NaN >= threshold is false); the others still are. Not projected.
+
+  Args:
+    delta: the current perturbation [B, ...].
+    grad: the loss's gradient, same shape.
+    step_size: a scalar or [B], the step's l1 norm.
+    fraction: the share of coordinates moved: a number, or [B] per example
+      (APGD-l1's adaptive sparsity).
+
+  Returns:
+    The moved delta.
+  """
   g = flat(grad)
   n = g.shape[1]
   if isinstance(fraction, (int, float)):
@@ -249,7 +296,7 @@ def l1_topk_step(delta: jax.Array, grad: jax.Array, step_size, fraction=L1_TOPK_
     fraction = jnp.broadcast_to(jnp.asarray(fraction, g.dtype), g.shape[:1])
     kth = jnp.clip(((1.0 - fraction) * n).astype(jnp.int32), 0, n - 1)
   # The value at ascending position kth: the (n - kth)-th largest |g|.
-  threshold = kth_largest(jnp.abs(g), n - kth)
+  threshold = search.kth_largest(jnp.abs(g), n - kth)
   direction = jnp.sign(g) * (jnp.abs(g) >= threshold)
   count = jnp.sum(jnp.abs(direction), -1, keepdims=True)
   direction = direction / (count + 1e-10)
@@ -264,8 +311,16 @@ def l1_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
   piecewise linear and decreasing, with breakpoints |v_i| (coordinate starts
   to move) and |v_i| - room_i (it leaves the box face). Bisection finds the
   linear piece holding g(tau) = eps, then tau comes in closed form from the
-  coordinates moving there (a sort of the 2n breakpoints does the same, at
-  10x the cost on XLA:CPU).
+  coordinates moving there (a sort of the 2n breakpoints does the same, slower on
+  XLA:CPU: experiments/benchmarks/README.md, History).
+
+  Args:
+    x: the clean batch [B, ...] in [0, 1].
+    delta: a perturbation of x's shape.
+    eps: a scalar or [B].
+
+  Returns:
+    The projected delta (scaled into the ball against float rounding).
   """
   shape, v, xf = delta.shape, flat(delta), flat(x)
   eps_b = jnp.broadcast_to(jnp.asarray(eps, v.dtype), v.shape[:1])
@@ -275,7 +330,7 @@ def l1_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
 
   l1_at = lambda tau, absv, room: jnp.sum(jnp.clip(absv - tau[:, None], 0.0, room), -1)
   # Examples inside the ball need no tau (box_only below): an empty bracket ends their search.
-  tau_lo, tau_hi = _bisect(lambda tau, eps_b, *rows: l1_at(tau, *rows) > eps_b,
+  tau_lo, tau_hi = search.bisect(lambda tau, eps_b, *rows: l1_at(tau, *rows) > eps_b,
                            jnp.zeros_like(eps_b), jnp.where(inside, 0.0, jnp.max(absv, -1)),
                            (eps_b, absv, room))
   mid = (0.5 * (tau_lo + tau_hi))[:, None]
@@ -292,6 +347,9 @@ def l1_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class Norm:
+  """A threat model's parts, each on delta = x_adv - x: `init(key, x, eps)` a random
+  start, `step(delta, grad, step_size)` the steepest-ascent step, `project(x, delta,
+  eps)` the exact projection onto the ball ∩ box."""
   init: Callable[[jax.Array, jax.Array, float], jax.Array]
   step: Callable[[jax.Array, jax.Array, float], jax.Array]
   project: Callable[[jax.Array, jax.Array, float], jax.Array]

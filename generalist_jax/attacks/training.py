@@ -22,21 +22,46 @@ SMALL_START_STD = 1e-3
 
 
 def small_start(key, x, norm: str, eps):
-  """x + 0.001 N(0, 1), projected (a no-op except for tiny radii)."""
+  """TRADES' and MART's start: a tiny Gaussian perturbation, projected.
+
+  Args:
+    key: one PRNG key.
+    x: clean images [B, H, W, C] in [0, 1].
+    norm: the threat model.
+    eps: the radius (the projection is a no-op except for tiny radii).
+
+  Returns:
+    delta of x's shape: 0.001 N(0, 1) projected onto the ball ∩ box.
+  """
   noise = SMALL_START_STD * jax.random.normal(key, x.shape, x.dtype)
   return threat.NORMS[norm].project(x, noise, eps)
 
 
 def kl_divergence(p_logits, q_logits):
   """Per-example KL(softmax(p) || softmax(q)), as torch's
-  KLDivLoss(log_softmax(q), softmax(p)) summed over classes."""
+  KLDivLoss(log_softmax(q), softmax(p)) summed over classes.
+
+  Args:
+    p_logits, q_logits: [B, K].
+
+  Returns:
+    [B].
+  """
   log_p = jax.nn.log_softmax(p_logits)
   return jnp.sum(jnp.exp(log_p) * (log_p - jax.nn.log_softmax(q_logits)), axis=-1)
 
 
 def trades_attack(logits_fn, x, y, key, *, eps, step_size, steps, norm='linf', unroll='auto'):
   """TRADES' inner maximisation (Zhang et al. 2019, yaodongyu/TRADES trades.py):
-  maximise KL(f(x) || f(x')) from x + 0.001 N(0, 1); labels are not used."""
+  maximise KL(f(x) || f(x')) from x + 0.001 N(0, 1).
+
+  Args:
+    logits_fn, x, key, eps, step_size, steps, norm, unroll: as `ascent.pgd`.
+    y: unused (the loss needs no labels).
+
+  Returns:
+    x_adv [B, H, W, C], in the eps-ball around x and [0, 1].
+  """
   del y
   clean = jax.lax.stop_gradient(logits_fn(x))
   delta = ascent.ascend(lambda xa: kl_divergence(clean, logits_fn(xa)), x,
@@ -48,7 +73,14 @@ def trades_attack(logits_fn, x, y, key, *, eps, step_size, steps, norm='linf', u
 def ce_attack_small_start(logits_fn, x, y, key, *, eps, step_size, steps, norm='linf',
                           unroll='auto'):
   """MART's inner maximisation (Wang et al. 2020, YisenWang/MART mart.py): PGD on
-  cross-entropy from x + 0.001 N(0, 1)."""
+  cross-entropy from x + 0.001 N(0, 1).
+
+  Args:
+    logits_fn, x, y, key, eps, step_size, steps, norm, unroll: as `ascent.pgd`.
+
+  Returns:
+    x_adv [B, H, W, C], in the eps-ball around x and [0, 1].
+  """
   delta = ascent.ascend(lambda xa: losses.cross_entropy(logits_fn(xa), y), x,
                  small_start(key, x, norm, eps), norm=norm, eps=eps, step_size=step_size,
                  steps=steps, unroll=unroll)
@@ -60,20 +92,46 @@ def ce_attack_small_start(logits_fn, x, y, key, *, eps, step_size, steps, norm='
 # ----------------------------------------------------------------------------
 
 def per_norm_examples(per_norm_attacks: Sequence[Callable], logits_fn, x, y, key):
-  """One adversarial batch per threat model (independent attacks), stacked [k, B, ...]."""
+  """AVG's batches: one adversarial batch per threat model (independent attacks).
+
+  Args:
+    per_norm_attacks: k attacks `attack(logits_fn, x, y, key) -> x_adv`.
+    logits_fn, x, y: as the attacks take them.
+    key: attack j gets fold_in(key, j).
+
+  Returns:
+    [k, B, ...], stacked in the attacks' order.
+  """
   return jnp.stack([attack(logits_fn, x, y, jax.random.fold_in(key, j))
                     for j, attack in enumerate(per_norm_attacks)])
 
 
 def pick_per_example(candidates, index):
-  """candidates [k, B, ...], index [B] -> [B, ...]: row b of candidate index[b]."""
+  """Per example, one of k candidate batches.
+
+  Args:
+    candidates: [k, B, ...].
+    index: [B] ints in 0..k-1.
+
+  Returns:
+    [B, ...]: row b of candidate index[b].
+  """
   index = index.reshape((1, -1) + (1,) * (candidates.ndim - 2))
   return jnp.take_along_axis(candidates, index, axis=0)[0]
 
 
 def worst_per_example(logits_fn, candidates, y):
   """MAX (Tramer & Boneh 2019; Maini et al. 2020): per example, the candidate
-  with the highest cross-entropy. Returns (x_worst [B, ...], losses [k, B])."""
+  with the highest cross-entropy.
+
+  Args:
+    logits_fn: the model.
+    candidates: [k, B, ...] adversarial batches.
+    y: labels [B].
+
+  Returns:
+    (x_worst [B, ...], cross-entropies [k, B]).
+  """
   per_candidate = jnp.stack([losses.cross_entropy(logits_fn(c), y) for c in candidates])
   return pick_per_example(candidates, jnp.argmax(per_candidate, axis=0)), per_candidate
 
@@ -89,6 +147,16 @@ def msd(logits_fn, x, y, key, *, norms: Sequence[str], eps: Sequence[float],
   Differences from the reference: the exact projections of threat.py instead
   of project-then-clip, and the fixed-fraction sparse l1 step of
   `threat.l1_topk_step` (the reference draws k in 5..20% each iteration).
+
+  Args:
+    logits_fn, x, y: the model, clean images [B, H, W, C] in [0, 1], labels [B].
+    key: unused (the reference starts at zero: deterministic).
+    norms, eps, step_sizes: one threat model, radius and step size each.
+    steps: iterations.
+    unroll: as `ascent.resolve_unroll`.
+
+  Returns:
+    x_adv [B, H, W, C]: inside [0, 1] and the ball of the norm whose step made it.
   """
   del key   # deterministic: the reference starts at zero
   steps_per_norm = [ascent.projected_step(threat.NORMS[n], x, e, s)
@@ -113,13 +181,29 @@ def msd(logits_fn, x, y, key, *, norms: Sequence[str], eps: Sequence[float],
 
 
 def sampled_norm(key, num_norms: int):
-  """E-AT: the index of the threat model of this batch, uniform, from the step key."""
+  """E-AT: which threat model this batch is attacked in.
+
+  Args:
+    key: the step's key.
+    num_norms: the threat models to choose from.
+
+  Returns:
+    A scalar int32, uniform in 0..num_norms-1 (from fold_in(key, 0x5EA7)).
+  """
   return jax.random.randint(jax.random.fold_in(key, 0x5EA7), (), 0, num_norms)
 
 
 def one_sampled_norm(per_norm_attacks: Sequence[Callable], logits_fn, x, y, key):
   """E-AT (Croce & Hein 2022): the whole batch is attacked in ONE threat model,
-  drawn per batch; only that attack runs (`lax.switch`)."""
+  drawn per batch (`sampled_norm`); only that attack runs (`lax.switch`).
+
+  Args:
+    per_norm_attacks: one attack per threat model.
+    logits_fn, x, y, key: as the attacks take them.
+
+  Returns:
+    x_adv [B, ...] of the drawn attack.
+  """
   branches = [lambda xx, yy, kk, a=a: a(logits_fn, xx, yy, kk) for a in per_norm_attacks]
   return jax.lax.switch(sampled_norm(key, len(branches)), branches, x, y, key)
 
@@ -131,7 +215,17 @@ def pgd_norm_indexed(logits_fn, x, y, key, *, norm_index, norms: Sequence[str], 
   fold_in(key, 0)) for that norm. Under `jax.vmap` over experts (stacked
   training) the index is batched, so `lax.switch` computes every listed norm's
   step and projection and selects; the model's gradient, the costly part, is
-  still taken once per step for all experts together."""
+  still taken once per step for all experts together.
+
+  Args:
+    logits_fn, x, y, key, steps, random_start, unroll: as `ascent.pgd`.
+    norm_index: an int (may be traced) into `norms`.
+    norms: the threat models it may pick.
+    eps, step_size: scalars (may be traced) for the picked norm.
+
+  Returns:
+    x_adv [B, H, W, C], in the eps-ball around x and [0, 1].
+  """
   threats = [threat.NORMS[n] for n in norms]
   grad = ascent.input_gradient(lambda inputs: losses.cross_entropy(logits_fn(inputs), y), x)
 

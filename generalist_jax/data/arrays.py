@@ -15,6 +15,7 @@ _NPZ_KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
 
 
 def _check_images(x: np.ndarray, key: str, path: str) -> np.ndarray:
+  """uint8 NHWC images (NHW gets a channel axis); ValueError naming the fix otherwise."""
   if x.dtype != np.uint8:
     raise ValueError(
         f'{path}: {key} has dtype {x.dtype}, expected uint8 pixels in'
@@ -35,9 +36,15 @@ def _check_images(x: np.ndarray, key: str, path: str) -> np.ndarray:
 
 
 def channels_last_problem(shape: tuple) -> str | None:
-  """Why 4-D images of `shape` are not NHWC with 1, 3 or 4 channels last, or None;
-  names the transpose when they look channels-first (NCHW). Every entry point
-  that takes image arrays (npz files, the AutoAttack API) says it the same way."""
+  """Why 4-D images are not NHWC with 1, 3 or 4 channels last. Every entry point
+  that takes image arrays (npz files, the AutoAttack API) says it the same way.
+
+  Args:
+    shape: the images' shape, 4-D.
+
+  Returns:
+    The reason (naming the transpose when they look channels-first, NCHW), or None.
+  """
   if shape[-1] in (1, 3, 4):
     return None
   hint = (' It looks channels-first (NCHW): use np.transpose(x, (0, 2, 3, 1)).'
@@ -48,6 +55,7 @@ def channels_last_problem(shape: tuple) -> str | None:
 def _check_labels(
     y: np.ndarray, key: str, path: str, n: int, x_key: str
 ) -> np.ndarray:
+  """int64 [n] class ids ([n, 1] accepted); ValueError naming the fix otherwise."""
   if y.ndim == 2 and y.shape[1] == 1:
     y = y[:, 0]
   if y.ndim != 1:
@@ -69,7 +77,14 @@ def _check_labels(
 
 
 def channel_stats(x: np.ndarray) -> tuple[tuple, tuple]:
-  """Per-channel mean/std of uint8 NHWC images in [0, 1] units."""
+  """Per-channel mean and standard deviation, the normalisation a model applies.
+
+  Args:
+    x: uint8 NHWC images (read in chunks of 4096, summed in float64).
+
+  Returns:
+    (mean, std): tuples of C floats in [0, 1] units; a constant channel gets std 1.
+  """
   c = x.shape[-1]
   total = np.zeros(c, np.float64)
   total_sq = np.zeros(c, np.float64)
@@ -89,8 +104,20 @@ def channel_stats(x: np.ndarray) -> tuple[tuple, tuple]:
 
 
 def load_npz(data_config, split: splits.SplitSpec) -> splits.Dataset:
-  """The arrays of ``data.path`` (keys x_train, y_train, x_test, y_test); ValueError
-  naming the file and the fix when it is missing or malformed."""
+  """The dataset of an .npz file (fully offline).
+
+  Args:
+    data_config: `config.data`: path (keys x_train, y_train, x_test, y_test) and
+      num_classes (None: max label + 1).
+    split: the sizes and seed of the train / validation / test split.
+
+  Returns:
+    The `splits.Dataset` (`dataset_from_arrays`).
+
+  Raises:
+    ValueError: naming the file and the fix, when it is missing, unreadable (object
+      arrays / pickles are refused), lacks a key or holds malformed arrays.
+  """
   path = data_config.get('path', None)
   if not path:
     raise ValueError(
@@ -141,11 +168,9 @@ def _check_every_class_occurs(labels: np.ndarray, inferred: int, path) -> None:
         'fix the labels.')
 
 
-def dataset_from_arrays(arrays, path, what, split: splits.SplitSpec,
-                        num_classes=None) -> splits.Dataset:
-  """Checks in-memory ``x_train, y_train, x_test, y_test`` (``path`` and
-  ``what`` name their origin in errors), splits off validation and builds the
-  Dataset."""
+def _checked_arrays(arrays, path) -> tuple:
+  """(x_train, y_train, x_test, y_test) once checked: uint8 NHWC images of one HWC
+  shape, 1-D integer labels as many as the images, a test split that is not empty."""
   x_train = _check_images(arrays['x_train'], 'x_train', path)
   x_test = _check_images(arrays['x_test'], 'x_test', path)
   if x_train.shape[1:] != x_test.shape[1:]:
@@ -159,7 +184,12 @@ def dataset_from_arrays(arrays, path, what, split: splits.SplitSpec,
   y_test = _check_labels(arrays['y_test'], 'y_test', path, len(x_test), 'x_test')
   if len(x_test) == 0:
     raise ValueError(f'{path}: x_test is empty.')
+  return x_train, y_train, x_test, y_test
 
+
+def _checked_num_classes(y_train, y_test, num_classes, path) -> int:
+  """The class count: `num_classes`, or max label + 1 when it is None (then every
+  class must occur); every label must be a class id and there must be 2 classes."""
   inferred = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
   if num_classes is None:
     _check_every_class_occurs(np.concatenate([y_train, y_test]), inferred, path)
@@ -178,7 +208,33 @@ def dataset_from_arrays(arrays, path, what, split: splits.SplitSpec,
         f'{path}: found only {num_classes} class(es) in the labels; need at'
         ' least 2.'
     )
+  return num_classes
 
+
+def dataset_from_arrays(arrays, path, what, split: splits.SplitSpec,
+                        num_classes=None) -> splits.Dataset:
+  """A Dataset from in-memory arrays, checked, with validation split off train.
+
+  Args:
+    arrays: a mapping with x_train, y_train, x_test, y_test (uint8 NHWC or NHW
+      images, integer labels).
+    path, what: name the arrays' origin in errors (a file path; 'npz file ...').
+    split: the sizes and seed of the train / validation / test split.
+    num_classes: the class count; None infers max label + 1.
+
+  Returns:
+    The `splits.Dataset`: train an `ArraySource`, val and test (uint8 images,
+    int32 labels), and info with the per-channel mean / std of the whole train
+    array in [0, 1] units.
+
+  Raises:
+    ValueError: naming the fix, for arrays off that contract (dtype, shape,
+      labels outside 0..num_classes-1, a class id without examples when
+      num_classes is None, fewer than 2 classes, an empty test split, split
+      sizes the data cannot hold).
+  """
+  x_train, y_train, x_test, y_test = _checked_arrays(arrays, path)
+  num_classes = _checked_num_classes(y_train, y_test, num_classes, path)
   train_idx, val_idx = splits.split_indices(
       len(x_train), split.val_size, split.split_seed, split.train_size, what
   )
@@ -212,11 +268,15 @@ DIGITS_TEST_SIZE = 297  # of 1,797: 1,500 train (validation is carved from these
 
 
 def sklearn_digits_arrays() -> dict:
-  """scikit-learn's 8x8 digits as uint8 ``x_train, y_train, x_test, y_test``.
+  """scikit-learn's 8x8 digits (shipped with scikit-learn: offline) as arrays.
 
   Pixels 0..16 are scaled to 0..255. The train/test split is a fixed
   permutation (seed 0), independent of every config field, so every run sees
   the same test images; ``data.split_seed`` still picks validation from train.
+
+  Returns:
+    {x_train: uint8 [1500, 8, 8, 1], y_train: int64 [1500], x_test: uint8
+    [297, 8, 8, 1], y_test: int64 [297]}.
   """
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
 
@@ -229,10 +289,20 @@ def sklearn_digits_arrays() -> dict:
           'x_test': images[test], 'y_test': labels[test]}
 
 
-
-
 def load_digits(data_config, split: splits.SplitSpec) -> splits.Dataset:
-  """scikit-learn's 8x8 digits (offline), on the fixed split of `sklearn_digits_arrays`."""
+  """scikit-learn's 8x8 digits (offline), on the fixed split of `sklearn_digits_arrays`.
+
+  Args:
+    data_config: `config.data` (num_classes, None: 10 inferred).
+    split: the sizes and seed of the train / validation split.
+
+  Returns:
+    The `splits.Dataset` (`dataset_from_arrays`).
+
+  Raises:
+    ValueError: num_classes below 10; split sizes the 1,500 training images cannot
+      hold.
+  """
   return dataset_from_arrays(sklearn_digits_arrays(), 'sklearn_digits',
                              'the sklearn_digits data', split,
                              num_classes=data_config.get('num_classes', None))

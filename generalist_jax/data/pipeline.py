@@ -19,7 +19,14 @@ AUGMENTATIONS = ('crop_flip', 'crop', 'none')
 CROP_PADDING = 4  # as torchvision RandomCrop(size, padding=4), zero padding.
 
 def to_float(images_uint8) -> np.ndarray:
-  """uint8 images (any shape) -> float32 in [0, 1] (divided by 255)."""
+  """The model's input contract: uint8 pixels as float32 in [0, 1].
+
+  Args:
+    images_uint8: uint8 images, any shape.
+
+  Returns:
+    float32, divided by 255.
+  """
   return np.asarray(images_uint8).astype(np.float32) / np.float32(255.0)
 
 
@@ -97,6 +104,51 @@ def _derive_seeds(seed: int) -> tuple[int, int]:
   return int(state[0]), int(state[1])
 
 
+def _check_train_args(dataset, batch_size, seed, start_step, augment,
+                      process_count) -> int:
+  """The steps per epoch, once `train_batches`' arguments pass its checks (ValueError
+  naming the fix otherwise)."""
+  if augment not in AUGMENTATIONS:
+    raise ValueError(
+        f'Unknown augment={augment!r}; expected one of {AUGMENTATIONS}.'
+    )
+  if start_step < 0:
+    raise ValueError(f'start_step must be >= 0, got {start_step}.')
+  if seed < 0:
+    raise ValueError(f'seed must be >= 0, got {seed}.')
+  steps = steps_per_epoch(dataset, batch_size)  # raises if no full batch
+  if batch_size % process_count:
+    raise ValueError(f'batch_size={batch_size} does not split over {process_count} '
+                     'processes; use a multiple of the process count.')
+  return steps
+
+
+def _batch_iterator(dataset, local_batch: int, epoch_examples: int, *, seed, start_step,
+                    augment, num_threads, prefetch, process_index,
+                    process_count) -> Iterator[dict]:
+  """The grain pipeline of `train_batches`: shuffle, augment, this process's rows of
+  every global batch of the epoch's first `epoch_examples`, repeated, from start_step."""
+  shuffle_seed, augment_seed = _derive_seeds(seed)
+  ds = grain.MapDataset.source(dataset.train)
+  ds = ds.shuffle(seed=shuffle_seed)
+  if augment != 'none':
+    ds = ds.random_map(_Augment(augment), seed=augment_seed)
+  # Keep the epoch's full global batches (drop remainder), cut them into
+  # per-process rows, keep this process's, then repeat: index e * len + i of
+  # the shuffle / random_map reseeds every epoch e (slices pass the epoch on).
+  ds = ds[:epoch_examples]
+  ds = ds.batch(local_batch, drop_remainder=True, batch_fn=_collate)
+  ds = ds[process_index::process_count]
+  ds = ds.repeat(None)
+  ds = ds.slice(slice(int(start_step), None))
+  iter_ds = ds.to_iter_dataset(
+      grain.ReadOptions(
+          num_threads=int(num_threads), prefetch_buffer_size=int(prefetch)
+      )
+  )
+  return iter(iter_ds)
+
+
 def train_batches(
     dataset: splits.Dataset,
     batch_size: int,
@@ -138,39 +190,11 @@ def train_batches(
     ValueError: an unknown augment, a negative start_step or seed, no full
       batch, or a batch_size that does not split over the processes.
   """
-  if augment not in AUGMENTATIONS:
-    raise ValueError(
-        f'Unknown augment={augment!r}; expected one of {AUGMENTATIONS}.'
-    )
-  if start_step < 0:
-    raise ValueError(f'start_step must be >= 0, got {start_step}.')
-  if seed < 0:
-    raise ValueError(f'seed must be >= 0, got {seed}.')
-  steps = steps_per_epoch(dataset, batch_size)  # raises if no full batch
-  if batch_size % process_count:
-    raise ValueError(f'batch_size={batch_size} does not split over {process_count} '
-                     'processes; use a multiple of the process count.')
-  local_batch = batch_size // process_count
-  shuffle_seed, augment_seed = _derive_seeds(seed)
-
-  ds = grain.MapDataset.source(dataset.train)
-  ds = ds.shuffle(seed=shuffle_seed)
-  if augment != 'none':
-    ds = ds.random_map(_Augment(augment), seed=augment_seed)
-  # Keep the epoch's full global batches (drop remainder), cut them into
-  # per-process rows, keep this process's, then repeat: index e * len + i of
-  # the shuffle / random_map reseeds every epoch e (slices pass the epoch on).
-  ds = ds[: steps * batch_size]
-  ds = ds.batch(local_batch, drop_remainder=True, batch_fn=_collate)
-  ds = ds[process_index::process_count]
-  ds = ds.repeat(None)
-  ds = ds.slice(slice(int(start_step), None))
-  iter_ds = ds.to_iter_dataset(
-      grain.ReadOptions(
-          num_threads=int(num_threads), prefetch_buffer_size=int(prefetch)
-      )
-  )
-  return iter(iter_ds)
+  steps = _check_train_args(dataset, batch_size, seed, start_step, augment, process_count)
+  return _batch_iterator(dataset, batch_size // process_count, steps * batch_size, seed=seed,
+                         start_step=start_step, augment=augment, num_threads=num_threads,
+                         prefetch=prefetch, process_index=process_index,
+                         process_count=process_count)
 
 
 def eval_batches(

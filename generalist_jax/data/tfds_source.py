@@ -45,7 +45,6 @@ class DataNotPreparedError(ValueError):
   """The requested TFDS dataset has not been prepared in the data_dir."""
 
 
-
 class _TfdsSource:
   """Random-access view of a subset (``indices``) of a TFDS data source.
 
@@ -70,11 +69,11 @@ class _TfdsSource:
     return f'_TfdsSource({self._name!r}, n={len(self)})'
 
 
-
 # --- TFDS --------------------------------------------------------------------
 
 
 def _tfds_example(example) -> tuple[np.ndarray, int]:
+  """(uint8 HWC image, int label) of a decoded TFDS example (HW gets a channel axis)."""
   image = np.asarray(example['image'], dtype=np.uint8)
   if image.ndim == 2:
     image = image[..., None]
@@ -82,6 +81,7 @@ def _tfds_example(example) -> tuple[np.ndarray, int]:
 
 
 def _read_examples(source, indices, image_shape) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 images [n, H, W, C], int32 labels [n]) of records `indices`, in memory."""
   images = np.empty((len(indices),) + tuple(image_shape), dtype=np.uint8)
   labels = np.empty((len(indices),), dtype=np.int32)
   for j, i in enumerate(indices):
@@ -90,6 +90,7 @@ def _read_examples(source, indices, image_shape) -> tuple[np.ndarray, np.ndarray
 
 
 def _default_tfds_data_dir() -> str:
+  """TFDS's default data_dir (~/tensorflow_datasets when TFDS cannot say)."""
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
@@ -99,6 +100,8 @@ def _default_tfds_data_dir() -> str:
 
 
 def _not_prepared_message(name: str, data_dir: Optional[str], cause) -> str:
+  """Where the dataset was looked for, the prepare command, the offline alternative,
+  and TFDS's error where metadata without array_record data is there."""
   looked_in = (
       data_dir
       if data_dir is not None
@@ -130,19 +133,9 @@ def _not_prepared_message(name: str, data_dir: Optional[str], cause) -> str:
   return '\n'.join(lines)
 
 
-def load_tfds(data_config, split: splits.SplitSpec) -> splits.Dataset:
-  """A prepared TFDS dataset (``data.name``, ``data.data_dir``); raises
-  DataNotPreparedError with the one-line prepare command when it is not there."""
-  name, data_dir = data_config.get('name'), data_config.get('data_dir', None)
-  if name not in SUPPORTED_TFDS_DATASETS:
-    raise ValueError(
-        f'Unsupported TFDS dataset data.name={name!r}. Supported names:'
-        f' {", ".join(sorted(SUPPORTED_TFDS_DATASETS))}. (For other data use'
-        " data.source='npz'.)"
-    )
-  spec = SUPPORTED_TFDS_DATASETS[name]
-  if data_dir is not None:
-    data_dir = os.fspath(data_dir)
+def _data_sources(name: str, data_dir: Optional[str]) -> dict:
+  """{'train', 'test'}: random-access sources of the prepared splits; raises
+  DataNotPreparedError, with the prepare command, when a split is missing or empty."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   sources = {}
@@ -170,6 +163,38 @@ def load_tfds(data_config, split: splits.SplitSpec) -> splits.Dataset:
               name, data_dir, ValueError(f'split {part!r} is empty')
           )
       )
+  return sources
+
+
+def load_tfds(data_config, split: splits.SplitSpec) -> splits.Dataset:
+  """A prepared TFDS dataset: training examples read lazily, validation and test
+  read into memory.
+
+  Args:
+    data_config: `config.data`: name (a key of SUPPORTED_TFDS_DATASETS) and
+      data_dir (None: TFDS's default).
+    split: the sizes and seed of the train / validation / test split.
+
+  Returns:
+    The `splits.Dataset`: train a random-access source decoding on read, val and
+    test uint8 images with int32 labels, info with the published statistics.
+
+  Raises:
+    ValueError: an unsupported name; split sizes the data cannot hold.
+    DataNotPreparedError: the dataset is not prepared in array_record format in
+      data_dir (the message gives the one-line prepare command).
+  """
+  name, data_dir = data_config.get('name'), data_config.get('data_dir', None)
+  if name not in SUPPORTED_TFDS_DATASETS:
+    raise ValueError(
+        f'Unsupported TFDS dataset data.name={name!r}. Supported names:'
+        f' {", ".join(sorted(SUPPORTED_TFDS_DATASETS))}. (For other data use'
+        " data.source='npz'.)"
+    )
+  spec = SUPPORTED_TFDS_DATASETS[name]
+  if data_dir is not None:
+    data_dir = os.fspath(data_dir)
+  sources = _data_sources(name, data_dir)
 
   what = f"TFDS dataset '{name}'"
   train_idx, val_idx = splits.split_indices(
@@ -194,8 +219,19 @@ def load_tfds(data_config, split: splits.SplitSpec) -> splits.Dataset:
 
 
 def prepare(name: str, data_dir=None) -> str:
-  """Prepares `name` in array_record format; returns the dataset's dir. Needs
-  TensorFlow (the `prepare` extra) and internet; SystemExit saying how otherwise."""
+  """Downloads and prepares a TFDS dataset in array_record format (once).
+
+  Args:
+    name: the TFDS name, e.g. 'cifar10'.
+    data_dir: where to prepare it (None: TFDS's default).
+
+  Returns:
+    The prepared dataset's directory.
+
+  Raises:
+    SystemExit: TensorFlow (the `prepare` extra) is not installed; the message
+      says how to install it. Internet is needed too.
+  """
   try:
     import tensorflow  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
   except ImportError as e:

@@ -22,7 +22,15 @@ from generalist_jax.evaluation import tables
 
 
 def flatten(tree: dict, prefix: str = '') -> dict:
-  """{'a': {'b': 1}} -> {'a.b': 1}; lists become tuples (hashable, comparable)."""
+  """A nested config as one level of dotted keys: {'a': {'b': 1}} -> {'a.b': 1}.
+
+  Args:
+    tree: a nested dict (a config as JSON).
+    prefix: prepended to every key.
+
+  Returns:
+    {dotted key: leaf}; lists become tuples (hashable, comparable).
+  """
   out = {}
   for k, v in tree.items():
     if isinstance(v, dict):
@@ -33,7 +41,18 @@ def flatten(tree: dict, prefix: str = '') -> dict:
 
 
 def expand_runs(dirs) -> list[pathlib.Path]:
-  """Run directories (with config.json); a suite workdir becomes its runs, in order."""
+  """The runs that `dirs` stand for: a run as itself, a suite workdir as its runs.
+
+  Args:
+    dirs: paths; a run has config.json, a suite workdir has runs as sub-directories
+      (in its *_table.json's row order when there is one, else by name).
+
+  Returns:
+    The run directories, in order.
+
+  Raises:
+    ValueError: a path is neither a run nor a folder of runs.
+  """
   runs = []
   for d in map(pathlib.Path, dirs):
     if (d / 'config.json').exists():
@@ -50,13 +69,21 @@ def expand_runs(dirs) -> list[pathlib.Path]:
 
 
 def _has_subtree(flat: dict, prefix: str) -> bool:
+  """Whether the flat config has the key `prefix` or keys under it."""
   return any(k == prefix or k.startswith(prefix + '.') for k in flat)
 
 
 def config_differences(configs: dict) -> tuple[list[str], dict]:
-  """(rows, name -> flat config): the keys whose value differs between the runs that
-  have them, and the shortest prefix of each part missing from some run (an expert
-  that only one run has is one row, not one row per field)."""
+  """The config keys worth a row in a comparison.
+
+  Args:
+    configs: run name -> config (a nested dict).
+
+  Returns:
+    (rows, name -> flat config (`flatten`)): rows are the keys whose value differs
+    between the runs that have them, and the shortest prefix of each part missing
+    from some run (an expert that only one run has is one row, not one per field).
+  """
   flat = {name: flatten(c) for name, c in configs.items()}
   keys = sorted(set().union(*(f.keys() for f in flat.values())))
   rows = []
@@ -75,18 +102,35 @@ def config_differences(configs: dict) -> tuple[list[str], dict]:
 
 
 def _cell(flat: dict, key: str) -> str:
+  """A run's cell of a config row: its value, 'yes' for a part it has, '(absent)'."""
   if key in flat:
     return _fmt_value(flat[key])
   return 'yes' if _has_subtree(flat, key) else '(absent)'
 
 
 def robust_acc(metrics: dict):
-  """A learner's robust accuracy in a test table; runs before the rename wrote pgd_acc."""
+  """A learner's robust accuracy in a test table (older tables name it pgd_acc).
+
+  Args:
+    metrics: one learner's entry of eval/test_*.json.
+
+  Returns:
+    Its robust_acc (or pgd_acc), None when it has neither.
+  """
   return metrics.get('robust_acc', metrics.get('pgd_acc'))
 
 
 def best_on_validation(run: pathlib.Path, config: dict) -> tuple:
-  """(metric, best value, epoch of it) from metrics.jsonl; value None without validation."""
+  """A run's best validation value of its selection metric.
+
+  Args:
+    run: the run directory (its metrics.jsonl is read).
+    config: the run's config; eval.best_metric names the metric
+      (default 'global/robust_acc').
+
+  Returns:
+    (metric, best value, epoch of it); value and epoch are None without validation.
+  """
   metric = config.get('eval', {}).get('best_metric', 'global/robust_acc')
   records = plots.read_metrics(run)
   epoch_at = {r['step']: r['epoch'] for r in records if 'epoch' in r}
@@ -99,37 +143,39 @@ def best_on_validation(run: pathlib.Path, config: dict) -> tuple:
 
 
 def _fmt_value(v) -> str:
+  """A config value as table text: floats to 6 significant digits, JSON, '|' escaped."""
   round6 = lambda x: float(f'{x:.6g}') if isinstance(x, float) else x
   v = tuple(map(round6, v)) if isinstance(v, tuple) else round6(v)
   text = json.dumps(v) if not isinstance(v, str) else v
   return text.replace('|', '\\|')
 
 
-def build_report(dirs, out: pathlib.Path) -> str:
-  """The Markdown text (paths of embedded PNGs relative to `out`'s folder)."""
-  runs = expand_runs(dirs)
-  names = [r.name if [x.name for x in runs].count(r.name) == 1 else str(r) for r in runs]
-  configs = {n: json.loads((r / 'config.json').read_text()) for n, r in zip(names, runs)}
-  lines = [f"# Runs compared: {', '.join(names)}", '']
-  lines += ['Run directories: ' + ', '.join(f'`{r}`' for r in runs), '']
-
+def _config_section(names: list, configs: dict) -> list[str]:
+  """The config fields that differ between the runs, one row each."""
   differ, flat = config_differences(configs)
-  lines += ['## Config differences', '']
+  lines = ['## Config differences', '']
   if differ:
     lines += tables.markdown_table(['field'] + names,
                     [[f'`{k}`'] + [_cell(flat[n], k) for n in names] for k in differ])
   else:
     lines.append('None: the configs are identical.')
-  lines.append('')
+  return lines + ['']
 
-  lines += ['## Best on validation', '']
+
+def _validation_section(names: list, runs: list, configs: dict) -> list[str]:
+  """Each run's best value of its selection metric on validation, and its epoch."""
   rows = []
   for n, r in zip(names, runs):
     metric, value, epoch = best_on_validation(r, configs[n])
     rows.append([n, f'`{metric}`', tables.percent(value), '-' if epoch is None else f'{epoch:g}'])
-  lines += tables.markdown_table(['run', 'selection metric', 'best (%)', 'epoch'], rows) + ['']
+  return (['## Best on validation', '']
+          + tables.markdown_table(['run', 'selection metric', 'best (%)', 'epoch'], rows) + [''])
 
-  lines += ['## Test: final and best-on-validation checkpoints', '']
+
+def _test_section(names: list, runs: list) -> list[str]:
+  """Clean and robust test accuracy of every learner at the final and the
+  best-on-validation checkpoint (eval/test_{last,best}.json)."""
+  lines = ['## Test: final and best-on-validation checkpoints', '']
   rows, attack = [], None
   for n, r in zip(names, runs):
     for which in ('last', 'best'):
@@ -149,39 +195,51 @@ def build_report(dirs, out: pathlib.Path) -> str:
                                    rows)
   else:
     lines.append('No eval/test_*.json (the runs have not finished).')
-  lines.append('')
+  return lines + ['']
 
+
+def _evaluation_section(eval_name: str, items: list) -> list[str]:
+  """One table for the evaluation files named `eval_name` ((run, report) pairs): the
+  accuracy after each attack and the worst case per norm, then each attack's settings."""
+  columns = list(dict.fromkeys(c for _, e in items for c in plots.attack_columns(e)))
+  worst = list(dict.fromkeys(c for _, e in items for c in plots.worst_columns(e)))
+  lines = [f'## Evaluation `{eval_name}` (generalist_jax.evaluate)', '',
+           'Accuracies in %; an attack column is the robust accuracy after the attacks '
+           'up to it; worst = per-example worst case.', '']
+  header = ['run', 'learner', 'checkpoint', 'n', 'clean'] + columns + [
+      f'worst {w}' for w in worst]
+  rows = []
+  for n, e in items:
+    rows.append([n, e.get('learner'), f"{e.get('checkpoint')} ({e.get('step')})",
+                 e.get('n_ex'), tables.percent(e.get('clean_acc'))]
+                + [tables.percent(e['attacks'][c]['robust_acc_after']) if c in e['attacks'] else '-'
+                   for c in columns]
+                + [tables.percent(e['worst_case'].get(w)) for w in worst])
+  lines += tables.markdown_table(header, rows) + ['']
+  settings = {c: a['settings'] for _, e in items for c, a in e['attacks'].items()}
+  return lines + [f'- `{c}`: ' + ', '.join(f'{k}={v}' for k, v in s.items())
+                  for c, s in settings.items()] + ['']
+
+
+def _evaluation_sections(names: list, runs: list) -> list[str]:
+  """A section per evaluation name in the runs' eval/*.json (test_*.json aside)."""
   evals = {}
   for n, r in zip(names, runs):
     for path in sorted((r / 'eval').glob('*.json')):
       if not path.name.startswith('test_'):
         evals.setdefault(path.stem, []).append((n, json.loads(path.read_text())))
-  for eval_name, items in evals.items():
-    columns = list(dict.fromkeys(c for _, e in items for c in plots.attack_columns(e)))
-    worst = list(dict.fromkeys(c for _, e in items for c in plots.worst_columns(e)))
-    lines += [f'## Evaluation `{eval_name}` (generalist_jax.evaluate)', '',
-              'Accuracies in %; an attack column is the robust accuracy after the attacks '
-              'up to it; worst = per-example worst case.', '']
-    header = ['run', 'learner', 'checkpoint', 'n', 'clean'] + columns + [
-        f'worst {w}' for w in worst]
-    rows = []
-    for n, e in items:
-      rows.append([n, e.get('learner'), f"{e.get('checkpoint')} ({e.get('step')})",
-                   e.get('n_ex'), tables.percent(e.get('clean_acc'))]
-                  + [tables.percent(e['attacks'][c]['robust_acc_after']) if c in e['attacks'] else '-'
-                     for c in columns]
-                  + [tables.percent(e['worst_case'].get(w)) for w in worst])
-    lines += tables.markdown_table(header, rows) + ['']
-    settings = {c: a['settings'] for _, e in items for c, a in e['attacks'].items()}
-    lines += [f'- `{c}`: ' + ', '.join(f'{k}={v}' for k, v in s.items())
-              for c, s in settings.items()] + ['']
+  return [line for eval_name, items in evals.items()
+          for line in _evaluation_section(eval_name, items)]
 
-  lines += ['## Plots', '']
+
+def _plots_section(dirs, names: list, runs: list, out: pathlib.Path) -> list[str]:
+  """The PNGs of each suite's and each run's plots/ folder, linked relative to `out`'s
+  folder: the trade-off path first, then schedules, then evaluation bars."""
+  lines = ['## Plots', '']
   base = out.resolve().parent
   suites = [pathlib.Path(d) for d in dirs if not (pathlib.Path(d) / 'config.json').exists()]
   groups = [(f'suite {d.name}', d) for d in suites] + list(zip(names, runs))
   for n, r in groups:
-    # Trade-off path first, then schedules, then evaluation bars.
     pngs = sorted((r / 'plots').glob('*.png'), key=lambda p: (
         ['tradeoff', 'schedules'].index(p.stem) if p.stem in ('tradeoff', 'schedules')
         else 2, p.name))
@@ -194,11 +252,46 @@ def build_report(dirs, out: pathlib.Path) -> str:
   if lines[-2:] == ['## Plots', '']:
     lines.append('No PNGs in the runs\' plots/ folders (runs trained before plots existed: '
                  '`python -c "from generalist_jax.evaluation import plots; plots.training_plots(RUN)"`).')
+  return lines
+
+
+def build_report(dirs, out: pathlib.Path) -> str:
+  """The Markdown comparison of runs (the module's sections, in order).
+
+  Args:
+    dirs: run directories, or suite workdirs standing for their runs (`expand_runs`).
+    out: where the report will be written; embedded PNGs are linked relative to
+      its folder.
+
+  Returns:
+    The Markdown text, ending in a newline.
+
+  Raises:
+    ValueError: a directory is neither a run nor a folder of runs.
+  """
+  runs = expand_runs(dirs)
+  names = [r.name if [x.name for x in runs].count(r.name) == 1 else str(r) for r in runs]
+  configs = {n: json.loads((r / 'config.json').read_text()) for n, r in zip(names, runs)}
+  lines = [f"# Runs compared: {', '.join(names)}", '']
+  lines += ['Run directories: ' + ', '.join(f'`{r}`' for r in runs), '']
+  lines += _config_section(names, configs)
+  lines += _validation_section(names, runs, configs)
+  lines += _test_section(names, runs)
+  lines += _evaluation_sections(names, runs)
+  lines += _plots_section(dirs, names, runs, out)
   return '\n'.join(lines).rstrip() + '\n'
 
 
 def write_report(dirs, out) -> pathlib.Path:
-  """Writes the report of `dirs` to `out` and returns its path."""
+  """Writes the Markdown comparison of runs (`build_report`).
+
+  Args:
+    dirs: as `build_report`.
+    out: the report's path (its folder is created).
+
+  Returns:
+    `out` as a Path.
+  """
   out = pathlib.Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(build_report(dirs, out))

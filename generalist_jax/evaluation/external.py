@@ -13,16 +13,15 @@ from __future__ import annotations
 import hashlib
 import pathlib
 import re
-import time
 
 import jax
 
 from generalist_jax import data as data_lib
 from generalist_jax import models
 from generalist_jax.attacks import registry
+from generalist_jax.evaluation import jitted
 from generalist_jax.evaluation import leaderboard
 from generalist_jax.evaluation import pipeline
-from generalist_jax.evaluation import runner
 
 ARCHS = {'preact_resnet18': {'name': 'preact_resnet18'}, 'resnet18': {'name': 'resnet18'}}
 
@@ -122,6 +121,29 @@ def data_name(data_config: dict) -> str:
   return data_config.get('name', '')
 
 
+def _checked_overrides(norms, eps, attacks: str, overrides: dict | None, *, n_ex: int,
+                       batch_size: int, save_adv: bool, subset: str) -> dict:
+  """The overrides without None values, once the arguments pass every check that needs
+  no data (ValueError otherwise): nothing is loaded for a typo."""
+  registry.check_positive({'n_ex': n_ex, 'batch_size': batch_size})
+  overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+  pipeline.check_settings(norms, eps, attacks, overrides)
+  pipeline.check_save_adv(save_adv, norms)
+  pipeline.check_subset(subset)
+  return overrides
+
+
+def _identity(path, arch: str, data_config, num_classes: int, mean, std, *, n_ex: int,
+              split_size: int, batch_size: int, subset: str) -> dict:
+  """What defines the evaluation beyond seed, n_ex and the plan (the checkpoint's
+  bytes among it): a resume must match it."""
+  return {'checkpoint_sha256': file_sha256(path), 'step': None, 'learner': arch,
+          'data': data_name(dict(data_config)), 'num_classes': num_classes,
+          'mean': [float(m) for m in mean], 'std': [float(s) for s in std],
+          'n_ex_requested': int(n_ex), 'test_split_size': int(split_size),
+          'batch_size': batch_size, 'subset': subset}
+
+
 def evaluate_torch_checkpoint(path, *, arch: str, data_config, out_dir, attacks: str = 'standard',
                               norms=('linf',), eps=(8 / 255,), n_ex: int = 1000,
                               batch_size: int = 256, seed: int = 0, num_classes: int = 10,
@@ -130,49 +152,39 @@ def evaluate_torch_checkpoint(path, *, arch: str, data_config, out_dir, attacks:
                               command: str = '', subset: str = 'random', save_adv: bool = False,
                               name: str | None = None,
                               stop_after_batches: int | None = None) -> dict | None:
-  """Evaluates the checkpoint on n_ex test examples; writes <out_dir>/<name>.{json,csv,md}
-  as a run's evaluation does (with save_adv, <name>.adv.npz; for a single-norm
-  'standard' evaluation, the RobustBench entry <name>.model_info.json). An interrupted
-  evaluation resumes from <out_dir>/<name>.state.npz (refused when the settings or
-  the checkpoint's bytes differ).
+  """Evaluates the checkpoint on n_ex test examples as a run's evaluation does
+  (`pipeline.evaluate_and_write`): <out_dir>/<name>.{json,csv,md}, resumable from
+  <name>.state.npz (refused when the settings or the checkpoint's bytes differ).
 
   Args:
-    path: the PyTorch checkpoint (`load_torch_learner`).
-    arch: as `arch_fields`.
+    path: the PyTorch checkpoint (`load_torch_learner`); arch: as `arch_fields`.
     data_config: `config.data` of the test set (`data.load_dataset`).
     out_dir: where the files go (created).
     attacks: an AutoAttack version or a comma list of attacks.
     norms, eps: one radius per norm, pixel units of [0, 1].
     n_ex: test examples to evaluate (all when not fewer than the split).
-    batch_size: examples per attack call.
-    seed: the attacks' randomness.
-    num_classes: the model's logits.
-    mean, std: the normalisation the model expects inside (RobustBench's CIFAR
-      models mostly take [0, 1] inputs: 0 and 1).
-    overrides: budget changes (steps, n_targets, restarts, n_queries); None
-      values are dropped.
+    batch_size, seed: examples per attack call; the attacks' randomness.
+    num_classes, mean, std: the model's logits; the normalisation it applies inside,
+      [0, 1] units (RobustBench's CIFAR models mostly take [0, 1] inputs: 0 and 1).
+    overrides: budget changes (steps, n_targets, restarts, n_queries; None: standard).
     allow_large_eps: run even when eps looks like 0-255 units.
-    progress: show a progress bar.
-    command: the command line, recorded in the report.
-    subset: 'random' (a fixed random subset) or 'first' (the first n_ex, as
-      RobustBench).
-    save_adv: also write the adversarial examples (one norm only).
+    progress, command: show a progress bar; the command line, for the report.
+    subset: 'random' (a fixed random subset) or 'first' (the first n_ex, as RobustBench).
+    save_adv: also write the adversarial examples, <name>.adv.npz (one norm only).
     name: the files' name; None for `default_name`.
     stop_after_batches: stop early, as an interruption would (tests).
 
   Returns:
-    The report as written, or None when stopped early.
+    The report as written (a single-norm 'standard' evaluation also writes the
+    RobustBench entry <name>.model_info.json), or None when stopped early.
 
   Raises:
-    ValueError: before anything is loaded: n_ex or batch_size below 1, an
-      unknown attack or subset, save_adv with several norms; as
-      `pipeline.evaluate` before any attack runs.
+    ValueError: before anything is loaded: n_ex or batch_size below 1, an unknown
+      attack or subset, save_adv with several norms; as `pipeline.evaluate` before
+      any attack runs.
   """
-  registry.check_positive({'n_ex': n_ex, 'batch_size': batch_size})
-  overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-  pipeline.check_settings(norms, eps, attacks, overrides)
-  pipeline.check_save_adv(save_adv, norms)
-  pipeline.check_subset(subset)
+  overrides = _checked_overrides(norms, eps, attacks, overrides, n_ex=n_ex,
+                                 batch_size=batch_size, save_adv=save_adv, subset=subset)
   dataset = data_lib.load_dataset(data_config)
   model, variables = load_torch_learner(path, arch, num_classes, tuple(mean), tuple(std),
                                         dataset.info.image_shape)
@@ -180,25 +192,15 @@ def evaluate_torch_checkpoint(path, *, arch: str, data_config, out_dir, attacks:
   name = name or default_name(path, arch, attacks, norms, len(labels), subset)
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
-  identity = {'checkpoint_sha256': file_sha256(path), 'step': None, 'learner': arch,
-              'data': data_name(dict(data_config)), 'num_classes': num_classes,
-              'mean': [float(m) for m in mean], 'std': [float(s) for s in std],
-              'n_ex_requested': int(n_ex), 'test_split_size': int(len(dataset.test[1])),
-              'batch_size': batch_size, 'subset': subset}
-  started = time.time()
-  x_adv = pipeline.clean_floats(images) if save_adv else None
-  done = pipeline.evaluate(
-      runner.model_apply_fn(model), variables, images, labels, norms=norms, eps=eps,
-      attacks=attacks, overrides=overrides, seed=seed, batch_size=batch_size,
-      example_ids=ids, state_path=out_dir / f'{name}.state.npz', identity=identity,
-      x_adv=x_adv, allow_large_eps=allow_large_eps, progress=progress,
-      stop_after_batches=stop_after_batches, model_name=f'the {arch} model of {path}')
-  if done is None:
-    print(f"stopped early; start the same command again to resume "
-          f"({out_dir / f'{name}.state.npz'})")
-    return None
+  identity = _identity(path, arch, data_config, num_classes, mean, std, n_ex=n_ex,
+                       split_size=len(dataset.test[1]), batch_size=batch_size, subset=subset)
   meta = {'name': name, 'workdir': str(path), 'checkpoint': str(path), 'command': command,
-          'subset': subset, 'seconds_this_invocation': time.time() - started}
-  return pipeline.write_outputs(out_dir / name, done, labels, meta, x_adv=x_adv,
-                                example_ids=ids, dataset=data_name(dict(data_config)),
-                                architecture=leaderboard.architecture_name(arch_fields(arch)))
+          'subset': subset}
+  return pipeline.evaluate_and_write(
+      jitted.model_apply_fn(model), variables, images, labels, stem=out_dir / name, meta=meta,
+      norms=norms, eps=eps, attacks=attacks, overrides=overrides, seed=seed,
+      batch_size=batch_size, example_ids=ids, identity=identity, save_adv=save_adv,
+      allow_large_eps=allow_large_eps, progress=progress,
+      stop_after_batches=stop_after_batches, model_name=f'the {arch} model of {path}',
+      dataset=data_name(dict(data_config)),
+      architecture=leaderboard.architecture_name(arch_fields(arch)))

@@ -102,6 +102,11 @@ def model_info(report: dict, spec, *, dataset: str, architecture: str) -> dict:
 
 
 def write(path, info: dict) -> None:
-  """Writes `info` (`model_info`) to `path` as indented JSON."""
+  """Writes a RobustBench entry as indented JSON.
+
+  Args:
+    path: the file.
+    info: the entry (`model_info`).
+  """
   with open(path, 'w') as f:
     f.write(json.dumps(info, indent=2) + '\n')

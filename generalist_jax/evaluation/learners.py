@@ -90,8 +90,15 @@ def evaluate_flags(eval_fn, variables, images, labels, batch_size: int, seed: in
 
 
 def summarize(flags: dict) -> dict:
-  """Flags of `evaluate_flags` -> the learner's metrics: clean_acc, robust_acc and
-  sum_acc (fractions in [0, 1]; sum_acc up to 2), loss and adv_loss (mean CE)."""
+  """A learner's metrics from its per-example results.
+
+  Args:
+    flags: `evaluate_flags`' dict (clean, adv, loss, adv_loss per example).
+
+  Returns:
+    {clean_acc, robust_acc, sum_acc (fractions in [0, 1]; sum_acc up to 2), loss,
+    adv_loss (mean cross-entropy)}.
+  """
   return {'clean_acc': float(flags['clean'].mean()),
           'robust_acc': float(flags['adv'].mean()),
           'sum_acc': float(flags['clean'].mean() + flags['adv'].mean()),

@@ -3,12 +3,14 @@
 `evaluate`: eps checked against the image size, the plan made, the attacks run
 resumably (`runner.run_evaluation`), then the report (accuracies per attack, worst
 case per norm, union, missing components, sanity checks, versions). The command-line
-paths then call `write_outputs` for their files.
+paths (external checkpoints, runs) call it through `evaluate_and_write`, which then
+writes their files (`write_outputs`).
 """
 from __future__ import annotations
 
 import dataclasses
 import pathlib
+import time
 
 import numpy as np
 
@@ -18,6 +20,7 @@ from generalist_jax.attacks import threat
 from generalist_jax.evaluation import leaderboard
 from generalist_jax.evaluation import reports
 from generalist_jax.evaluation import runner
+from generalist_jax.evaluation import summary as summary_lib
 
 SUBSETS = ('random', 'first')
 
@@ -36,9 +39,21 @@ class Evaluation:
 
 
 def check_settings(norms, eps, attacks: str, overrides: dict | None = None) -> list:
-  """The plan (`runner.make_plan`) of one eps per norm. Raises ValueError for a count
-  mismatch, an unknown attack or version, and a size override below 1, before any
-  data is read."""
+  """The plan of an evaluation, checked before any data is read.
+
+  Args:
+    norms: threat models.
+    eps: one radius per norm, pixel units of [0, 1].
+    attacks: an AutoAttack version or a comma list of attacks.
+    overrides: budget changes (`runner.make_plan`).
+
+  Returns:
+    The `runner.AttackSpec`s.
+
+  Raises:
+    ValueError: a count mismatch, an unknown attack or version, a size override
+      below 1.
+  """
   if len(list(eps)) != len(list(norms)):
     raise ValueError(f'--eps needs one value per norm ({list(norms)}), got {list(eps)}')
   return runner.make_plan(list(norms), [float(e) for e in eps], attacks, overrides)
@@ -46,9 +61,17 @@ def check_settings(norms, eps, attacks: str, overrides: dict | None = None) -> l
 
 def check_eps(norms, eps, image_shape, *, allow_large_eps: bool,
               names=('--eps', '--allow_large_eps')) -> None:
-  """Raises ValueError when a radius' ball holds every image of `image_shape` (eps
-  typed in 0-255 units?) unless `allow_large_eps`; `names`: how the caller spells
-  the eps and override arguments in the message."""
+  """Refuses a radius whose ball holds every image (eps typed in 0-255 units?).
+
+  Args:
+    norms, eps: one radius per norm.
+    image_shape: (H, W, C) of the images.
+    allow_large_eps: accept such a radius.
+    names: how the caller spells the eps and override arguments in the message.
+
+  Raises:
+    ValueError: such a radius (`threat.eps_problem`), unless allow_large_eps.
+  """
   for norm, e in zip(norms, eps):
     problem = threat.eps_problem(norm, float(e), int(np.prod(image_shape)))
     if problem and not allow_large_eps:
@@ -56,39 +79,79 @@ def check_eps(norms, eps, image_shape, *, allow_large_eps: bool,
 
 
 def check_subset(subset: str) -> None:
-  """Raises ValueError unless `subset` is one of SUBSETS."""
+  """Refuses a test subset other than SUBSETS ('random', 'first').
+
+  Args:
+    subset: the --subset value.
+
+  Raises:
+    ValueError: another value.
+  """
   if subset not in SUBSETS:
     raise ValueError(f'--subset={subset!r}: use one of {SUBSETS}')
 
 
 def check_save_adv(save_adv: bool, norms) -> None:
-  """One x_adv per example: --save_adv needs a single norm (ValueError otherwise)."""
+  """Refuses --save_adv with several norms: one x_adv is kept per example.
+
+  Args:
+    save_adv: whether the adversarial examples are written.
+    norms: the evaluation's threat models.
+
+  Raises:
+    ValueError: save_adv with more than one norm.
+  """
   if save_adv and len(list(norms)) != 1:
     raise ValueError(f'--save_adv keeps one adversarial example per image: evaluate one '
                      f'norm at a time (got {list(norms)}).')
 
 
 def choose_subset(images, labels, n_ex: int, subset: str = 'random'):
-  """(images, labels, indices) of n_ex test examples: 'random', a fixed random subset
-  (`runner.test_subset`), or 'first', the first n_ex in the split's order (as
-  RobustBench's benchmark takes them); all of them when n_ex is not smaller than the
-  split. Raises ValueError for n_ex < 1 or another subset."""
+  """The test examples to evaluate.
+
+  Args:
+    images, labels: the test split, [N, H, W, C] and [N].
+    n_ex: how many; all N when n_ex >= N.
+    subset: 'random', a fixed random subset (`runner.sample_test_points`), or
+      'first', the first n_ex in the split's order (as RobustBench's benchmark
+      takes them).
+
+  Returns:
+    (images, labels, indices into the split).
+
+  Raises:
+    ValueError: n_ex < 1, another subset.
+  """
   check_subset(subset)
   if subset == 'random':
-    return runner.test_subset(images, labels, n_ex)
+    return runner.sample_test_points(images, labels, n_ex)
   registry.check_positive({'n_ex': n_ex})
   keep = np.arange(min(n_ex, len(labels)))
   return images[keep], np.asarray(labels[keep]), keep
 
 
 def missing_components(attacks: str, norms) -> list[str]:
-  """'norm/attack' of every component of version `attacks` with no implementation
-  in a norm (`attacks.autoattack.missing_components`); [] for an attack list."""
+  """The components of an AutoAttack version that no norm of the evaluation has.
+
+  Args:
+    attacks: a version, or an attack list (nothing is missing then).
+    norms: the evaluation's threat models.
+
+  Returns:
+    Sorted 'norm/attack' names (`attacks.autoattack.missing_components`).
+  """
   return sorted({f'{n}/{m}' for n in norms for m in aa.missing_components(attacks, n)})
 
 
 def clean_floats(images) -> np.ndarray:
-  """float32 copies of images (uint8 -> [0, 1]): the x_adv buffer before any attack."""
+  """The x_adv buffer before any attack: the clean images as floats.
+
+  Args:
+    images: [N, H, W, C] uint8 (divided by 255) or float in [0, 1].
+
+  Returns:
+    A float32 copy.
+  """
   images = np.asarray(images)
   return (images.astype(np.float32) / np.float32(255.0) if images.dtype == np.uint8
           else np.array(images, np.float32))
@@ -105,6 +168,42 @@ def _keep_x_adv(state: dict, x_adv) -> dict:
   return state
 
 
+def _settings(identity, seed, n: int, plan, *, keeps_x_adv: bool) -> dict:
+  """What defines the evaluation (the caller's identity, seed, n_ex, the plan): the
+  state file must match it to resume, and the report starts from it."""
+  settings = dict(identity or {}, seed=int(seed), n_ex=int(n),
+                  attacks=[dataclasses.asdict(s) for s in plan])
+  if keeps_x_adv:   # only then: state files written without x_adv still resume
+    settings['keeps_x_adv'] = True
+  return settings
+
+
+def _resume(state_path, settings: dict):
+  """(the state saved at `state_path` or None, save(state) or None): an interrupted
+  evaluation resumes from its file, which is rewritten after every batch."""
+  state = save = None
+  if state_path is not None:
+    path = pathlib.Path(state_path)
+    state = reports.load_state(path, settings)
+    if state is not None:
+      print(f'resuming {path}')
+    save = lambda s: reports.save_state(path, s, settings)
+  return state, save
+
+
+def _finished(apply_fn, params, images, state: dict, plan, settings: dict, attacks: str,
+              norms) -> Evaluation:
+  """The `Evaluation` of a complete state: the summary, the sanity checks (the model
+  called twice on `images`), the library versions and the missing components."""
+  summary, worst, union = summary_lib.summarize(state, plan)
+  # A randomised model ('rand') changes between calls by design.
+  gap = 0.0 if attacks == 'rand' else summary_lib.determinism_gap(apply_fn, params, images)
+  report = dict(settings, versions=reports.library_versions(),
+                missing_components=missing_components(attacks, norms),
+                sanity=summary_lib.sanity_checks(state, plan, gap), **summary)
+  return Evaluation(report, state, plan, worst, union)
+
+
 def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'standard',
              overrides: dict | None = None, seed: int = 0, batch_size: int = 256,
              example_ids=None, state_path=None, identity: dict | None = None, x_adv=None,
@@ -119,7 +218,8 @@ def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'st
     params: its weights (a pytree).
     images: [N, H, W, C] uint8 or float in [0, 1]; labels: [N] int class ids.
     norms, eps: one radius per norm, pixel units of [0, 1].
-    overrides: budget changes (steps, n_targets, restarts, n_queries); None values kept.
+    overrides: budget changes (steps, n_targets, restarts, n_queries); None values
+      are dropped.
     seed, example_ids: each example's attack keys (`runner.column_key`); ids default
       to 0..N-1 (e.g. indices into the test split).
     state_path: an .npz saved after every batch; an existing one resumes, refused
@@ -147,38 +247,31 @@ def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'st
   images, labels = np.asarray(images), np.asarray(labels)
   check_eps(norms, eps, images.shape[1:], allow_large_eps=allow_large_eps, names=eps_names)
   n = len(labels)
-  settings = dict(identity or {}, seed=int(seed), n_ex=int(n),
-                  attacks=[dataclasses.asdict(s) for s in plan])
-  if x_adv is not None:   # only then: state files written without x_adv still resume
-    settings['keeps_x_adv'] = True
-  state = save = None
-  if state_path is not None:
-    path = pathlib.Path(state_path)
-    state = reports.load_state(path, settings)
-    if state is not None:
-      print(f'resuming {path}')
-    save = lambda s: reports.save_state(path, s, settings)
+  settings = _settings(identity, seed, n, plan, keeps_x_adv=x_adv is not None)
+  state, save = _resume(state_path, settings)
   state = _keep_x_adv(state if state is not None else runner.new_state(n, plan), x_adv)
   state = runner.run_evaluation(apply_fn, params, images, labels, plan, batch_size=batch_size,
                                 seed=seed, example_ids=example_ids, state=state, save=save,
                                 progress=progress, stop_after_batches=stop_after_batches,
                                 x_adv=x_adv, model_name=model_name)
-  if not runner.is_complete(state, plan):
+  if not summary_lib.is_complete(state, plan):
     return None
-  summary, worst, union = runner.summarize(state, plan)
-  # A randomised model ('rand') changes between calls by design.
-  gap = 0.0 if attacks == 'rand' else runner.determinism_gap(apply_fn, params,
-                                                             images[:min(n, batch_size)])
-  report = dict(settings, versions=reports.library_versions(),
-                missing_components=missing_components(attacks, norms),
-                sanity=runner.sanity_checks(state, plan, gap), **summary)
-  return Evaluation(report, state, plan, worst, union)
+  return _finished(apply_fn, params, images[:min(n, batch_size)], state, plan, settings,
+                   attacks, norms)
 
 
 def write_adversarial(path, x_adv, labels, evaluation: Evaluation, example_ids) -> None:
-  """Writes the adversarial examples as an .npz: x_adv float32 [N, H, W, C] (the clean
-  image where no attack succeeded, as AutoAttack's run_standard_evaluation returns),
-  y [N], clean and robust [N] bool (robust: the union over norms), example_ids [N]."""
+  """Writes the adversarial examples of an evaluation as an .npz: x_adv, y, clean and
+  robust [N] bool (robust: the union over norms) and example_ids.
+
+  Args:
+    path: the file.
+    x_adv: float32 [N, H, W, C], the clean image where no attack succeeded (as
+      AutoAttack's run_standard_evaluation returns it).
+    labels: [N].
+    evaluation: the finished `Evaluation` (its clean flags and union).
+    example_ids: [N] indices into the test split.
+  """
   np.savez(path, x_adv=np.asarray(x_adv, np.float32), y=np.asarray(labels),
            clean=evaluation.state['clean'] == 1, robust=evaluation.union,
            example_ids=np.asarray(example_ids))
@@ -187,11 +280,22 @@ def write_adversarial(path, x_adv, labels, evaluation: Evaluation, example_ids) 
 def write_outputs(stem: pathlib.Path, evaluation: Evaluation, labels, meta: dict, *,
                   x_adv=None, example_ids=None, dataset: str = '',
                   architecture: str = '') -> dict:
-  """Writes <stem>.{json,csv,md} (`reports.write_reports`), <stem>.adv.npz when
-  `x_adv` is given (`write_adversarial`) and the RobustBench entry
-  <stem>.model_info.json where the evaluation is one (`leaderboard`; otherwise the
-  reason is printed). `meta`: the entry point's fields over `evaluation.report`.
-  Returns the report as written."""
+  """Writes an evaluation's files and prints its accuracies and warnings.
+
+  Args:
+    stem: the files' path without suffix.
+    evaluation: the finished `Evaluation`.
+    labels: [N], for the csv.
+    meta: the entry point's fields (name, workdir, command, ...) over
+      `evaluation.report`.
+    x_adv, example_ids: when x_adv is given, <stem>.adv.npz (`write_adversarial`).
+    dataset, architecture: RobustBench's names, for the entry.
+
+  Returns:
+    The report as written: <stem>.{json,csv,md} (`reports.write_reports`), and
+    <stem>.model_info.json where the evaluation is a RobustBench entry
+    (`leaderboard`; otherwise the reason is printed).
+  """
   report = reports.write_reports(stem, evaluation.state, evaluation.plan, labels,
                                  dict(evaluation.report, **meta))
   if x_adv is not None:
@@ -211,3 +315,43 @@ def write_outputs(stem: pathlib.Path, evaluation: Evaluation, labels, meta: dict
   for w in report['sanity']['warnings']:
     print('WARNING:', w)
   return report
+
+
+def evaluate_and_write(apply_fn, params, images, labels, *, stem: pathlib.Path, meta: dict,
+                       norms, eps, attacks: str, overrides: dict | None, seed: int,
+                       batch_size: int, example_ids, identity: dict, save_adv: bool,
+                       allow_large_eps: bool, progress: bool, stop_after_batches: int | None,
+                       model_name: str, dataset: str, architecture: str) -> dict | None:
+  """The command-line paths' evaluation (a run's checkpoint, an external one):
+  `evaluate`, resumable from <stem>.state.npz, then `write_outputs` to <stem>.*.
+
+  Args:
+    apply_fn, params, images, labels, norms, eps, attacks, overrides, seed,
+      batch_size, example_ids, identity, allow_large_eps, progress,
+      stop_after_batches, model_name: as `evaluate`.
+    stem: the output files' path without suffix (its folder must exist).
+    meta: the entry point's report fields (name, workdir, command, subset, ...);
+      seconds_this_invocation is added.
+    save_adv: also keep the adversarial examples and write <stem>.adv.npz.
+    dataset, architecture: RobustBench's names, for the entry (`write_outputs`).
+
+  Returns:
+    The report as written, or None when stopped early (how to resume is printed).
+
+  Raises:
+    ValueError: as `evaluate`, before any attack runs.
+  """
+  started = time.time()
+  x_adv = clean_floats(images) if save_adv else None
+  state_path = stem.parent / f'{stem.name}.state.npz'
+  done = evaluate(apply_fn, params, images, labels, norms=norms, eps=eps, attacks=attacks,
+                  overrides=overrides, seed=seed, batch_size=batch_size,
+                  example_ids=example_ids, state_path=state_path, identity=identity,
+                  x_adv=x_adv, allow_large_eps=allow_large_eps, progress=progress,
+                  stop_after_batches=stop_after_batches, model_name=model_name)
+  if done is None:
+    print(f'stopped early; start the same command again to resume ({state_path})')
+    return None
+  meta = dict(meta, seconds_this_invocation=time.time() - started)
+  return write_outputs(stem, done, labels, meta, x_adv=x_adv, example_ids=example_ids,
+                       dataset=dataset, architecture=architecture)

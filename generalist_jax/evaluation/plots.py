@@ -63,7 +63,7 @@ def validation_series(records: list[dict]) -> dict:
       parts = key.split('/')
       if len(parts) != 3 or parts[0] != 'val' or parts[2] != 'clean_acc':
         continue
-      # robust_acc; runs before the rename wrote pgd_acc
+      # robust_acc; older runs wrote pgd_acc
       robust = r.get(f'val/{parts[1]}/robust_acc', r.get(f'val/{parts[1]}/pgd_acc'))
       if value is None or robust is None:
         continue

@@ -13,7 +13,7 @@ import platform
 import jax
 import numpy as np
 
-from generalist_jax.evaluation import runner
+from generalist_jax.evaluation import summary as summary_lib
 from generalist_jax.evaluation import tables
 
 
@@ -43,9 +43,9 @@ def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:
       test_split_size, missing_components where given).
 
   Returns:
-    The report: `meta` updated with `runner.summarize`'s summary.
+    The report: `meta` updated with `summary.summarize`'s summary.
   """
-  summary, worst, union = runner.summarize(state, plan)
+  summary, worst, union = summary_lib.summarize(state, plan)
   report = dict(meta, **summary)
   stem.parent.mkdir(parents=True, exist_ok=True)
   stem.with_suffix('.json').write_text(json.dumps(report, indent=2))

@@ -1,31 +1,27 @@
 """AutoAttack-style evaluation from per-example flags: resumable, batched, jitted.
 
-`make_plan` lists (norm, attack) pairs; `run_evaluation` runs them in order on
-the examples still robust, filling int8 flags per example and attack (1
-robust, 0 fooled, -1 not run: already broken, -2 pending), and can stop and
-resume at any batch; `summarize` and `sanity_checks` turn the flags into
-numbers. Every table is computed from the flags (`attacks.autoattack`).
+`make_plan` lists (norm, attack) columns; `run_evaluation` runs them in order on
+the examples still robust, filling int8 flags per example and column (1 robust,
+0 fooled, -1 not run: already broken, -2 pending), and can stop and resume at any
+batch; `summary` turns the flags into numbers. Every table is computed from the
+flags (`attacks.autoattack`). The jitted per-batch functions are `jitted`'s.
 """
 from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from generalist_jax import attacks
 from generalist_jax import data as data_lib
-from generalist_jax import models
 from generalist_jax import parallel
 from generalist_jax.attacks import autoattack as aa
 from generalist_jax.attacks import registry
-from generalist_jax.attacks import rng
-from generalist_jax.attacks import staged
 from generalist_jax.evaluation import checks
+from generalist_jax.evaluation import jitted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,19 +34,36 @@ class AttackSpec:
 
   @property
   def column(self) -> str:
+    """The column's name in states and reports: '<norm>/<attack>', e.g. 'linf/apgd-ce'."""
     return f'{self.norm}/{self.name}'
 
   def settings(self) -> dict:
+    """The attack's settings as it runs: its standard budget with the overrides
+    applied (`registry.settings`), and eps."""
     return dict(registry.settings(self.name, self.norm, dict(self.overrides)), eps=self.eps)
 
 
 def make_plan(norms, eps, attack_list: str, overrides: dict | None = None) -> list[AttackSpec]:
-  """The columns of an evaluation: for every norm (with its eps), the attacks of
-  version `attack_list` ('standard', 'plus', 'rand', 'fast') with the version's
-  budgets, or of a comma list; `overrides` (steps, n_targets, restarts) change
-  every attack that has them. Raises ValueError for an attack not in a norm and
-  for a size override below 1 (steps, restarts, n_targets, ...), before any work.
-  Whether the attacks suit the model (its classes) is `checks.check_inputs`'s."""
+  """The columns of an evaluation, norm by norm, each norm's attacks in order.
+
+  Whether the attacks suit the model (its classes) is `checks.check_inputs`'s.
+
+  Args:
+    norms: threat models ('linf', 'l2', 'l1').
+    eps: one radius per norm, pixel units of [0, 1].
+    attack_list: an AutoAttack version ('standard', 'plus', 'rand', 'fast': its
+      attacks in the norm, with the version's budgets) or a comma list of
+      `attacks.registry` names.
+    overrides: budget changes (steps, n_targets, restarts, ...) for every attack
+      that has them; None values are dropped.
+
+  Returns:
+    The `AttackSpec`s.
+
+  Raises:
+    ValueError: before any work, an unknown attack (or version) or one not
+      available in a norm, a size override below 1 (steps, restarts, n_targets, ...).
+  """
   user = {k: v for k, v in (overrides or {}).items() if v is not None}
   registry.check_positive({k: v for k, v in user.items() if k in registry.SIZE_SETTINGS})
   plan = []
@@ -66,10 +79,24 @@ def make_plan(norms, eps, attack_list: str, overrides: dict | None = None) -> li
   return plan
 
 
-def test_subset(images, labels, n_ex: int):
-  """(images, labels, indices) of a fixed random subset of n_ex test examples (not
-  the first n_ex: test files are often sorted by class); all of them when n_ex is
-  not smaller than the split. Raises ValueError for n_ex < 1."""
+def sample_test_points(images, labels, n_ex: int):
+  """A fixed random subset of n_ex test examples, in their order in the split.
+
+  Not the first n_ex: test files are often sorted by class. The draw comes from a
+  generator of its own (no run seed), so every evaluation with the same n_ex and
+  split size attacks the same examples.
+
+  Args:
+    images: [N, H, W, C] (any array indexable by an index array).
+    labels: [N] int class ids.
+    n_ex: how many to keep; all N when n_ex >= N.
+
+  Returns:
+    (images [n, ...], labels [n] numpy, indices [n] into the split, ascending).
+
+  Raises:
+    ValueError: n_ex < 1.
+  """
   registry.check_positive({'n_ex': n_ex})
   keep = np.arange(len(labels))
   if n_ex < len(labels):
@@ -77,35 +104,18 @@ def test_subset(images, labels, n_ex: int):
   return images[keep], np.asarray(labels[keep]), keep
 
 
-# ----------------------------------------------------------------------------
-# Jitted per-batch functions (cached: one compile per predictor, attack and batch size).
-# A predictor is `apply_fn(params, x [B, H, W, C] in [0, 1]) -> logits [B, K]`.
-# ----------------------------------------------------------------------------
-
-_COMPILED = {}
-
-
-def model_apply_fn(model):
-  """The predictor of a flax model of `models` (BatchNorm in eval mode); one
-  function object per model, so its compiled evaluations are reused."""
-  key = ('apply', repr(model))
-  if key not in _COMPILED:
-    _COMPILED[key] = lambda variables, x: models.apply_model(model, variables, x,
-                                                             train=False)[0]
-  return _COMPILED[key]
-
-
-def bind(apply_fn, params):
-  """`logits_fn(x, key=None)` of a predictor; the key reaches randomised predictors
-  (`apply_fn(params, x, key)`) only when an attack draws the model (EOT)."""
-  return lambda inputs, key=None: (apply_fn(params, inputs) if key is None
-                                   else apply_fn(params, inputs, key))
-
-
 def column_key(seed: int, spec: AttackSpec) -> jax.Array:
-  """The key of attack `spec` (its name and norm) under `seed`; example i of the
-  evaluation gets fold_in(column_key, i). So an attack's randomness on an example
-  is the same whether it runs alone or after others, in any batch."""
+  """The key of a column under `seed`; example i of the evaluation gets
+  fold_in(column_key, i), so an attack's randomness on an example is the same
+  whether it runs alone or after others, in any batch.
+
+  Args:
+    seed: the evaluation's seed.
+    spec: the column; its attack's name and norm make the key.
+
+  Returns:
+    A raw PRNG key.
+  """
   key = jax.random.PRNGKey(seed)
   for part in (spec.name, spec.norm):
     key = jax.random.fold_in(key, zlib.crc32(part.encode()) & 0x7FFFFFFF)
@@ -123,9 +133,17 @@ MIN_ROWS_PER_DEVICE = 8
 
 
 def bucket_sizes(batch_size: int, n_devices: int = 1) -> tuple[int, ...]:
-  """The batch sizes the jitted functions see: n_devices x (8, 16, 32, ...) below
-  batch_size (rounded up to a multiple of n_devices), then that size. Each function
-  compiles once per size, and a batch pads to the smallest that holds it."""
+  """The batch sizes the jitted functions see. Each function compiles once per size,
+  and a batch pads to the smallest that holds it.
+
+  Args:
+    batch_size: the evaluation's batch size.
+    n_devices: the devices a batch is split over.
+
+  Returns:
+    n_devices x (8, 16, 32, ...) below batch_size rounded up to a multiple of
+    n_devices (at least 8 per device), then that size.
+  """
   top = max(-(-batch_size // n_devices), MIN_ROWS_PER_DEVICE) * n_devices
   sizes, size = [], MIN_ROWS_PER_DEVICE * n_devices
   while size < top:
@@ -141,6 +159,7 @@ def _padded(indices: np.ndarray, sizes) -> np.ndarray:
 
 
 def _chunks(indices, batch_size):
+  """`indices` cut into consecutive batches of batch_size (the last may be shorter)."""
   return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
 
 
@@ -153,107 +172,7 @@ def _put(tree, sharding):
   return jax.tree.map(put, tree)
 
 
-def _jit(fn, mesh, in_specs):
-  """jit with the batch split over the mesh ('b' arguments) and the rest replicated;
-  every output is per example, split likewise."""
-  shardings = {'b': parallel.batch_sharded(mesh), 'r': parallel.replicated(mesh)}
-  return jax.jit(fn, in_shardings=tuple(shardings[c] for c in in_specs),
-                 out_shardings=shardings['b'], compiler_options=models.compiler_options())
-
-
-def clean_batch_fn(apply_fn, mesh):
-  key = ('clean', apply_fn, mesh)
-  if key not in _COMPILED:
-    def clean(params, x, y):
-      logits_fn = bind(apply_fn, params)
-      grad = jax.grad(lambda v: attacks.cross_entropy(logits_fn(v), y).sum())(x)
-      flat = grad.reshape(grad.shape[0], -1)
-      return {'correct': jnp.argmax(logits_fn(x), -1) == y,
-              'grad_zero': jnp.all(flat == 0, -1),
-              'grad_nonfinite': ~jnp.all(jnp.isfinite(flat), -1)}
-    _COMPILED[key] = _jit(clean, mesh, 'rbb')
-  return _COMPILED[key]
-
-
-# ----------------------------------------------------------------------------
-# Attacks in stages, each on the examples not yet broken.
-# ----------------------------------------------------------------------------
-
-def runs_per_example(spec: AttackSpec) -> bool:
-  """Whether the attack runs on each example alone (`staged.per_example`: a batch of
-  one under `jax.vmap`) rather than batched. Both give every example its own random
-  draws (key fold_in(column, id)); batched compiles about 2x faster. l-inf runs
-  batched: its arithmetic comes out bit for bit as one example alone. l2 / l1 run
-  alone: XLA:CPU rounds their projections' row sums differently in the two layouts,
-  which would move results at float rounding. EOT (eot_iter > 1) runs alone: each
-  example draws the randomised model with its own key."""
-  settings = registry.settings(spec.name, spec.norm, dict(spec.overrides))
-  if not registry.ATTACKS[spec.name].uses_key(settings):
-    return False            # key-free: batched, as it always ran
-  return spec.norm != 'linf' or settings.get('eot_iter', 1) > 1
-
-
-def attack_stages(spec: AttackSpec, query_block: int | None = None) -> staged.Staged:
-  attack = registry.build_staged(spec.name, norm=spec.norm, eps=spec.eps,
-                                 overrides=dict(spec.overrides), query_block=query_block)
-  return staged.per_example(attack) if runs_per_example(spec) else attack
-
-
-def _flags(logits_fn, spec, x, y, x_adv):
-  norm = attacks.lp_norm(x_adv - x, spec.norm)
-  inside = (norm <= spec.eps * (1 + 1e-4) + 1e-6) & jnp.all(
-      (x_adv >= 0) & (x_adv <= 1), axis=tuple(range(1, x.ndim)))
-  return {'correct': jnp.argmax(logits_fn(x_adv), -1) == y, 'inside': inside, 'x_adv': x_adv}
-
-
-class StageFn(NamedTuple):
-  run: Callable           # the jitted stage
-  attack: staged.Staged
-  start: Callable         # (params, x, y, column, ids) -> carry before stage 0
-
-
-def stage_fn(apply_fn, spec: AttackSpec, mesh, query_block: int | None = None) -> StageFn:
-  """jit(params, x [B,...], y [B], column key, ids [B], carry, j) -> (carry, out): stage
-  j of the attack (`attack_stages`) on a batch, example b with key
-  fold_in(column, ids[b]); stage 0 ignores the carry passed (any of its shape).
-  out: 'correct' and 'inside' (ball and box) of x_adv, 'x_adv', and 'done' (no
-  later stage changes this example). The batch is split over `mesh`."""
-  key = ('stage', apply_fn, spec, mesh, query_block)
-  if key not in _COMPILED:
-    attack = attack_stages(spec, query_block)
-
-    def run(params, x, y, column, ids, carry, j):
-      logits_fn = bind(apply_fn, params)
-      keys = rng.per_example_keys(column, ids)
-      carry = jax.lax.cond(j == 0, lambda: attack.start(logits_fn, x, y, keys), lambda: carry)
-      carry = attack.stage(logits_fn, x, y, keys, carry, j)
-      out = _flags(logits_fn, spec, x, y, attack.output(carry))
-      return carry, dict(out, done=attack.done(carry))
-
-    def start(params, x, y, column, ids):    # the carry's shapes (jax.eval_shape)
-      return attack.start(bind(apply_fn, params), x, y, rng.per_example_keys(column, ids))
-    _COMPILED[key] = StageFn(_jit(run, mesh, 'rbbrbbr'), attack, start)
-  return _COMPILED[key]
-
-
-def attack_batch_fn(apply_fn, spec: AttackSpec, mesh=None):
-  """jit(params, x [B,...], y [B], column key, ids [B]) -> {'correct', 'inside', 'x_adv'}:
-  every stage of the attack on every example (what an evaluation computes, without
-  dropping broken examples: benchmarks)."""
-  mesh = parallel.make_mesh() if mesh is None else mesh
-  key = ('attack', apply_fn, spec, mesh)
-  if key not in _COMPILED:
-    attack = attack_stages(spec)
-
-    def run(params, x, y, column, ids):
-      logits_fn = bind(apply_fn, params)
-      x_adv = staged.run_all(attack, logits_fn, x, y, rng.per_example_keys(column, ids))
-      return _flags(logits_fn, spec, x, y, x_adv)
-    _COMPILED[key] = _jit(run, mesh, 'rbbrb')
-  return _COMPILED[key]
-
-
-def _attack_chunk(fn: StageFn, params, x_of, y, ids, key, sizes, mesh) -> dict:
+def _attack_chunk(fn: jitted.StageFn, params, x_of, y, ids, key, sizes, mesh) -> dict:
   """Runs the stages of an attack on one chunk of examples (x_of(rows) -> their
   images; y, ids [m]), each stage on the examples not yet done, padded to a bucket
   size; returns numpy 'correct', 'inside', 'x_adv' [m, ...]."""
@@ -290,6 +209,16 @@ def _attack_chunk(fn: StageFn, params, x_of, y, ids, key, sizes, mesh) -> dict:
 # ----------------------------------------------------------------------------
 
 def new_state(n: int, plan: list[AttackSpec]) -> dict:
+  """The flag state of an evaluation before anything ran.
+
+  Args:
+    n: the number of examples.
+    plan: the evaluation's columns.
+
+  Returns:
+    {'clean' and each column of `plan`: int8 [n], all PENDING; 'grad_zero',
+    'grad_nonfinite', 'outside_ball': bool [n], all False}.
+  """
   state = {'clean': np.full(n, aa.PENDING, np.int8),
            'grad_zero': np.zeros(n, bool), 'grad_nonfinite': np.zeros(n, bool),
            'outside_ball': np.zeros(n, bool)}
@@ -298,164 +227,145 @@ def new_state(n: int, plan: list[AttackSpec]) -> dict:
   return state
 
 
+@dataclasses.dataclass
+class _Run:
+  """What every pass of `run_evaluation` reads and fills: the model, the data, the
+  batch layout, the flag state and the progress (bar, save, early stop)."""
+  apply_fn: Callable
+  params: object             # replicated over the mesh
+  images: object             # [N, H, W, C] uint8 or float in [0, 1]
+  labels: np.ndarray         # int32 [N]
+  example_ids: np.ndarray    # int32 [N]
+  state: dict
+  batch_size: int
+  sizes: tuple               # `bucket_sizes`
+  mesh: object
+  bar: tqdm.tqdm
+  save: Callable | None
+  stop_after_batches: int | None
+  batches_done: int = 0
+
+  def as_float(self, idx) -> np.ndarray:
+    """The images of rows `idx` as float32 in [0, 1]."""
+    return data_lib.to_float(self.images[idx]) if self.images.dtype == np.uint8 else (
+        np.asarray(self.images[idx], np.float32))
+
+  def step_done(self, count: int) -> bool:
+    """Counts a finished batch of `count` examples and saves the state; True to stop."""
+    self.bar.update(count)
+    if self.save is not None:
+      self.save(self.state)
+    self.batches_done += 1
+    return self.stop_after_batches is not None and self.batches_done >= self.stop_after_batches
+
+
+def _clean_pass(run: _Run) -> bool:
+  """Fills the clean flags (prediction right, input gradient zero or not finite) batch
+  by batch, skipping the batches a resumed state has; True when stopped early."""
+  clean = jitted.clean_batch_fn(run.apply_fn, run.mesh)
+  batch = parallel.batch_sharded(run.mesh)
+  state = run.state
+  for chunk in _chunks(np.arange(len(run.labels)), run.batch_size):
+    if np.all(state['clean'][chunk] != aa.PENDING):
+      run.bar.update(len(chunk))
+      continue
+    idx = _padded(chunk, run.sizes)
+    out = parallel.gather(clean(run.params, _put(run.as_float(idx), batch),
+                                _put(run.labels[idx], batch)))
+    m = len(chunk)
+    state['clean'][chunk] = out['correct'][:m]
+    state['grad_zero'][chunk] = out['grad_zero'][:m]
+    state['grad_nonfinite'][chunk] = out['grad_nonfinite'][:m]
+    if run.step_done(m):
+      return True
+  return False
+
+
+def _attack_pass(run: _Run, spec: AttackSpec, earlier: list, *, seed: int,
+                 query_block: int | None, x_adv: np.ndarray | None) -> bool:
+  """Fills column `spec`: SKIPPED where the clean input or an `earlier` column of its
+  norm broke the example, else the attack's flag, batch by batch (a fooled example's
+  point goes into `x_adv`); True when stopped early."""
+  state = run.state
+  col = state[spec.column]
+  todo_mask = aa.still_robust(state['clean'] == 1, earlier)
+  col[~todo_mask & (col == aa.PENDING)] = aa.SKIPPED
+  run.bar.update(int((~todo_mask).sum()))
+  todo = np.flatnonzero(todo_mask)
+  fn = jitted.stage_fn(run.apply_fn, spec, run.mesh, query_block)
+  key = _put(column_key(seed, spec), parallel.replicated(run.mesh))
+  for chunk in _chunks(todo, run.batch_size):
+    if np.all(col[chunk] != aa.PENDING):
+      run.bar.update(len(chunk))
+      continue
+    run.bar.set_description(spec.column)
+    out = _attack_chunk(fn, run.params, lambda rows, chunk=chunk: run.as_float(chunk[rows]),
+                        run.labels[chunk], run.example_ids[chunk], key, run.sizes, run.mesh)
+    col[chunk] = out['correct']
+    state['outside_ball'][chunk] |= ~out['inside']
+    if x_adv is not None:
+      fooled = ~out['correct']
+      x_adv[chunk[fooled]] = out['x_adv'][fooled]
+    if run.step_done(len(chunk)):
+      return True
+  return False
+
+
 def run_evaluation(apply_fn, params, images, labels, plan: list[AttackSpec], *,
                    batch_size: int, seed: int, example_ids=None, state: dict | None = None,
                    save=None, progress: bool = True, stop_after_batches: int | None = None,
                    x_adv: np.ndarray | None = None, model_name: str = 'apply_fn',
                    mesh=None, query_block: int | None = None) -> dict:
-  """Fills `state` (per-example int8 flags per column) and returns it.
+  """Fills `state`, the per-example int8 flags per column, and returns it.
 
-  apply_fn(params, x) -> logits is the predictor (`model_apply_fn` for our models);
-  images uint8 or float in [0, 1], [N, H, W, C]; labels [N] int. Before any attack,
-  `checks.check_inputs` refuses inputs off that contract, a model (named
-  `model_name` in errors) that does not return logits [B, K], and attacks of the
-  plan that cannot work with K classes; batch_size < 1 is refused too. `example_ids` [N]
-  (default 0..N-1; e.g. indices into the test split) fix each example's attack
-  keys with `seed` (`column_key`). `save(state)` is called after every batch;
-  `stop_after_batches` stops early (as an interruption would; tests use it).
-  `x_adv` (float32 [N, H, W, C], e.g. the clean images): each example's
-  adversarial point is written there by the attack that fooled it.
-
-  Within a batch of `batch_size` examples an attack runs stage by stage (its
-  targets, restarts, blocks of `query_block` Square queries: `attacks.staged`),
-  each stage on the examples still unbroken, padded to a size of `bucket_sizes`
-  and split over the devices of `mesh` (default: every device of every process;
-  every process passes the same arguments). The flags do not depend on
+  Each column's attack runs on the examples still robust to the clean input and to
+  every earlier column of its norm. Within a batch of `batch_size` examples it runs
+  stage by stage (its targets, restarts, blocks of `query_block` Square queries:
+  `attacks.staged`), each stage on the examples still unbroken, padded to a size of
+  `bucket_sizes` and split over the devices of `mesh`. The flags do not depend on
   batch_size, the mesh or query_block.
+
+  Args:
+    apply_fn: the predictor, `apply_fn(params, x) -> logits` (`jitted.model_apply_fn`).
+    params: its weights, placed anywhere (host copies are replicated over `mesh`).
+    images, labels: [N, H, W, C] uint8 or float in [0, 1]; [N] int class ids.
+    plan: the columns, in order (`make_plan`).
+    batch_size: examples per batch.
+    seed, example_ids: each example's attack keys (`column_key`); example_ids [N]
+      default to 0..N-1 (e.g. indices into the test split).
+    state: the flags to resume from (default `new_state`'s).
+    save: `save(state)`, called after every batch.
+    progress: show a progress bar.
+    stop_after_batches: stop after that many batches, as an interruption would (tests).
+    x_adv: float32 [N, H, W, C] (e.g. the clean images): each example's adversarial
+      point is written there by the attack that fooled it.
+    model_name: names the model in errors.
+    mesh: the 'data' mesh (default: every device of every process; every process
+      passes the same arguments).
+    query_block: Square's queries per stage.
+
+  Returns:
+    `state`, filled as far as the evaluation got.
+
+  Raises:
+    ValueError, before any attack: batch_size < 1; inputs, a model output or
+    attacks off `checks.check_inputs`' contract.
   """
   registry.check_positive({'batch_size': batch_size})
   checks.check_inputs(apply_fn, params, images, labels, plan, model_name=model_name)
   n = len(labels)
   example_ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
-  example_ids = example_ids.astype(np.int32)
-  labels = np.asarray(labels).astype(np.int32)
   state = state if state is not None else new_state(n, plan)
   mesh = parallel.make_mesh() if mesh is None else mesh
-  sizes = bucket_sizes(batch_size, mesh.size)
-  batch = parallel.batch_sharded(mesh)
-  params = parallel.replicate(parallel.to_host(params), mesh)   # host copies: any placement
-  as_float = lambda idx: data_lib.to_float(images[idx]) if images.dtype == np.uint8 else (
-      np.asarray(images[idx], np.float32))
-  bar = tqdm.tqdm(total=n * (1 + len(plan)), unit='ex', disable=not progress,
-                  dynamic_ncols=True, mininterval=1.0)
-  batches_done = 0
-
-  def step_done(count):
-    nonlocal batches_done
-    bar.update(count)
-    if save is not None:
-      save(state)
-    batches_done += 1
-    return stop_after_batches is not None and batches_done >= stop_after_batches
-
-  clean = clean_batch_fn(apply_fn, mesh)
-  for chunk in _chunks(np.arange(n), batch_size):
-    if np.all(state['clean'][chunk] != aa.PENDING):
-      bar.update(len(chunk))
-      continue
-    idx = _padded(chunk, sizes)
-    out = parallel.gather(clean(params, _put(as_float(idx), batch), _put(labels[idx], batch)))
-    m = len(chunk)
-    state['clean'][chunk] = out['correct'][:m]
-    state['grad_zero'][chunk] = out['grad_zero'][:m]
-    state['grad_nonfinite'][chunk] = out['grad_nonfinite'][:m]
-    if step_done(m):
-      bar.close()
-      return state
-
-  for column_index, spec in enumerate(plan):
-    col = state[spec.column]
-    earlier = [state[s.column] for s in plan[:column_index] if s.norm == spec.norm]
-    todo_mask = aa.still_robust(state['clean'] == 1, earlier)
-    col[~todo_mask & (col == aa.PENDING)] = aa.SKIPPED
-    bar.update(int((~todo_mask).sum()))
-    todo = np.flatnonzero(todo_mask)
-    fn = stage_fn(apply_fn, spec, mesh, query_block)
-    key = _put(column_key(seed, spec), parallel.replicated(mesh))
-    for chunk in _chunks(todo, batch_size):
-      if np.all(col[chunk] != aa.PENDING):
-        bar.update(len(chunk))
-        continue
-      bar.set_description(spec.column)
-      out = _attack_chunk(fn, params, lambda rows, chunk=chunk: as_float(chunk[rows]),
-                          labels[chunk], example_ids[chunk], key, sizes, mesh)
-      col[chunk] = out['correct']
-      state['outside_ball'][chunk] |= ~out['inside']
-      if x_adv is not None:
-        fooled = ~out['correct']
-        x_adv[chunk[fooled]] = out['x_adv'][fooled]
-      if step_done(len(chunk)):
-        bar.close()
-        return state
-  bar.close()
+  run = _Run(apply_fn, parallel.replicate(parallel.to_host(params), mesh),  # any placement
+             images, np.asarray(labels).astype(np.int32), example_ids.astype(np.int32), state,
+             batch_size, bucket_sizes(batch_size, mesh.size), mesh,
+             tqdm.tqdm(total=n * (1 + len(plan)), unit='ex', disable=not progress,
+                       dynamic_ncols=True, mininterval=1.0), save, stop_after_batches)
+  if not _clean_pass(run):
+    for column_index, spec in enumerate(plan):
+      earlier = [state[s.column] for s in plan[:column_index] if s.norm == spec.norm]
+      if _attack_pass(run, spec, earlier, seed=seed, query_block=query_block, x_adv=x_adv):
+        break
+  run.bar.close()
   return state
-
-
-def is_complete(state: dict, plan) -> bool:
-  return all(np.all(state[c] != aa.PENDING) for c in ['clean'] + [s.column for s in plan])
-
-
-# ----------------------------------------------------------------------------
-# Tables.
-# ----------------------------------------------------------------------------
-
-def summarize(state: dict, plan: list[AttackSpec]) -> dict:
-  clean = state['clean'] == 1
-  norms = list(dict.fromkeys(s.norm for s in plan))
-  out = {'n_ex': int(len(clean)), 'clean_acc': float(clean.mean()), 'attacks': {},
-         'worst_case': {}}
-  worst = {}
-  for norm in norms:
-    specs = [s for s in plan if s.norm == norm]
-    for k, spec in enumerate(specs):
-      col = state[spec.column]
-      out['attacks'][spec.column] = {
-          'robust_acc_after': float(aa.worst_case(clean, [state[s.column]
-                                                           for s in specs[:k + 1]]).mean()),
-          'newly_fooled': int((col == aa.FOOLED).sum()),
-          'attacked': int((col != aa.SKIPPED).sum()),
-          'settings': spec.settings()}
-    worst[norm] = aa.worst_case(clean, [state[s.column] for s in specs])
-    out['worst_case'][norm] = float(worst[norm].mean())
-  union = aa.union_over_norms(worst) if worst else clean
-  out['worst_case']['union' if len(norms) > 1 else norms[0] if norms else 'none'] = float(
-      union.mean())
-  out['robust_acc'] = float(union.mean())
-  return out, worst, union
-
-
-def sanity_checks(state: dict, plan, determinism_gap: float) -> dict:
-  checks = {'zero_input_gradient': int(state['grad_zero'].sum()),
-            'nonfinite_input_gradient': int(state['grad_nonfinite'].sum()),
-            'adversarial_outside_ball_or_box': int(state['outside_ball'].sum()),
-            'output_changes_between_identical_calls': float(determinism_gap),
-            'black_box_beats_white_box': 0}
-  for spec in plan:
-    if registry.ATTACKS[spec.name].box != 'black':
-      continue
-    white = [state[s.column] for s in plan
-             if s.norm == spec.norm and registry.ATTACKS[s.name].box == 'white']
-    beaten = (state[spec.column] == aa.FOOLED) & np.logical_and.reduce(
-        [w != aa.FOOLED for w in white] + [np.ones(len(state['clean']), bool)])
-    checks['black_box_beats_white_box'] += int(beaten.sum())
-  warnings = []
-  if checks['zero_input_gradient'] or checks['nonfinite_input_gradient']:
-    warnings.append('some examples have zero or non-finite input gradients: gradient '
-                    'attacks cannot work there (masking?)')
-  if checks['black_box_beats_white_box']:
-    warnings.append('Square (black-box) broke examples that every white-box attack '
-                    'missed: a sign of gradient masking; trust the worst case, not PGD')
-  if determinism_gap > 0:
-    warnings.append('the model output changed between two identical calls: randomised '
-                    'or stateful model; use EOT-style evaluation')
-  if checks['adversarial_outside_ball_or_box']:
-    warnings.append('some adversarial examples left the eps-ball or [0, 1]: a bug')
-  checks['warnings'] = warnings
-  return checks
-
-
-def determinism_gap(apply_fn, params, images) -> float:
-  """Largest change of the logits between two identical calls (0 for a deterministic model)."""
-  x = data_lib.to_float(images) if images.dtype == np.uint8 else np.asarray(images, np.float32)
-  fn = jax.jit(apply_fn, compiler_options=models.compiler_options())
-  return float(jnp.max(jnp.abs(fn(params, x) - fn(params, x))))

@@ -77,7 +77,7 @@ def interpolate(workdir, a: str, b: str, *, checkpoint: str = 'last', points: in
     raise ValueError(f"--split={split!r}: use 'val' or 'test'.")
   images, labels = dataset.val if split == 'val' else dataset.test
   if n_ex is not None and split == 'test':
-    images, labels, _ = runner.test_subset(images, labels, n_ex)
+    images, labels, _ = runner.sample_test_points(images, labels, n_ex)
   attack = config.eval.val_attack if split == 'val' else config.eval.test_attack
   eval_fn = learner_eval.make_eval_fn(setup.model, attack, setup.mesh, setup.compute_dtype)
   alphas = np.linspace(0.0, 1.0, points)
