@@ -6,8 +6,9 @@
       meta:  ema_i <- ema(ema_i, expert_i);  global <- ema(global, sum_i w_i(t) ema_i)
              expert_i <- global  if sync(t)
 
-`make_setup` turns a config into the static `Setup`; `create_train_state` the
-initial `TrainState`; `jit_train_step` the step as the loop runs it.
+`make_setup` turns a config into the static `Setup` (its `clock`, `clock.py`, holds
+lr, mixing weights, sync and EMA decay as functions of the step); `create_train_state`
+the initial `TrainState`; `jit_train_step` the step as the loop runs it.
 """
 from __future__ import annotations
 
@@ -24,11 +25,10 @@ import optax
 from generalist_jax import models
 from generalist_jax import parallel
 from generalist_jax.attacks import training as training_attacks
+from generalist_jax.method import clock as clock_lib
 from generalist_jax.method import meta
-from generalist_jax.method import schedules
 from generalist_jax.method import stacked
 from generalist_jax.method import tasks as tasks_lib
-from generalist_jax.method import timescale
 
 GLOBAL = 'global'
 
@@ -50,13 +50,7 @@ class Setup:
   expert_names: tuple
   tasks: tuple
   optimizers: tuple
-  lr_schedules: tuple
-  mix_schedule: Callable
-  sync_schedule: Callable
-  ema_max_decay: float
-  steps_per_epoch: int
-  total_steps: int
-  sync_windows: tuple = ()    # ((first, last) step of every sync window), host-side
+  clock: clock_lib.RunClock   # length, sync windows; lr, mixing, sync, EMA decay of a step
   stack: Any = None           # stacked.StackSpec: experts as one vmapped update
   mesh: Any = None            # jax.sharding.Mesh with a 'data' axis
   compute_dtype: Any = None   # None (float32) or jnp.bfloat16
@@ -97,14 +91,9 @@ def make_setup(config, info, steps_per_epoch: int) -> Setup:
   (num_classes, image_shape, mean, std)."""
   names = tuple(config.experts.keys())   # ConfigDict keys come sorted
   expert_cfgs = [config.experts[n] for n in names]
-  timeline = timescale.make_timeline(config.meta, config.num_epochs, steps_per_epoch)
-  sync_fn = schedules.make_sync_schedule(config.meta.sync, timeline)
-  windows = tuple(timescale.sync_windows(sync_fn, timeline.total_steps))
-  first_sync = windows[0][0] if windows else timeline.total_steps
-  lr_fns = tuple(schedules.scaled_after(
-      schedules.make_lr_schedule(e.optimizer, config.num_epochs, timeline.epoch), first_sync,
-      float(config.meta.get('drift_lr_scale', 1.0))) for e in expert_cfgs)
-  optimizers = tuple(make_optimizer(e.optimizer, fn) for e, fn in zip(expert_cfgs, lr_fns))
+  run_clock = clock_lib.make_clock(config, steps_per_epoch)
+  optimizers = tuple(make_optimizer(e.optimizer, fn)
+                     for e, fn in zip(expert_cfgs, run_clock.lr_schedules))
   model = models.create_model(config.model, info.num_classes, info.mean, info.std)
   spec = None
   if config.meta.get('stack_experts', False) and len(names) > 1:
@@ -118,14 +107,7 @@ def make_setup(config, info, steps_per_epoch: int) -> Setup:
       expert_names=names,
       tasks=tuple(tasks_lib.make_task(e) for e in expert_cfgs),
       optimizers=optimizers,
-      lr_schedules=lr_fns,
-      mix_schedule=schedules.make_mix_schedule(
-          config.meta.mix_epochs, [e.mix_values for e in expert_cfgs], timeline.epoch),
-      sync_schedule=sync_fn,
-      ema_max_decay=timescale.ema_cap(config.meta, timeline.total_steps),
-      steps_per_epoch=steps_per_epoch,
-      total_steps=timeline.total_steps,
-      sync_windows=windows,
+      clock=run_clock,
       stack=spec,
       mesh=parallel.make_mesh(config.mesh.data),
       compute_dtype=jnp.bfloat16 if config.compute_dtype == 'bfloat16' else None,
@@ -209,16 +191,17 @@ def train_step(setup: Setup, state: TrainState, batch: dict):
       experts.append(variables)
       opt_states.append(opt_state)
       per_expert.append(m)
+  clock, t = setup.clock, state.step
   metrics = {}
   for i, name in enumerate(setup.expert_names):
     metrics.update({f'train/{name}/{k}': v for k, v in per_expert[i].items()})
-    metrics[f'schedule/{name}/lr'] = setup.lr_schedules[i](state.step)
+    metrics[f'schedule/{name}/lr'] = clock.lr(i, t)
 
-  weights = setup.mix_schedule(state.step)
-  sync = setup.sync_schedule(state.step)
+  weights = clock.mix_weights(t)
+  sync = clock.is_sync(t)
   experts, emas, global_learner = meta.meta_update(
       experts, state.emas, state.global_learner,
-      decay=schedules.ema_decay(state.step, setup.ema_max_decay), weights=weights, sync=sync)
+      decay=clock.ema_decay(t), weights=weights, sync=sync)
   for i, name in enumerate(setup.expert_names):
     metrics[f'schedule/{name}/mix_weight'] = weights[i]
   metrics['schedule/sync'] = sync.astype(jnp.float32)

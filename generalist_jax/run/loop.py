@@ -85,20 +85,20 @@ def _train_and_evaluate(config, workdir: pathlib.Path, stop_after_steps, stop_at
                           write=parallel.is_main_process())
   dataset = dataclasses.replace(dataset, info=info)
   steps_per_epoch = data_lib.steps_per_epoch(dataset, config.batch_size)
-  fidelity_warnings = config_validation.validate_for_data(config, steps_per_epoch,
+  setup = step_lib.make_setup(config, dataset.info, steps_per_epoch)
+  fidelity_warnings = config_validation.validate_for_data(config, setup.clock,
                                                           dataset.info.image_shape,
                                                           dataset.info.num_classes)
-  setup = step_lib.make_setup(config, dataset.info, steps_per_epoch)
   if fork_source is not None:
-    fork.check_source(config, fork_source, setup.total_steps)
+    fork.check_source(config, fork_source, setup.clock.total_steps)
   main_process = parallel.is_main_process()   # logs and tables: process 0 only
   if main_process:
     for warning in fidelity_warnings:
       print(f'WARNING (miniature below the faithful floors): {warning}')
   # Validations just before and just after every sync window (the experts' drift
   # apart in the free phase, and what the window made of the global learner).
-  around_sync = {first: 'presync' for first, _ in setup.sync_windows}
-  around_sync.update({last + 1: 'postsync' for _, last in setup.sync_windows})
+  around_sync = {first: 'presync' for first, _ in setup.clock.sync_windows}
+  around_sync.update({last + 1: 'postsync' for _, last in setup.clock.sync_windows})
   if not config.eval.get('around_sync', True):
     around_sync = {}
 
@@ -116,7 +116,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, stop_after_steps, stop_at
     state, run_meta = restored
   start_step = int(parallel.to_host(state.step))
   if restored is not None and main_process and fork_source is None:
-    print(f'resumed {workdir} from step {start_step} of {setup.total_steps}')
+    print(f'resumed {workdir} from step {start_step} of {setup.clock.total_steps}')
 
   writer = (metric_writer.MetricWriter(workdir, start_step) if main_process
             else metric_writer.NullWriter())
@@ -129,8 +129,8 @@ def _train_and_evaluate(config, workdir: pathlib.Path, stop_after_steps, stop_at
       prefetch=config.data.prefetch, process_index=jax.process_index(),
       process_count=jax.process_count())
   batches = (parallel.global_batch(b, setup.mesh) for b in local_batches)
-  end_step = setup.total_steps if stop_after_steps is None else min(
-      setup.total_steps, start_step + stop_after_steps)
+  end_step = setup.clock.total_steps if stop_after_steps is None else min(
+      setup.clock.total_steps, start_step + stop_after_steps)
   if stop_at_step is not None:
     end_step = min(end_step, max(int(stop_at_step), start_step))
 
@@ -138,7 +138,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, stop_after_steps, stop_at
 
   # Loop. The host reads device values only at log points; every checkpoint is
   # preceded by one, so no non-finite state is ever saved.
-  bar = tqdm.tqdm(total=setup.total_steps * config.batch_size,
+  bar = tqdm.tqdm(total=setup.clock.total_steps * config.batch_size,
                   initial=start_step * config.batch_size, unit='img', unit_scale=True,
                   disable=not (config.progress_bar and main_process), mininterval=2.0,
                   dynamic_ncols=True)
@@ -158,12 +158,12 @@ def _train_and_evaluate(config, workdir: pathlib.Path, stop_after_steps, stop_at
       bar.update(config.batch_size)
       epoch_end = done % steps_per_epoch == 0
       validate = epoch_end and (epoch % config.eval.every_epochs == 0
-                                or done == setup.total_steps)
+                                or done == setup.clock.total_steps)
       # Every process reaches the same sync points; a SIGTERM seen by any host
       # stops all of them there, at the same step.
       stop = preemption.stop_requested(
           sync_point=done % config.log_every_steps == 0 or epoch_end or done == end_step)
-      save = (done % ckpt_every == 0 or done == setup.total_steps or stop
+      save = (done % ckpt_every == 0 or done == setup.clock.total_steps or stop
               or done == stop_at_step)
       if done % config.log_every_steps == 0 or epoch_end or save or done == end_step:
         scalars = _mean_metrics(pending)
@@ -185,7 +185,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, stop_after_steps, stop_at
         run_meta = validation.validate_and_keep_best(config, setup, dataset, state, run_meta,
                                                     val_eval_fn, ckpts, writer, bar, done)
         if main_process:   # PNGs in workdir/plots; a plotting error only logs a warning
-          plots.safely(plots.training_plots_every, workdir, final=done == setup.total_steps)
+          plots.safely(plots.training_plots_every, workdir, final=done == setup.clock.total_steps)
       if save:
         ckpts.save(done, state, dict(run_meta, epoch=done / steps_per_epoch,
                                      data_position=done))
@@ -201,6 +201,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, stop_after_steps, stop_at
 
     # Final test of the last and the best-on-validation checkpoints.
     results = {}
-    if int(parallel.to_host(state.step)) == setup.total_steps and config.eval.final_test:
+    if (int(parallel.to_host(state.step)) == setup.clock.total_steps
+        and config.eval.final_test):
       results = validation.final_test(config, setup, ckpts, template, dataset, workdir)
   return results
