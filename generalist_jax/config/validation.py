@@ -251,6 +251,9 @@ def validate_config(c) -> None:
   The schema, then one check per concern: run (against this process's device
   count), data, model, experts, meta-update, evaluation, init_from.
 
+  Args:
+    c: the run config.
+
   Raises:
     ConfigError: naming the field, what is wrong and what would be valid.
   """
