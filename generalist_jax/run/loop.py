@@ -208,7 +208,7 @@ class _Loop:
   bar: object             # tqdm progress bar, in images
   around_sync: dict       # step -> 'presync' / 'postsync'
   start_step: int
-  end_step: int           # this invocation stops after this many steps in all
+  end_step: int           # the global step this invocation stops at
   stop_at_step: int | None
   run_meta: dict
   pending: list = dataclasses.field(default_factory=list)   # metrics since the last log
