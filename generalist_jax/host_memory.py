@@ -48,10 +48,12 @@ def keep_cpu_buffers_resident() -> bool:
   the mallopt calls have no effect.
 
   Call it first thing in an entry point, before any jit that takes
-  `models.compiler_options()` is created (they read the options then). Returns
-  whether it applied: not when switched off, JAX_PLATFORMS names another
-  platform, an accelerator plugin is installed, or libc is not glibc. Once
+  `models.compiler_options()` is created (they read the options then). Once
   applied it stays for the process (mallopt cannot be undone).
+
+  Returns:
+    Whether it applied: not when switched off, JAX_PLATFORMS names another
+    platform, an accelerator plugin is installed, or libc is not glibc.
 
   Raises:
     ValueError: GENERALIST_JAX_CPU_RESIDENT_BUFFERS is not a boolean word.
@@ -75,13 +77,13 @@ def keep_cpu_buffers_resident() -> bool:
   return _buffers_resident
 
 
-def buffers_resident() -> bool:
-  """Whether `keep_cpu_buffers_resident()` has applied in this process."""
-  return _buffers_resident
-
-
 def resident_buffer_compiler_options() -> dict:
-  """XLA compile options for `keep_cpu_buffers_resident()`: {} unless it applied."""
+  """XLA compile options for `keep_cpu_buffers_resident()`.
+
+  Returns:
+    {'xla_multiheap_size_constraint_per_heap': XLA_HEAP_LIMIT_BYTES} once it
+    applied, else {}.
+  """
   if not _buffers_resident:
     return {}
   return {'xla_multiheap_size_constraint_per_heap': XLA_HEAP_LIMIT_BYTES}

@@ -63,13 +63,26 @@ def make_mesh(num_data: int = -1) -> jax.sharding.Mesh:
 
 
 def replicated(mesh) -> NamedSharding:
-  """The sharding where every device of `mesh` holds the whole array (the train
-  state)."""
+  """The sharding where every device holds the whole array (the train state).
+
+  Args:
+    mesh: the device mesh.
+
+  Returns:
+    NamedSharding(mesh, P()).
+  """
   return NamedSharding(mesh, P())
 
 
 def batch_sharded(mesh) -> NamedSharding:
-  """The sharding that splits the leading (batch) axis over `mesh`'s 'data' axis."""
+  """The sharding that splits the leading (batch) axis over the 'data' axis.
+
+  Args:
+    mesh: the device mesh.
+
+  Returns:
+    NamedSharding(mesh, P('data')).
+  """
   return NamedSharding(mesh, P(DATA))
 
 
@@ -109,20 +122,38 @@ def global_batch(local_batch: dict, mesh) -> dict:
 
 
 def to_host(tree):
-  """numpy values of replicated (or process-local) arrays, without cross-host traffic:
-  each jax.Array leaf's first addressable shard (other leaves through np.asarray)."""
+  """numpy values of replicated (or process-local) arrays, without cross-host traffic.
+
+  Args:
+    tree: a pytree of jax.Arrays (replicated or process-local) or other values.
+
+  Returns:
+    The pytree of numpy arrays: each jax.Array leaf's first addressable shard,
+    other leaves through np.asarray.
+  """
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(
       x, jax.Array) else np.asarray(x), tree)
 
 
 def gather(tree):
   """numpy values of arrays sharded across processes (e.g. per-example flags): a
-  collective all-gather (tiled) with several processes, so every process calls it."""
+  collective all-gather (tiled) with several processes, so every process calls it.
+
+  Args:
+    tree: a pytree of (global) arrays.
+
+  Returns:
+    The pytree of whole numpy arrays, on every process.
+  """
   if jax.process_count() == 1:
     return jax.tree.map(np.asarray, tree)
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def is_main_process() -> bool:
-  """Process 0 writes logs, tables and plots."""
+  """Process 0 writes logs, tables and plots.
+
+  Returns:
+    Whether this is process 0.
+  """
   return jax.process_index() == 0

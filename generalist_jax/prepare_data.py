@@ -35,6 +35,9 @@ def main(argv):
     argv: absl's positional arguments: the program name only (flags carry the
       rest).
 
+  Returns:
+    0, the exit status.
+
   Raises:
     app.UsageError: any other positional argument.
   """

@@ -1,5 +1,6 @@
 """The package's layout is its architecture: sub-packages with dependencies that
-point one way, no import cycles, small files, explicit keyword parameters."""
+point one way, no import cycles, small files, short functions, explicit keyword
+parameters."""
 import ast
 import pathlib
 
@@ -20,6 +21,10 @@ LAYERS = [
 ]
 ALLOWED_SIDEWAYS = set()
 MAX_LINES = 400
+MAX_FUNCTION_LINES = 60
+# Functions allowed to be longer, each with its reason: (path under generalist_jax/,
+# name) -> why. Empty: every function fits.
+LONG_FUNCTIONS: dict[tuple[str, str], str] = {}
 # Public functions that forward arbitrary arguments on purpose.
 FORWARDING = {('evaluation/plots.py', 'safely'),                  # fn(*args, **kwargs), warns
               ('models/cpu_ops.py', 'conv_general_dilated')}      # drop-in for lax's signature
@@ -117,6 +122,24 @@ def test_files_stay_small():
   long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob('*.py')
           if (n := len(p.read_text().splitlines())) > MAX_LINES}
   assert not long, f'split these files (over {MAX_LINES} lines): {long}'
+
+
+def test_functions_stay_short():
+  """Every function, method and nested function, from its def line to its last line
+  (docstring included), fits in MAX_FUNCTION_LINES, or is in LONG_FUNCTIONS."""
+  long, stale = [], set(LONG_FUNCTIONS)
+  for path in sorted(ROOT.rglob('*.py')):
+    rel = str(path.relative_to(ROOT))
+    for node in ast.walk(ast.parse(path.read_text())):
+      if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        continue
+      lines = node.end_lineno - node.lineno + 1
+      stale.discard((rel, node.name))
+      if lines > MAX_FUNCTION_LINES and (rel, node.name) not in LONG_FUNCTIONS:
+        long.append(f'{rel}:{node.lineno} {node.name} ({lines} lines)')
+  assert not long, (f'split these functions (over {MAX_FUNCTION_LINES} lines) or name them, '
+                    'with the reason, in LONG_FUNCTIONS:\n' + '\n'.join(long))
+  assert not stale, f'LONG_FUNCTIONS names functions that no longer exist: {sorted(stale)}'
 
 
 def test_public_functions_take_explicit_keywords():

@@ -18,6 +18,7 @@ from generalist_jax.attacks import apgd
 from generalist_jax.config import validation
 from generalist_jax.evaluation import external
 from generalist_jax.evaluation import runner
+from generalist_jax.method import clock
 from generalist_jax.run import evaluate_run
 from generalist_jax.run import suite
 from tests.test_api import X, Y, logits_fn
@@ -62,8 +63,8 @@ def test_training_attacks_on_dlr_are_checked_against_the_data_classes():
   validation.validate_config(c)                     # classes are not known yet ...
   with pytest.raises(config_lib.ConfigError,
                      match=r'experts\.robust\.attack\.loss.*dlr loss needs >= 3'):
-    validation.validate_for_data(c, 10, (32, 32, 3), 2)   # ... and are here
-  validation.validate_for_data(c, 10, (32, 32, 3), 10)
+    validation.validate_for_data(c, clock.make_clock(c, 10), (32, 32, 3), 2)   # ... and are here
+  validation.validate_for_data(c, clock.make_clock(c, 10), (32, 32, 3), 10)
 
 
 @pytest.mark.parametrize('names,k,match', [

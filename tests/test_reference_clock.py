@@ -9,7 +9,6 @@ from generalist_jax import data as data_lib
 from generalist_jax.config import validation
 from generalist_jax.data import downsample
 from generalist_jax.data import splits
-from generalist_jax.method import schedules
 from generalist_jax.method import step as step_lib
 from generalist_jax.run import run_config
 from configs import generalist_cifar10
@@ -36,8 +35,8 @@ def test_the_data_and_the_model_shrink_not_the_clock(preset):
   config, setup = preset
   assert (50_000 - config.data.val_size) // config.batch_size == STEPS_PER_EPOCH
   assert config.data.train_size is None and config.data.downsample == 2
-  assert setup.total_steps == 120 * STEPS_PER_EPOCH == 45_840
-  assert abs(setup.total_steps / (120 * 391) - 1) < 0.0235   # 2.30% shorter
+  assert setup.clock.total_steps == 120 * STEPS_PER_EPOCH == 45_840
+  assert abs(setup.clock.total_steps / (120 * 391) - 1) < 0.0235   # 2.30% shorter
   assert (config.model.name, config.model.width) == ('small_cnn', 0.5)
   attack = config.experts.robust.attack
   assert (attack.steps, attack.eps, attack.step_size) == (10, 8 / 255, 2 / 255)
@@ -45,21 +44,20 @@ def test_the_data_and_the_model_shrink_not_the_clock(preset):
 
 def test_sync_is_every_step_of_epochs_75_80_to_120(preset):
   _, setup = preset
-  steps = np.arange(setup.total_steps)
+  steps = np.arange(setup.clock.total_steps)
   epochs = _reference_epoch(steps)
   expected = (epochs >= 75) & (epochs % 5 == 0)
-  np.testing.assert_array_equal(np.asarray(setup.sync_schedule(steps)), expected)
-  assert setup.sync_windows[0] == (74 * STEPS_PER_EPOCH, 75 * STEPS_PER_EPOCH - 1)
-  assert len(setup.sync_windows) == 10
+  np.testing.assert_array_equal(np.asarray(setup.clock.is_sync(steps)), expected)
+  assert setup.clock.sync_windows[0] == (74 * STEPS_PER_EPOCH, 75 * STEPS_PER_EPOCH - 1)
+  assert len(setup.clock.sync_windows) == 10
 
 
 def test_ema_decay_is_the_reference_warm_up_capped_at_0999(preset):
   _, setup = preset
-  assert setup.ema_max_decay == 0.999
+  assert setup.clock.ema_max_decay == 0.999
   for t in (0, 1, 10, 500, 8990, 8991, 20_000):
     expected = min(0.999, (t + 1) / (t + 10))
-    assert float(schedules.ema_decay(t, setup.ema_max_decay)) == pytest.approx(expected,
-                                                                               rel=1e-6)
+    assert float(setup.clock.ema_decay(t)) == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize('step', [0, 381, 382, 15_280, 20_000, 30_559, 30_560, 38_000,
@@ -71,8 +69,8 @@ def test_lr_and_mixing_weight_at_chosen_steps(preset, step):
   beta = np.interp(epoch, [0, 40, 80, 120], [1, 1, 1, 0.4])
   names = setup.expert_names
   for i in range(len(names)):
-    assert float(setup.lr_schedules[i](step)) == pytest.approx(lr, rel=1e-5)
-  weights = np.asarray(setup.mix_schedule(step))
+    assert float(setup.clock.lr(i, step)) == pytest.approx(lr, rel=1e-5)
+  weights = np.asarray(setup.clock.mix_weights(step))
   assert weights[names.index('robust')] == pytest.approx(beta, rel=1e-6)
   assert weights[names.index('natural')] == pytest.approx(1 - beta, abs=1e-6)
   assert config.meta.clock == 'integer'

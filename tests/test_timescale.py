@@ -8,6 +8,7 @@ import pytest
 from generalist_jax import config as config_lib
 from generalist_jax.config import validation
 from generalist_jax.evaluation import learners as learner_eval
+from generalist_jax.method import clock
 from generalist_jax.method import schedules
 from generalist_jax.method import timescale
 
@@ -91,9 +92,9 @@ def test_too_short_a_relative_run_is_refused_with_the_numbers():
   c.meta.sync.kind = 'reference'
   config_lib.miniature(c, 3)
   with pytest.raises(config_lib.ConfigError, match=r'horizon of 2\.5 steps'):
-    validation.validate_for_data(c, 39)                      # 117 steps: the old smoke
-  assert validation.validate_for_data(c, 800) == []          # 2,400 steps: faithful
-  warnings = validation.validate_for_data(c, 130)             # 390 steps: 8.3-step horizon
+    validation.validate_for_data(c, clock.make_clock(c, 39))      # 117 steps: the old smoke
+  assert validation.validate_for_data(c, clock.make_clock(c, 800)) == []   # 2,400: faithful
+  warnings = validation.validate_for_data(c, clock.make_clock(c, 130))     # 390: 8.3-step horizon
   assert any('horizon of only 8.3 steps' in w for w in warnings), warnings
 
 

@@ -27,7 +27,7 @@ def test_first_step_meta_update_matches_hand_arithmetic(tiny_npz):
   batch = next(data_lib.train_batches(dataset, config.batch_size, seed=0, augment='none'))
   state1, metrics = jax.jit(lambda s, b: step_lib.train_step(setup, s, b))(state0, batch)
   decay = float(schedules.ema_decay(0))          # 0.1 at t = 0
-  w = np.asarray(setup.mix_schedule(0))          # [natural, robust]
+  w = np.asarray(setup.clock.mix_weights(0))    # [natural, robust]
   experts = [jax.tree.map(np.asarray, e) for e in state1.experts]
   for ema, expert in zip(state1.emas, experts):
     jax.tree.map(lambda e, i, x: np.testing.assert_allclose(

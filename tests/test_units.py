@@ -8,6 +8,7 @@ import pytest
 from generalist_jax import config as config_lib
 from generalist_jax.attacks import threat
 from generalist_jax.config import validation
+from generalist_jax.method import clock
 from tests.test_config import ROOT
 
 
@@ -30,7 +31,7 @@ def test_training_configs_refuse_radii_in_0_255_units():
   c = config_lib.baseline_config('pgd', config_lib.pgd_attack(eps=500.0, norm='l2'))
   validation.validate_config(c)                        # d is not known yet ...
   with pytest.raises(config_lib.ConfigError, match=r'sqrt\(d\) = 55'):
-    validation.validate_for_data(c, 10, (32, 32, 3))   # ... and is here
+    validation.validate_for_data(c, clock.make_clock(c, 10), (32, 32, 3))   # ... and is here
   c = config_lib.single_expert_config('natural', 'natural/clean_acc')
   c.eval.test_attack.eps = 8
   with pytest.raises(config_lib.ConfigError, match=r'eval\.test_attack\.eps'):

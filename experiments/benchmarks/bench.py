@@ -66,7 +66,6 @@ from generalist_jax.attacks import autoattack  # noqa: E402
 from generalist_jax.config import validation
 from generalist_jax.evaluation import jitted
 from generalist_jax.evaluation import runner
-from generalist_jax.method import schedules  # noqa: E402
 from generalist_jax.method import step as step_lib
 
 STEP_KINDS = ('natural', 'pgd', 'generalist2', 'generalist4', 'apgd_ce')
@@ -255,7 +254,7 @@ class TorchSteps:
     for name, model in zip(setup.expert_names, self.experts):
       o = config.experts[name].optimizer
       self.optimizers.append(torch.optim.SGD(
-          model.parameters(), lr=float(setup.lr_schedules[0](0)) or 0.01,
+          model.parameters(), lr=float(setup.clock.lr(0, 0)) or 0.01,
           momentum=o.momentum, weight_decay=o.weight_decay))
     if device == 'auto':
       device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -335,8 +334,8 @@ class TorchSteps:
       opt.step()
     # Meta-update, as meta.meta_update: expert EMAs, global <- EMA of their mix.
     t = self.step_count
-    decay = float(schedules.ema_decay(t, self.setup.ema_max_decay))
-    weights = [float(w) for w in self.setup.mix_schedule(t)]
+    decay = float(self.setup.clock.ema_decay(t))
+    weights = [float(w) for w in self.setup.clock.mix_weights(t)]
     with torch.no_grad():
       for ema, model in zip(self.emas, self.experts):
         torch._foreach_lerp_(_floats(ema), _floats(model), 1.0 - decay)

@@ -23,10 +23,21 @@ EPS_8 = 8 / 255
 STEP_2 = 2 / 255
 
 
-
 def pgd_attack(eps=EPS_8, step_size=STEP_2, steps=10, norm='linf', loss='ce',
                restarts=1) -> ml_collections.ConfigDict:
-  """An attack config (PGD by default; `kind` selects another)."""
+  """An attack config (PGD by default; `kind` selects another).
+
+  Args:
+    eps: radius, pixel units of [0, 1].
+    step_size: per-step size.
+    steps: iterations.
+    norm: threat model, 'linf' | 'l2' | 'l1'.
+    loss: 'ce' or 'margin' (CW).
+    restarts: random restarts (the highest-loss one is kept per example).
+
+  Returns:
+    The attack's ConfigDict (also random_start=True, unroll='auto').
+  """
   return ml_collections.ConfigDict(dict(
       kind='pgd',            # any attacks.registry row for the norm (pgd, fgsm, mim, ...)
       norm=norm,             # threat model: 'linf' | 'l2' | 'l1'
@@ -43,7 +54,18 @@ def pgd_attack(eps=EPS_8, step_size=STEP_2, steps=10, norm='linf', loss='ce',
 def sgd(lr_epochs=(0, 40, 80, 120), lr_values=(0.01, 0.01, 0.001, 0.0001),
         weight_decay=5e-4, schedule='piecewise_linear', lr=0.1,
         momentum=0.9) -> ml_collections.ConfigDict:
-  """An SGD config with its learning-rate schedule (knots in epochs)."""
+  """An SGD config with its learning-rate schedule (knots in epochs).
+
+  Args:
+    lr_epochs, lr_values: the piecewise-linear schedule's knots and values.
+    weight_decay: coupled weight decay (added to the gradient, as PyTorch SGD).
+    schedule: 'piecewise_linear' | 'cosine' | 'constant'.
+    lr: the peak lr of 'cosine' and the lr of 'constant'.
+    momentum: SGD momentum (0: none).
+
+  Returns:
+    The optimizer's ConfigDict (nesterov=False).
+  """
   return ml_collections.ConfigDict(dict(
       name='sgd',
       momentum=momentum,
@@ -62,7 +84,14 @@ MULTI_NORM_EPS = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}
 
 def norm_attacks(steps=10) -> ml_collections.ConfigDict:
   """One PGD per threat model at MULTI_NORM_EPS, step 2.5 eps / steps (Madry et
-  al.'s rule; 2/255 for l-inf PGD-10); l1 takes the sparse top-k step (`attacks/threat.py`)."""
+  al.'s rule; 2/255 for l-inf PGD-10); l1 takes the sparse top-k step (`attacks/threat.py`).
+
+  Args:
+    steps: every attack's iterations.
+
+  Returns:
+    ConfigDict norm -> `pgd_attack` config, for 'linf', 'l2' and 'l1'.
+  """
   return ml_collections.ConfigDict({
       n: pgd_attack(eps=e, step_size=2.5 * e / steps, steps=steps, norm=n)
       for n, e in MULTI_NORM_EPS.items()})
@@ -70,7 +99,20 @@ def norm_attacks(steps=10) -> ml_collections.ConfigDict:
 
 def expert(task, optimizer, mix_values, attack=None, *, beta=6.0, norms=(),
            per_norm=None) -> ml_collections.ConfigDict:
-  """One expert: its task, optimizer, mixing weights and (for attack tasks) attack."""
+  """One expert: its task, optimizer, mixing weights and (for attack tasks) attack.
+
+  Args:
+    task: a key of `method.tasks.TASKS`.
+    optimizer: its `sgd` config.
+    mix_values: its mixing weight at each of `meta.mix_epochs`.
+    attack: the attack of pgd / trades / mart tasks; None: `pgd_attack()`.
+    beta: trades / mart: the weight of the KL term.
+    norms: avg / max / msd / eat: the threat models (keys of `per_norm`).
+    per_norm: the attack of each norm; None: `norm_attacks()`.
+
+  Returns:
+    The expert's ConfigDict.
+  """
   cfg = ml_collections.ConfigDict(dict(
       task=task,              # key of generalist_jax.method.tasks.TASKS
       optimizer=optimizer,
@@ -84,13 +126,42 @@ def expert(task, optimizer, mix_values, attack=None, *, beta=6.0, norms=(),
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """Defaults shared by every config; one line per field."""
+  """Defaults shared by every config; one line per field, one function per section.
+
+  Returns:
+    A new ConfigDict of every field: the run's seed, batch and epochs, then the
+    sections data, model, experts (empty: every config adds its own), meta, eval,
+    init_from, checkpoint, mesh, and compute_dtype / log_every_steps / progress_bar.
+  """
   c = ml_collections.ConfigDict()
   c.seed = 0                          # init, attacks, data order
   c.batch_size = 128                  # global batch
   c.num_epochs = 120
+  c.data = _data_section()
+  c.model = _model_section()
+  c.experts = ml_collections.ConfigDict()   # name -> expert(); sorted by name
+  c.meta = _meta_section()
+  c.eval = _eval_section()
+  c.init_from = ml_collections.ConfigDict(dict(
+      workdir='',                     # fork: start from this run's checkpoint (run/fork.py)
+      step=-1,                        # ... at this saved step (required with workdir)
+  ))
+  c.checkpoint = ml_collections.ConfigDict(dict(
+      keep=3,                         # last N checkpoints kept (+ best)
+      every_steps=0,                  # 0: at the end of every epoch
+  ))
+  c.mesh = ml_collections.ConfigDict(dict(
+      data=-1,                        # devices on the 'data' axis (-1: all)
+  ))
+  c.compute_dtype = 'float32'         # 'bfloat16': bf16 compute, f32 params/opt/loss
+  c.log_every_steps = 50
+  c.progress_bar = True
+  return c
 
-  c.data = ml_collections.ConfigDict(dict(
+
+def _data_section() -> ml_collections.ConfigDict:
+  """`config.data`: where the images come from, the splits, augmentation, reading."""
+  return ml_collections.ConfigDict(dict(
       source='tfds',                  # 'tfds', 'npz' or 'sklearn_digits' (offline 8x8)
       name='cifar10',                 # tfds name (or a label for npz)
       data_dir=ml_collections.FieldReference(None, field_type=str),  # tfds data dir
@@ -107,7 +178,10 @@ def base_config() -> ml_collections.ConfigDict:
       prefetch=4,                     # batches prepared ahead of the device
   ))
 
-  c.model = ml_collections.ConfigDict(dict(
+
+def _model_section() -> ml_collections.ConfigDict:
+  """`config.model`: the architecture and its size."""
+  return ml_collections.ConfigDict(dict(
       name='resnet18',                # one of models.MODEL_NAMES
       width=1.0,                      # channel multiplier (small CPU runs)
       depth=34,                       # wide_resnet only
@@ -118,9 +192,10 @@ def base_config() -> ml_collections.ConfigDict:
                                       # same values, see cpu_ops.py
   ))
 
-  c.experts = ml_collections.ConfigDict()   # name -> expert(); sorted by name
 
-  c.meta = ml_collections.ConfigDict(dict(
+def _meta_section() -> ml_collections.ConfigDict:
+  """`config.meta`: the meta-update's clock (method/clock.py) and its options."""
+  return ml_collections.ConfigDict(dict(
       timescale='epochs',             # 'epochs': the constants below as set; 'relative':
                                       # EMA cap and sync are shares of the run's T steps
                                       # (method/timescale.py, docs/meta-update.md)
@@ -142,7 +217,10 @@ def base_config() -> ml_collections.ConfigDict:
       )),
   ))
 
-  c.eval = ml_collections.ConfigDict(dict(
+
+def _eval_section() -> ml_collections.ConfigDict:
+  """`config.eval`: validation during training, model selection, the final test."""
+  return ml_collections.ConfigDict(dict(
       every_epochs=1,                 # validation interval
       around_sync=True,               # also validate just before / after every sync window
       batch_size=256,
@@ -153,28 +231,19 @@ def base_config() -> ml_collections.ConfigDict:
       final_test=True,                # test last and best-on-val at the end
   ))
 
-  c.init_from = ml_collections.ConfigDict(dict(
-      workdir='',                     # fork: start from this run's checkpoint (run/fork.py)
-      step=-1,                        # ... at this saved step (required with workdir)
-  ))
-
-  c.checkpoint = ml_collections.ConfigDict(dict(
-      keep=3,                         # last N checkpoints kept (+ best)
-      every_steps=0,                  # 0: at the end of every epoch
-  ))
-  c.mesh = ml_collections.ConfigDict(dict(
-      data=-1,                        # devices on the 'data' axis (-1: all)
-  ))
-  c.compute_dtype = 'float32'         # 'bfloat16': bf16 compute, f32 params/opt/loss
-  c.log_every_steps = 50
-  c.progress_bar = True
-  return c
-
-
-
 
 def parse_eps(text) -> float:
-  """A radius given as a number or a fraction: '8/255' -> 0.0313..., '0.5' -> 0.5."""
+  """A radius given as a number or a fraction: '8/255' -> 0.0313..., '0.5' -> 0.5.
+
+  Args:
+    text: a number, or a string of a number or a fraction.
+
+  Returns:
+    The radius as a float.
+
+  Raises:
+    ValueError: `text` is not a number or a fraction.
+  """
   if isinstance(text, (int, float)):
     return float(text)
   numerator, slash, denominator = str(text).partition('/')
@@ -188,6 +257,17 @@ class FractionParser(flags.FloatParser):
   """An absl parser for float fields that also takes a fraction ('8/255')."""
 
   def parse(self, argument):
+    """The flag's value.
+
+    Args:
+      argument: the command-line text ('8/255', '0.5') or a number.
+
+    Returns:
+      The float (`parse_eps` of a string).
+
+    Raises:
+      ValueError: text that is not a number or a fraction.
+    """
     return parse_eps(argument) if isinstance(argument, str) else super().parse(argument)
 
 
@@ -195,8 +275,22 @@ def compare_config(name='suite', order=(), checkpoint='best', attacks='pgd,apgd-
                    norms=('linf',), eps=(8 / 255,), steps=20, n_ex=1000,
                    batch_size=256) -> ml_collections.ConfigDict:
   """The `compare` field of a suite config (`run/suite.py`): how every run is
-  evaluated (`attacks`, `norms`, one `eps` per norm, `steps`, `n_ex`) and where the
-  table goes (`name`)."""
+  evaluated and where the table goes.
+
+  Args:
+    name: the table's name.
+    order: the runs' order in the table (others follow).
+    checkpoint: which checkpoint of each run, 'best' or 'last'.
+    attacks: comma-separated attack names.
+    norms: the threat models.
+    eps: one radius per norm, pixel units of [0, 1].
+    steps: the attacks' iterations.
+    n_ex: test examples evaluated.
+    batch_size: the evaluation batch.
+
+  Returns:
+    The `compare` ConfigDict.
+  """
   return ml_collections.ConfigDict(dict(name=name, order=tuple(order), checkpoint=checkpoint,
                                         attacks=attacks,
                                         norms=tuple(norms), eps=tuple(eps), steps=steps,

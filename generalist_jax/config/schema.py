@@ -92,6 +92,9 @@ def check_config_schema(c) -> None:
   """Every field of run config `c` and of each of its experts is known and typed right
   (`check_schema` against `base_config()`, and each expert against `expert()`).
 
+  Args:
+    c: the run config.
+
   Raises:
     ConfigError: the first unknown or mistyped field.
   """

@@ -251,6 +251,9 @@ def validate_config(c) -> None:
   The schema, then one check per concern: run (against this process's device
   count), data, model, experts, meta-update, evaluation, init_from.
 
+  Args:
+    c: the run config.
+
   Raises:
     ConfigError: naming the field, what is wrong and what would be valid.
   """
@@ -287,7 +290,7 @@ def attack_fields(c) -> dict:
   return out
 
 
-def validate_for_data(c, steps_per_epoch: int, image_shape: tuple = (),
+def validate_for_data(c, clock, image_shape: tuple = (),
                       num_classes: int | None = None) -> list[str]:
   """Checks that need the dataset (its size; the image shape for eps in pixel units;
   the classes for attacks on DLR losses, which need >= 3, or targeted ones), known
@@ -296,7 +299,8 @@ def validate_for_data(c, steps_per_epoch: int, image_shape: tuple = (),
 
   Args:
     c: the run config.
-    steps_per_epoch: optimizer steps per epoch of the training split.
+    clock: the run's `method.clock.RunClock` (`Setup.clock`; its length and sync
+      windows follow from the data's steps per epoch).
     image_shape: (H, W, C); () skips the l2 / l1 eps limits.
     num_classes: the dataset's classes; None skips the class checks.
 
@@ -316,16 +320,13 @@ def validate_for_data(c, steps_per_epoch: int, image_shape: tuple = (),
     for field, attack in attack_fields(c).items():
       _check_attack_classes(attack, field, num_classes)
   s = c.meta.sync
-  timeline = timescale.make_timeline(c.meta, c.num_epochs, steps_per_epoch)
-  windows = timescale.sync_windows(schedules.make_sync_schedule(s, timeline),
-                                   timeline.total_steps)
-  errors, warnings = timescale.fidelity_problems(c.meta, timeline.total_steps, windows)
+  errors, warnings = timescale.fidelity_problems(c.meta, clock.total_steps, clock.sync_windows)
   check(not errors, 'meta.timescale', ' '.join(errors))
   if s.kind == 'every_steps':
-    window = (c.num_epochs - s.start_epoch) * steps_per_epoch
+    window = (c.num_epochs - s.start_epoch) * clock.steps_per_epoch
     check(s.every_steps <= window, 'meta.sync.every_steps',
           f'{s.every_steps} is longer than the {window} steps from epoch {s.start_epoch} '
-          f'to the end ({steps_per_epoch} steps an epoch); no sync would ever happen.')
+          f'to the end ({clock.steps_per_epoch} steps an epoch); no sync would ever happen.')
   return warnings
 
 

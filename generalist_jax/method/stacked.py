@@ -69,11 +69,25 @@ def stack_spec(expert_configs, optimizers, params) -> tuple[StackSpec | None, st
 
 
 def stack(trees):
-  """N pytrees of one structure -> one pytree, each leaf stacked on a new leading
-  axis of size N."""
+  """N pytrees of one structure -> one pytree on a new leading axis.
+
+  Args:
+    trees: N pytrees of one structure.
+
+  Returns:
+    One pytree of that structure, each leaf [N, ...].
+  """
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def unstack(tree, n: int) -> tuple:
-  """The inverse of `stack`: the n pytrees `tree[i]` (leaf by leaf), as a tuple."""
+  """The inverse of `stack`.
+
+  Args:
+    tree: a pytree whose leaves have a leading axis of size >= n.
+    n: how many pytrees to take.
+
+  Returns:
+    The n pytrees `tree[i]` (leaf by leaf), as a tuple.
+  """
   return tuple(jax.tree.map(lambda leaf: leaf[i], tree) for i in range(n))

@@ -6,8 +6,9 @@
       meta:  ema_i <- ema(ema_i, expert_i);  global <- ema(global, sum_i w_i(t) ema_i)
              expert_i <- global  if sync(t)
 
-`make_setup` turns a config into the static `Setup`; `create_train_state` the
-initial `TrainState`; `jit_train_step` the step as the loop runs it.
+`make_setup` turns a config into the static `Setup` (its `clock`, `clock.py`, holds
+lr, mixing weights, sync and EMA decay as functions of the step); `create_train_state`
+the initial `TrainState`; `jit_train_step` the step as the loop runs it.
 """
 from __future__ import annotations
 
@@ -24,17 +25,32 @@ import optax
 from generalist_jax import models
 from generalist_jax import parallel
 from generalist_jax.attacks import training as training_attacks
+from generalist_jax.method import clock as clock_lib
 from generalist_jax.method import meta
-from generalist_jax.method import schedules
 from generalist_jax.method import stacked
 from generalist_jax.method import tasks as tasks_lib
-from generalist_jax.method import timescale
 
 GLOBAL = 'global'
 
 
 @flax.struct.dataclass
 class TrainState:
+  """Everything a run checkpoints: a pytree of arrays, one entry per expert in the
+  tuples (`Setup.expert_names` order).
+
+  Example:
+    >>> from generalist_jax import config as config_lib
+    >>> from generalist_jax.data import splits
+    >>> from generalist_jax.method import step
+    >>> c = config_lib.base_config()
+    >>> c.experts = config_lib.generalist_experts()
+    >>> c.model.name, c.model.width = 'mlp', 0.25
+    >>> info = splits.DatasetInfo(10, (8, 8, 1), (0.5,), (0.25,))
+    >>> setup = step.make_setup(c, info, steps_per_epoch=10)
+    >>> state = step.create_train_state(setup, info.image_shape, seed=0)
+    >>> int(state.step), len(state.experts), sorted(state.global_learner)
+    (0, 2, ['batch_stats', 'params'])
+  """
   step: jax.Array            # updates done so far; also the data position
   experts: tuple             # variables {'params', 'batch_stats'} per expert
   opt_states: tuple          # optax state per expert
@@ -50,13 +66,7 @@ class Setup:
   expert_names: tuple
   tasks: tuple
   optimizers: tuple
-  lr_schedules: tuple
-  mix_schedule: Callable
-  sync_schedule: Callable
-  ema_max_decay: float
-  steps_per_epoch: int
-  total_steps: int
-  sync_windows: tuple = ()    # ((first, last) step of every sync window), host-side
+  clock: clock_lib.RunClock   # length, sync windows; lr, mixing, sync, EMA decay of a step
   stack: Any = None           # stacked.StackSpec: experts as one vmapped update
   mesh: Any = None            # jax.sharding.Mesh with a 'data' axis
   compute_dtype: Any = None   # None (float32) or jnp.bfloat16
@@ -66,18 +76,41 @@ EMA_SUFFIX = '_ema'
 
 
 def learner_names_of(expert_names) -> list[str]:
-  """Every expert, every expert's EMA ('<expert>_ema') and the global learner."""
+  """Every expert, every expert's EMA ('<expert>_ema') and the global learner.
+
+  Args:
+    expert_names: the experts' names, in order.
+
+  Returns:
+    The learners' names: the experts, then their EMAs, then 'global'.
+  """
   names = list(expert_names)
   return names + [n + EMA_SUFFIX for n in names] + [GLOBAL]
 
 
 def learner_names(setup: Setup) -> list[str]:
-  """`learner_names_of` the run's experts."""
+  """`learner_names_of` the run's experts.
+
+  Args:
+    setup: the run's `Setup`.
+
+  Returns:
+    The learners' names (`learner_names_of(setup.expert_names)`).
+  """
   return learner_names_of(setup.expert_names)
 
 
 def learners(state: TrainState, setup: Setup) -> dict:
-  """name -> variables, for every expert, its EMA and the global learner."""
+  """Every learner's variables, by name.
+
+  Args:
+    state: the run's `TrainState`.
+    setup: its `Setup` (the experts' names).
+
+  Returns:
+    name -> variables, for every expert, its EMA and the global learner
+    (`learner_names` order).
+  """
   out = dict(zip(setup.expert_names, state.experts))
   out.update({n + EMA_SUFFIX: ema for n, ema in zip(setup.expert_names, state.emas)})
   out[GLOBAL] = state.global_learner
@@ -85,7 +118,16 @@ def learners(state: TrainState, setup: Setup) -> dict:
 
 
 def make_optimizer(opt_config, lr_schedule) -> optax.GradientTransformation:
-  # Weight decay added to the gradient before momentum, as torch.optim.SGD.
+  """An expert's SGD: weight decay added to the gradient before momentum, as
+  torch.optim.SGD.
+
+  Args:
+    opt_config: the expert's `optimizer` config (weight_decay, momentum, nesterov).
+    lr_schedule: step -> lr (`RunClock.lr_schedules[i]`), or a float.
+
+  Returns:
+    The optax transformation.
+  """
   return optax.chain(
       optax.add_decayed_weights(opt_config.weight_decay),
       optax.sgd(lr_schedule, momentum=opt_config.momentum or None,
@@ -93,50 +135,64 @@ def make_optimizer(opt_config, lr_schedule) -> optax.GradientTransformation:
 
 
 def make_setup(config, info, steps_per_epoch: int) -> Setup:
-  """The static Setup of a run: `info` is the dataset's `data.DatasetInfo`
-  (num_classes, image_shape, mean, std)."""
+  """The static Setup of a run.
+
+  Args:
+    config: the run config.
+    info: the dataset's `data.DatasetInfo` (num_classes, image_shape, mean, std).
+    steps_per_epoch: optimizer steps per epoch of the training split.
+
+  Returns:
+    The `Setup`; its `clock` is built here, once (`clock.make_clock`).
+
+  Raises:
+    ValueError: an unknown schedule, sync kind, task or model in `config`.
+  """
   names = tuple(config.experts.keys())   # ConfigDict keys come sorted
   expert_cfgs = [config.experts[n] for n in names]
-  timeline = timescale.make_timeline(config.meta, config.num_epochs, steps_per_epoch)
-  sync_fn = schedules.make_sync_schedule(config.meta.sync, timeline)
-  windows = tuple(timescale.sync_windows(sync_fn, timeline.total_steps))
-  first_sync = windows[0][0] if windows else timeline.total_steps
-  lr_fns = tuple(schedules.scaled_after(
-      schedules.make_lr_schedule(e.optimizer, config.num_epochs, timeline.epoch), first_sync,
-      float(config.meta.get('drift_lr_scale', 1.0))) for e in expert_cfgs)
-  optimizers = tuple(make_optimizer(e.optimizer, fn) for e, fn in zip(expert_cfgs, lr_fns))
+  run_clock = clock_lib.make_clock(config, steps_per_epoch)
+  optimizers = tuple(make_optimizer(e.optimizer, fn)
+                     for e, fn in zip(expert_cfgs, run_clock.lr_schedules))
   model = models.create_model(config.model, info.num_classes, info.mean, info.std)
-  spec = None
-  if config.meta.get('stack_experts', False) and len(names) > 1:
-    params = jax.eval_shape(lambda: models.init_variables(
-        model, jax.random.PRNGKey(0), info.image_shape))['params']
-    spec, why_not = stacked.stack_spec(expert_cfgs, optimizers, params)
-    if spec is None:
-      logging.info('meta.stack_experts: %s; the experts update in a loop.', why_not)
   return Setup(
       model=model,
       expert_names=names,
       tasks=tuple(tasks_lib.make_task(e) for e in expert_cfgs),
       optimizers=optimizers,
-      lr_schedules=lr_fns,
-      mix_schedule=schedules.make_mix_schedule(
-          config.meta.mix_epochs, [e.mix_values for e in expert_cfgs], timeline.epoch),
-      sync_schedule=sync_fn,
-      ema_max_decay=timescale.ema_cap(config.meta, timeline.total_steps),
-      steps_per_epoch=steps_per_epoch,
-      total_steps=timeline.total_steps,
-      sync_windows=windows,
-      stack=spec,
+      clock=run_clock,
+      stack=_stack_spec(config, model, info, expert_cfgs, optimizers),
       mesh=parallel.make_mesh(config.mesh.data),
       compute_dtype=jnp.bfloat16 if config.compute_dtype == 'bfloat16' else None,
   )
 
 
+def _stack_spec(config, model, info, expert_cfgs, optimizers):
+  """meta.stack_experts (off by default): the experts' `stacked.StackSpec`, or None
+  when it is off, there is one expert, or they cannot be stacked (logged)."""
+  if not config.meta.get('stack_experts', False) or len(expert_cfgs) < 2:
+    return None
+  params = jax.eval_shape(lambda: models.init_variables(
+      model, jax.random.PRNGKey(0), info.image_shape))['params']
+  spec, why_not = stacked.stack_spec(expert_cfgs, optimizers, params)
+  if spec is None:
+    logging.info('meta.stack_experts: %s; the experts update in a loop.', why_not)
+  return spec
+
+
 def create_train_state(setup: Setup, image_shape: tuple, seed: int) -> TrainState:
-  """All experts, EMAs and the global learner start from the same weights.
+  """The state at step 0: all experts, EMAs and the global learner start from the
+  same weights.
 
   Host-local arrays (every process computes the same ones from the seed); the
   trainer replicates them over the mesh with `parallel.replicate`.
+
+  Args:
+    setup: the run's `Setup` (model, experts, optimizers).
+    image_shape: (H, W, C) of the data.
+    seed: the run seed; the init and the attacks' key derive from it.
+
+  Returns:
+    The initial `TrainState`.
   """
   init_key, attack_key = jax.random.split(jax.random.PRNGKey(seed))
   variables = models.init_variables(setup.model, init_key, image_shape)
@@ -196,29 +252,51 @@ def _update(setup: Setup, inputs_fn, loss, tx_update, variables, opt_state, x, y
 
 
 def train_step(setup: Setup, state: TrainState, batch: dict):
-  """One update of every expert, then the meta-update. Pure; jit it."""
+  """One update of every expert, then the meta-update. Pure; jit it (the loop runs
+  `jit_train_step`).
+
+  Args:
+    setup: the run's `Setup`; its `clock` gives lr, mixing weights, sync and EMA
+      decay at `state.step`.
+    state: the `TrainState` before the step.
+    batch: {'image': [B, H, W, C] float32 in [0, 1], 'label': [B] int32}.
+
+  Returns:
+    (state, metrics): the `TrainState` after the step (step + 1), and scalars
+    'train/<expert>/{loss,train_acc,grad_norm,param_norm}',
+    'schedule/<expert>/{lr,mix_weight}' and 'schedule/sync' (1.0 on a sync step).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from generalist_jax import config as config_lib
+    >>> from generalist_jax.data import splits
+    >>> from generalist_jax.method import step
+    >>> c = config_lib.base_config()
+    >>> c.experts = config_lib.generalist_experts()
+    >>> c.experts.robust.attack.steps = 1
+    >>> c.model.name, c.model.width = 'mlp', 0.25
+    >>> info = splits.DatasetInfo(10, (8, 8, 1), (0.5,), (0.25,))
+    >>> setup = step.make_setup(c, info, steps_per_epoch=10)
+    >>> state = step.create_train_state(setup, info.image_shape, seed=0)
+    >>> batch = {'image': jnp.full((4, 8, 8, 1), 0.5), 'label': jnp.arange(4)}
+    >>> state, metrics = jax.jit(lambda s, b: step.train_step(setup, s, b))(state, batch)
+    >>> int(state.step), float(metrics['schedule/robust/mix_weight'])
+    (1, 1.0)
+  """
   x, y = batch['image'], batch['label']
   key, step_key = jax.random.split(state.key)
-  if setup.stack is not None:
-    experts, opt_states, per_expert = _stacked_updates(setup, state, x, y, step_key)
-  else:
-    experts, opt_states, per_expert = [], [], []
-    for i in range(len(setup.expert_names)):
-      variables, opt_state, m = _expert_update(
-          setup, i, state.experts[i], state.opt_states[i], x, y, jax.random.fold_in(step_key, i))
-      experts.append(variables)
-      opt_states.append(opt_state)
-      per_expert.append(m)
+  experts, opt_states, per_expert = _expert_updates(setup, state, x, y, step_key)
+  clock, t = setup.clock, state.step
   metrics = {}
   for i, name in enumerate(setup.expert_names):
     metrics.update({f'train/{name}/{k}': v for k, v in per_expert[i].items()})
-    metrics[f'schedule/{name}/lr'] = setup.lr_schedules[i](state.step)
+    metrics[f'schedule/{name}/lr'] = clock.lr(i, t)
 
-  weights = setup.mix_schedule(state.step)
-  sync = setup.sync_schedule(state.step)
+  weights = clock.mix_weights(t)
+  sync = clock.is_sync(t)
   experts, emas, global_learner = meta.meta_update(
       experts, state.emas, state.global_learner,
-      decay=schedules.ema_decay(state.step, setup.ema_max_decay), weights=weights, sync=sync)
+      decay=clock.ema_decay(t), weights=weights, sync=sync)
   for i, name in enumerate(setup.expert_names):
     metrics[f'schedule/{name}/mix_weight'] = weights[i]
   metrics['schedule/sync'] = sync.astype(jnp.float32)
@@ -228,14 +306,20 @@ def train_step(setup: Setup, state: TrainState, batch: dict):
   return new_state, metrics
 
 
-def jit_train_step(setup: Setup) -> Callable:
-  """`train_step` as the loop runs it (the benchmark times this too): jitted,
-  state donated, replicated over the mesh, the batch sharded on 'data'."""
-  replicated = parallel.replicated(setup.mesh)
-  return jax.jit(lambda s, b: train_step(setup, s, b), donate_argnums=0,
-                 compiler_options=models.compiler_options(),
-                 in_shardings=(replicated, parallel.batch_sharded(setup.mesh)),
-                 out_shardings=(replicated, replicated))
+def _expert_updates(setup: Setup, state: TrainState, x, y, step_key):
+  """Every expert's own update, expert i with key fold_in(step_key, i): one at a
+  time, or all as one vmap when `setup.stack` (meta.stack_experts) is set.
+  Returns per-expert lists (variables, optimizer states, metrics)."""
+  if setup.stack is not None:
+    return _stacked_updates(setup, state, x, y, step_key)
+  experts, opt_states, per_expert = [], [], []
+  for i in range(len(setup.expert_names)):
+    variables, opt_state, m = _expert_update(
+        setup, i, state.experts[i], state.opt_states[i], x, y, jax.random.fold_in(step_key, i))
+    experts.append(variables)
+    opt_states.append(opt_state)
+    per_expert.append(m)
+  return experts, opt_states, per_expert
 
 
 def _stacked_updates(setup: Setup, state: TrainState, x, y, step_key):
@@ -259,3 +343,20 @@ def _stacked_updates(setup: Setup, state: TrainState, x, y, step_key):
       spec.norm_index, spec.eps, spec.step_size)
   return (stacked.unstack(experts, n), stacked.unstack(opt_states, n),
           stacked.unstack(metrics, n))
+
+
+def jit_train_step(setup: Setup) -> Callable:
+  """`train_step` as the loop runs it (the benchmark times this too).
+
+  Args:
+    setup: the run's `Setup` (its mesh).
+
+  Returns:
+    (state, batch) -> (state, metrics): jitted, the state donated and replicated
+    over the mesh, the batch sharded on 'data'.
+  """
+  replicated = parallel.replicated(setup.mesh)
+  return jax.jit(lambda s, b: train_step(setup, s, b), donate_argnums=0,
+                 compiler_options=models.compiler_options(),
+                 in_shardings=(replicated, parallel.batch_sharded(setup.mesh)),
+                 out_shardings=(replicated, replicated))

@@ -71,7 +71,14 @@ def mean_cross_entropy(logits, labels):
 
 
 def natural_task(expert_config) -> Task:
-  """Natural training: CE on the clean batch (the config is not read)."""
+  """Natural training: CE on the clean batch.
+
+  Args:
+    expert_config: the expert's config (not read).
+
+  Returns:
+    The `Task`: the batch as it is, `mean_cross_entropy`.
+  """
   del expert_config
   return Task(inputs=lambda logits_fn, x, y, key: x, loss=mean_cross_entropy)
 

@@ -1,6 +1,8 @@
-"""The run's clock: how a step maps to the epochs its schedules are written in,
-and the run-relative time constants of a miniature (faithful only where every
+"""Timescales: how a step maps to the epochs its schedules are written in, and
+the run-relative time constants of a miniature (faithful only where every
 constant stays above the floors below; the method's own clock is in steps).
+`clock.make_clock` composes these formulas and `schedules.py`'s into the run's
+`RunClock`.
 
 The reference run (PKU-ML/Generalist `main.py`, ResNet-18 on CIFAR-10) has
 T = 120 epochs x 391 steps = 46,920 steps. Its time constants as shares of T:

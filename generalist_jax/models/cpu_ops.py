@@ -77,6 +77,9 @@ def conv_engine() -> str:
   ('ynnpack' or 'eigen') if set, else 'eigen' on CPUs with AVX-512, 'ynnpack'
   otherwise (as measured; see above). Read once per process (cached).
 
+  Returns:
+    'ynnpack' or 'eigen'.
+
   Raises:
     ValueError: $GENERALIST_JAX_CPU_CONV is set to another value.
   """
@@ -96,9 +99,13 @@ def _has_avx512() -> bool:
 
 
 def compiler_options() -> dict | None:
-  """`jax.jit(..., compiler_options=)` for XLA:CPU: `conv_engine()`'s fusion types
-  and `host_memory.resident_buffer_compiler_options()`; None off the CPU backend or
-  when neither applies ('ynnpack' is XLA's default)."""
+  """`jax.jit(..., compiler_options=)` for XLA:CPU.
+
+  Returns:
+    `conv_engine()`'s fusion types and
+    `host_memory.resident_buffer_compiler_options()` as a dict; None off the CPU
+    backend or when neither applies ('ynnpack' is XLA's default).
+  """
   if jax.default_backend() != 'cpu':
     return None
   options = host_memory.resident_buffer_compiler_options()
@@ -270,7 +277,13 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   groups, other layouts, precision or dtype options, negative pads) goes to lax
   unchanged.
 
-  Args and result: those of `lax.conv_general_dilated`.
+  Args:
+    lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+      dimension_numbers, feature_group_count, precision, **kwargs: those of
+      `lax.conv_general_dilated`.
+
+  Returns:
+    The convolution's output, as `lax.conv_general_dilated`'s.
   """
   plain = (not lhs_dilation or all(d == 1 for d in lhs_dilation)) and \
           (not rhs_dilation or all(d == 1 for d in rhs_dilation)) and \

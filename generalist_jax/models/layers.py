@@ -25,7 +25,15 @@ conv_init_fan_in = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
 
 
 def scale(channels: int, width: float) -> int:
-  """`channels` times the model's `width` multiplier, rounded, at least 1."""
+  """A layer's channels at the model's width.
+
+  Args:
+    channels: the channels at width 1.
+    width: the model's `width` multiplier.
+
+  Returns:
+    `channels` x `width`, rounded, at least 1.
+  """
   return max(1, int(round(channels * width)))
 
 
@@ -81,13 +89,27 @@ class ClosedFormBatchNorm(nn.BatchNorm):
 
 
 def conv_fn(ops: str):
-  """The convolution primitive for `ops` ('xla' or 'cpu', see cpu_ops)."""
+  """The convolution primitive for `ops`.
+
+  Args:
+    ops: 'xla' or 'cpu' (see cpu_ops).
+
+  Returns:
+    `cpu_ops.conv_general_dilated` for 'cpu', else `lax.conv_general_dilated`.
+  """
   return cpu_ops.conv_general_dilated if ops == 'cpu' else lax.conv_general_dilated
 
 
 def max_pool_2x2(x: jax.Array, ops: str) -> jax.Array:
-  """2x2 max-pool with stride 2 of [B, H, W, C] (odd sizes floor, like MaxPool2d):
-  `cpu_ops.max_pool_2x2` for ops='cpu', else flax's `nn.max_pool`."""
+  """2x2 max-pool with stride 2 (odd sizes floor, like MaxPool2d).
+
+  Args:
+    x: [B, H, W, C].
+    ops: 'cpu' runs `cpu_ops.max_pool_2x2`, else flax's `nn.max_pool`.
+
+  Returns:
+    [B, H // 2, W // 2, C].
+  """
   if ops == 'cpu':
     return cpu_ops.max_pool_2x2(x)
   return nn.max_pool(x, (2, 2), strides=(2, 2))  # Floors, like MaxPool2d.
@@ -115,8 +137,14 @@ def conv3x3(features: int, strides: int = 1, name: str | None = None,
 
 def conv1x1(features: int, strides: int = 1, name: str | None = None,
              ops: str = 'xla'):
-  """A bias-free 1x1 `nn.Conv` (shortcut projections) with `conv_init`, no padding;
-  arguments and result as `conv3x3`."""
+  """A bias-free 1x1 `nn.Conv` (shortcut projections) with `conv_init`, no padding.
+
+  Args:
+    features, strides, name, ops: as `conv3x3`.
+
+  Returns:
+    An unbound `nn.Conv`, to call on [B, H, W, C].
+  """
   return nn.Conv(features, (1, 1), strides=(strides, strides),
                  padding='VALID', use_bias=False, kernel_init=conv_init,
                  conv_general_dilated=conv_fn(ops), name=name)

@@ -150,7 +150,14 @@ def wrn_blocks_per_stage(depth: int) -> int:
 
 
 def wrn_stages(widen_factor: int) -> tuple:
-  """The WRN's (channels, stride) per stage: 16k, 32k, 64k with strides 1, 2, 2."""
+  """The WRN's stages.
+
+  Args:
+    widen_factor: k.
+
+  Returns:
+    ((channels, stride) per stage): 16k, 32k, 64k with strides 1, 2, 2.
+  """
   return ((16 * widen_factor, 1), (32 * widen_factor, 2), (64 * widen_factor, 2))
 
 

@@ -67,7 +67,14 @@ class PreActBlock(nn.Module):
                      if stride != 1 or cin != features else None)
 
   def forward(self, x):
-    """[B, cin, H, W] -> [B, features, ceil(H / stride), ceil(W / stride)]."""
+    """The block's output.
+
+    Args:
+      x: [B, cin, H, W] activations.
+
+    Returns:
+      [B, features, ceil(H / stride), ceil(W / stride)].
+    """
     out = F.relu(self.bn1(x))
     shortcut = self.shortcut(out) if self.shortcut is not None else x
     out = self.conv1(out)
@@ -90,7 +97,14 @@ class BasicBlock(nn.Module):
       self.shortcut_bn = _bn(features)
 
   def forward(self, x):
-    """[B, cin, H, W] -> [B, features, ceil(H / stride), ceil(W / stride)]."""
+    """The block's output.
+
+    Args:
+      x: [B, cin, H, W] activations.
+
+    Returns:
+      [B, features, ceil(H / stride), ceil(W / stride)].
+    """
     out = F.relu(self.bn1(self.conv1(x)))
     out = self.bn2(self.conv2(out))
     shortcut = self.shortcut_bn(self.shortcut_conv(x)) if self.has_shortcut else x
@@ -137,7 +151,14 @@ class PreActResNet18(_ResNetBase):
     self.linear = nn.Linear(cin, num_classes)
 
   def forward(self, x):
-    """[B, C, H, W] float images in [0, 1] -> [B, num_classes] logits."""
+    """The logits.
+
+    Args:
+      x: [B, C, H, W] float images in [0, 1].
+
+    Returns:
+      [B, num_classes] logits.
+    """
     x = self._blocks(self.conv1(self.normalize(x)))
     return self.linear(F.relu(self.bn(x)).mean(dim=(2, 3)))
 
@@ -154,7 +175,14 @@ class ResNet18(_ResNetBase):
     self.linear = nn.Linear(cin, num_classes)
 
   def forward(self, x):
-    """[B, C, H, W] float images in [0, 1] -> [B, num_classes] logits."""
+    """The logits.
+
+    Args:
+      x: [B, C, H, W] float images in [0, 1].
+
+    Returns:
+      [B, num_classes] logits.
+    """
     x = F.relu(self.bn1(self.conv1(self.normalize(x))))
     return self.linear(self._blocks(x).mean(dim=(2, 3)))
 
@@ -173,7 +201,14 @@ class WideResNet(_ResNetBase):
     self.fc = nn.Linear(cin, num_classes)
 
   def forward(self, x):
-    """[B, C, H, W] float images in [0, 1] -> [B, num_classes] logits."""
+    """The logits.
+
+    Args:
+      x: [B, C, H, W] float images in [0, 1].
+
+    Returns:
+      [B, num_classes] logits.
+    """
     x = self._blocks(self.conv1(self.normalize(x)))
     return self.fc(F.relu(self.bn(x)).mean(dim=(2, 3)))
 
@@ -211,7 +246,14 @@ class SmallCNN(nn.Module):
     return F.relu(x)
 
   def forward(self, x):
-    """[B, C, H, W] float images in [0, 1] -> [B, num_classes] logits."""
+    """The logits.
+
+    Args:
+      x: [B, C, H, W] float images in [0, 1].
+
+    Returns:
+      [B, num_classes] logits.
+    """
     x = self.normalize(x)
     for i, name in enumerate(('conv1', 'conv2', 'conv3', 'conv4')):
       x = self._act(getattr(self, name)(x), name)
@@ -242,7 +284,14 @@ class MLP(nn.Module):
     self.logits = nn.Linear(fin, num_classes)
 
   def forward(self, x):
-    """[B, C, H, W] float images in [0, 1] -> [B, num_classes] logits."""
+    """The logits.
+
+    Args:
+      x: [B, C, H, W] float images in [0, 1].
+
+    Returns:
+      [B, num_classes] logits.
+    """
     x = self.normalize(x).permute(0, 2, 3, 1).flatten(1)   # NCHW -> HWC rows
     for name in ('fc1', 'fc2'):
       x = getattr(self, name)(x)

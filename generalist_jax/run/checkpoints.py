@@ -69,7 +69,14 @@ class RunCheckpoints:
                                                meta=ocp.args.JsonSave(meta)))
 
   def steps(self, which: str = 'last') -> list[int]:
-    """Saved steps of `which` ('last' or 'best'), ascending."""
+    """Saved steps of one of the two managers.
+
+    Args:
+      which: 'last' or 'best'.
+
+    Returns:
+      The saved steps, ascending.
+    """
     return sorted(getattr(self, which).all_steps())
 
   def restore(self, template: Any, which: str = 'last', step: int | None = None):

@@ -26,6 +26,9 @@ def mix(a, b, alpha: float):
   Args:
     a, b: variable pytrees of one structure.
     alpha: in [0, 1]; 0 gives a, 1 gives b.
+
+  Returns:
+    The mixed pytree.
   """
   return jax.tree.map(lambda x, y: (1.0 - alpha) * x + alpha * y, a, b)
 
@@ -36,6 +39,9 @@ def barrier(values) -> float:
 
   Args:
     values: the accuracies along the path, ends first and last.
+
+  Returns:
+    min(first, last) - min(values), at least 0.
   """
   values = np.asarray(values, float)
   return float(max(0.0, min(values[0], values[-1]) - values.min()))

@@ -64,7 +64,11 @@ class NullWriter:
   """What processes other than 0 log: nothing."""
 
   def write(self, step: int, scalars: dict) -> None:
-    """Writes nothing (`MetricWriter.write`'s signature)."""
+    """Writes nothing (`MetricWriter.write`'s signature).
+
+    Args:
+      step, scalars: ignored.
+    """
     del step, scalars
 
   def close(self) -> None:

@@ -44,6 +44,9 @@ class PreemptionGuard:
     Args:
       sync_point: whether every process calls this at this step (with several
         processes it is then a collective all-gather).
+
+    Returns:
+      True to stop after this step.
     """
     if jax.process_count() == 1:
       return self.requested

@@ -62,7 +62,14 @@ DATA_INFO = 'data_info.json'
 
 
 def info_dict(info: data_lib.DatasetInfo) -> dict:
-  """`info` as the JSON-able dict of data_info.json (lists, ints and floats)."""
+  """The JSON-able form of a dataset's info.
+
+  Args:
+    info: the `data.DatasetInfo`.
+
+  Returns:
+    The dict of data_info.json (lists, ints and floats).
+  """
   return {'num_classes': int(info.num_classes), 'image_shape': list(info.image_shape),
           'mean': [float(m) for m in info.mean], 'std': [float(s) for s in info.std]}
 

@@ -77,7 +77,14 @@ def start_over(workdir: pathlib.Path) -> pathlib.Path | None:
 
 def has_checkpoints(workdir: pathlib.Path) -> bool:
   """Whether any training was saved (a config.json alone, e.g. after a data error, is
-  not a run yet): a numbered step in <workdir>/checkpoints/last or best."""
+  not a run yet).
+
+  Args:
+    workdir: the run's directory.
+
+  Returns:
+    Whether <workdir>/checkpoints/last or best holds a numbered step.
+  """
   return any(p.name.isdigit() for which in ('last', 'best')
              for p in (workdir / 'checkpoints' / which).glob('*'))
 

@@ -41,17 +41,38 @@ from generalist_jax.run import workdir_lock
 
 
 def is_suite(config) -> bool:
-  """A config with `runs` is a suite; anything else is one run."""
+  """Whether a config is a suite.
+
+  Args:
+    config: a loaded config.
+
+  Returns:
+    True for a config with `runs` (a suite), False for one run.
+  """
   return 'runs' in config
 
 
 def evaluated_learner(run_config) -> str:
-  """The learner a run selects its checkpoints for: the prefix of `eval.best_metric`."""
+  """The learner a run selects its checkpoints for.
+
+  Args:
+    run_config: one run's config.
+
+  Returns:
+    The prefix of its `eval.best_metric` ('global' of 'global/robust_acc').
+  """
   return run_config.eval.best_metric.split('/')[0]
 
 
 def run_names(config) -> list[str]:
-  """`compare.order` first, then any other run in sorted order."""
+  """The suite's runs in table order.
+
+  Args:
+    config: the suite config.
+
+  Returns:
+    Run names: `compare.order` first, then any other run in sorted order.
+  """
   names = list(config.runs.keys())
   return [n for n in config.compare.order if n in names] + [
       n for n in names if n not in config.compare.order]
@@ -139,6 +160,9 @@ def table_rows(reports: dict, seconds: dict) -> tuple[list[str], list[list]]:
     reports: run name -> its evaluation report, in table order; the first one's
       attack and worst-case columns make the header.
     seconds: run name -> seconds to train and test it in this invocation.
+
+  Returns:
+    (header, rows): column names, and one list of cells per run.
   """
   first = next(iter(reports.values()))
   attack_cols = plots.attack_columns(first)
@@ -154,13 +178,27 @@ def table_rows(reports: dict, seconds: dict) -> tuple[list[str], list[list]]:
 
 
 def format_table(header, rows) -> str:
-  """A Markdown table of `table_rows`' (header, rows), floats with one decimal."""
+  """A Markdown table, floats with one decimal.
+
+  Args:
+    header, rows: as `table_rows` returns them.
+
+  Returns:
+    The table's lines, joined by newlines.
+  """
   return '\n'.join(tables.markdown_table(header, rows, fmt=tables.cell))
 
 
 def describe(compare, n_ex: int) -> str:
-  """One line saying what the table's numbers are, for the suite's `compare`
-  config and the `n_ex` test images actually evaluated."""
+  """One line saying what the table's numbers are.
+
+  Args:
+    compare: the suite's `compare` config.
+    n_ex: the test images actually evaluated.
+
+  Returns:
+    The line.
+  """
   threat = ', '.join(f'{n} eps={e:.4g}' for n, e in zip(compare.norms, compare.eps))
   return (f"Test accuracy (%) on {n_ex} test images, checkpoint '{compare.checkpoint}' "
           f'(on validation), attacks {compare.attacks} with {compare.steps} steps each, '

@@ -91,8 +91,8 @@ def validate(config, setup, dataset, state, eval_fn, writer, bar, step: int,
   val = {f'{prefix}/{k}': v for k, v in val.items()}
   writer.write(step, val)
   if parallel.is_main_process():
-    when = (f'epoch {step // setup.steps_per_epoch}' if prefix == 'val' else
-            f'{prefix} at step {step} (epoch {step / setup.steps_per_epoch:.2f})')
+    when = (f'epoch {step // setup.clock.steps_per_epoch}' if prefix == 'val' else
+            f'{prefix} at step {step} (epoch {step / setup.clock.steps_per_epoch:.2f})')
     bar.write(f'{when}: ' + ', '.join(
         f'{n} {100 * val[f"{prefix}/{n}/clean_acc"]:.1f}/'
         f'{100 * val[f"{prefix}/{n}/robust_acc"]:.1f}'
@@ -118,6 +118,6 @@ def validate_and_keep_best(config, setup, dataset, state, run_meta, eval_fn, ckp
                                        config.eval.get('clean_floor', 0.0))
   if value is not None and value > run_meta['best_value']:
     run_meta = {'best_value': value, 'best_step': step}
-    ckpts.save(step, state, dict(run_meta, epoch=step / setup.steps_per_epoch,
+    ckpts.save(step, state, dict(run_meta, epoch=step / setup.clock.steps_per_epoch,
                                  data_position=step), best=True)
   return run_meta
