@@ -73,9 +73,12 @@ def identity_logits(x):   # "model": the first 3 pixels are the logits
 
 def test_max_picks_the_highest_loss_norm_per_example():
   # Candidate 0 hurts example 0 more, candidate 1 hurts example 1 more.
-  c0 = np.zeros((2, 1, 1, 3), np.float32); c1 = np.zeros_like(c0)
-  c0[0, 0, 0] = [0.0, 2.0, 0.0]; c1[0, 0, 0] = [1.0, 0.0, 0.0]
-  c0[1, 0, 0] = [0.0, 1.0, 0.0]; c1[1, 0, 0] = [3.0, 0.0, 0.0]
+  c0 = np.zeros((2, 1, 1, 3), np.float32)
+  c1 = np.zeros_like(c0)
+  c0[0, 0, 0] = [0.0, 2.0, 0.0]
+  c1[0, 0, 0] = [1.0, 0.0, 0.0]
+  c0[1, 0, 0] = [0.0, 1.0, 0.0]
+  c1[1, 0, 0] = [3.0, 0.0, 0.0]
   x, losses = training_attacks.worst_per_example(identity_logits, jnp.stack([c0, c1]),
                                            jnp.asarray(Y))
   np.testing.assert_array_equal(x[0], c0[0])

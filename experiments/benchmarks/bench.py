@@ -52,7 +52,6 @@ if str(ROOT) not in sys.path:
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
@@ -283,7 +282,7 @@ class TorchSteps:
     loss = self.F.cross_entropy(model(x_adv), self.y, reduction='sum')
     return self.torch.autograd.grad(loss, x_adv)[0]
 
-  def pgd(self, model, attack) -> 'torch.Tensor':
+  def pgd(self, model, attack) -> 'torch.Tensor':  # noqa: F821 (torch: imported lazily)
     """PGD-K with a random start; l2 / l1: the usual project-then-clip code."""
     torch, x = self.torch, self.x
     eps, alpha, norm = float(attack.eps), float(attack.step_size), attack.norm

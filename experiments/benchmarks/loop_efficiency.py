@@ -30,7 +30,6 @@ import bench  # noqa: E402  (puts the repository root on sys.path)
 from generalist_jax import config as config_lib  # noqa: E402
 from generalist_jax import host_memory  # noqa: E402
 from generalist_jax.config import validation
-from generalist_jax.method import step as step_lib
 from generalist_jax.run import loop
 from generalist_jax.run import metric_writer  # noqa: E402
 
