@@ -25,7 +25,8 @@ def newest_state(run_dir: pathlib.Path):
 
 
 def main(a: str, b: str) -> int:
-  (step_a, state_a), (step_b, state_b) = newest_state(pathlib.Path(a)), newest_state(pathlib.Path(b))
+  (step_a, state_a), (step_b, state_b) = (newest_state(pathlib.Path(a)),
+                                          newest_state(pathlib.Path(b)))
   leaves_a, leaves_b = ocp.tree.to_flat_dict(state_a), ocp.tree.to_flat_dict(state_b)
   assert leaves_a.keys() == leaves_b.keys(), 'different state structures'
   diffs = {k: float(np.max(np.abs(np.asarray(leaves_a[k], np.float64) -

@@ -310,4 +310,5 @@ def test_make_attack_binds_the_config():
   attack = attacks.make_attack(cfg)
   x_adv = jax.jit(lambda x, y, k: attack(LOGITS_FN, x, y, k))(x, y, jax.random.PRNGKey(3))
   _assert_in_ball_and_box(x_adv, x, 'l2', 0.5)
-  np.testing.assert_allclose(attacks.lp_norm(x_adv - x, 'l2'), 0.5, rtol=1e-3)  # linear model: on the sphere
+  # linear model: on the sphere
+  np.testing.assert_allclose(attacks.lp_norm(x_adv - x, 'l2'), 0.5, rtol=1e-3)

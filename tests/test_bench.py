@@ -86,7 +86,8 @@ def test_step_profile_attributes_op_time_to_model_layers(tmp_path):
   assert any(re.match(r'(jvp|transpose\(jvp\))/conv\d+/', g) for g in groups), sorted(groups)
   assert any(re.match(r'transpose\(jvp\)/conv\d+_bn/', g) for g in groups), sorted(groups)
   assert result['step_ms_traced'] > 0 and result['conv_engine'] in ('eigen', 'ynnpack')
-  assert '| ms per step | op group |' in (tmp_path / 'profile_small_cnn_w0p125_b4_natural.md').read_text()
+  assert '| ms per step | op group |' in (
+      tmp_path / 'profile_small_cnn_w0p125_b4_natural.md').read_text()
 
 
 def _load_spread():

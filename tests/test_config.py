@@ -78,7 +78,8 @@ def test_generalist_config_is_the_reference_setup():
   assert tuple(c.experts.robust.optimizer.lr_values) == (0.01, 0.01, 0.001, 0.0001)
   assert tuple(c.experts.robust.mix_values) == (1.0, 1.0, 1.0, 0.4)
   assert c.experts.robust.attack.steps == 10 and abs(c.experts.robust.attack.eps - 8 / 255) < 1e-12
-  assert (c.meta.sync.kind, c.meta.sync.start_epoch, c.meta.sync.every_epochs) == ('reference', 75, 5)
+  assert (c.meta.sync.kind, c.meta.sync.start_epoch,
+          c.meta.sync.every_epochs) == ('reference', 75, 5)
 
 
 def _preset_run(build_experts, best_metric):

@@ -34,9 +34,10 @@ def test_a_robustbench_style_wrn_checkpoint_evaluates_from_the_cli(tmp_path):
   robustbench_checkpoint(tmp_path / 'model.pt')
   npz = write_tiny_npz(tmp_path / 'd.npz', n_test=24)
   out = subprocess.run(
-      [sys.executable, '-m', 'generalist_jax.evaluate', f'--torch_checkpoint={tmp_path / "model.pt"}',
-       '--arch=wrn-10-1', f'--data={npz}', '--attacks=apgd-ce,square', '--eps=8/255', '--n_ex=16',
-       '--steps=3', '--batch_size=8', f'--out={tmp_path / "eval"}', '--no_progress'],
+      [sys.executable, '-m', 'generalist_jax.evaluate',
+       f'--torch_checkpoint={tmp_path / "model.pt"}', '--arch=wrn-10-1', f'--data={npz}',
+       '--attacks=apgd-ce,square', '--eps=8/255', '--n_ex=16', '--steps=3', '--batch_size=8',
+       f'--out={tmp_path / "eval"}', '--no_progress'],
       cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   (report,) = (tmp_path / 'eval').glob('*.json')

@@ -26,6 +26,7 @@ def test_exploding_expert_is_named_and_good_checkpoints_are_untouched(tmp_path, 
   loop.train_and_evaluate(config, str(tmp_path / 'run'), stop_after_steps=4)
   checkpoints = tmp_path / 'run' / 'checkpoints'
   before = digest(checkpoints)
-  with pytest.raises(loop.NonFiniteError, match=r"expert 'natural': \w+ is (nan|inf) in the log interval ending at step 5"):
+  with pytest.raises(loop.NonFiniteError, match=r"expert 'natural': \w+ is (nan|inf) in the log "
+                     r'interval ending at step 5'):
     loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert digest(checkpoints) == before

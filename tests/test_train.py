@@ -106,7 +106,8 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, tiny
   for a, b in zip(_leaves(straight), _leaves(resumed)):
     np.testing.assert_array_equal(a, b)       # bit for bit on CPU
   assert meta_a['best_step'] == meta_b['best_step']
-  records = [json.loads(l) for l in (tmp_path / 'killed' / 'metrics.jsonl').read_text().splitlines()]
+  records = [json.loads(l)
+             for l in (tmp_path / 'killed' / 'metrics.jsonl').read_text().splitlines()]
   train_steps = [r['step'] for r in records if 'train/robust/loss' in r]
   assert len(train_steps) == len(set(train_steps))   # no duplicated log lines after resume
 

@@ -47,9 +47,9 @@ def test_fractions_parse_everywhere_eps_is_given():
 
 
 def test_the_training_cli_takes_a_fraction_and_refuses_8(tmp_path):
-  base = [sys.executable, '-m', 'generalist_jax.main', '--config=configs/pgd_at_cifar10.py:epochs=2',
-          '--config.data.source=sklearn_digits', '--config.model.name=mlp',
-          '--config.data.val_size=200', f'--workdir={tmp_path / "w"}']
+  base = [sys.executable, '-m', 'generalist_jax.main',
+          '--config=configs/pgd_at_cifar10.py:epochs=2', '--config.data.source=sklearn_digits',
+          '--config.model.name=mlp', '--config.data.val_size=200', f'--workdir={tmp_path / "w"}']
   run = lambda *extra: subprocess.run(base + list(extra), cwd=ROOT, capture_output=True,
                                       text=True, timeout=300)
   # num_epochs=0 stops at validation, after the fraction was parsed and accepted.

@@ -25,7 +25,8 @@ def main(runs: pathlib.Path) -> None:
       m = table['learners'][learner]
       out['rows'].append({'row': label, 'run': run, 'learner': learner, 'checkpoint': which,
                           'step': table['step'], 'clean_acc': m['clean_acc'],
-                          'pgd20_acc': m.get('robust_acc', m.get('pgd_acc')), 'n_test': table['n_test']})
+                          'pgd20_acc': m.get('robust_acc', m.get('pgd_acc')),
+                          'n_test': table['n_test']})
   times = runs / 'times.jsonl'
   out['times'] = [json.loads(l) for l in times.read_text().splitlines()] if times.exists() else []
   here = pathlib.Path(__file__).parent

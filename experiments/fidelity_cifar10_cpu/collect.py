@@ -4,8 +4,8 @@ r"""Tables and plots of the fidelity runs (issue 15), from their files.
 
 Writes OUT_DIR (default: this folder) results.json, table.md (rows x {last,
 selected} x {clean, PGD-20, APGD-CE+T}, mean +- std over seeds, wall times), the
-seed-paired differences against PGD-AT's EMA and against beta = 1 paired.md, the per-sync-window table
-windows.md (all three also spliced into results.md between its
+seed-paired differences against PGD-AT's EMA and against beta = 1 paired.md, the
+per-sync-window table windows.md (all three also spliced into results.md between its
 `<!-- begin table.md -->` / `<!-- end table.md -->` markers, so the prose file never
 quotes stale tables), and PNGs: windows.png (each expert's EMA at the end of the
 free phase before a window, the global learner just after it), trajectory_<run>.png

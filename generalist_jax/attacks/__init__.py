@@ -74,5 +74,5 @@ def attack_settings(attack_config) -> dict:
                            _config_fields(attack_config))
 
 
-__all__ = ['ATTACKS', 'LOSSES', 'NORMS', 'attack_settings', 'build', 'cross_entropy', 'fgsm', 'lp_norm',
-           'make_attack', 'mim', 'pgd', 'resolve_unroll']
+__all__ = ['ATTACKS', 'LOSSES', 'NORMS', 'attack_settings', 'build', 'cross_entropy', 'fgsm',
+           'lp_norm', 'make_attack', 'mim', 'pgd', 'resolve_unroll']

@@ -131,7 +131,8 @@ def _iteration(threat_model, norm: str, x, eps, *, alpha: float, n_features: int
   def body(i, s):
     delta = s['delta']
     if norm == 'l1':
-      new = threat_model.project(x, threat.l1_topk_step(delta, s['grad'], s['step'], s['topk']), eps)
+      new = threat_model.project(x, threat.l1_topk_step(delta, s['grad'], s['step'], s['topk']),
+                                 eps)
     else:
       a = jnp.where(i > 0, MOMENTUM, 1.0)
       z = threat_model.project(x, threat_model.step(delta, s['grad'], s['step']), eps)

@@ -21,7 +21,8 @@ from generalist_jax.config.presets import (REFERENCE_EPOCHS, RESNET_LR_EPOCHS, R
 from generalist_jax.config.schema import ConfigError
 
 __all__ = ['EPS_8', 'MULTI_NORM_EPS', 'REFERENCE_EPOCHS', 'RESNET_LR_EPOCHS', 'RESNET_LR_VALUES',
-           'ROBUST_MIX', 'STEP_2', 'ConfigError', 'FractionParser', 'apply_arg', 'base_config', 'baseline_config',
-           'compare_config', 'expert', 'generalist_experts', 'miniature', 'norm_experts', 'norm_attacks',
+           'ROBUST_MIX', 'STEP_2', 'ConfigError', 'FractionParser', 'apply_arg', 'base_config',
+           'baseline_config', 'compare_config', 'expert', 'generalist_experts', 'miniature',
+           'norm_experts', 'norm_attacks',
            'parse_arg', 'parse_eps', 'pgd_attack', 'robust_expert', 'scale_attack_steps',
            'scale_epochs', 'sgd', 'single_expert_config', 'smoke']

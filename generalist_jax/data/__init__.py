@@ -62,5 +62,5 @@ def load_dataset(data_config) -> Dataset:
 
 
 __all__ = ['AUGMENTATIONS', 'ArraySource', 'DataNotPreparedError', 'Dataset', 'DatasetInfo',
-           'SOURCES', 'channels_last_problem', 'SUPPORTED_TFDS_DATASETS', 'SplitSpec', 'eval_batches', 'load_dataset',
-           'steps_per_epoch', 'to_float', 'train_batches']
+           'SOURCES', 'channels_last_problem', 'SUPPORTED_TFDS_DATASETS', 'SplitSpec',
+           'eval_batches', 'load_dataset', 'steps_per_epoch', 'to_float', 'train_batches']

@@ -76,8 +76,8 @@ def check_labels(y: np.ndarray, n: int, name: str = 'y', images_name: str = 'x')
     raise ValueError(f'{name} has dtype {y.dtype}; expected integer class ids (e.g. '
                      f'{name}.astype(np.int64) if they are whole numbers).')
   if len(y) != n:
-    raise ValueError(f'{images_name} has {n} examples but {name} has {len(y)} labels; they must have '
-                     'the same length.')
+    raise ValueError(f'{images_name} has {n} examples but {name} has {len(y)} labels; they must '
+                     'have the same length.')
 
 
 def _describe(out) -> str:

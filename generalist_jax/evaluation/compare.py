@@ -251,7 +251,8 @@ def _plots_section(dirs, names: list, runs: list, out: pathlib.Path) -> list[str
       lines += [f'![{n}: {png.stem}]({rel})', '']
   if lines[-2:] == ['## Plots', '']:
     lines.append('No PNGs in the runs\' plots/ folders (runs trained before plots existed: '
-                 '`python -c "from generalist_jax.evaluation import plots; plots.training_plots(RUN)"`).')
+                 '`python -c "from generalist_jax.evaluation import plots; '
+                 'plots.training_plots(RUN)"`).')
   return lines
 
 

@@ -68,7 +68,8 @@ class MLP(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = layers.normalize(x, self.mean, self.std).reshape((x.shape[0], -1))
     for i in range(2):
-      x = nn.Dense(layers.scale(256, self.width), use_bias=not self.batch_norm, name=f'fc{i + 1}')(x)
+      x = nn.Dense(layers.scale(256, self.width), use_bias=not self.batch_norm,
+                   name=f'fc{i + 1}')(x)
       if self.batch_norm:
         x = layers.batch_norm(train, f'fc{i + 1}_bn')(x)
       x = nn.relu(x)
