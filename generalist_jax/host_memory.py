@@ -77,6 +77,15 @@ def keep_cpu_buffers_resident() -> bool:
   return _buffers_resident
 
 
+def buffers_resident() -> bool:
+  """Whether `keep_cpu_buffers_resident()` has applied in this process.
+
+  Returns:
+    True once it applied.
+  """
+  return _buffers_resident
+
+
 def resident_buffer_compiler_options() -> dict:
   """XLA compile options for `keep_cpu_buffers_resident()`.
 
