@@ -46,8 +46,8 @@ def load() -> str:
   return 'load ' + ' '.join(open('/proc/loadavg').read().split()[:3])
 
 
-def ours_by_attack(apply, params, images, labels, plan, batch_size: int) -> list:
-  """[(column, examples attacked, seconds)], the clean pass first."""
+def ours_by_attack(apply, params, images, labels, plan, batch_size: int) -> tuple:
+  """([(column, examples attacked, seconds)], the clean pass first; the final state)."""
   state = runner.new_state(len(labels), plan)
   rows = []
   for k in range(len(plan) + 1):
