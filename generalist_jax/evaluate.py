@@ -41,6 +41,12 @@ PreAct-ResNet-18 / ResNet-18 / WideResNet key names), is evaluated the same way:
 (`evaluation/external.py`; --mean/--std: the normalisation inside the model, none by
 default, as RobustBench's CIFAR models take [0, 1] inputs; resumable from
 <out>/<name>.state.npz; --subset, --save_adv and the RobustBench entry as above.)
+
+Every device of every process attacks: each attack's batch is split over the mesh
+of all of them, and the per-example flags do not depend on the split. Several
+processes start the same command with --coordinator_address=HOST:PORT
+--num_processes=P --process_id=I (SLURM, Open MPI and TPU pods need none of them);
+process 0 writes the files.
 """
 from __future__ import annotations
 
@@ -56,6 +62,7 @@ from generalist_jax.evaluation import compile_cache
 from generalist_jax.evaluation import external
 from generalist_jax.evaluation import pipeline
 from generalist_jax.run import evaluate_run
+from generalist_jax.run import process_flags
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (or --torch_checkpoint).')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', 'best', "'last', 'best' or a step")
@@ -108,6 +115,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options
+  process_flags.initialize_distributed()
   compile_cache.enable()
   norms = [n.strip() for n in _NORM.value.split(',')]
   eps = [config.parse_eps(e) for e in _EPS.value.split(',')] if _EPS.value else None

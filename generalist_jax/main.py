@@ -16,6 +16,7 @@ from generalist_jax import config
 from generalist_jax import host_memory
 from generalist_jax import parallel
 from generalist_jax.run import loop
+from generalist_jax.run import process_flags
 from generalist_jax.run import suite
 
 # Float config fields also take a fraction: --config.experts.robust.attack.eps=8/255.
@@ -23,11 +24,6 @@ config_flags.register_flag_parser_for_type(float, config.FractionParser())
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, logs).')
-_COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'host:port of process 0, for several processes without '
-    'SLURM / Open MPI / TPU auto-detection.')
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes.')
-_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1.')
 _START_OVER = flags.DEFINE_boolean(
     'start_over', False, 'The workdir holds a run of another config: move it into '
     '<workdir>/superseded/<time>/ (kept) and train this config from step 0.')
@@ -52,8 +48,7 @@ def main(argv):
   host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options
   # orbax logs every save at INFO; our own progress goes to the bar and stdout.
   logging.set_verbosity(logging.WARNING)
-  parallel.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
-                                        _PROCESS_ID.value)
+  process_flags.initialize_distributed()
   if suite.is_suite(_CONFIG.value):
     suite.run_suite(_CONFIG.value, _WORKDIR.value, start_over=_START_OVER.value)
     return

@@ -136,8 +136,9 @@ def test_flags_do_not_depend_on_batch_size_or_query_block(linf_new):
 
 
 def test_bucket_sizes_are_a_ladder_of_device_multiples():
-  assert runner.bucket_sizes(500) == (8, 16, 32, 64, 128, 256, 500)
-  assert runner.bucket_sizes(128, 4) == (32, 64, 128)
+  assert runner.bucket_sizes(500) == (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 500)
+  assert runner.bucket_sizes(128, 4) == (32, 64, 96, 128)
+  assert runner.bucket_sizes(17) == (8, 16, 17)
   assert runner.bucket_sizes(2) == (8,)
   assert runner.bucket_sizes(30, 4) == (32,)
   assert list(runner._padded(np.array([4, 9, 2]), (8, 16))) == [4, 9, 2] + [2] * 5

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from generalist_jax import parallel
 from generalist_jax.attacks import autoattack as aa
 from generalist_jax.attacks import registry
 from generalist_jax.attacks import threat
@@ -184,10 +185,11 @@ def _resume(state_path, settings: dict):
   state = save = None
   if state_path is not None:
     path = pathlib.Path(state_path)
-    state = reports.load_state(path, settings)
-    if state is not None:
+    state = reports.load_state(path, settings)   # every process reads it
+    if state is not None and parallel.is_main_process():
       print(f'resuming {path}')
-    save = lambda s: reports.save_state(path, s, settings)
+    if parallel.is_main_process():             # one writer; every process has the flags
+      save = lambda s: reports.save_state(path, s, settings)
   return state, save
 
 
@@ -291,11 +293,16 @@ def write_outputs(stem: pathlib.Path, evaluation: Evaluation, labels, meta: dict
     x_adv, example_ids: when x_adv is given, <stem>.adv.npz (`write_adversarial`).
     dataset, architecture: RobustBench's names, for the entry.
 
+  Only process 0 of a multi-process job writes and prints; every process returns
+  the report.
+
   Returns:
     The report as written: <stem>.{json,csv,md} (`reports.write_reports`), and
     <stem>.model_info.json where the evaluation is a RobustBench entry
     (`leaderboard`; otherwise the reason is printed).
   """
+  if not parallel.is_main_process():   # process 0 writes and prints; the same report
+    return dict(evaluation.report, **meta)
   report = reports.write_reports(stem, evaluation.state, evaluation.plan, labels,
                                  dict(evaluation.report, **meta))
   if x_adv is not None:
@@ -350,7 +357,8 @@ def evaluate_and_write(apply_fn, params, images, labels, *, stem: pathlib.Path, 
                   x_adv=x_adv, allow_large_eps=allow_large_eps, progress=progress,
                   stop_after_batches=stop_after_batches, model_name=model_name)
   if done is None:
-    print(f'stopped early; start the same command again to resume ({state_path})')
+    if parallel.is_main_process():
+      print(f'stopped early; start the same command again to resume ({state_path})')
     return None
   meta = dict(meta, seconds_this_invocation=time.time() - started)
   return write_outputs(stem, done, labels, meta, x_adv=x_adv, example_ids=example_ids,

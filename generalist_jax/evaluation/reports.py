@@ -19,7 +19,8 @@ from generalist_jax.evaluation import tables
 
 def library_versions() -> dict:
   """The versions behind a result: python, jax, jaxlib, flax, optax,
-  orbax_checkpoint, numpy, and the JAX backend ('cpu', 'gpu', ...)."""
+  orbax_checkpoint, numpy, the JAX backend ('cpu', 'gpu', ...) and the devices and
+  processes the attacks were split over."""
   import flax
   import optax
   import orbax.checkpoint
@@ -27,7 +28,8 @@ def library_versions() -> dict:
           'jaxlib': importlib.metadata.version('jaxlib'),
           'flax': flax.__version__, 'optax': optax.__version__,
           'orbax_checkpoint': orbax.checkpoint.__version__, 'numpy': np.__version__,
-          'backend': jax.default_backend()}
+          'backend': jax.default_backend(), 'devices': jax.device_count(),
+          'processes': jax.process_count()}
 
 
 def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pathlib
 from typing import Sequence
 
+from generalist_jax import parallel
 from generalist_jax.attacks import autoattack as aa
 from generalist_jax.attacks import registry
 from generalist_jax.evaluation import jitted
@@ -143,6 +144,6 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
       stop_after_batches=stop_after_batches, model_name=f'the {learner!r} learner of {workdir}',
       dataset=dataset_name(config.data),
       architecture=leaderboard.architecture_name(config.model.to_dict()))
-  if report is not None:
+  if report is not None and parallel.is_main_process():
     plots.safely(plots.eval_plots, report, workdir / 'plots', name)   # warns, never raises
   return report
