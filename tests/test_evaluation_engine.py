@@ -136,7 +136,8 @@ def test_flags_do_not_depend_on_batch_size_or_query_block(linf_new):
 
 
 def test_bucket_sizes_are_a_ladder_of_device_multiples():
-  assert runner.bucket_sizes(500) == (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 500)
+  assert runner.bucket_sizes(500) == (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160,
+                                      192, 224, 256, 320, 384, 448, 500)
   assert runner.bucket_sizes(128, 4) == (32, 64, 96, 128)
   assert runner.bucket_sizes(17) == (8, 16, 17)
   assert runner.bucket_sizes(2) == (8,)
