@@ -42,9 +42,8 @@ import ml_collections
 from generalist_jax import config
 from generalist_jax.config import expert, pgd_attack, sgd
 
-
-EPS_LINF = 0.2       # the training, model-selection and first evaluation radius
-EPS_L2 = 0.5         # the second evaluation radius (no run trains for it)
+EPS_LINF = 0.2  # the training, model-selection and first evaluation radius
+EPS_L2 = 0.5  # the second evaluation radius (no run trains for it)
 EPOCHS = 10
 
 
@@ -56,14 +55,10 @@ def train_attack():
 def digits_expert(task, weight_decay, mix_values):
   """An expert of the demo: the reference's lr shape x10 (few epochs), knots in the
   reference's 120 epochs (rescaled to the demo's by `digits_run`)."""
-  return expert(
-      task,
-      sgd(lr_epochs=(0, 40, 80, 120),
-          lr_values=(0.1, 0.1, 0.01, 0.0001),
-          weight_decay=weight_decay,
-          momentum=0.9),
-      mix_values=mix_values,
-      attack=train_attack())      # set on the natural expert too (unused there)
+  return expert(task,
+                sgd(lr_epochs=(0, 40, 80, 120), lr_values=(0.1, 0.1, 0.01, 0.0001),
+                    weight_decay=weight_decay, momentum=0.9), mix_values=mix_values,
+                attack=train_attack())  # set on the natural expert too (unused there)
 
 
 def digits_run(experts, best_metric: str, num_epochs: int, train_size, test_size,
@@ -74,28 +69,28 @@ def digits_run(experts, best_metric: str, num_epochs: int, train_size, test_size
   c.data.val_size = 200
   c.data.train_size = train_size
   c.data.test_size = test_size
-  c.data.augment = 'none'          # crops of 4 px and flips destroy 8x8 digits
+  c.data.augment = 'none'  # crops of 4 px and flips destroy 8x8 digits
   c.data.num_threads = 1
   c.model.name = 'mlp'
   c.model.width = 1.0
   c.batch_size = 64
   for name, e in experts.items():
     c.experts[name] = e
-  c.meta.mix_epochs = (0, 40, 80, 120)   # knots of mix_values, rescaled below
+  c.meta.mix_epochs = (0, 40, 80, 120)  # knots of mix_values, rescaled below
   c.meta.timescale = 'epochs'
   c.meta.clock = 'fractional'
-  c.meta.ema_max_decay = 0.999           # EMA decay min(0.999, (t+1)/(t+10))
+  c.meta.ema_max_decay = 0.999  # EMA decay min(0.999, (t+1)/(t+10))
   c.meta.sync.kind = 'never'
-  c.meta.sync.start_epoch = 75           # rescaled below: epoch 6 of 10
+  c.meta.sync.start_epoch = 75  # rescaled below: epoch 6 of 10
   # Short PGDs during training (CPU compile time grows with unrolled steps); the
   # suite's evaluation afterwards runs PGD-20 and APGD-CE-20.
   c.eval.val_attack = train_attack()
-  c.eval.test_attack = pgd_attack(eps=EPS_LINF, step_size=0.05, steps=10)   # 2.5 eps / 10
+  c.eval.test_attack = pgd_attack(eps=EPS_LINF, step_size=0.05, steps=10)  # 2.5 eps / 10
   c.eval.batch_size = 100
   c.eval.best_metric = best_metric
   c.num_epochs = 120
-  config.scale_epochs(c, num_epochs)   # every epoch knot x num_epochs / 120
-  if sync_every_steps is not None:     # as smoke(): every half epoch from 5/8 of training
+  config.scale_epochs(c, num_epochs)  # every epoch knot x num_epochs / 120
+  if sync_every_steps is not None:  # as smoke(): every half epoch from 5/8 of training
     c.meta.sync.kind = 'every_steps'
     c.meta.sync.every_steps = sync_every_steps
   c.log_every_steps = 10
@@ -110,24 +105,22 @@ def get_config(arg: str | None = None):
   train_size = int(opts['train_size']) if 'train_size' in opts else None
   test_size = int(opts['test_size']) if 'test_size' in opts else None
   scale = dict(num_epochs=epochs, train_size=train_size, test_size=test_size)
-  steps_per_epoch = (train_size or 1300) // 64   # 1,300 training digits, batch 64
+  steps_per_epoch = (train_size or 1300) // 64  # 1,300 training digits, batch 64
 
   c = ml_collections.ConfigDict()
   c.runs = dict(
       standard=digits_run(
           dict(natural=digits_expert('natural', 5e-4, mix_values=(1.0, 1.0, 1.0, 1.0))),
           best_metric='natural/clean_acc', **scale),
-      pgd_at=digits_run(
-          dict(robust=digits_expert('pgd', 3.5e-3, mix_values=(1.0, 1.0, 1.0, 1.0))),
-          best_metric='robust/robust_acc', **scale),
+      pgd_at=digits_run(dict(robust=digits_expert('pgd', 3.5e-3, mix_values=(1.0, 1.0, 1.0, 1.0))),
+                        best_metric='robust/robust_acc', **scale),
       generalist=digits_run(
           dict(natural=digits_expert('natural', 5e-4, mix_values=(0.0, 0.0, 0.0, 0.6)),
                robust=digits_expert('pgd', 3.5e-3, mix_values=(1.0, 1.0, 1.0, 0.4))),
-          best_metric='global/robust_acc', sync_every_steps=max(1, steps_per_epoch // 2),
-          **scale),
+          best_metric='global/robust_acc', sync_every_steps=max(1, steps_per_epoch // 2), **scale),
   )
-  c.compare = config.compare_config(
-      name='demo', order=('standard', 'pgd_at', 'generalist'), checkpoint='best',
-      attacks='pgd,apgd-ce', norms=('linf', 'l2'), eps=(EPS_LINF, EPS_L2), steps=20,
-      n_ex=test_size or 297, batch_size=100)
+  c.compare = config.compare_config(name='demo', order=('standard', 'pgd_at', 'generalist'),
+                                    checkpoint='best', attacks='pgd,apgd-ce', norms=('linf', 'l2'),
+                                    eps=(EPS_LINF, EPS_L2), steps=20, n_ex=test_size or 297,
+                                    batch_size=100)
   return c

@@ -38,7 +38,7 @@ def get_config(arg: str | None = None):
   """arg: a scale ('smoke', 'reference_clock', epochs=N, train_size=N, test_size=N,
   attack_steps=N; comma separated): see config.apply_arg."""
   c = config.base_config()
-  c.num_epochs = 120                    # the reference's budget
+  c.num_epochs = 120  # the reference's budget
   c.batch_size = 128
   c.model.name = 'resnet18'
 
@@ -46,33 +46,32 @@ def get_config(arg: str | None = None):
   # differ in task and weight decay. mix_values: weight in the global learner at
   # each of meta.mix_epochs (beta for the robust expert, 1 - beta for the natural).
   c.experts.natural = expert(
-      'natural',                                  # clean cross-entropy
-      sgd(lr_epochs=(0, 40, 80, 120),
-          lr_values=(0.01, 0.01, 0.001, 0.0001),
-          weight_decay=5e-4,
+      'natural',  # clean cross-entropy
+      sgd(lr_epochs=(0, 40, 80, 120), lr_values=(0.01, 0.01, 0.001, 0.0001), weight_decay=5e-4,
           momentum=0.9),
-      mix_values=(0.0, 0.0, 0.0, 0.6))            # 1 - beta
+      mix_values=(0.0, 0.0, 0.0, 0.6))  # 1 - beta
   c.experts.robust = expert(
-      'pgd',                                      # PGD-AT: cross-entropy on PGD examples
-      sgd(lr_epochs=(0, 40, 80, 120),
+      'pgd',  # PGD-AT: cross-entropy on PGD examples
+      sgd(
+          lr_epochs=(0, 40, 80, 120),
           lr_values=(0.01, 0.01, 0.001, 0.0001),
-          weight_decay=3.5e-3,                    # the reference's robust-expert decay
+          weight_decay=3.5e-3,  # the reference's robust-expert decay
           momentum=0.9),
-      mix_values=(1.0, 1.0, 1.0, 0.4),            # beta = interp(epoch, knots, these)
+      mix_values=(1.0, 1.0, 1.0, 0.4),  # beta = interp(epoch, knots, these)
       attack=pgd_attack(eps=8 / 255, step_size=2 / 255, steps=10))
 
-  c.meta.mix_epochs = (0, 40, 80, 120)   # knots of every expert's mix_values
-  c.meta.timescale = 'epochs'            # the constants below as set, in epochs / steps
-  c.meta.clock = 'fractional'            # schedules read at the fractional epoch (TMLlib);
-                                         # reference_clock switches to main.py's 'integer'
-  c.meta.ema_max_decay = 0.999           # EMA decay min(0.999, (t+1)/(t+10))
-  c.meta.sync.kind = 'reference'         # global learner copied into both experts ...
-  c.meta.sync.start_epoch = 75           # ... from epoch 75 ...
-  c.meta.sync.every_epochs = 5           # ... in every epoch e with e % 5 == 0 ...
-  c.meta.sync.window_epochs = 1          # ... on every step of that one epoch
+  c.meta.mix_epochs = (0, 40, 80, 120)  # knots of every expert's mix_values
+  c.meta.timescale = 'epochs'  # the constants below as set, in epochs / steps
+  c.meta.clock = 'fractional'  # schedules read at the fractional epoch (TMLlib);
+  # reference_clock switches to main.py's 'integer'
+  c.meta.ema_max_decay = 0.999  # EMA decay min(0.999, (t+1)/(t+10))
+  c.meta.sync.kind = 'reference'  # global learner copied into both experts ...
+  c.meta.sync.start_epoch = 75  # ... from epoch 75 ...
+  c.meta.sync.every_epochs = 5  # ... in every epoch e with e % 5 == 0 ...
+  c.meta.sync.window_epochs = 1  # ... on every step of that one epoch
 
-  c.eval.val_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=10)   # model selection
+  c.eval.val_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=10)  # model selection
   c.eval.test_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=20)  # final test
   c.eval.best_metric = 'global/sum_acc'  # clean + robust on validation (the reference's
-                                         # quantity, there on the test set)
+  # quantity, there on the test set)
   return config.apply_arg(c, arg)

@@ -38,24 +38,25 @@ def get_config(arg: str | None = None):
   for norm, eps, step in (('l2', 0.5, 0.125), ('linf', 8 / 255, 2 / 255)):
     c.experts[norm] = expert(
         'pgd',
-        sgd(lr_epochs=(0, 40, 80, 120),           # the CVPR'23 robust expert's optimizer
+        sgd(
+            lr_epochs=(0, 40, 80, 120),  # the CVPR'23 robust expert's optimizer
             lr_values=(0.01, 0.01, 0.001, 0.0001),
             weight_decay=3.5e-3,
             momentum=0.9),
-        mix_values=(0.5, 0.5, 0.5, 0.5),          # equal weights throughout
+        mix_values=(0.5, 0.5, 0.5, 0.5),  # equal weights throughout
         attack=pgd_attack(eps=eps, step_size=step, steps=10, norm=norm))
 
-  c.meta.mix_epochs = (0, 40, 80, 120)   # knots of every expert's mix_values
-  c.meta.timescale = 'epochs'            # the constants below as set, in epochs / steps
-  c.meta.clock = 'fractional'            # schedules read at the fractional epoch (TMLlib)
-  c.meta.ema_max_decay = 0.999           # EMA decay min(0.999, (t+1)/(t+10))
-  c.meta.sync.kind = 'reference'         # global learner copied into every expert ...
-  c.meta.sync.start_epoch = 75           # ... from epoch 75 ...
-  c.meta.sync.every_epochs = 5           # ... in every epoch e with e % 5 == 0 ...
-  c.meta.sync.window_epochs = 1          # ... on every step of that one epoch
+  c.meta.mix_epochs = (0, 40, 80, 120)  # knots of every expert's mix_values
+  c.meta.timescale = 'epochs'  # the constants below as set, in epochs / steps
+  c.meta.clock = 'fractional'  # schedules read at the fractional epoch (TMLlib)
+  c.meta.ema_max_decay = 0.999  # EMA decay min(0.999, (t+1)/(t+10))
+  c.meta.sync.kind = 'reference'  # global learner copied into every expert ...
+  c.meta.sync.start_epoch = 75  # ... from epoch 75 ...
+  c.meta.sync.every_epochs = 5  # ... in every epoch e with e % 5 == 0 ...
+  c.meta.sync.window_epochs = 1  # ... on every step of that one epoch
 
-  c.eval.val_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=10)   # model selection
+  c.eval.val_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=10)  # model selection
   c.eval.test_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=20)  # final test
   c.eval.best_metric = 'global/sum_acc'  # clean + l-inf PGD on validation (the CVPR'23
-                                         # reference's quantity)
+  # reference's quantity)
   return config.apply_arg(c, arg)

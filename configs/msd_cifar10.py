@@ -39,24 +39,26 @@ def get_config(arg: str | None = None):
 
   c.experts.robust = expert(
       'msd',
-      sgd(lr_epochs=(0, 40, 80, 120),             # PGD-AT's optimizer
+      sgd(
+          lr_epochs=(0, 40, 80, 120),  # PGD-AT's optimizer
           lr_values=(0.01, 0.01, 0.001, 0.0001),
           weight_decay=3.5e-3,
           momentum=0.9),
-      mix_values=(1.0, 1.0, 1.0, 1.0),            # the only expert: 'global' is its EMA
-      norms=('l1', 'l2', 'linf'),                 # one steepest step each per iteration
-      per_norm=ml_collections.ConfigDict(dict(    # one attack per threat model
-          linf=pgd_attack(eps=8 / 255, step_size=0.003, steps=50, norm='linf'),
-          l2=pgd_attack(eps=0.5, step_size=0.05, steps=50, norm='l2'),
-          l1=pgd_attack(eps=12.0, step_size=1.0, steps=50, norm='l1'))))
+      mix_values=(1.0, 1.0, 1.0, 1.0),  # the only expert: 'global' is its EMA
+      norms=('l1', 'l2', 'linf'),  # one steepest step each per iteration
+      per_norm=ml_collections.ConfigDict(
+          dict(  # one attack per threat model
+              linf=pgd_attack(eps=8 / 255, step_size=0.003, steps=50, norm='linf'),
+              l2=pgd_attack(eps=0.5, step_size=0.05, steps=50, norm='l2'),
+              l1=pgd_attack(eps=12.0, step_size=1.0, steps=50, norm='l1'))))
 
-  c.meta.mix_epochs = (0, 40, 80, 120)   # knots of mix_values
-  c.meta.timescale = 'epochs'            # the constants below as set
-  c.meta.clock = 'fractional'            # schedules read at the fractional epoch (TMLlib)
-  c.meta.ema_max_decay = 0.999           # EMA decay min(0.999, (t+1)/(t+10))
-  c.meta.sync.kind = 'never'             # one expert: nothing to sync
+  c.meta.mix_epochs = (0, 40, 80, 120)  # knots of mix_values
+  c.meta.timescale = 'epochs'  # the constants below as set
+  c.meta.clock = 'fractional'  # schedules read at the fractional epoch (TMLlib)
+  c.meta.ema_max_decay = 0.999  # EMA decay min(0.999, (t+1)/(t+10))
+  c.meta.sync.kind = 'never'  # one expert: nothing to sync
 
-  c.eval.val_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=10)   # model selection
+  c.eval.val_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=10)  # model selection
   c.eval.test_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=20)  # final test
-  c.eval.best_metric = 'robust/robust_acc'   # on l-inf PGD
+  c.eval.best_metric = 'robust/robust_acc'  # on l-inf PGD
   return config.apply_arg(c, arg)

@@ -29,20 +29,21 @@ def get_config(arg: str | None = None):
   c.model.name = 'resnet18'
 
   c.experts.natural = expert(
-      'natural',                                  # clean cross-entropy
-      sgd(lr_epochs=(0, 40, 80, 120),             # piecewise-linear lr knots (epochs)
+      'natural',  # clean cross-entropy
+      sgd(
+          lr_epochs=(0, 40, 80, 120),  # piecewise-linear lr knots (epochs)
           lr_values=(0.01, 0.01, 0.001, 0.0001),  # lr at those knots
           weight_decay=5e-4,
           momentum=0.9),
-      mix_values=(1.0, 1.0, 1.0, 1.0))            # the only expert: 'global' is its EMA
+      mix_values=(1.0, 1.0, 1.0, 1.0))  # the only expert: 'global' is its EMA
 
-  c.meta.mix_epochs = (0, 40, 80, 120)   # knots of mix_values
-  c.meta.timescale = 'epochs'            # the constants below as set
-  c.meta.clock = 'fractional'            # schedules read at the fractional epoch (TMLlib)
-  c.meta.ema_max_decay = 0.999           # EMA decay min(0.999, (t+1)/(t+10))
-  c.meta.sync.kind = 'never'             # one expert: nothing to sync
+  c.meta.mix_epochs = (0, 40, 80, 120)  # knots of mix_values
+  c.meta.timescale = 'epochs'  # the constants below as set
+  c.meta.clock = 'fractional'  # schedules read at the fractional epoch (TMLlib)
+  c.meta.ema_max_decay = 0.999  # EMA decay min(0.999, (t+1)/(t+10))
+  c.meta.sync.kind = 'never'  # one expert: nothing to sync
 
-  c.eval.val_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=10)   # reported only
+  c.eval.val_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=10)  # reported only
   c.eval.test_attack = pgd_attack(eps=8 / 255, step_size=2 / 255, steps=20)  # final test
   c.eval.best_metric = 'natural/clean_acc'
   return config.apply_arg(c, arg)

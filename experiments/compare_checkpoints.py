@@ -18,8 +18,8 @@ def newest_state(run_dir: pathlib.Path):
   manager = ocp.CheckpointManager(run_dir.absolute() / 'checkpoints' / 'last',
                                   item_names=('state', 'meta'))
   step = manager.latest_step()
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+  restored = manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
   manager.close()
   return step, restored.state
 
@@ -29,12 +29,15 @@ def main(a: str, b: str) -> int:
                                           newest_state(pathlib.Path(b)))
   leaves_a, leaves_b = ocp.tree.to_flat_dict(state_a), ocp.tree.to_flat_dict(state_b)
   assert leaves_a.keys() == leaves_b.keys(), 'different state structures'
-  diffs = {k: float(np.max(np.abs(np.asarray(leaves_a[k], np.float64) -
-                                  np.asarray(leaves_b[k], np.float64))))
-           for k in leaves_a}
-  report = {'step_a': step_a, 'step_b': step_b, 'leaves': len(diffs),
-            'leaves_differing': sum(d != 0 for d in diffs.values()),
-            'max_abs_diff': max(diffs.values())}
+  diffs = {
+      k: float(
+          np.max(np.abs(np.asarray(leaves_a[k], np.float64) - np.asarray(leaves_b[k], np.float64)))
+      ) for k in leaves_a
+  }
+  report = {
+      'step_a': step_a, 'step_b': step_b, 'leaves': len(diffs),
+      'leaves_differing': sum(d != 0 for d in diffs.values()), 'max_abs_diff': max(diffs.values())
+  }
   print(json.dumps(report))
   return 0 if step_a == step_b and report['leaves_differing'] == 0 else 1
 

@@ -21,10 +21,12 @@ def run_facts(run: pathlib.Path) -> dict | None:
   for expert in config['experts'].values():
     for attack in [expert['attack'], *expert.get('norm_attacks', {}).values()]:
       attacks.add(attack['steps'])
-  return {'model': f"{config['model']['name']} width {config['model']['width']}",
-          'train_size': config['data']['train_size'], 'val_size': config['data']['val_size'],
-          'num_epochs': config['num_epochs'], 'batch_size': config['batch_size'],
-          'seed': config['seed'], 'train_attack_steps': sorted(attacks)}
+  return {
+      'model': f"{config['model']['name']} width {config['model']['width']}",
+      'train_size': config['data']['train_size'], 'val_size': config['data']['val_size'],
+      'num_epochs': config['num_epochs'], 'batch_size': config['batch_size'],
+      'seed': config['seed'], 'train_attack_steps': sorted(attacks)
+  }
 
 
 def shared_facts(runs: pathlib.Path, names: list) -> tuple[dict, list]:
@@ -33,8 +35,10 @@ def shared_facts(runs: pathlib.Path, names: list) -> tuple[dict, list]:
   if not facts:
     return {}, []
   first = next(iter(facts.values()))
-  differs = [f'{n}: {k} is {f[k]} (other rows {first[k]})' for n, f in facts.items()
-             for k in first if k != 'train_attack_steps' and f[k] != first[k]]
+  differs = [
+      f'{n}: {k} is {f[k]} (other rows {first[k]})' for n, f in facts.items() for k in first
+      if k != 'train_attack_steps' and f[k] != first[k]
+  ]
   return first, differs
 
 
@@ -42,8 +46,9 @@ def write_results(here: pathlib.Path, out: dict, columns: list, intro: str,
                   stem: str = 'results') -> str:
   """columns: (key in each row, header). Rows lacking a finished run show '-'."""
   (here / f'{stem}.json').write_text(json.dumps(out, indent=2))
-  lines = ['| ' + ' | '.join(['row'] + [h for _, h in columns]) + ' |',
-           '|' + '---|' * (len(columns) + 1)]
+  lines = [
+      '| ' + ' | '.join(['row'] + [h for _, h in columns]) + ' |', '|' + '---|' * (len(columns) + 1)
+  ]
   for r in out['rows']:
     lines.append('| ' + ' | '.join([r['row']] + [percent(r.get(k)) for k, _ in columns]) + ' |')
   table = '\n'.join(lines)

@@ -34,43 +34,48 @@ if str(ROOT) not in sys.path:
 from generalist_jax.evaluation import plots  # noqa: E402
 
 # (column, attack label, key in its result file): clean accuracy comes with PGD-20.
-METRICS = (('clean', 'pgd20', 'clean_acc'), ('PGD-20', 'pgd20', 'robust_acc'),
-           ('APGD-CE+T', 'fast', 'robust_acc'))
+METRICS = (('clean', 'pgd20', 'clean_acc'), ('PGD-20', 'pgd20', 'robust_acc'), ('APGD-CE+T', 'fast',
+                                                                                'robust_acc'))
 WHICH = ('last', 'selected')
 
 
 @dataclasses.dataclass(frozen=True)
 class Study:
-  prefix: str                 # result files <prefix>_<which>_<learner>_<attack>_n<n>.json
-  total_steps: int            # a run is finished once checkpoints/last/<total_steps> exists
-  learners: dict              # row -> the learners evaluated
-  attacks: dict               # label -> (evaluate_run attacks, budget overrides)
-  layout: str = 'flat'        # 'flat': RUNS/<row>_s<seed>; 'nested': RUNS/s<seed>/<row>
+  prefix: str  # result files <prefix>_<which>_<learner>_<attack>_n<n>.json
+  total_steps: int  # a run is finished once checkpoints/last/<total_steps> exists
+  learners: dict  # row -> the learners evaluated
+  attacks: dict  # label -> (evaluate_run attacks, budget overrides)
+  layout: str = 'flat'  # 'flat': RUNS/<row>_s<seed>; 'nested': RUNS/s<seed>/<row>
   batch_size: int = 250
-  command: str = ''           # written into every report
-  log_costs: bool = False     # add wall time, /proc/loadavg and the test ids to each result
+  command: str = ''  # written into every report
+  log_costs: bool = False  # add wall time, /proc/loadavg and the test ids to each result
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  seed: str                   # as in the folder name ('0')
+  seed: str  # as in the folder name ('0')
   path: pathlib.Path
-  label: str                  # 'generalist_s0' (flat) or 's0/generalist' (nested)
+  label: str  # 'generalist_s0' (flat) or 's0/generalist' (nested)
 
 
 # ----------------------------------------------------------------------------
 # Runs and files.
 # ----------------------------------------------------------------------------
 
+
 def runs_of(study: Study, runs_dir: pathlib.Path, row: str) -> list[Run]:
   """The row's run folders, seed order."""
   if study.layout == 'flat':
-    return [Run(p.name.rsplit('_s', 1)[1], p, p.name)
-            for p in sorted(runs_dir.glob(f'{row}_s[0-9]')) if p.is_dir()]
-  found = [p for p in runs_dir.glob(f's[0-9]*/{row}')
-           if p.is_dir() and p.parent.name[1:].isdigit()]
-  return [Run(p.parent.name[1:], p, f'{p.parent.name}/{row}')
-          for p in sorted(found, key=lambda p: int(p.parent.name[1:]))]
+    return [
+        Run(p.name.rsplit('_s', 1)[1], p, p.name)
+        for p in sorted(runs_dir.glob(f'{row}_s[0-9]'))
+        if p.is_dir()
+    ]
+  found = [p for p in runs_dir.glob(f's[0-9]*/{row}') if p.is_dir() and p.parent.name[1:].isdigit()]
+  return [
+      Run(p.parent.name[1:], p, f'{p.parent.name}/{row}')
+      for p in sorted(found, key=lambda p: int(p.parent.name[1:]))
+  ]
 
 
 def finished(study: Study, run: pathlib.Path) -> bool:
@@ -93,6 +98,7 @@ def read_json(path: pathlib.Path):
 # ----------------------------------------------------------------------------
 # Evaluation.
 # ----------------------------------------------------------------------------
+
 
 def selected_step(run: pathlib.Path, learner: str) -> int | None:
   """The validated step with the highest `val/<learner>/sum_acc` (first on ties)."""
@@ -135,8 +141,8 @@ def test_ids_sha1(report: dict) -> str:
   return hashlib.sha1(np.asarray(keep, np.int64).tobytes()).hexdigest()
 
 
-def evaluate_one(study: Study, workdir: pathlib.Path, name: str, checkpoint: str,
-                 learner: str, label: str, n_ex: int) -> None:
+def evaluate_one(study: Study, workdir: pathlib.Path, name: str, checkpoint: str, learner: str,
+                 label: str, n_ex: int) -> None:
   """One evaluate_run into <workdir>/eval/<name>.json unless it exists."""
   from generalist_jax.run import evaluate_run  # pylint: disable=g-import-not-at-top
   path = workdir / 'eval' / f'{name}.json'
@@ -144,21 +150,23 @@ def evaluate_one(study: Study, workdir: pathlib.Path, name: str, checkpoint: str
     return
   attacks, overrides = study.attacks[label]
   started, load_start = time.time(), loadavg()
-  report = evaluate_run.evaluate_run(
-      workdir, checkpoint=checkpoint, learner=learner, attacks=attacks, norms=['linf'],
-      eps=[8 / 255], n_ex=n_ex, batch_size=study.batch_size, seed=0, name=name,
-      overrides=overrides, progress=False, command=study.command)
+  report = evaluate_run.evaluate_run(workdir, checkpoint=checkpoint, learner=learner,
+                                     attacks=attacks, norms=['linf'], eps=[8 / 255], n_ex=n_ex,
+                                     batch_size=study.batch_size, seed=0, name=name,
+                                     overrides=overrides, progress=False, command=study.command)
   seconds = time.time() - started
   print(f'{workdir} {name}: {seconds:.0f} s', flush=True)
   if study.log_costs and report is not None:
-    report['study_eval'] = {'wall_seconds': round(seconds, 1), 'loadavg_start': load_start,
-                            'loadavg_end': loadavg(), 'test_ids_sha1': test_ids_sha1(report),
-                            'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
+    report['study_eval'] = {
+        'wall_seconds': round(seconds, 1), 'loadavg_start': load_start, 'loadavg_end': loadavg(),
+        'test_ids_sha1': test_ids_sha1(report), 'date': time.strftime('%Y-%m-%dT%H:%M:%SZ',
+                                                                      time.gmtime())
+    }
     path.write_text(json.dumps(report, indent=2))
 
 
-def evaluate_borrowed(study: Study, run: pathlib.Path, home: pathlib.Path, step: int,
-                      name: str, learner: str, label: str, n_ex: int) -> None:
+def evaluate_borrowed(study: Study, run: pathlib.Path, home: pathlib.Path, step: int, name: str,
+                      learner: str, label: str, n_ex: int) -> None:
   """A checkpoint only the fork's source holds: evaluated there once (named by its
   step, so every fork of that source shares it), copied as the fork's result."""
   shared = f'{study.prefix}_step{step}_{learner}_{label}_n{n_ex}'
@@ -169,8 +177,8 @@ def evaluate_borrowed(study: Study, run: pathlib.Path, home: pathlib.Path, step:
   (run / 'eval' / f'{name}.json').write_text(json.dumps(report, indent=2))
 
 
-def evaluate_run_learners(study: Study, run: pathlib.Path, row: str, *, which, attacks,
-                          n_ex: dict, learners=()) -> dict:
+def evaluate_run_learners(study: Study, run: pathlib.Path, row: str, *, which, attacks, n_ex: dict,
+                          learners=()) -> dict:
   """Every (checkpoint, learner, attack) of the run not evaluated yet; `n_ex`: attack
   label -> test images; `learners` (empty: all) limits what is evaluated, not the
   selection file. Returns the selection {learner: {'last': 'last', 'selected': step}}."""
@@ -204,12 +212,13 @@ def evaluate_run_learners(study: Study, run: pathlib.Path, row: str, *, which, a
 # Tables.
 # ----------------------------------------------------------------------------
 
+
 def mean_std(values):
   """(mean, std, n) in percent of fractions; None for no values."""
   if not values:
     return None
-  return (100 * statistics.mean(values), 100 * statistics.stdev(values) if len(values) > 1
-          else 0.0, len(values))
+  return (100 * statistics.mean(values), 100 * statistics.stdev(values) if len(values) > 1 else 0.0,
+          len(values))
 
 
 def fmt(ms) -> str:
@@ -222,8 +231,8 @@ def fmt(ms) -> str:
   return f'{mean:.1f} ± {std:.1f}' + ('' if n == 3 else f' (n={n})')
 
 
-def eval_value(study: Study, run: pathlib.Path, which: str, learner: str, attack: str,
-               key: str, n_ex: int):
+def eval_value(study: Study, run: pathlib.Path, which: str, learner: str, attack: str, key: str,
+               n_ex: int):
   path = run / 'eval' / f'{result_name(study, which, learner, attack, n_ex)}.json'
   return json.loads(path.read_text())[key] if path.exists() else None
 
@@ -241,12 +250,19 @@ def table(study: Study, rows, runs_dir: pathlib.Path, n_ex: dict,
     cells = [label, learner, str(len(runs))]
     for which in WHICH:
       for name, attack, key in METRICS:
-        by_seed = {r.seed: v for r in runs if (v := eval_value(
-            study, r.path, which, learner, attack, key, n_ex[attack])) is not None}
+        by_seed = {
+            r.seed: v
+            for r in runs
+            if (v := eval_value(study, r.path, which, learner, attack, key, n_ex[attack])
+               ) is not None
+        }
         entry[f'{which}/{name}'] = by_seed
         cells.append(fmt(mean_std(list(by_seed.values()))))
-    steps = [json.loads(selection_path(study, r.path).read_text())[learner]['selected']
-             for r in runs if selection_path(study, r.path).exists()]
+    steps = [
+        json.loads(selection_path(study, r.path).read_text())[learner]['selected']
+        for r in runs
+        if selection_path(study, r.path).exists()
+    ]
     entry['selected_steps'] = steps
     cells.append(', '.join(steps) or '-')
     if times is not None:
@@ -259,10 +275,10 @@ def table(study: Study, rows, runs_dir: pathlib.Path, n_ex: dict,
 
 
 def table_lines(cells: list, with_times: bool) -> list[str]:
-  header = (['row', 'learner', 'seeds'] + [f'{w} {m}' for w in WHICH for m, _, _ in METRICS]
-            + ['selected steps'] + (['train min'] if with_times else []))
-  return (['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-          + ['| ' + ' | '.join(c) + ' |' for c in cells])
+  header = (['row', 'learner', 'seeds'] + [f'{w} {m}' for w in WHICH for m, _, _ in METRICS] +
+            ['selected steps'] + (['train min'] if with_times else []))
+  return (['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] +
+          ['| ' + ' | '.join(c) + ' |' for c in cells])
 
 
 def paired_diffs(entry: dict, ref: dict, col: str) -> dict:
@@ -276,8 +292,7 @@ def paired_cell(diffs: list) -> str:
   if not diffs:
     return '-'
   se = f'{statistics.stdev(diffs) / len(diffs) ** 0.5:.2f}' if len(diffs) > 1 else '-'
-  return (f'{statistics.mean(diffs):+.2f} (SE {se}; '
-          + ', '.join(f'{d:+.1f}' for d in diffs) + ')')
+  return (f'{statistics.mean(diffs):+.2f} (SE {se}; ' + ', '.join(f'{d:+.1f}' for d in diffs) + ')')
 
 
 def paired_table(raw: list[dict], reference: str, prefixes=None) -> list[str]:
@@ -288,8 +303,9 @@ def paired_table(raw: list[dict], reference: str, prefixes=None) -> list[str]:
   if ref is None:
     return []
   cols = [f'{w}/{m}' for w in WHICH for m, _, _ in METRICS]
-  lines = ['| row minus ' + reference + ' | ' + ' | '.join(cols) + ' |',
-           '|' + '---|' * (len(cols) + 1)]
+  lines = [
+      '| row minus ' + reference + ' | ' + ' | '.join(cols) + ' |', '|' + '---|' * (len(cols) + 1)
+  ]
   for entry in raw:
     if entry is ref or (prefixes is not None and not entry['row'].startswith(prefixes)):
       continue
@@ -309,9 +325,10 @@ def paired_values(raw: list[dict], reference: str, rows) -> list[dict]:
     for col in (f'{w}/{m}' for w in WHICH for m, _, _ in METRICS):
       d = paired_diffs(entry, ref, col)
       values = list(d.values())
-      cols[col] = {'per_seed': d, 'mean': statistics.mean(values) if values else None,
-                   'se': (statistics.stdev(values) / len(values) ** 0.5
-                          if len(values) > 1 else None)}
+      cols[col] = {
+          'per_seed': d, 'mean': statistics.mean(values) if values else None,
+          'se': (statistics.stdev(values) / len(values)**0.5 if len(values) > 1 else None)
+      }
     out.append({'row': entry['row'], 'minus': reference, 'points': cols})
   return out
 
@@ -332,12 +349,13 @@ def windows(study: Study, runs_dir: pathlib.Path, row: str = 'generalist') -> li
     pre = [r for r in records if 'presync/global/clean_acc' in r]
     post = [r for r in records if 'postsync/global/clean_acc' in r]
     for k, (a, b) in enumerate(zip(pre, post)):
-      out.append({'run': run.label, 'window': k + 1, 'presync_step': a['step'],
-                  'postsync_step': b['step'],
-                  **{f'pre/{n}/{m}': a[f'presync/{n}/{m}'] for n in WINDOW_LEARNERS
-                     for m in ('clean_acc', 'robust_acc')},
-                  **{f'post/global/{m}': b[f'postsync/global/{m}'] for m in
-                     ('clean_acc', 'robust_acc')}})
+      accs = ('clean_acc', 'robust_acc')
+      before = {f'pre/{n}/{m}': a[f'presync/{n}/{m}'] for n in WINDOW_LEARNERS for m in accs}
+      after = {f'post/global/{m}': b[f'postsync/global/{m}'] for m in accs}
+      out.append({
+          'run': run.label, 'window': k + 1, 'presync_step': a['step'], 'postsync_step': b['step'],
+          **before, **after
+      })
   return out
 
 
@@ -352,13 +370,13 @@ def window_table(rows: list[dict]) -> list[str]:
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for k in sorted({r['window'] for r in rows}):
     group = [r for r in rows if r['window'] == k]
-    lines.append(f"| {k} | {group[0]['presync_step']} | " + ' | '.join(
-        fmt(mean_std([r[key] for r in group])) for key, _ in keys) + ' |')
+    lines.append(f"| {k} | {group[0]['presync_step']} | " +
+                 ' | '.join(fmt(mean_std([r[key] for r in group])) for key, _ in keys) + ' |')
   return lines
 
 
 def window_plot(rows: list[dict], path: pathlib.Path, robust_label: str = 'PGD-5') -> None:
-  plt = plots._pyplot()   # pylint: disable=protected-access
+  plt = plots._pyplot()  # pylint: disable=protected-access
   fig, (ax_c, ax_r) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
   ks = sorted({r['window'] for r in rows})
   series = [('pre/natural_ema', 'natural EMA, end of free phase', '#1f77b4', '--'),
@@ -366,8 +384,10 @@ def window_plot(rows: list[dict], path: pathlib.Path, robust_label: str = 'PGD-5
             ('post/global', 'global, just after the window', 'black', '-')]
   for ax, metric, title in ((ax_c, 'clean_acc', 'clean'), (ax_r, 'robust_acc', robust_label)):
     for prefix, label, color, style in series:
-      means = [100 * statistics.mean(r[f'{prefix}/{metric}'] for r in rows if r['window'] == k)
-               for k in ks]
+      means = [
+          100 *
+          statistics.mean(r[f'{prefix}/{metric}'] for r in rows if r['window'] == k) for k in ks
+      ]
       ax.plot(ks, means, style, marker='o', color=color, label=label)
     ax.set_xlabel('sync window (virtual epochs 75, 80, ..., 120)')
     ax.set_ylabel(f'validation {title} accuracy (%), mean over seeds')
@@ -401,8 +421,8 @@ def trajectory_plot(records: list[dict], path: pathlib.Path, title: str,
   series = validation_by_step(records)
   if not series:
     return None
-  plt = plots._pyplot()   # pylint: disable=protected-access
-  colors = plots._learner_colors(series)   # pylint: disable=protected-access
+  plt = plots._pyplot()  # pylint: disable=protected-access
+  colors = plots._learner_colors(series)  # pylint: disable=protected-access
   pre = [r['step'] for r in records if 'presync/global/clean_acc' in r]
   post = [r['step'] for r in records if 'postsync/global/clean_acc' in r]
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110, sharex=True)
@@ -417,12 +437,13 @@ def trajectory_plot(records: list[dict], path: pathlib.Path, title: str,
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=8)
   fig.suptitle(title, fontsize=10)
-  return plots._save(fig, path)   # pylint: disable=protected-access
+  return plots._save(fig, path)  # pylint: disable=protected-access
 
 
 # ----------------------------------------------------------------------------
 # Interpolation paths (`python -m generalist_jax.interpolate`), results.md.
 # ----------------------------------------------------------------------------
+
 
 def interpolations(study: Study, runs_dir: pathlib.Path, row: str) -> dict:
   """stem ('natural_ema_to_robust_ema_last') -> {seed: result} of the row's
@@ -437,15 +458,20 @@ def interpolations(study: Study, runs_dir: pathlib.Path, row: str) -> dict:
 def interpolation_table(row_label: str, stem: str, by_seed: dict) -> list[str]:
   """Clean and robust accuracy at every alpha, and the barriers, mean ± std over seeds."""
   first = next(iter(by_seed.values()))
-  lines = [f"**{row_label}**, `{stem}` ({first['split']}, {first['n']} images; seeds "
-           f"{', '.join(sorted(by_seed))})", '',
-           f"| alpha ({first['a']} -> {first['b']}) | clean | robust |", '|---|---|---|']
+  lines = [
+      f"**{row_label}**, `{stem}` ({first['split']}, {first['n']} images; seeds "
+      f"{', '.join(sorted(by_seed))})", '',
+      f"| alpha ({first['a']} -> {first['b']}) | clean | robust |", '|---|---|---|'
+  ]
   for k, alpha in enumerate(first['alpha']):
     lines.append(f'| {alpha:.2f} | ' + ' | '.join(
-        fmt(mean_std([r[key][k] for r in by_seed.values() if len(r[key]) > k]))
+        fmt(mean_std([r[key][k]
+                      for r in by_seed.values()
+                      if len(r[key]) > k]))
         for key in ('clean_acc', 'robust_acc')) + ' |')
   lines.append('| barrier | ' + ' | '.join(
-      fmt(mean_std([r['barrier'][key] for r in by_seed.values()]))
+      fmt(mean_std([r['barrier'][key]
+                    for r in by_seed.values()]))
       for key in ('clean_acc', 'robust_acc')) + ' |')
   return lines + ['']
 

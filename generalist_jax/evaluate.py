@@ -71,14 +71,17 @@ _ATTACKS = flags.DEFINE_string(
     'attacks', 'standard', "'standard', 'fast' or a list: apgd-ce,apgd-dlr,apgd-t,fab-t,"
     'square (linf, l2),pgd,pgd-cw,fgsm,mim')
 _NORM = flags.DEFINE_string('norm', 'linf', 'linf, l2, l1 or a comma list (union)')
-_EPS = flags.DEFINE_string('eps', None, 'one per norm, e.g. 8/255,0.5 (default: the CIFAR '
-                           'conventions 8/255, 0.5, 12)')
+_EPS = flags.DEFINE_string(
+    'eps', None, 'one per norm, e.g. 8/255,0.5 (default: the CIFAR '
+    'conventions 8/255, 0.5, 12)')
 _N_EX = flags.DEFINE_integer('n_ex', 1000, 'test examples (see --subset)')
-_SUBSET = flags.DEFINE_enum('subset', 'random', pipeline.SUBSETS,
-                            "'random': a fixed random n_ex of the test split; 'first': "
-                            'the first n_ex (as RobustBench)')
-_SAVE_ADV = flags.DEFINE_boolean('save_adv', False, 'also write the adversarial examples '
-                                 '(<name>.adv.npz; one norm)')
+_SUBSET = flags.DEFINE_enum(
+    'subset', 'random', pipeline.SUBSETS,
+    "'random': a fixed random n_ex of the test split; 'first': "
+    'the first n_ex (as RobustBench)')
+_SAVE_ADV = flags.DEFINE_boolean(
+    'save_adv', False, 'also write the adversarial examples '
+    '(<name>.adv.npz; one norm)')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'examples per attack batch')
 _SEED = flags.DEFINE_integer('seed', 0, 'attack randomness')
 _NAME = flags.DEFINE_string('name', None, 'output name (default: from the settings)')
@@ -92,8 +95,9 @@ _ALLOW_LARGE_EPS = flags.DEFINE_boolean(
     'sqrt(d), l1 > d); refused by default: eps is in pixel units of [0, 1]')
 _TORCH_CHECKPOINT = flags.DEFINE_string('torch_checkpoint', None,
                                         'a PyTorch state_dict to evaluate instead of a run')
-_ARCH = flags.DEFINE_string('arch', None, "with --torch_checkpoint: 'wrn-28-10', 'wrn-34-10', "
-                            "'preact_resnet18', 'resnet18'")
+_ARCH = flags.DEFINE_string(
+    'arch', None, "with --torch_checkpoint: 'wrn-28-10', 'wrn-34-10', "
+    "'preact_resnet18', 'resnet18'")
 _DATA = flags.DEFINE_string('data', 'cifar10', 'with --torch_checkpoint: a TFDS name or an .npz')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data dir')
 _NUM_CLASSES = flags.DEFINE_integer('num_classes', 10, 'with --torch_checkpoint')
@@ -114,13 +118,12 @@ def main(argv):
   """
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options
+  host_memory.keep_cpu_buffers_resident()  # before any jit takes compiler_options
   process_flags.initialize_distributed()
   compile_cache.enable()
   norms = [n.strip() for n in _NORM.value.split(',')]
   eps = [config.parse_eps(e) for e in _EPS.value.split(',')] if _EPS.value else None
-  overrides = {'steps': _STEPS.value, 'n_targets': _N_TARGETS.value,
-               'restarts': _RESTARTS.value}
+  overrides = {'steps': _STEPS.value, 'n_targets': _N_TARGETS.value, 'restarts': _RESTARTS.value}
   command = ' '.join([sys.executable, '-m', 'generalist_jax.evaluate'] + sys.argv[1:])
   if _TORCH_CHECKPOINT.value:
     if not _ARCH.value:
@@ -128,24 +131,23 @@ def main(argv):
     source = ({'source': 'npz', 'path': _DATA.value} if _DATA.value.endswith('.npz') else
               {'source': 'tfds', 'name': _DATA.value, 'data_dir': _DATA_DIR.value})
     external.evaluate_torch_checkpoint(
-        _TORCH_CHECKPOINT.value, arch=_ARCH.value, data_config=dict(source, val_size=1),
-        out_dir=_OUT.value, attacks=_ATTACKS.value, norms=norms,
-        eps=eps or [autoattack.DEFAULT_EPS[n] for n in norms], n_ex=_N_EX.value,
-        batch_size=_BATCH_SIZE.value, seed=_SEED.value, num_classes=_NUM_CLASSES.value,
-        mean=[float(v) for v in _MEAN.value.split(',')],
+        _TORCH_CHECKPOINT.value, arch=_ARCH.value, data_config=dict(source,
+                                                                    val_size=1), out_dir=_OUT.value,
+        attacks=_ATTACKS.value, norms=norms, eps=eps or [autoattack.DEFAULT_EPS[n] for n in norms],
+        n_ex=_N_EX.value, batch_size=_BATCH_SIZE.value, seed=_SEED.value,
+        num_classes=_NUM_CLASSES.value, mean=[float(v) for v in _MEAN.value.split(',')],
         std=[float(v) for v in _STD.value.split(',')], overrides=overrides,
-        allow_large_eps=_ALLOW_LARGE_EPS.value, progress=not _NO_PROGRESS.value,
-        command=command, subset=_SUBSET.value, save_adv=_SAVE_ADV.value, name=_NAME.value)
+        allow_large_eps=_ALLOW_LARGE_EPS.value, progress=not _NO_PROGRESS.value, command=command,
+        subset=_SUBSET.value, save_adv=_SAVE_ADV.value, name=_NAME.value)
     return
   if not _WORKDIR.value:
     raise app.UsageError('give --workdir (a run) or --torch_checkpoint.')
-  evaluate_run.evaluate_run(
-      _WORKDIR.value, checkpoint=_CHECKPOINT.value, learner=_LEARNER.value,
-      attacks=_ATTACKS.value, norms=norms, eps=eps, n_ex=_N_EX.value,
-      batch_size=_BATCH_SIZE.value, seed=_SEED.value, name=_NAME.value,
-      overrides=overrides, progress=not _NO_PROGRESS.value,
-      allow_large_eps=_ALLOW_LARGE_EPS.value, command=command, subset=_SUBSET.value,
-      save_adv=_SAVE_ADV.value)
+  evaluate_run.evaluate_run(_WORKDIR.value, checkpoint=_CHECKPOINT.value, learner=_LEARNER.value,
+                            attacks=_ATTACKS.value, norms=norms, eps=eps, n_ex=_N_EX.value,
+                            batch_size=_BATCH_SIZE.value, seed=_SEED.value, name=_NAME.value,
+                            overrides=overrides, progress=not _NO_PROGRESS.value,
+                            allow_large_eps=_ALLOW_LARGE_EPS.value, command=command,
+                            subset=_SUBSET.value, save_adv=_SAVE_ADV.value)
 
 
 if __name__ == '__main__':

@@ -66,14 +66,13 @@ def keep_cpu_buffers_resident() -> bool:
                      'use 1 (the default) or 0 '
                      f'({"/".join(_ON)} or {"/".join(_OFF)}).')
   switched_on = switch in _ON
-  if (not switched_on or platforms not in ([''], ['cpu'])
-      or platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc'
-      or _accelerator_plugin_installed()):
+  if (not switched_on or platforms not in ([''], ['cpu']) or platform.system() != 'Linux' or
+      platform.libc_ver()[0] != 'glibc' or _accelerator_plugin_installed()):
     return False
   libc = ctypes.CDLL(None)
-  _buffers_resident = bool(libc.mallopt(_M_MMAP_MAX, 0)
-                           and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-                           and libc.mallopt(_M_TOP_PAD, _TOP_PAD_BYTES))
+  _buffers_resident = bool(
+      libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and
+      libc.mallopt(_M_TOP_PAD, _TOP_PAD_BYTES))
   return _buffers_resident
 
 
@@ -100,8 +99,8 @@ def resident_buffer_compiler_options() -> dict:
 
 def _accelerator_plugin_installed() -> bool:
   """libtpu, or a PJRT plugin (jax_plugins namespace or entry point, e.g. CUDA's)."""
-  if (importlib.util.find_spec('libtpu') is not None
-      or importlib.metadata.entry_points(group='jax_plugins')):
+  if (importlib.util.find_spec('libtpu') is not None or
+      importlib.metadata.entry_points(group='jax_plugins')):
     return True
   namespace = importlib.util.find_spec('jax_plugins')
   return namespace is not None and any(

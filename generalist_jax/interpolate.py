@@ -35,7 +35,7 @@ def main(argv):
   """
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options
+  host_memory.keep_cpu_buffers_resident()  # before any jit takes compiler_options
   r = interpolate.interpolate(_WORKDIR.value, _A.value, _B.value, checkpoint=_CHECKPOINT.value,
                               points=_POINTS.value, split=_SPLIT.value, n_ex=_N_EX.value)
   for alpha, clean, robust in zip(r['alpha'], r['clean_acc'], r['robust_acc']):

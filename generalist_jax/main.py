@@ -45,7 +45,7 @@ def main(argv):
   """
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  host_memory.keep_cpu_buffers_resident()   # before any jit takes compiler_options
+  host_memory.keep_cpu_buffers_resident()  # before any jit takes compiler_options
   # orbax logs every save at INFO; our own progress goes to the bar and stdout.
   logging.set_verbosity(logging.WARNING)
   process_flags.initialize_distributed()
@@ -55,9 +55,9 @@ def main(argv):
   results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, start_over=_START_OVER.value,
                                     stop_at_step=_STOP_AT_STEP.value)
   for which, r in (results.items() if parallel.is_main_process() else ()):
-    print(f"test ({which}, step {r['step']}): " + ', '.join(
-        f"{n} {100 * m['clean_acc']:.2f}/{100 * m['robust_acc']:.2f}"
-        for n, m in r['learners'].items()) + ' (clean/robust %)')
+    print(f"test ({which}, step {r['step']}): " +
+          ', '.join(f"{n} {100 * m['clean_acc']:.2f}/{100 * m['robust_acc']:.2f}"
+                    for n, m in r['learners'].items()) + ' (clean/robust %)')
 
 
 if __name__ == '__main__':

@@ -32,10 +32,10 @@ def maybe_initialize_distributed(coordinator_address: str | None = None,
     process_id: this process's index, or None (auto-detected).
   """
   if coordinator_address or num_processes:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
-  elif any(v in os.environ for v in ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE',
-                                      'TPU_WORKER_HOSTNAMES')):
+    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                               process_id=process_id)
+  elif any(
+      v in os.environ for v in ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE', 'TPU_WORKER_HOSTNAMES')):
     jax.distributed.initialize()
 
 
@@ -117,8 +117,7 @@ def global_batch(local_batch: dict, mesh) -> dict:
     in process order.
   """
   sharding = batch_sharded(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x),
-                      local_batch)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
 
 
 def to_host(tree):
@@ -131,8 +130,9 @@ def to_host(tree):
     The pytree of numpy arrays: each jax.Array leaf's first addressable shard,
     other leaves through np.asarray.
   """
-  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(
-      x, jax.Array) else np.asarray(x), tree)
+  return jax.tree.map(
+      lambda x: np.asarray(x.addressable_data(0))
+      if isinstance(x, jax.Array) else np.asarray(x), tree)
 
 
 def gather(tree):

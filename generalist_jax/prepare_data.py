@@ -22,9 +22,8 @@ _DATASET = flags.DEFINE_enum(
     sorted(tfds_source.SUPPORTED_TFDS_DATASETS),
     'TFDS dataset to prepare.',
 )
-_DATA_DIR = flags.DEFINE_string(
-    'data_dir', None, 'TFDS data dir (default: the TFDS default data dir).'
-)
+_DATA_DIR = flags.DEFINE_string('data_dir', None,
+                                'TFDS data dir (default: the TFDS default data dir).')
 flags.mark_flag_as_required('dataset')
 
 
@@ -46,10 +45,8 @@ def main(argv):
   path = tfds_source.prepare(_DATASET.value, _DATA_DIR.value)
   print(f'Prepared {_DATASET.value} (array_record) in {path}')
   data_dir = _DATA_DIR.value
-  print(
-      f"Use it with: data.source='tfds', data.name='{_DATASET.value}',"
-      f' data.data_dir={data_dir!r}'
-  )
+  print(f"Use it with: data.source='tfds', data.name='{_DATASET.value}',"
+        f' data.data_dir={data_dir!r}')
   return 0
 
 

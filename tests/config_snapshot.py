@@ -29,23 +29,34 @@ SNAPSHOT = os.path.join(ROOT, 'tests', 'data', 'config_snapshot.json')
 
 # The config args of README, docs/, experiments/*/run.sh and tests/, plus each switch alone.
 RUN_ARGS = (
-    None, 'smoke', 'reference_clock', 'epochs=2', 'epochs=5', 'epochs=12', 'attack_steps=5',
-    'train_size=10000', 'test_size=0',
-    'smoke,epochs=3', 'smoke,epochs=3,attack_steps=5', 'smoke,epochs=5,attack_steps=5',
-    'smoke,epochs=10,train_size=10000', 'smoke,epochs=10,train_size=10000,test_size=2000',
+    None,
+    'smoke',
+    'reference_clock',
+    'epochs=2',
+    'epochs=5',
+    'epochs=12',
+    'attack_steps=5',
+    'train_size=10000',
+    'test_size=0',
+    'smoke,epochs=3',
+    'smoke,epochs=3,attack_steps=5',
+    'smoke,epochs=5,attack_steps=5',
+    'smoke,epochs=10,train_size=10000',
+    'smoke,epochs=10,train_size=10000,test_size=2000',
     'smoke,epochs=2,train_size=2000,test_size=500',
     'smoke,epochs=10,train_size=5000,test_size=500,attack_steps=3',
     'smoke,epochs=10,train_size=5000,test_size=1000,attack_steps=5',
     'smoke,epochs=20,train_size=10000,test_size=0,attack_steps=5',
-    'reference_clock,attack_steps=5', 'reference_clock,train_size=10000,test_size=0',
+    'reference_clock,attack_steps=5',
+    'reference_clock,train_size=10000,test_size=0',
 )
 SUITE_ARGS = (None, 'epochs=2,train_size=128,test_size=64', 'epochs=5', 'train_size=500',
               'test_size=100')
 
 
 def config_files():
-  return sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
-                if f.endswith('.py') and not f.startswith('_'))
+  return sorted(
+      f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith('.py') and not f.startswith('_'))
 
 
 def load(name, arg):
@@ -70,8 +81,10 @@ def flatten(tree, prefix=''):
 def dumps(name):
   """{arg: sorted-keys JSON text} for every arg variant of the file."""
   is_suite = 'runs' in load(name, None)
-  return {str(arg): load(name, arg).to_json_best_effort(sort_keys=True)
-          for arg in (SUITE_ARGS if is_suite else RUN_ARGS)}
+  return {
+      str(arg): load(name, arg).to_json_best_effort(sort_keys=True)
+      for arg in (SUITE_ARGS if is_suite else RUN_ARGS)
+  }
 
 
 FIELDS_FOR_ARGS = 'generalist_cifar10'
@@ -82,8 +95,9 @@ def snapshot():
   for name in config_files():
     texts = dumps(name)
     base = flatten(json.loads(texts['None']))
-    entry = dict(fields=base, sha256={arg: hashlib.sha256(text.encode()).hexdigest()
-                                      for arg, text in texts.items()})
+    entry = dict(
+        fields=base,
+        sha256={arg: hashlib.sha256(text.encode()).hexdigest() for arg, text in texts.items()})
     if name == FIELDS_FOR_ARGS:
       entry['arg_fields'] = {}
       for arg, text in texts.items():
@@ -96,10 +110,14 @@ def snapshot():
 
 
 def _field_lines(where, saved, current):
-  keys = [k for k in sorted(set(saved) | set(current))
-          if saved.get(k, '<absent>') != current.get(k, '<absent>')]
-  return [f'{where}: {k}: snapshot {saved.get(k, "<absent>")!r}, now '
-          f'{current.get(k, "<absent>")!r}' for k in keys]
+  keys = [
+      k for k in sorted(set(saved) | set(current))
+      if saved.get(k, '<absent>') != current.get(k, '<absent>')
+  ]
+  return [
+      f'{where}: {k}: snapshot {saved.get(k, "<absent>")!r}, now '
+      f'{current.get(k, "<absent>")!r}' for k in keys
+  ]
 
 
 def _with_arg(base, arg_fields):
@@ -121,12 +139,13 @@ def differences(saved, current):
       if arg not in s['sha256'] or arg not in c['sha256']:
         lines.append(f'{where}: arg only in the {"snapshot" if arg in s["sha256"] else "tree"}')
       elif s['sha256'][arg] != c['sha256'][arg]:
-        named = (_field_lines(where, s['fields'], c['fields']) if arg == 'None' else
-                 _field_lines(where, _with_arg(s['fields'], s['arg_fields'][arg]),
-                              _with_arg(c['fields'], c['arg_fields'][arg]))
-                 if 'arg_fields' in s else [])
-        lines += named or [f'{where}: the JSON differs from the snapshot (see '
-                           f'configs/{FIELDS_FOR_ARGS}.py:{arg} for the fields)']
+        named = (_field_lines(where, s['fields'], c['fields']) if arg == 'None' else _field_lines(
+            where, _with_arg(s['fields'], s['arg_fields'][arg]),
+            _with_arg(c['fields'], c['arg_fields'][arg])) if 'arg_fields' in s else [])
+        lines += named or [
+            f'{where}: the JSON differs from the snapshot (see '
+            f'configs/{FIELDS_FOR_ARGS}.py:{arg} for the fields)'
+        ]
   return lines
 
 

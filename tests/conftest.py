@@ -5,11 +5,10 @@ import pytest
 
 def write_tiny_npz(path, n_train=48, n_test=16, shape=(32, 32, 3), num_classes=10, seed=0):
   rng = np.random.default_rng(seed)
-  np.savez(path,
-           x_train=rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+  np.savez(path, x_train=rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
            y_train=rng.integers(0, num_classes, n_train),
-           x_test=rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
-           y_test=rng.integers(0, num_classes, n_test))
+           x_test=rng.integers(0, 256, (n_test, *shape),
+                               dtype=np.uint8), y_test=rng.integers(0, num_classes, n_test))
   return path
 
 

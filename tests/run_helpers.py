@@ -11,17 +11,17 @@ from generalist_jax.run import restore
 from tests.conftest import write_tiny_npz
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-EPOCHS = 4   # 5 steps an epoch with the tiny npz: 20 steps, a checkpoint every 2
+EPOCHS = 4  # 5 steps an epoch with the tiny npz: 20 steps, a checkpoint every 2
 
 
 def cli(workdir, npz, cache_dir):
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache_dir),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
-  return subprocess.Popen(
-      [sys.executable, '-m', 'generalist_jax.main', f'--config=tests/tiny_config.py:{EPOCHS}',
-       f'--workdir={workdir}', f'--config.data.path={npz}', '--config.eval.final_test=False'],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen([
+      sys.executable, '-m', 'generalist_jax.main', f'--config=tests/tiny_config.py:{EPOCHS}',
+      f'--workdir={workdir}', f'--config.data.path={npz}', '--config.eval.final_test=False'
+  ], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def final_state(workdir):
@@ -31,7 +31,7 @@ def final_state(workdir):
 
 def assert_same_state(a, b):
   assert int(a.step) == int(b.step)
-  chex.assert_trees_all_equal(a, b)   # bit for bit, leaf by leaf
+  chex.assert_trees_all_equal(a, b)  # bit for bit, leaf by leaf
 
 
 def progress(workdir: pathlib.Path):

@@ -20,7 +20,7 @@ def apply(params, x):
 logits_fn = lambda x: apply(PARAMS, x)
 X = np.asarray(jax.random.uniform(jax.random.PRNGKey(2), (48, *SHAPE)))
 Y = np.array(jnp.argmax(logits_fn(X), -1))
-Y[:6] = (Y[:6] + 1) % 10          # 42 of 48 correct
+Y[:6] = (Y[:6] + 1) % 10  # 42 of 48 correct
 
 
 def test_two_lines_on_a_plain_function():
@@ -30,8 +30,8 @@ def test_two_lines_on_a_plain_function():
   assert report.clean_acc == pytest.approx(42 / 48)
   assert report.robust_acc <= report.robust_acc_after['apgd-ce'] <= report.clean_acc
   assert set(report.flags) == {'apgd-ce', 'square'} and report.n_ex == 48
-  np.testing.assert_array_equal(report.robust, report.clean & np.all(
-      [f != 0 for f in report.flags.values()], axis=0))
+  np.testing.assert_array_equal(
+      report.robust, report.clean & np.all([f != 0 for f in report.flags.values()], axis=0))
   assert report.to_dict()['robust_acc'] == report.robust_acc
 
 
@@ -59,15 +59,14 @@ def test_wrong_spellings_and_units_are_refused_with_the_fix():
   with pytest.raises(ValueError, match='custom'):
     AutoAttack(logits_fn, attacks_to_run=['apgd-ce'])
   with pytest.raises(ValueError, match='pixel units'):
-    AutoAttack(logits_fn, norm='Linf', eps=8, version='custom',
-               attacks_to_run=['fgsm']).run(X, Y)
+    AutoAttack(logits_fn, norm='Linf', eps=8, version='custom', attacks_to_run=['fgsm']).run(X, Y)
 
 
 def test_rand_averages_gradients_over_draws_of_a_randomised_model():
   noisy = lambda x, key: logits_fn(x) + 0.1 * jax.random.normal(key, (x.shape[0], 10))
   adversary = AutoAttack(noisy, norm='Linf', eps=0.03, version='rand', seed=1)
-  assert [(s.name, dict(s.overrides)['eot_iter']) for s in adversary.plan] == [
-      ('apgd-ce', 20), ('apgd-dlr', 20)]
+  assert [(s.name, dict(s.overrides)['eot_iter']) for s in adversary.plan] == [('apgd-ce', 20),
+                                                                               ('apgd-dlr', 20)]
   report = adversary.run(X, Y, batch_size=48)
   assert report.robust_acc < report.clean_acc
 
@@ -79,8 +78,7 @@ def test_the_package_exports_the_api_lazily():
 def test_plus_is_autoattacks_list_with_its_restarts():
   adversary = AutoAttack(logits_fn, norm='L2', eps=0.5, version='plus')
   plan = [(s.name, s.settings()) for s in adversary.plan]
-  assert [name for name, _ in plan] == ['apgd-ce', 'apgd-dlr', 'fab', 'square', 'apgd-t',
-                                        'fab-t']
+  assert [name for name, _ in plan] == ['apgd-ce', 'apgd-dlr', 'fab', 'square', 'apgd-t', 'fab-t']
   settings = dict(plan)
   assert settings['apgd-ce']['restarts'] == settings['apgd-dlr']['restarts'] == 5
   assert settings['fab']['restarts'] == 5 and settings['fab-t']['restarts'] == 1

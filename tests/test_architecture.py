@@ -26,8 +26,10 @@ MAX_FUNCTION_LINES = 60
 # name) -> why. Empty: every function fits.
 LONG_FUNCTIONS: dict[tuple[str, str], str] = {}
 # Public functions that forward arbitrary arguments on purpose.
-FORWARDING = {('evaluation/plots.py', 'safely'),                  # fn(*args, **kwargs), warns
-              ('models/cpu_ops.py', 'conv_general_dilated')}      # drop-in for lax's signature
+FORWARDING = {
+    ('evaluation/plots.py', 'safely'),  # fn(*args, **kwargs), warns
+    ('models/cpu_ops.py', 'conv_general_dilated')
+}  # drop-in for lax's signature
 
 
 def _modules() -> dict:
@@ -48,8 +50,8 @@ def _imports(path: pathlib.Path, modules: dict) -> set:
   for node in ast.walk(ast.parse(path.read_text())):
     if isinstance(node, ast.Import):
       found.update(a.name for a in node.names if a.name.startswith('generalist_jax'))
-    elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
-        'generalist_jax'):
+    elif isinstance(node,
+                    ast.ImportFrom) and node.module and node.module.startswith('generalist_jax'):
       for alias in node.names:
         name = f'{node.module}.{alias.name}'
         found.add(name if name in modules else node.module)
@@ -88,8 +90,8 @@ def test_dependencies_point_one_way(graph):
       other_unit = _unit(other)
       if not other_unit or other_unit == unit:
         continue
-      if _layer(other_unit) > _layer(unit) or (
-          _layer(other_unit) == _layer(unit) and (unit, other_unit) not in ALLOWED_SIDEWAYS):
+      if _layer(other_unit) > _layer(unit) or (_layer(other_unit) == _layer(unit) and
+                                               (unit, other_unit) not in ALLOWED_SIDEWAYS):
         wrong.append(f'{module} -> {other}')
   assert not wrong, 'imports against the layering:\n' + '\n'.join(sorted(wrong))
 
@@ -97,8 +99,10 @@ def test_dependencies_point_one_way(graph):
 def test_no_import_cycles(graph):
   # Only module-level edges count; a package's __init__ re-exporting its own
   # submodules is not a cycle (the submodule never needs the package's names).
-  edges = {m: {d for d in deps if d in graph and not (m.startswith(d + '.'))}
-           for m, deps in graph.items()}
+  edges = {
+      m: {d for d in deps if d in graph and not (m.startswith(d + '.'))}
+      for m, deps in graph.items()
+  }
   state, stack = {}, []
 
   def visit(node):
@@ -119,8 +123,11 @@ def test_no_import_cycles(graph):
 
 
 def test_files_stay_small():
-  long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob('*.py')
-          if (n := len(p.read_text().splitlines())) > MAX_LINES}
+  long = {
+      str(p.relative_to(ROOT)): n
+      for p in ROOT.rglob('*.py')
+      if (n := len(p.read_text().splitlines())) > MAX_LINES
+  }
   assert not long, f'split these files (over {MAX_LINES} lines): {long}'
 
 
@@ -146,9 +153,9 @@ def test_public_functions_take_explicit_keywords():
   found = []
   for path in ROOT.rglob('*.py'):
     for node in ast.walk(ast.parse(path.read_text())):
-      if (isinstance(node, ast.FunctionDef) and not node.name.startswith('_')
-          and node.args.kwarg is not None
-          and (str(path.relative_to(ROOT)), node.name) not in FORWARDING):
+      if (isinstance(node, ast.FunctionDef) and not node.name.startswith('_') and
+          node.args.kwarg is not None and
+          (str(path.relative_to(ROOT)), node.name) not in FORWARDING):
         found.append(f'{path.relative_to(ROOT)}:{node.lineno} {node.name}(**{node.args.kwarg.arg})')
   assert not found, 'give these explicit keyword parameters:\n' + '\n'.join(found)
 
@@ -165,14 +172,17 @@ def _undocumented(tree: ast.Module) -> list:
     if not ast.get_docstring(node):
       missing.append(node.name)
     if isinstance(node, ast.ClassDef):
-      missing += [f'{node.name}.{m.name}' for m in node.body
-                  if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
-                  and not m.name.startswith('_') and not ast.get_docstring(m)]
+      missing += [
+          f'{node.name}.{m.name}' for m in node.body
+          if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and
+          not m.name.startswith('_') and not ast.get_docstring(m)
+      ]
   return missing
 
 
 def test_every_public_name_has_a_docstring():
-  found = [f'{path.relative_to(ROOT)}:{name}'
-           for path in sorted(ROOT.rglob('*.py'))
-           for name in _undocumented(ast.parse(path.read_text()))]
+  found = [
+      f'{path.relative_to(ROOT)}:{name}' for path in sorted(ROOT.rglob('*.py'))
+      for name in _undocumented(ast.parse(path.read_text()))
+  ]
   assert not found, 'write docstrings for these:\n' + '\n'.join(found)

@@ -21,8 +21,8 @@ def test_pgd_stays_in_linf_ball_and_box(seed):
   x = jnp.asarray(rng.uniform(0, 1, (5, *shape)), jnp.float32)
   y = jnp.asarray(rng.integers(0, 10, 5))
   logits_fn = linear_logits_fn(jax.random.PRNGKey(seed), shape)
-  x_adv = attacks.pgd(logits_fn, x, y, jax.random.PRNGKey(1), eps=eps,
-                      step_size=eps / 3, steps=5, restarts=2)
+  x_adv = attacks.pgd(logits_fn, x, y, jax.random.PRNGKey(1), eps=eps, step_size=eps / 3, steps=5,
+                      restarts=2)
   assert x_adv.shape == x.shape
   assert float(jnp.abs(x_adv - x).max()) <= eps + 1e-6
   assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
@@ -40,7 +40,7 @@ def test_pgd_lowers_accuracy_and_raises_loss():
   key = jax.random.PRNGKey(0)
   x = jax.random.uniform(key, (64, 4, 4, 3))
   logits_fn = linear_logits_fn(jax.random.PRNGKey(1), (4, 4, 3))
-  y = jnp.argmax(logits_fn(x), -1)                       # all correct at first
+  y = jnp.argmax(logits_fn(x), -1)  # all correct at first
   x_adv = attacks.pgd(logits_fn, x, y, key, eps=0.1, step_size=0.025, steps=10)
   assert float(jnp.mean(jnp.argmax(logits_fn(x_adv), -1) == y)) < 0.5
   assert float(attacks.cross_entropy(logits_fn(x_adv), y).mean()) > float(
@@ -93,10 +93,10 @@ def test_a_point_is_robust_only_if_no_restart_fools_it(norm, eps):
   y = jnp.argmax(logits_fn(x), -1)
   fooled = []
   for restarts in range(1, 9):
-    x_adv = jax.jit(lambda k, r=restarts: attacks.pgd(
-        logits_fn, x, y, k, eps=eps, step_size=eps / 4, steps=2, norm=norm,
-        restarts=r))(jax.random.PRNGKey(2))
+    x_adv = jax.jit(lambda k, r=restarts: attacks.pgd(logits_fn, x, y, k, eps=eps, step_size=eps /
+                                                      4, steps=2, norm=norm, restarts=r))(
+                                                          jax.random.PRNGKey(2))
     fooled.append(np.asarray(jnp.argmax(logits_fn(x_adv), -1) != y))
   for fewer, more in zip(fooled, fooled[1:]):
-    assert not np.any(fewer & ~more)          # never un-fooled by another restart
-  assert fooled[-1].sum() > fooled[0].sum()   # and restarts do find more
+    assert not np.any(fewer & ~more)  # never un-fooled by another restart
+  assert fooled[-1].sum() > fooled[0].sum()  # and restarts do find more

@@ -25,7 +25,7 @@ def logits_fn(x):
 
 
 X = jax.random.uniform(jax.random.PRNGKey(0), (32, *SHAPE))
-Y = jnp.argmax(logits_fn(X), -1)                 # every example correct at first
+Y = jnp.argmax(logits_fn(X), -1)  # every example correct at first
 EPS = {'linf': 0.05, 'l2': 0.3, 'l1': 1.5}
 
 
@@ -44,9 +44,8 @@ def test_checkpoint_schedule_matches_the_paper():
 
 @functools.lru_cache(maxsize=None)
 def _apgd_fn(norm, steps, restarts=1, large_eps_start=False):
-  return jax.jit(lambda x, y, k: apgd.apgd_result(
-      logits_fn, x, y, k, eps=EPS[norm], norm=norm, loss='ce', steps=steps,
-      restarts=restarts, large_eps_start=large_eps_start))
+  return jax.jit(lambda x, y, k: apgd.apgd_result(logits_fn, x, y, k, eps=EPS[
+      norm], norm=norm, loss='ce', steps=steps, restarts=restarts, large_eps_start=large_eps_start))
 
 
 @pytest.mark.parametrize('norm,large', [('linf', False), ('l2', False), ('l1', True)])
@@ -66,10 +65,10 @@ def test_apgd_stays_in_ball_and_box_and_keeps_its_best_point(norm, large):
 def test_apgd_best_loss_never_below_its_start_and_restarts_never_help_the_model():
   key = jax.random.PRNGKey(4)
   one = _apgd_fn('linf', 12)(X, Y, key)
-  start = threat.linf_project(X, threat.linf_init(jax.random.fold_in(key, 0), X,
-                                                    EPS['linf']), EPS['linf'])
+  start = threat.linf_project(X, threat.linf_init(jax.random.fold_in(key, 0), X, EPS['linf']),
+                              EPS['linf'])
   assert bool(jnp.all(one.best_loss >= attacks.cross_entropy(logits_fn(X + start), Y) - 1e-6))
-  two = _apgd_fn('linf', 12, 2)(X, Y, key)     # restart 0 is the same run
+  two = _apgd_fn('linf', 12, 2)(X, Y, key)  # restart 0 is the same run
   assert bool(jnp.all(two.fooled >= one.fooled))
   assert bool(jnp.all(two.best_loss >= one.best_loss - 1e-6))
 
@@ -78,9 +77,8 @@ def test_apgd_best_loss_never_below_its_start_and_restarts_never_help_the_model(
 def test_apgd_beats_or_matches_pgd_of_the_same_budget(norm):
   steps = 20
   x_apgd = _apgd_fn(norm, steps)(X, Y, jax.random.PRNGKey(2)).x_adv
-  x_pgd = jax.jit(lambda x, y, k: attacks.pgd(
-      logits_fn, x, y, k, eps=EPS[norm], step_size=EPS[norm] / 4, steps=steps, norm=norm,
-      unroll=1))(X, Y, jax.random.PRNGKey(2))
+  x_pgd = jax.jit(lambda x, y, k: attacks.pgd(logits_fn, x, y, k, eps=EPS[norm], step_size=EPS[
+      norm] / 4, steps=steps, norm=norm, unroll=1))(X, Y, jax.random.PRNGKey(2))
   assert accuracy(x_apgd) <= accuracy(x_pgd)
   assert accuracy(x_apgd) < 1.0
 
@@ -91,8 +89,8 @@ def test_target_classes_are_the_next_highest_scores():
 
 
 def test_apgd_t_moves_towards_its_target_and_more_targets_never_help_the_model():
-  run = lambda n: jax.jit(lambda x, y, k: apgd.apgd_targeted_result(
-      logits_fn, x, y, k, eps=EPS['linf'], steps=10, n_targets=n))(X, Y, jax.random.PRNGKey(5))
+  run = lambda n: jax.jit(lambda x, y, k: apgd.apgd_targeted_result(logits_fn, x, y, k, eps=EPS[
+      'linf'], steps=10, n_targets=n))(X, Y, jax.random.PRNGKey(5))
   one, three = run(1), run(3)
   target = apgd.target_classes(logits_fn(X), 1)[0]
   gain = lambda x_: losses.targeted_dlr(logits_fn(x_), Y, target)
@@ -108,22 +106,22 @@ def test_apgd_t_moves_towards_its_target_and_more_targets_never_help_the_model()
 
 
 def test_square_more_queries_never_weaker_and_stays_in_ball_and_box():
-  run = lambda n: jax.jit(lambda x, y, k: square.square_linf(
-      logits_fn, x, y, k, eps=EPS['linf'], n_queries=n))(X, Y, jax.random.PRNGKey(6))
+  run = lambda n: jax.jit(lambda x, y, k: square.square_linf(logits_fn, x, y, k, eps=EPS[
+      'linf'], n_queries=n))(X, Y, jax.random.PRNGKey(6))
   few, many = run(20), run(60)
   for x_adv in (few, many):
     assert float(jnp.abs(x_adv - X).max()) <= EPS['linf'] + 1e-6
     assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
   margin_few = losses.margin(logits_fn(few), Y)
   margin_many = losses.margin(logits_fn(many), Y)
-  assert bool(jnp.all(margin_many >= margin_few - 1e-6))   # same first 20 queries, then better
+  assert bool(jnp.all(margin_many >= margin_few - 1e-6))  # same first 20 queries, then better
   assert accuracy(many) <= accuracy(few) < 1.0
 
 
 def test_standard_version_is_complete_for_every_norm():
   for norm in ('linf', 'l2', 'l1'):
-    assert autoattack.version_components('standard', norm) == (
-        'apgd-ce', 'apgd-t', 'fab-t', 'square')
+    assert autoattack.version_components('standard',
+                                         norm) == ('apgd-ce', 'apgd-t', 'fab-t', 'square')
     assert autoattack.missing_components('standard', norm) == ()
   assert autoattack.version_components('fast', 'l1') == ('apgd-ce', 'apgd-t')
   with pytest.raises(ValueError, match='not available'):

@@ -20,8 +20,8 @@ NORMS = ('linf', 'l2', 'l1')
 SHAPE = (4, 4, 3)
 EPS = {'linf': 0.1, 'l2': 0.5, 'l1': 2.0}
 
-
 # --- the projection onto {<w, z> = b} ∩ box, against independent solvers ------
+
 
 def reference_projection(t, w, b, norm):
   """float64: linprog for l-inf / l1 (split d = p - m), bisection on the KKT multiplier for l2."""
@@ -39,7 +39,7 @@ def reference_projection(t, w, b, norm):
       else:
         lam_hi = mid
     return d_of(sign * lam_hi)
-  if norm == 'l1':     # variables p, m >= 0 (d = p - m); minimise sum(p + m)
+  if norm == 'l1':  # variables p, m >= 0 (d = p - m); minimise sum(p + m)
     cost = np.ones(2 * n)
     a_eq = np.concatenate([w, -w])[None]
     bounds = [(0, h) for h in hi] + [(0, -l) for l in lo]
@@ -49,8 +49,8 @@ def reference_projection(t, w, b, norm):
   cost = np.concatenate([np.zeros(n), [1.0]])
   a_ub = np.block([[np.eye(n), -np.ones((n, 1))], [-np.eye(n), -np.ones((n, 1))]])
   a_eq = np.concatenate([w, [0.0]])[None]
-  res = scipy.optimize.linprog(cost, A_ub=a_ub, b_ub=np.zeros(2 * n), A_eq=a_eq,
-                               b_eq=[b - w @ t], bounds=list(zip(lo, hi)) + [(0, None)])
+  res = scipy.optimize.linprog(cost, A_ub=a_ub, b_ub=np.zeros(2 * n), A_eq=a_eq, b_eq=[b - w @ t],
+                               bounds=list(zip(lo, hi)) + [(0, None)])
   return res.x[:n]
 
 
@@ -59,19 +59,22 @@ def test_boundary_projection_matches_an_independent_solver(norm):
   rng = np.random.default_rng(0)
   n_ex, n = 8, 7
   t = rng.uniform(0, 1, (n_ex, n))
-  t[:, 0], t[:, 1] = 0.0, 1.0                      # coordinates on the box faces
+  t[:, 0], t[:, 1] = 0.0, 1.0  # coordinates on the box faces
   w = rng.normal(size=(n_ex, n))
-  w[:, 2] = 0.0                                    # a coordinate the boundary ignores
+  w[:, 2] = 0.0  # a coordinate the boundary ignores
   b = np.sum(w * t, -1) + rng.normal(0, 0.4, n_ex)  # both sides of the hyperplane
-  got = np.asarray(jax.jit(functools.partial(hyperplane.project_on_hyperplane, norm=norm))(
-      jnp.asarray(t, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32)))
+  got = np.asarray(
+      jax.jit(functools.partial(hyperplane.project_on_hyperplane,
+                                norm=norm))(jnp.asarray(t,
+                                                        jnp.float32), jnp.asarray(w, jnp.float32),
+                                            jnp.asarray(b, jnp.float32)))
   order = {'linf': np.inf, 'l2': 2, 'l1': 1}[norm]
   for i in range(n_ex):
     want = reference_projection(t[i], w[i], b[i], norm)
-    np.testing.assert_allclose(w[i] @ (t[i] + got[i]), b[i], atol=1e-4)   # on the hyperplane
+    np.testing.assert_allclose(w[i] @ (t[i] + got[i]), b[i], atol=1e-4)  # on the hyperplane
     assert np.all(t[i] + got[i] >= -1e-6) and np.all(t[i] + got[i] <= 1 + 1e-6)
     np.testing.assert_allclose(np.linalg.norm(got[i], order), np.linalg.norm(want, order),
-                               rtol=1e-3, atol=1e-5)                  # minimal norm
+                               rtol=1e-3, atol=1e-5)  # minimal norm
     assert got[i, 2] == 0.0
 
 
@@ -79,7 +82,7 @@ def test_boundary_projection_matches_an_independent_solver(norm):
 def test_unreachable_hyperplane_gives_the_closest_box_corner(norm):
   t = jnp.full((1, 4), 0.5)
   w = jnp.asarray([[1.0, -2.0, 0.0, 3.0]])
-  d = hyperplane.project_on_hyperplane(t, w, jnp.asarray([100.0]), norm)     # far beyond the box
+  d = hyperplane.project_on_hyperplane(t, w, jnp.asarray([100.0]), norm)  # far beyond the box
   np.testing.assert_allclose(d, [[0.5, -0.5, 0.0, 0.5]], atol=1e-6)
 
 
@@ -87,12 +90,13 @@ def test_unreachable_hyperplane_gives_the_closest_box_corner(norm):
 # The code before (fra31/auto-attack fab_projections.py's approach): argsort the
 # breakpoints (l-inf, l2) or -|w| (l1), cumulative sums, closed form.
 
+
 def sorted_multiplier_solve(s, beta, c):
   order = jnp.argsort(beta, axis=-1)
   b_s = jnp.take_along_axis(beta, order, -1)
   s_s = jnp.take_along_axis(s, order, -1)
-  clipped = jnp.cumsum(s_s * b_s, -1) - s_s * b_s      # sum over breakpoints before k
-  free = jnp.sum(s_s, -1, keepdims=True) - (jnp.cumsum(s_s, -1) - s_s)   # from k on
+  clipped = jnp.cumsum(s_s * b_s, -1) - s_s * b_s  # sum over breakpoints before k
+  free = jnp.sum(s_s, -1, keepdims=True) - (jnp.cumsum(s_s, -1) - s_s)  # from k on
   value_at_break = clipped + b_s * free
   n_below = jnp.sum(value_at_break < c[:, None], -1)
   k = jnp.clip(n_below, 0, beta.shape[-1] - 1)
@@ -102,7 +106,7 @@ def sorted_multiplier_solve(s, beta, c):
 
 
 def sorted_l1_magnitudes(absw, room, c):
-  order = jnp.argsort(-absw, axis=-1)     # stable: ties in index order
+  order = jnp.argsort(-absw, axis=-1)  # stable: ties in index order
   w_s = jnp.take_along_axis(absw, order, -1)
   cap = w_s * jnp.take_along_axis(room, order, -1)
   before = jnp.cumsum(cap, -1) - cap
@@ -182,10 +186,10 @@ def test_sort_free_projection_in_float32_is_as_exact_as_float32_allows(norm):
     with jax.enable_x64(True):
       want = np.asarray(sorted_projection(*[jnp.asarray(a, jnp.float64) for a in rows], norm=norm))
     point, w, b = (a.astype(np.float64) for a in rows)
-    scale = np.sum(np.abs(w * point), -1) + np.abs(b)      # the rounding scale of c
+    scale = np.sum(np.abs(w * point), -1) + np.abs(b)  # the rounding scale of c
     share_error = np.sum(np.abs(w) * np.abs(got - want), -1) / scale
     assert share_error.max() < 2e-7
-    if norm != 'l1':     # l1's one partial coordinate is (c - the others) / |w_i|: ill-conditioned
+    if norm != 'l1':  # l1's one partial coordinate is (c - the others) / |w_i|: ill-conditioned
       assert np.abs(got - want).max() < {'linf': 3e-6, 'l2': 1e-4}[norm]
 
 
@@ -204,7 +208,7 @@ def test_sort_free_projection_lands_on_the_hyperplane_in_the_box(norm, wide):
   sign = np.sign(np.sum(w * point, -1) - b)[:, None]
   corner = np.where(sign * w > 0, -point, np.where(sign * w < 0, 1 - point, 0.0))
   np.testing.assert_allclose(d[_UNREACHABLE], corner[_UNREACHABLE], atol=1e-7)
-  assert np.all(d[22] == 0)                                   # c = 0: already on it
+  assert np.all(d[22] == 0)  # c = 0: already on it
 
 
 def test_float_search_finds_the_last_float_where_a_predicate_holds():
@@ -217,7 +221,7 @@ def test_float_search_finds_the_last_float_where_a_predicate_holds():
       got = search(v, 0.0)
       assert got.dtype == dtype
       np.testing.assert_array_equal(got, v)
-      np.testing.assert_array_equal(search(v, -1e31), 0.0)      # holds nowhere: 0
+      np.testing.assert_array_equal(search(v, -1e31), 0.0)  # holds nowhere: 0
 
 
 @pytest.mark.parametrize('dtype', [jnp.bfloat16, jnp.float16])
@@ -234,6 +238,7 @@ def test_sort_free_solvers_take_16_bit_rows_and_work_in_float32(dtype):
 
 # --- FAB-T on a tiny trained model -------------------------------------------
 
+
 @pytest.fixture(scope='module')
 def trained():
   """An MLP trained (Adam, 300 full-batch steps) on 10 Gaussian blobs in [0, 1]^48."""
@@ -242,8 +247,10 @@ def trained():
   y = np.repeat(np.arange(10), 20)
   x = np.clip(centres[y] + rng.normal(0, 0.08, (200, *SHAPE)), 0, 1).astype(np.float32)
   k1, k2 = jax.random.split(jax.random.PRNGKey(0))
-  params = {'w1': jax.random.normal(k1, (48, 32)) / 7, 'b1': jnp.zeros(32),
-            'w2': jax.random.normal(k2, (32, 10)) / 6, 'b2': jnp.zeros(10)}
+  params = {
+      'w1': jax.random.normal(k1, (48, 32)) / 7, 'b1': jnp.zeros(32),
+      'w2': jax.random.normal(k2, (32, 10)) / 6, 'b2': jnp.zeros(10)
+  }
 
   def apply(p, v):
     h = jax.nn.relu(v.reshape(v.shape[0], -1) @ p['w1'] + p['b1'])
@@ -265,15 +272,15 @@ def trained():
   x_test = np.clip(centres[np.arange(32) % 10] + rng.normal(0, 0.08, (32, *SHAPE)), 0, 1)
   x_test = jnp.asarray(x_test, jnp.float32)
   y_test = jnp.asarray(np.arange(32) % 10)
-  y_test = y_test.at[:2].set((y_test[:2] + 1) % 10)   # two examples wrong on clean inputs
+  y_test = y_test.at[:2].set((y_test[:2] + 1) % 10)  # two examples wrong on clean inputs
   return logits_fn, x_test, y_test
 
 
 @functools.lru_cache(maxsize=None)
 def _fab(norm, steps, n_targets=3):
-  return jax.jit(lambda f, x, y, k: fab.fab_targeted(f, x, y, k, eps=EPS[norm], norm=norm,
-                                                      steps=steps, n_targets=n_targets),
-                 static_argnums=0)
+  return jax.jit(
+      lambda f, x, y, k: fab.fab_targeted(f, x, y, k, eps=EPS[norm], norm=norm, steps=steps,
+                                          n_targets=n_targets), static_argnums=0)
 
 
 @pytest.mark.parametrize('norm', NORMS)
@@ -286,19 +293,19 @@ def test_fab_t_finds_real_adversarial_points_in_ball_and_box(trained, norm):
   assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
   changed = np.asarray(jnp.any((x_adv != x).reshape(len(x), -1), -1))
   fooled = np.asarray(jnp.argmax(logits_fn(x_adv), -1) != y)
-  assert changed.sum() >= 3                          # it breaks some examples ...
-  assert np.all(fooled[changed])                     # ... every reported success is real
-  assert not changed[~correct].any()                 # already-wrong examples are left alone
+  assert changed.sum() >= 3  # it breaks some examples ...
+  assert np.all(fooled[changed])  # ... every reported success is real
+  assert not changed[~correct].any()  # already-wrong examples are left alone
 
 
 def test_fab_t_best_point_never_worse_with_more_iterations(trained):
   logits_fn, x, y = trained
   target = jnp.argsort(logits_fn(x), -1)[:, -2]
-  run = jax.jit(lambda steps: fab.fab_run(                # steps traced: one compile
-      logits_fn, x, y, jax.random.PRNGKey(0), fab.targeted_boundary(logits_fn, y, target),
-      eps=EPS['l2'], norm='l2', steps=steps))
+  run = jax.jit(lambda steps: fab.fab_run(  # steps traced: one compile
+      logits_fn, x, y, jax.random.PRNGKey(0), fab.targeted_boundary(logits_fn, y, target), eps=EPS[
+          'l2'], norm='l2', steps=steps))
   (_, n10), (x30, n30) = run(10), run(30)
-  assert bool(jnp.all(n30 <= n10))                  # same first 10 iterations, then smaller
+  assert bool(jnp.all(n30 <= n10))  # same first 10 iterations, then smaller
   assert bool(jnp.any(n30 < n10))
   found = n30 < 1e9
   np.testing.assert_allclose(attacks.lp_norm(x30 - x, 'l2')[found], n30[found], rtol=1e-5)
@@ -314,15 +321,17 @@ def test_untargeted_fab_steps_to_the_closest_boundary_and_breaks_points(trained,
   logits = logits_fn(x[:1])
   jac = jax.jacrev(lambda v: logits_fn(v)[0])(x[:1]).reshape(logits.shape[-1], -1)
   dual = {'linf': 1, 'l2': 2, 'l1': np.inf}[norm]
-  dists = [abs(float(logits[0, k] - logits[0, y[0]])) /
-           (1e-12 + float(np.linalg.norm(jac[k] - jac[y[0]], ord=dual)))
-           if k != int(y[0]) else np.inf for k in range(logits.shape[-1])]
+  dists = [
+      abs(float(logits[0, k] - logits[0, y[0]])) /
+      (1e-12 + float(np.linalg.norm(jac[k] - jac[y[0]], ord=dual))) if k != int(y[0]) else np.inf
+      for k in range(logits.shape[-1])
+  ]
   k = int(np.argmin(dists))
   np.testing.assert_allclose(df[0], logits[0, k] - logits[0, y[0]], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(w[0], jac[k] - jac[y[0]], rtol=1e-4, atol=1e-6)
   eps = {'linf': 0.1, 'l2': 1.0, 'l1': 4.0}[norm]
-  x_adv = fab.fab_untargeted(logits_fn, x, y, jax.random.PRNGKey(1), eps=eps, norm=norm,
-                             steps=20, restarts=2)
+  x_adv = fab.fab_untargeted(logits_fn, x, y, jax.random.PRNGKey(1), eps=eps, norm=norm, steps=20,
+                             restarts=2)
   assert bool(jnp.all(threat.lp_norm(x_adv - x, norm) <= eps * (1 + 1e-5)))
   changed = np.asarray(jnp.any((x_adv != x).reshape(len(x), -1), -1))
   assert changed.any()
@@ -337,45 +346,48 @@ def test_fab_t_refuses_more_targets_than_classes(trained):
 
 # --- l2 Square ----------------------------------------------------------------
 
+
 def reference_eta(s):
   """AutoAttack's square.py eta(s), without the random transpose, in numpy loops."""
+
   def rectangles(x, y):
     delta = np.zeros((x, y))
     x_c, y_c = x // 2 + 1, y // 2 + 1
     c0, c1 = x_c - 1, y_c - 1
     for counter in range(max(x_c, y_c)):
       delta[max(c0, 0):min(c0 + 2 * counter + 1, x),
-            max(0, c1):min(c1 + 2 * counter + 1, y)] += 1.0 / (counter + 1) ** 2
+            max(0, c1):min(c1 + 2 * counter + 1, y)] += 1.0 / (counter + 1)**2
       c0, c1 = c0 - 1, c1 - 1
-    return delta / np.sqrt((delta ** 2).sum())
+    return delta / np.sqrt((delta**2).sum())
+
   delta = np.zeros((s, s))
   delta[:s // 2] = rectangles(s // 2, s)
   delta[s // 2:] = -rectangles(s - s // 2, s)
-  return delta / np.sqrt((delta ** 2).sum())
+  return delta / np.sqrt((delta**2).sum())
 
 
-_ETA = jax.jit(square.eta_tile)      # s traced: one compile for every size
+_ETA = jax.jit(square.eta_tile)  # s traced: one compile for every size
 
 
 @pytest.mark.parametrize('s', [3, 5, 8, 11])
 def test_eta_tile_matches_the_reference(s):
-  rows = jnp.arange(16)[None, :, None] - 2         # the tile placed at (2, 2) in a 16 x 16 grid
+  rows = jnp.arange(16)[None, :, None] - 2  # the tile placed at (2, 2) in a 16 x 16 grid
   cols = jnp.arange(16)[None, None, :] - 2
   for transpose in (False, True):
     got = np.array(_ETA(rows, cols, s, jnp.asarray(transpose)))[0]
     want = reference_eta(s).T if transpose else reference_eta(s)
     np.testing.assert_allclose(got[2:2 + s, 2:2 + s], want, atol=1e-6)
     got[2:2 + s, 2:2 + s] = 0
-    assert np.all(got == 0)                         # nothing outside the window
+    assert np.all(got == 0)  # nothing outside the window
 
 
 def test_square_l2_stays_on_ball_and_box_and_more_queries_never_weaker():
-  shape = (10, 5, 3)                               # 5 x 2 start tiles; windows of side >= 3
+  shape = (10, 5, 3)  # 5 x 2 start tiles; windows of side >= 3
   w = jax.random.normal(jax.random.PRNGKey(3), (int(np.prod(shape)), 10))
   logits_fn = lambda v: 3.0 * jnp.tanh(v.reshape(v.shape[0], -1) @ w)
   x = jax.random.uniform(jax.random.PRNGKey(4), (16, *shape))
   y = jnp.argmax(logits_fn(x), -1)
-  run = jax.jit(lambda n: square.square_l2(                # n traced: one compile
+  run = jax.jit(lambda n: square.square_l2(  # n traced: one compile
       logits_fn, x, y, jax.random.PRNGKey(2), eps=EPS['l2'], n_queries=n))
   few, many = run(15), run(60)
   for x_adv in (few, many):
@@ -388,14 +400,14 @@ def test_square_l2_stays_on_ball_and_box_and_more_queries_never_weaker():
 
 def test_square_l1_stays_in_ball_and_box_and_more_queries_never_weaker():
   """AutoAttack's L1 Square (fra31/auto-attack square.py, L1 branch)."""
-  shape = (10, 10, 3)                              # 5 x 5 start tiles of side 2
+  shape = (10, 10, 3)  # 5 x 5 start tiles of side 2
   w = jax.random.normal(jax.random.PRNGKey(3), (int(np.prod(shape)), 10)) * 0.1
   logits_fn = lambda v: 3.0 * jnp.tanh(v.reshape(v.shape[0], -1) @ w)
   x = jax.random.uniform(jax.random.PRNGKey(4), (16, *shape))
   y = jnp.argmax(logits_fn(x), -1)
   eps = 2.0
-  run = jax.jit(lambda n: square.square_l1(
-      logits_fn, x, y, jax.random.PRNGKey(2), eps=eps, n_queries=n))
+  run = jax.jit(
+      lambda n: square.square_l1(logits_fn, x, y, jax.random.PRNGKey(2), eps=eps, n_queries=n))
   few, many = run(15), run(80)
   for x_adv in (few, many):
     assert bool(jnp.all(attacks.lp_norm(x_adv - x, 'l1') <= eps * (1 + 1e-5)))
@@ -414,10 +426,11 @@ def test_the_l1_tile_has_unit_l1_mass_and_opposite_halves():
   # The top rectangle (3 x 7, centre (1, 3)): rings k = 0, 1, 2, 3 weigh 1/(k+1)^4, so
   # the centre holds all four and a cell at ring distance 3 only the last one.
   assert float(tile[1, 3] / tile[1, 0]) == pytest.approx(
-      sum(1 / (k + 1) ** 4 for k in range(4)) / (1 / 4 ** 4), rel=1e-4)
+      sum(1 / (k + 1)**4 for k in range(4)) / (1 / 4**4), rel=1e-4)
 
 
 # --- every registered attack, random shapes and radii: ball, box, eps = 0 -----
+
 
 def _random_case(norm):
   rng = np.random.default_rng(['linf', 'l2', 'l1'].index(norm) + 10)
@@ -425,7 +438,7 @@ def _random_case(norm):
   w = jax.random.normal(jax.random.PRNGKey(int(rng.integers(1000))), (int(np.prod(shape)), 10))
   logits_fn = lambda v: 3.0 * jnp.tanh(v.reshape(v.shape[0], -1) @ w)
   x = rng.uniform(0, 1, (12, *shape)).astype(np.float32)
-  x[:, 0, 0] = np.round(x[:, 0, 0])                     # pixels on the box faces
+  x[:, 0, 0] = np.round(x[:, 0, 0])  # pixels on the box faces
   radii = [0.0] + [float(rng.uniform(0.2, 1.0)) * EPS[norm] * 2 for _ in range(2)]
   return logits_fn, jnp.asarray(x), radii
 
@@ -439,17 +452,19 @@ def test_standard_attacks_stay_in_ball_and_box_over_random_shapes_and_eps(norm):
   names = autoattack.version_components('standard', norm)
 
   @jax.jit
-  def run_all(eps):     # eps traced: one compile per norm for every radius
+  def run_all(eps):  # eps traced: one compile per norm for every radius
     key = jax.random.PRNGKey(4)
-    return [registry.build(a, norm=norm, eps=eps, overrides=dict(steps=3, n_targets=2))(
-        logits_fn, x, y, key) for a in names]
+    return [
+        registry.build(a, norm=norm, eps=eps,
+                       overrides=dict(steps=3, n_targets=2))(logits_fn, x, y, key) for a in names
+    ]
 
   for eps in radii:
     for name, x_adv in zip(names, run_all(eps)):
       assert x_adv.shape == x.shape, name
       assert bool(jnp.all(attacks.lp_norm(x_adv - x, norm) <= eps * (1 + 1e-5) + 1e-6)), name
       assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0, name
-      if eps == 0.0:     # no perturbation at all: clean accuracy
+      if eps == 0.0:  # no perturbation at all: clean accuracy
         np.testing.assert_array_equal(x_adv, x, err_msg=name)
 
 
@@ -462,7 +477,8 @@ def test_square_start_grid_equals_its_tiles_added_one_by_one(shape, norm):
   b, h, w, c = shape
   s = max(h // 5, 1)
   start = max((h - 5 * s) // 2, 0)
-  corners = [(vh, vw) for vh in range(start, h - s + 1, s)[:h // s]
+  corners = [(vh, vw)
+             for vh in range(start, h - s + 1, s)[:h // s]
              for vw in range(start, w - s + 1, s)[:w // s]]
 
   def unrolled(key):
@@ -476,5 +492,6 @@ def test_square_start_grid_equals_its_tiles_added_one_by_one(shape, norm):
     return delta
 
   key = jax.random.key(3)
-  np.testing.assert_array_equal(jax.jit(lambda k: square._tile_start(k, x, norm))(key),
-                                jax.jit(unrolled)(key))
+  np.testing.assert_array_equal(
+      jax.jit(lambda k: square._tile_start(k, x, norm))(key),
+      jax.jit(unrolled)(key))

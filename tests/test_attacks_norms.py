@@ -21,6 +21,7 @@ def linear_logits_fn(key, shape, num_classes=10):
 
 # --- references, float64 numpy, by bisection on the Lagrange multiplier ------
 
+
 def _bisect(fn_decreasing, target, lo, hi, iters=200):
   for _ in range(iters):
     mid = 0.5 * (lo + hi)
@@ -51,7 +52,7 @@ def reference_l2_projection(x, v, eps):
 
 def random_problem(rng, n_ex=6, shape=(3, 4, 2), scale=None):
   x = rng.uniform(0, 1, (n_ex, *shape))
-  x[:, 0, 0, 0] = 0.0          # coordinates already on the box faces
+  x[:, 0, 0, 0] = 0.0  # coordinates already on the box faces
   x[:, 0, 0, 1] = 1.0
   v = rng.normal(0, scale or rng.uniform(0.05, 1.0), (n_ex, *shape))
   return x.astype(np.float32), v.astype(np.float32)
@@ -79,7 +80,7 @@ def test_l1_projection_matches_scipy_qp():
   for i in range(2):
     xi, vi = x[i].ravel().astype(np.float64), v[i].ravel().astype(np.float64)
     n = xi.size
-    objective = lambda z: np.sum((z[:n] - z[n:] - vi) ** 2)
+    objective = lambda z: np.sum((z[:n] - z[n:] - vi)**2)
     bounds = [(0, 1 - a) for a in xi] + [(0, a) for a in xi]
     constraint = {'type': 'ineq', 'fun': lambda z: eps - z.sum()}
     res = scipy.optimize.minimize(objective, np.zeros(2 * n), bounds=bounds,
@@ -116,11 +117,13 @@ def test_per_example_eps():
 
 def _forty_halvings(too_small, lo, hi, operands):
   """The plain bisection: 40 halvings of the whole batch's brackets."""
+
   def halve(_, bracket):
     lo, hi = bracket
     mid = 0.5 * (lo + hi)
     left = too_small(mid, *operands)
     return jnp.where(left, mid, lo), jnp.where(left, hi, mid)
+
   return jax.lax.fori_loop(0, 40, halve, (lo, hi))
 
 
@@ -145,9 +148,11 @@ def test_bisection_stops_early_on_well_conditioned_roots_with_the_same_result():
   """Roots in [0.1, 0.9]: every bracket reaches float resolution in under 40 halvings
   (the predicate is evaluated fewer times) and the result is still the 40 halvings'."""
   calls = []
+
   def too_small(t, target):
     jax.debug.callback(lambda: calls.append(1))
     return t < target
+
   targets = jnp.linspace(0.1, 0.9, 16)
   lo, hi = jnp.zeros(16), jnp.ones(16)
   got = jax.jit(lambda lo, hi, t: search.bisect(too_small, lo, hi, (t,)))(lo, hi, targets)
@@ -155,8 +160,8 @@ def test_bisection_stops_early_on_well_conditioned_roots_with_the_same_result():
   rows = search.rows_per_chunk(16)
   chunks = 16 // rows if rows else 1
   assert 0 < len(calls) < 40 * chunks, (len(calls), chunks)
-  want = jax.jit(lambda lo, hi, t: _forty_halvings(lambda m, t: m < t, lo, hi, (t,)))(
-      lo, hi, targets)
+  want = jax.jit(lambda lo, hi, t: _forty_halvings(lambda m, t: m < t, lo, hi, (t,)))(lo, hi,
+                                                                                      targets)
   for g, w in zip(got, want):
     np.testing.assert_array_equal(g, w)
 
@@ -186,7 +191,7 @@ def test_l1_topk_step_moves_the_coordinates_at_or_above_the_sorted_threshold():
   coordinates whose |grad| is >= the value at ascending position
   int((1 - fraction) * n) of numpy's sort, ties at the threshold included."""
   grad = jax.random.normal(jax.random.PRNGKey(3), (6, 3, 8, 8))
-  grad = grad.at[0, 0, 0, :4].set(2.5)     # a tie at the top
+  grad = grad.at[0, 0, 0, :4].set(2.5)  # a tie at the top
   magnitude = np.abs(np.asarray(grad).reshape(6, -1))
   n = magnitude.shape[1]
   for fraction in (0.05, 0.2, 0.5, 1.0):
@@ -211,14 +216,14 @@ def test_kth_largest_is_the_sorted_value(dtype):
   inf and NaN (ranked above inf, as jnp.sort does), m from 1 to n, per row."""
   rng = np.random.default_rng(0)
   values = np.abs(rng.standard_normal((6, 50))).astype(np.float32)
-  values[0, :10] = 2.5                          # ties across the threshold
-  values[1] = 0.0                               # all equal
-  values[2, :5] = np.float32(1e-41)             # subnormals
+  values[0, :10] = 2.5  # ties across the threshold
+  values[1] = 0.0  # all equal
+  values[2, :5] = np.float32(1e-41)  # subnormals
   values[3, :3] = np.inf
   values[4, :2] = np.nan
-  values[5, :] = np.round(values[5] * 4) / 4    # many ties
+  values[5, :] = np.round(values[5] * 4) / 4  # many ties
   values = jnp.asarray(values).astype(dtype)
-  ascending = np.sort(np.asarray(values, np.float32), axis=-1)   # NaN last
+  ascending = np.sort(np.asarray(values, np.float32), axis=-1)  # NaN last
   kth_largest = jax.jit(search.kth_largest)
   for m in (1, 2, 7, 25, 49, 50):
     got = np.asarray(kth_largest(values, m), np.float32)[:, 0]
@@ -228,10 +233,10 @@ def test_kth_largest_is_the_sorted_value(dtype):
   np.testing.assert_array_equal(got, ascending[np.arange(6), 50 - np.asarray(per_row)])
   assert kth_largest(values, 3).dtype == dtype
   # m outside 1..n is clipped: the largest and the smallest value
-  np.testing.assert_array_equal(np.asarray(kth_largest(values, 0), np.float32)[:, 0],
-                                ascending[:, -1])
-  np.testing.assert_array_equal(np.asarray(kth_largest(values, 99), np.float32)[:, 0],
-                                ascending[:, 0])
+  np.testing.assert_array_equal(
+      np.asarray(kth_largest(values, 0), np.float32)[:, 0], ascending[:, -1])
+  np.testing.assert_array_equal(
+      np.asarray(kth_largest(values, 99), np.float32)[:, 0], ascending[:, 0])
 
 
 def test_l2_step_has_the_step_length_along_the_gradient():
@@ -253,13 +258,15 @@ MAX_EPS = {'linf': 0.3, 'l2': 2.0, 'l1': 8.0}
 
 @functools.lru_cache(maxsize=None)
 def all_attacks(norm):
+
   @jax.jit
   def run(x, y, key, eps):
-    return (attacks.pgd(LOGITS_FN, x, y, key, eps=eps, step_size=eps / 3, steps=6,
-                        restarts=2, norm=norm, loss='margin', unroll=1),
-            attacks.fgsm(LOGITS_FN, x, y, key, eps=eps, norm=norm),
-            attacks.mim(LOGITS_FN, x, y, key, eps=eps, step_size=eps / 3, steps=6,
-                        norm=norm, random_start=True, unroll=1))
+    return (attacks.pgd(LOGITS_FN, x, y, key, eps=eps, step_size=eps / 3, steps=6, restarts=2,
+                        norm=norm, loss='margin',
+                        unroll=1), attacks.fgsm(LOGITS_FN, x, y, key, eps=eps, norm=norm),
+            attacks.mim(LOGITS_FN, x, y, key, eps=eps, step_size=eps / 3, steps=6, norm=norm,
+                        random_start=True, unroll=1))
+
   return run
 
 
@@ -273,7 +280,7 @@ def _assert_in_ball_and_box(x_adv, x, norm, eps):
 def test_pgd_fgsm_mim_stay_in_ball_and_box(norm):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(0, 1, (16, *SHAPE)), jnp.float32)
-  x = x.at[:, 0].set(jnp.round(x[:, 0]))          # some pixels on the box faces
+  x = x.at[:, 0].set(jnp.round(x[:, 0]))  # some pixels on the box faces
   y = jnp.asarray(rng.integers(0, 10, 16))
   for trial in range(3):
     eps = float(rng.uniform(0.0, MAX_EPS[norm]))
@@ -292,9 +299,8 @@ def test_eps_zero_gives_the_clean_input(norm):
 @pytest.mark.parametrize('norm', NORMS)
 def test_attacks_lower_accuracy(norm):
   x = jax.random.uniform(jax.random.PRNGKey(1), (16, *SHAPE))
-  y = jnp.argmax(LOGITS_FN(x), -1)                       # all correct at first
-  pgd_adv, fgsm_adv, mim_adv = all_attacks(norm)(x, y, jax.random.PRNGKey(2),
-                                                 MAX_EPS[norm] / 2)
+  y = jnp.argmax(LOGITS_FN(x), -1)  # all correct at first
+  pgd_adv, fgsm_adv, mim_adv = all_attacks(norm)(x, y, jax.random.PRNGKey(2), MAX_EPS[norm] / 2)
   accuracy = lambda a: float(jnp.mean(jnp.argmax(LOGITS_FN(a), -1) == y))
   assert accuracy(pgd_adv) < 0.5 and accuracy(mim_adv) < 0.5
   assert accuracy(fgsm_adv) < 1.0
@@ -304,9 +310,9 @@ def test_make_attack_binds_the_config():
   import ml_collections
   x = jax.random.uniform(jax.random.PRNGKey(0), (16, *SHAPE))
   y = jnp.argmax(LOGITS_FN(x), -1)
-  cfg = ml_collections.ConfigDict(dict(kind='pgd', norm='l2', eps=0.5, step_size=0.2,
-                                       steps=6, loss='ce', random_start=True, restarts=1,
-                                       unroll=1))
+  cfg = ml_collections.ConfigDict(
+      dict(kind='pgd', norm='l2', eps=0.5, step_size=0.2, steps=6, loss='ce', random_start=True,
+           restarts=1, unroll=1))
   attack = attacks.make_attack(cfg)
   x_adv = jax.jit(lambda x, y, k: attack(LOGITS_FN, x, y, k))(x, y, jax.random.PRNGKey(3))
   _assert_in_ball_and_box(x_adv, x, 'l2', 0.5)

@@ -15,7 +15,7 @@ from generalist_jax import models  # noqa: E402
 from generalist_jax.evaluation import parity  # noqa: E402
 from generalist_jax.models import torch_convert  # noqa: E402
 
-SHAPE = (10, 10, 3)   # Square in l2 / l1 needs images of side >= 5 (tiles of side h // 5)
+SHAPE = (10, 10, 3)  # Square in l2 / l1 needs images of side >= 5 (tiles of side h // 5)
 FIELDS = {'name': 'mlp', 'width': 0.125, 'batch_norm': False}
 N = 200
 BUDGET = dict(iterations=10, targets=3, queries=1000)
@@ -55,8 +55,8 @@ def trained():
   return apply, variables, twin, test_x, test_y
 
 
-EPS = {'linf': 0.08, 'l2': 1.0, 'l1': 8.0}   # about half the points robust to APGD-CE
-SQUARE_EPS_FACTOR = {'linf': 2, 'l2': 4, 'l1': 2}   # so that 1,000 queries break some
+EPS = {'linf': 0.08, 'l2': 1.0, 'l1': 8.0}  # about half the points robust to APGD-CE
+SQUARE_EPS_FACTOR = {'linf': 2, 'l2': 4, 'l1': 2}  # so that 1,000 queries break some
 
 
 @pytest.mark.parametrize('norm', ['linf', 'l2', 'l1'])
@@ -65,9 +65,9 @@ SQUARE_EPS_FACTOR = {'linf': 2, 'l2': 4, 'l1': 2}   # so that 1,000 queries brea
 def test_robust_accuracy_agrees_with_the_official_autoattack(trained, norm, attacks):
   apply, variables, twin, x, y = trained
   square = attacks == ('square',)
-  eps = EPS[norm] * (SQUARE_EPS_FACTOR[norm] if square else 1)   # 1,000 queries only
-  result = parity.compare(apply, variables, twin, x, y, norm=norm, eps=eps,
-                          attacks=attacks, **BUDGET)
+  eps = EPS[norm] * (SQUARE_EPS_FACTOR[norm] if square else 1)  # 1,000 queries only
+  result = parity.compare(apply, variables, twin, x, y, norm=norm, eps=eps, attacks=attacks,
+                          **BUDGET)
   row = result.row()
   print(f"{norm} {'+'.join(attacks)}: ours {100 * result.ours_robust_acc:.1f}%, official "
         f"{100 * result.official_robust_acc:.1f}%, agreement {100 * row['agreement']:.1f}%; "
@@ -75,7 +75,7 @@ def test_robust_accuracy_agrees_with_the_official_autoattack(trained, norm, atta
   assert abs(result.difference) <= TOLERANCE, row
   # A random search from different random streams: Square's per-point agreement is lower.
   assert row['agreement'] >= (0.7 if square else 0.9), row
-  assert result.official_robust_acc < 0.95          # the budget breaks something
+  assert result.official_robust_acc < 0.95  # the budget breaks something
 
 
 def test_on_a_gradient_masked_model_square_wins_for_both(trained):
@@ -85,6 +85,7 @@ def test_on_a_gradient_masked_model_square_wins_for_both(trained):
   masked_apply = lambda v, inputs: apply(v, jnp.round(inputs * 8) / 8)
 
   class Masked(torch.nn.Module):
+
     def __init__(self):
       super().__init__()
       self.twin = twin
@@ -101,8 +102,8 @@ def test_on_a_gradient_masked_model_square_wins_for_both(trained):
     assert getattr(black, side) < getattr(white, side) - 0.1, (white.row(), black.row())
   from generalist_jax import AutoAttack
   report = AutoAttack(masked_apply, params=variables, norm='Linf', eps=0.16, version='custom',
-                      attacks_to_run=['apgd-ce', 'square'], overrides={'steps': 10,
-                                                                       'n_queries': 1000}).run(x, y)
+                      attacks_to_run=['apgd-ce', 'square'],
+                      overrides={'steps': 10, 'n_queries': 1000}).run(x, y)
   assert report.sanity['zero_input_gradient'] > 0
   assert report.sanity['black_box_beats_white_box'] > 0
   assert any('gradient masking' in w for w in report.sanity['warnings'])

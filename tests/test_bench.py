@@ -16,17 +16,18 @@ BENCH = pathlib.Path(__file__).resolve().parents[1] / 'experiments' / 'benchmark
 def _load_bench():
   spec = importlib.util.spec_from_file_location('bench', BENCH)
   module = importlib.util.module_from_spec(spec)
-  sys.modules['bench'] = module   # dataclasses look their module up there
+  sys.modules['bench'] = module  # dataclasses look their module up there
   spec.loader.exec_module(module)
   return module
 
 
 def test_quick_mode_writes_finite_numbers(tmp_path):
   bench = _load_bench()
-  kinds = ['pgd', 'generalist2', 'apgd_ce']   # natural: the same path as pgd, minus the attack
-  result = bench.main(['--quick', '--models=small_cnn:0.125@4', '--k=1', '--apgd_steps=2',
-                       f'--kinds={",".join(kinds)}', '--warmup=0', f'--out_dir={tmp_path}',
-                       '--machine=test'])
+  kinds = ['pgd', 'generalist2', 'apgd_ce']  # natural: the same path as pgd, minus the attack
+  result = bench.main([
+      '--quick', '--models=small_cnn:0.125@4', '--k=1', '--apgd_steps=2',
+      f'--kinds={",".join(kinds)}', '--warmup=0', f'--out_dir={tmp_path}', '--machine=test'
+  ])
   written = json.loads((tmp_path / 'test.json').read_text())
   assert [l['kind'] for l in written['lines']] == kinds
   table = (tmp_path / 'test.md').read_text()
@@ -49,8 +50,8 @@ def test_gpu_check_quick_runs_on_cpu_and_writes_one_report(tmp_path):
   script = BENCH.parent / 'gpu_check.sh'
   env = dict(os.environ, GPU_CHECK_OUT_DIR=str(tmp_path), PYTHON=sys.executable)
   env.pop('OUT', None)
-  proc = subprocess.run(['bash', str(script), '--quick'], env=env, capture_output=True,
-                        text=True, timeout=900)
+  proc = subprocess.run(['bash', str(script), '--quick'], env=env, capture_output=True, text=True,
+                        timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   (report,) = [p for p in tmp_path.glob('gpu_check_*.json') if '_steps_' not in p.name]
   result = json.loads(report.read_text())
@@ -73,9 +74,11 @@ def test_step_profile_attributes_op_time_to_model_layers(tmp_path):
   read at start) lists op time per layer and writes the report."""
   import subprocess
   script = BENCH.parent / 'step_profile.py'
-  proc = subprocess.run([sys.executable, str(script), '--model=small_cnn:0.125@4', '--kind=natural',
-                         '--reps=1', f'--out_dir={tmp_path}'], capture_output=True, text=True,
-                        timeout=600)
+  proc = subprocess.run([
+      sys.executable,
+      str(script), '--model=small_cnn:0.125@4', '--kind=natural', '--reps=1',
+      f'--out_dir={tmp_path}'
+  ], capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   result = json.loads((tmp_path / 'profile_small_cnn_w0p125_b4_natural.json').read_text())
   groups = result['ms_per_group']
@@ -86,8 +89,8 @@ def test_step_profile_attributes_op_time_to_model_layers(tmp_path):
   assert any(re.match(r'(jvp|transpose\(jvp\))/conv\d+/', g) for g in groups), sorted(groups)
   assert any(re.match(r'transpose\(jvp\)/conv\d+_bn/', g) for g in groups), sorted(groups)
   assert result['step_ms_traced'] > 0 and result['conv_engine'] in ('eigen', 'ynnpack')
-  assert '| ms per step | op group |' in (
-      tmp_path / 'profile_small_cnn_w0p125_b4_natural.md').read_text()
+  assert '| ms per step | op group |' in (tmp_path /
+                                          'profile_small_cnn_w0p125_b4_natural.md').read_text()
 
 
 def _load_spread():
@@ -103,13 +106,15 @@ def test_bench_spread_summarizes_each_process_run(tmp_path):
   """Two tiny bench.py processes: the summary lists each run's ratio, and its median,
   min, max and count >= 1 are those of the per-run files."""
   spread = _load_spread()
-  result = spread.main(['--runs=2', '--name=s', f'--out_dir={tmp_path}', '--',
-                        '--models=small_cnn:0.125@4', '--kinds=pgd,generalist2', '--k=1',
-                        '--reps=1', '--warmup=0'])
+  result = spread.main([
+      '--runs=2', '--name=s', f'--out_dir={tmp_path}', '--', '--models=small_cnn:0.125@4',
+      '--kinds=pgd,generalist2', '--k=1', '--reps=1', '--warmup=0'
+  ])
   runs = [json.loads((tmp_path / 's-runs' / f'run{i}.json').read_text()) for i in range(2)]
   for kind in ('pgd', 'generalist2'):
-    per_run = [next(l['jax_over_torch_throughput'] for l in r['lines'] if l['kind'] == kind)
-               for r in runs]
+    per_run = [
+        next(l['jax_over_torch_throughput'] for l in r['lines'] if l['kind'] == kind) for r in runs
+    ]
     line = result['summary']['lines'][f'small_cnn:0.125@4 {kind}']
     assert line['ratio']['values'] == per_run
     assert line['ratio']['min'] == min(per_run) and line['ratio']['max'] == max(per_run)

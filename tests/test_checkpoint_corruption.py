@@ -16,7 +16,7 @@ def test_corrupt_latest_checkpoint_falls_back_and_is_kept(tmp_path, straight_run
   latest = workdir / 'checkpoints' / 'last' / '6'
   for f in (latest / 'state').rglob('*'):
     if f.is_file() and f.stat().st_size > 0 and 'metadata' not in f.name:
-      f.write_bytes(b'garbage')                          # damage every data file
+      f.write_bytes(b'garbage')  # damage every data file
   loop.train_and_evaluate(config, str(workdir))
   quarantined = list((workdir / 'checkpoints' / 'unreadable').iterdir())
   assert [q.name.split('_')[:2] for q in quarantined] == [['last', '6']]

@@ -25,29 +25,35 @@ def load(path, arg=None):
   return module.get_config(arg)
 
 
-def _is_suite(file_name):   # runs + compare (generalist_jax/run/suite.py): tests/test_demo.py
+def _is_suite(file_name):  # runs + compare (generalist_jax/run/suite.py): tests/test_demo.py
   with open(os.path.join(ROOT, 'configs', file_name)) as f:
     return 'config.compare_config(' in f.read()
 
 
-CONFIG_NAMES = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, 'configs'))
+CONFIG_NAMES = sorted(f[:-3]
+                      for f in os.listdir(os.path.join(ROOT, 'configs'))
                       if f.endswith('.py') and not f.startswith('_') and not _is_suite(f))
 
 
 def test_every_variant_and_baseline_has_a_config():
-  assert {'generalist_cifar10', 'generalist_pp_multinorm_cifar10', 'generalist_pp_full_cifar10',
-          'standard_cifar10', 'pgd_at_cifar10', 'trades_cifar10', 'mart_cifar10', 'avg_cifar10',
-          'max_cifar10', 'msd_cifar10', 'eat_cifar10'} <= set(CONFIG_NAMES)
+  assert {
+      'generalist_cifar10', 'generalist_pp_multinorm_cifar10', 'generalist_pp_full_cifar10',
+      'standard_cifar10', 'pgd_at_cifar10', 'trades_cifar10', 'mart_cifar10', 'avg_cifar10',
+      'max_cifar10', 'msd_cifar10', 'eat_cifar10'
+  } <= set(CONFIG_NAMES)
 
 
 @pytest.mark.parametrize('name', CONFIG_NAMES)
-@pytest.mark.parametrize('arg', [None, 'smoke', 'smoke,epochs=10,train_size=10000',
-                                 'smoke,epochs=3,attack_steps=5'])
+@pytest.mark.parametrize(
+    'arg', [None, 'smoke', 'smoke,epochs=10,train_size=10000', 'smoke,epochs=3,attack_steps=5'])
 def test_shipped_configs_validate(name, arg):
   c = load(name, arg)
   validation.validate_config(c)
-  weights = [sum(c.experts[n].mix_values[i] for n in c.experts.keys())
-             for i in range(len(c.meta.mix_epochs))]
+  weights = [
+      sum(c.experts[n].mix_values[i]
+          for n in c.experts.keys())
+      for i in range(len(c.meta.mix_epochs))
+  ]
   np.testing.assert_allclose(weights, 1.0, rtol=1e-9)
 
 
@@ -55,8 +61,8 @@ def test_attack_steps_arg_keeps_the_path_length():
   c = load('msd_cifar10', 'attack_steps=5')
   a = c.experts.robust.norm_attacks
   assert a.linf.steps == 5 and a.l1.steps == 5
-  np.testing.assert_allclose([a.linf.step_size, a.l2.step_size, a.l1.step_size],
-                             [0.03, 0.5, 10.0], rtol=1e-9)   # 50 steps of .003/.05/1 -> 5
+  np.testing.assert_allclose([a.linf.step_size, a.l2.step_size, a.l1.step_size], [0.03, 0.5, 10.0],
+                             rtol=1e-9)  # 50 steps of .003/.05/1 -> 5
   pgd = load('pgd_at_cifar10', 'attack_steps=5').experts.robust.attack
   np.testing.assert_allclose(pgd.step_size, 4 / 255, rtol=1e-9)
   with pytest.raises(ValueError, match='attack_steps'):
@@ -65,7 +71,7 @@ def test_attack_steps_arg_keeps_the_path_length():
 
 def test_mixing_weights_that_do_not_sum_to_one_name_the_field():
   c = load('generalist_pp_full_cifar10')
-  c.experts.natural.mix_values = (0.0, 0.0, 0.1, 0.6)   # epoch 80: 1.1
+  c.experts.natural.mix_values = (0.0, 0.0, 0.1, 0.6)  # epoch 80: 1.1
   with pytest.raises(config_lib.ConfigError, match=r'experts\.\*\.mix_values.*epoch 80'):
     validation.validate_config(c)
 
@@ -78,8 +84,8 @@ def test_generalist_config_is_the_reference_setup():
   assert tuple(c.experts.robust.optimizer.lr_values) == (0.01, 0.01, 0.001, 0.0001)
   assert tuple(c.experts.robust.mix_values) == (1.0, 1.0, 1.0, 0.4)
   assert c.experts.robust.attack.steps == 10 and abs(c.experts.robust.attack.eps - 8 / 255) < 1e-12
-  assert (c.meta.sync.kind, c.meta.sync.start_epoch,
-          c.meta.sync.every_epochs) == ('reference', 75, 5)
+  assert (c.meta.sync.kind, c.meta.sync.start_epoch, c.meta.sync.every_epochs) == ('reference', 75,
+                                                                                   5)
 
 
 def _preset_run(build_experts, best_metric):
@@ -101,8 +107,8 @@ PRESET_EQUIVALENTS = {
     'standard_cifar10': lambda: config_lib.single_expert_config('natural', 'natural/clean_acc'),
     'trades_cifar10': lambda: config_lib.baseline_config(
         'trades', config_lib.pgd_attack(step_size=0.007), beta=6.0),
-    'mart_cifar10': lambda: config_lib.baseline_config(
-        'mart', config_lib.pgd_attack(step_size=0.007), beta=6.0),
+    'mart_cifar10': lambda: config_lib.baseline_config('mart', config_lib.pgd_attack(step_size=0.007
+                                                                                    ), beta=6.0),
     'avg_cifar10': lambda: config_lib.baseline_config('avg', norms=('l1', 'l2', 'linf')),
     'max_cifar10': lambda: config_lib.baseline_config('max', norms=('l1', 'l2', 'linf')),
     'eat_cifar10': lambda: config_lib.baseline_config('eat', norms=('l1', 'linf')),
@@ -111,8 +117,8 @@ PRESET_EQUIVALENTS = {
 
 @pytest.mark.parametrize('name', sorted(PRESET_EQUIVALENTS))
 def test_presets_build_what_the_config_files_spell_out(name):
-  assert (PRESET_EQUIVALENTS[name]().to_json_best_effort(sort_keys=True)
-          == load(name).to_json_best_effort(sort_keys=True))
+  assert (PRESET_EQUIVALENTS[name]().to_json_best_effort(
+      sort_keys=True) == load(name).to_json_best_effort(sort_keys=True))
 
 
 def test_epochs_arg_makes_a_relative_miniature():
@@ -121,29 +127,33 @@ def test_epochs_arg_makes_a_relative_miniature():
   assert tuple(c.experts.natural.optimizer.lr_epochs) == (0, 4, 8, 12)
   assert tuple(c.meta.mix_epochs) == (0, 4, 8, 12)
   # The sync rule stays the reference's, on 120 virtual epochs of the run.
-  assert (c.meta.sync.start_epoch, c.meta.sync.every_epochs, c.meta.sync.virtual_epochs) == (
-      75, 5, 120)
+  assert (c.meta.sync.start_epoch, c.meta.sync.every_epochs, c.meta.sync.virtual_epochs) == (75, 5,
+                                                                                             120)
   with pytest.raises(ValueError, match='unknown config arg'):
     load('generalist_cifar10', 'smok')
 
 
 def _mutations():
+
   def set_(path, value):
+
     def apply(c):
       *parents, leaf = path.split('.')
       node = c
       for p in parents:
         node = node[p]
       node[leaf] = value
+
     return apply
+
   return [
       (set_('model.name', 'resnet50'), 'model.name', 'small_cnn'),
       (set_('data.name', 'imagenet'), 'data.name', 'npz'),
       (set_('experts.robust.attack.eps', -0.1), 'experts.robust.attack.eps', '>= 0'),
       (set_('experts.robust.attack.steps', 0), 'experts.robust.attack.steps', '>= 1'),
       (set_('num_epochs', 5), 'meta.mix_epochs', 'num_epochs=5'),
-      (set_('experts.robust.optimizer.lr_epochs', (0, 40, 80, 100)),
-       'experts.robust.optimizer.lr_epochs', 'do not fit training'),
+      (set_('experts.robust.optimizer.lr_epochs',
+            (0, 40, 80, 100)), 'experts.robust.optimizer.lr_epochs', 'do not fit training'),
       (set_('experts.natural.mix_values', (0.0, 0.0, 0.0, 0.5)), 'mix_values', 'sum to 1'),
       (set_('experts.robust.task', 'fgsm_free'), 'experts.robust.task', 'natural'),
       (set_('meta.sync.start_epoch', 500), 'meta.sync.start_epoch', 'outside training'),
@@ -191,7 +201,7 @@ def test_wrong_types_in_a_config_file_are_named(path, value, message):
 
 
 def test_sync_period_longer_than_training_is_rejected_once_the_data_is_known(tmp_path, tiny_npz):
-  config = tiny_config(tiny_npz)        # 5 steps an epoch, 2 epochs, sync from epoch 1
+  config = tiny_config(tiny_npz)  # 5 steps an epoch, 2 epochs, sync from epoch 1
   config.meta.sync.every_steps = 6
   with pytest.raises(config_lib.ConfigError, match='meta.sync.every_steps: 6 is longer than the 5'):
     loop.train_and_evaluate(config, str(tmp_path / 'run'))
@@ -207,11 +217,10 @@ def test_missing_npz_fails_with_the_path(tmp_path):
 
 def test_cli_override_error_reaches_the_user(tmp_path):
   """`--config.<field>=<value>` overrides work and a bad one stops the CLI early."""
-  proc = subprocess.run(
-      [sys.executable, '-m', 'generalist_jax.main',
-       '--config=configs/generalist_cifar10.py:smoke', f'--workdir={tmp_path / "run"}',
-       '--config.experts.robust.attack.eps=-0.5'],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  proc = subprocess.run([
+      sys.executable, '-m', 'generalist_jax.main', '--config=configs/generalist_cifar10.py:smoke',
+      f'--workdir={tmp_path / "run"}', '--config.experts.robust.attack.eps=-0.5'
+  ], cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
   assert 'config.experts.robust.attack.eps: must be >= 0, got -0.5' in proc.stderr
 

@@ -12,8 +12,7 @@ def test_every_config_matches_its_snapshot():
     saved = json.load(f)
   lines = config_snapshot.differences(saved, config_snapshot.snapshot())
   assert not lines, ('configs differ from tests/data/config_snapshot.json (if meant, run '
-                     '`python tests/config_snapshot.py` and commit the file):\n' +
-                     '\n'.join(lines))
+                     '`python tests/config_snapshot.py` and commit the file):\n' + '\n'.join(lines))
 
 
 def test_a_changed_number_is_named_with_its_field():
@@ -29,4 +28,5 @@ def test_a_changed_number_is_named_with_its_field():
       "configs/pgd_at_cifar10.py:None: experts.robust.optimizer.weight_decay: snapshot "
       "0.0005, now 0.0035",
       'configs/trades_cifar10.py:epochs=5: the JSON differs from the snapshot (see '
-      'configs/generalist_cifar10.py:epochs=5 for the fields)']
+      'configs/generalist_cifar10.py:epochs=5 for the fields)'
+  ]

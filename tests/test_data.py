@@ -26,8 +26,7 @@ def _config(**overrides):
           augment='crop_flip',
           num_threads=2,
           prefetch=2,
-      )
-  )
+      ))
   cfg.update(overrides)
   return cfg
 
@@ -67,9 +66,7 @@ def _take(it, n):
 def test_tfds_cifar10_mock():
   with tfds.testing.mock_data(num_examples=40):
     ds = data.load_dataset(
-        _config(source='tfds', name='cifar10', val_size=8, train_size=20,
-                test_size=12)
-    )
+        _config(source='tfds', name='cifar10', val_size=8, train_size=20, test_size=12))
     assert ds.info.num_classes == 10
     assert ds.info.image_shape == (32, 32, 3)
     assert len(ds.info.mean) == len(ds.info.std) == 3
@@ -140,9 +137,7 @@ def _prepare_fake_cifar10(data_dir, n_train, n_test):
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(tfds.features.Image, 'encode_example', encode_png)
     try:
-      Cifar10(
-          data_dir=str(data_dir), file_format='array_record'
-      ).download_and_prepare()
+      Cifar10(data_dir=str(data_dir), file_format='array_record').download_and_prepare()
     except Exception as e:  # pylint: disable=broad-except
       pytest.skip(f'cannot build a TF-free array_record fixture here: {e!r}')
   return images
@@ -151,10 +146,8 @@ def _prepare_fake_cifar10(data_dir, n_train, n_test):
 def test_tfds_real_array_record(tmp_path):
   """Reads real array_record files (PNG decoding, grain threads), no mocks."""
   images = _prepare_fake_cifar10(tmp_path, n_train=60, n_test=20)
-  ds = data.load_dataset(
-      _config(source='tfds', name='cifar10', data_dir=str(tmp_path),
-              val_size=10)
-  )
+  ds = data.load_dataset(_config(source='tfds', name='cifar10', data_dir=str(tmp_path),
+                                 val_size=10))
   assert len(ds.train) == 50
   assert ds.val[0].shape == (10, 32, 32, 3)
   assert ds.test[0].shape == (20, 32, 32, 3) and ds.test[1].dtype == np.int32
@@ -163,9 +156,7 @@ def test_tfds_real_array_record(tmp_path):
   assert _rows(ds.val[0]) | _rows(train_images) == _rows(images['train'])
   assert _rows(ds.test[0]) == _rows(images['test'])
   full = _take(data.train_batches(ds, 16, seed=0), 7)
-  resumed = _take(
-      data.train_batches(ds, 16, seed=0, start_step=4, num_threads=4,
-                         prefetch=6), 3)
+  resumed = _take(data.train_batches(ds, 16, seed=0, start_step=4, num_threads=4, prefetch=6), 3)
   for a, b in zip(full[4:], resumed):
     np.testing.assert_array_equal(a['image'], b['image'])
     np.testing.assert_array_equal(a['label'], b['label'])
@@ -197,13 +188,10 @@ def test_tfds_unknown_name():
 
 def test_npz_loads_and_split_is_deterministic(tmp_path, npz_dataset):
   ds, arrays = npz_dataset
-  assert ds.info.num_classes == int(
-      max(arrays['y_train'].max(), arrays['y_test'].max())) + 1
+  assert ds.info.num_classes == int(max(arrays['y_train'].max(), arrays['y_test'].max())) + 1
   assert ds.info.image_shape == (32, 32, 3)
-  np.testing.assert_allclose(
-      ds.info.mean, arrays['x_train'].mean(axis=(0, 1, 2)) / 255, rtol=1e-6)
-  np.testing.assert_allclose(
-      ds.info.std, arrays['x_train'].std(axis=(0, 1, 2)) / 255, rtol=1e-5)
+  np.testing.assert_allclose(ds.info.mean, arrays['x_train'].mean(axis=(0, 1, 2)) / 255, rtol=1e-6)
+  np.testing.assert_allclose(ds.info.std, arrays['x_train'].std(axis=(0, 1, 2)) / 255, rtol=1e-5)
   assert len(ds.train) == 50
   x_val, y_val = ds.val
   assert x_val.shape == (10, 32, 32, 3) and y_val.dtype == np.int32
@@ -234,9 +222,8 @@ def test_npz_loads_and_split_is_deterministic(tmp_path, npz_dataset):
   assert _rows(small.train[i][0] for i in range(7)) <= _rows(train_images)
   test_rows = _rows(arrays['x_test'])
   assert len(small.test[0]) == 5 and _rows(small.test[0]) <= test_rows
-  np.testing.assert_array_equal(
-      small.test[0], data.load_dataset(_config(path=str(path), test_size=5)).test[0])
-
+  np.testing.assert_array_equal(small.test[0],
+                                data.load_dataset(_config(path=str(path), test_size=5)).test[0])
 
 
 def test_npz_grayscale_nhw(tmp_path):
@@ -293,9 +280,9 @@ def test_one_stray_label_is_refused_not_taken_for_246_classes_more(tmp_path):
     data.load_dataset(_config(path=str(path)))
   with pytest.raises(ValueError, match=r'y_train has labels in \[0, 255\], outside \[0, 9\]'):
     data.load_dataset(_config(path=str(path), num_classes=10))
-  y_train[7] = 3                         # every class present: inferred as before
-  np.savez(path, x_train=np.zeros((60, 4, 4, 3), np.uint8), y_train=y_train,
-           x_test=np.zeros((20, 4, 4, 3), np.uint8), y_test=np.arange(20) % 10)
+  y_train[7] = 3  # every class present: inferred as before
+  np.savez(path, x_train=np.zeros((60, 4, 4, 3), np.uint8), y_train=y_train, x_test=np.zeros(
+      (20, 4, 4, 3), np.uint8), y_test=np.arange(20) % 10)
   assert data.load_dataset(_config(path=str(path))).info.num_classes == 10
 
 
@@ -329,9 +316,7 @@ def test_train_batches_resume_is_exact(npz_dataset):
     assert b['image'].min() >= 0.0 and b['image'].max() <= 1.0
 
   other = _take(data.train_batches(ds, 16, seed=4), 3)
-  assert any(
-      not np.array_equal(a['image'], b['image']) for a, b in zip(full, other)
-  )
+  assert any(not np.array_equal(a['image'], b['image']) for a, b in zip(full, other))
 
 
 def test_train_batches_epochs_reshuffle(npz_dataset):
@@ -409,11 +394,10 @@ def test_test_subset_is_spread_over_classes_when_the_file_is_sorted(tmp_path):
   rng = np.random.default_rng(0)
   path = tmp_path / 'sorted.npz'
   np.savez(path, x_train=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
-           y_train=np.arange(40) % 10,
-           x_test=rng.integers(0, 256, (100, 8, 8, 3), dtype=np.uint8),
-           y_test=np.repeat(np.arange(10), 10))        # sorted by class
+           y_train=np.arange(40) % 10, x_test=rng.integers(0, 256, (100, 8, 8, 3), dtype=np.uint8),
+           y_test=np.repeat(np.arange(10), 10))  # sorted by class
   ds = data.load_dataset(_config(path=str(path), val_size=4, test_size=20))
-  assert len(np.unique(ds.test[1])) >= 6               # the first 20 hold only 2
+  assert len(np.unique(ds.test[1])) >= 6  # the first 20 hold only 2
 
 
 def test_a_runs_normalisation_is_part_of_the_run(tmp_path, capsys):
@@ -428,11 +412,11 @@ def test_a_runs_normalisation_is_part_of_the_run(tmp_path, capsys):
   config.eval.final_test = False
   workdir = tmp_path / 'run'
   loop.train_and_evaluate(config, str(workdir))
-  kwargs = dict(checkpoint='last', attacks='pgd', norms=['linf'], eps=[0.01], n_ex=24,
-                batch_size=8, overrides={'steps': 1}, progress=False)
+  kwargs = dict(checkpoint='last', attacks='pgd', norms=['linf'], eps=[0.01], n_ex=24, batch_size=8,
+                overrides={'steps': 1}, progress=False)
   before = evaluate_run.evaluate_run(workdir, name='before', **kwargs)
   saved = restore.restore_run(workdir).dataset.info
-  with np.load(npz) as f:        # the same test set; more, brighter training images
+  with np.load(npz) as f:  # the same test set; more, brighter training images
     arrays = dict(f)
   arrays['x_train'] = np.concatenate([arrays['x_train'], np.full_like(arrays['x_train'], 250)])
   arrays['y_train'] = np.concatenate([arrays['y_train'], arrays['y_train']])
@@ -443,4 +427,4 @@ def test_a_runs_normalisation_is_part_of_the_run(tmp_path, capsys):
   assert after['clean_acc'] == before['clean_acc']
   flags = lambda name: (workdir / 'eval' / f'{name}.csv').read_text()
   assert flags('after') == flags('before')
-  assert restore.restore_run(workdir).dataset.info == saved   # the run's own constants
+  assert restore.restore_run(workdir).dataset.info == saved  # the run's own constants

@@ -21,15 +21,17 @@ def test_sklearn_digits_is_a_fixed_offline_split():
   assert a.info.image_shape == (8, 8, 1) and a.info.num_classes == 10
   assert len(a.train) + len(a.val[1]) == 1797 - arrays.DIGITS_TEST_SIZE
   assert len(a.test[1]) == arrays.DIGITS_TEST_SIZE
-  np.testing.assert_array_equal(a.test[0], b.test[0])       # test split: independent of seeds
-  assert not np.array_equal(a.val[1], b.val[1])              # validation: split_seed picks it
+  np.testing.assert_array_equal(a.test[0], b.test[0])  # test split: independent of seeds
+  assert not np.array_equal(a.val[1], b.val[1])  # validation: split_seed picks it
   assert a.test[0].dtype == np.uint8 and a.test[0].max() == 255
   assert len(np.unique(a.test[1])) == 10
 
 
 def test_plotting_errors_only_warn(caplog):
+
   def broken():
     raise KeyError('no such metric')
+
   with caplog.at_level(logging.WARNING):
     assert plots.safely(broken) is None
   assert 'plotting failed' in caplog.text
@@ -109,6 +111,6 @@ def test_report_compares_the_demo_runs(tiny_demo, tmp_path):
   assert '| `experts.natural` | yes | (absent) | yes |' in text
   assert '`experts.natural.task`' not in text
   links = [line[line.index('](') + 2:-1] for line in text.splitlines() if line.startswith('![')]
-  assert len(links) == 3 * 4 + 1       # 4 per run, the suite's comparison
+  assert len(links) == 3 * 4 + 1  # 4 per run, the suite's comparison
   for link in links:
     assert not link.startswith('/') and (out.parent / link).exists(), link

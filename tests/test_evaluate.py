@@ -17,6 +17,7 @@ from tests.tiny_config import tiny_config
 
 
 class Linear(nn.Module):
+
   @nn.compact
   def __call__(self, x, train):
     del train
@@ -25,8 +26,10 @@ class Linear(nn.Module):
 
 MODEL = Linear()
 APPLY = lambda variables, x: MODEL.apply({'params': variables['params']}, x, False)
-VARIABLES = {'params': MODEL.init(jax.random.PRNGKey(0), np.zeros((1, 4, 4, 3)), False)['params'],
-             'batch_stats': {}}
+VARIABLES = {
+    'params': MODEL.init(jax.random.PRNGKey(0), np.zeros((1, 4, 4, 3)), False)['params'],
+    'batch_stats': {}
+}
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (20, 4, 4, 3), dtype=np.uint8)
 _clean_logits = MODEL.apply({'params': VARIABLES['params']}, IMAGES / np.float32(255), False)
@@ -39,7 +42,7 @@ PLAN = (runner.make_plan(['linf'], [0.03], 'apgd-ce,pgd,square', {'steps': 6}) +
 
 def run(**kwargs):
   return runner.run_evaluation(APPLY, VARIABLES, IMAGES, LABELS, PLAN, batch_size=8, seed=1,
-                                 progress=False, **kwargs)
+                               progress=False, **kwargs)
 
 
 @pytest.fixture(scope='module')
@@ -63,14 +66,14 @@ def test_worst_case_is_the_and_of_the_per_attack_flags(full_state):
     assert summary['worst_case'][norm] == pytest.approx(expected.mean())
   np.testing.assert_array_equal(union, worst['linf'] & worst['l2'])
   assert summary['robust_acc'] == pytest.approx(union.mean())
-  assert union.mean() < clean.mean()         # the attacks do break something here
+  assert union.mean() < clean.mean()  # the attacks do break something here
   assert not np.any(state['outside_ball'])
 
 
 def test_eps_zero_gives_clean_accuracy_for_the_whole_composite():
   plan = runner.make_plan(['linf'], [0.0], 'standard', {'steps': 2, 'n_targets': 2})
   state = runner.run_evaluation(APPLY, VARIABLES, IMAGES, LABELS, plan, batch_size=8, seed=1,
-                                  progress=False)
+                                progress=False)
   summary, worst, _ = summary_lib.summarize(state, plan)
   np.testing.assert_array_equal(worst['linf'], state['clean'] == 1)
   assert summary['robust_acc'] == summary['clean_acc'] == 0.8
@@ -110,7 +113,7 @@ def test_evaluate_run_end_to_end_on_a_tiny_run(tmp_path, tiny_npz):
                 overrides={'steps': 3, 'n_targets': 2}, seed=3, name='aa', progress=False)
   assert evaluate_run.evaluate_run(workdir, stop_after_batches=2, **kwargs) is None
   assert (workdir / 'eval' / 'aa.state.npz').exists()
-  report = evaluate_run.evaluate_run(workdir, **kwargs)              # resumes
+  report = evaluate_run.evaluate_run(workdir, **kwargs)  # resumes
   on_disk = json.loads((workdir / 'eval' / 'aa.json').read_text())
   assert on_disk['robust_acc'] == report['robust_acc'] <= report['clean_acc']
   assert on_disk['seed'] == 3 and on_disk['n_ex'] == 12 and on_disk['versions']['jax']
@@ -132,6 +135,7 @@ def test_evaluate_run_end_to_end_on_a_tiny_run(tmp_path, tiny_npz):
 
 class MLP(nn.Module):
   """Non-linear enough that an attack's random start changes its outcome."""
+
   @nn.compact
   def __call__(self, x, train):
     del train
@@ -142,8 +146,7 @@ MLP_MODEL = MLP()
 MLP_PARAMS = MLP_MODEL.init(jax.random.PRNGKey(0), np.zeros((1, 4, 4, 3)), False)
 MLP_APPLY = lambda params, x: MLP_MODEL.apply(params, x, False)
 MANY = np.random.default_rng(0).integers(0, 256, (160, 4, 4, 3), dtype=np.uint8)
-MANY_LABELS = np.asarray(np.argmax(MLP_APPLY(MLP_PARAMS, MANY / np.float32(255)), -1),
-                         np.int32)
+MANY_LABELS = np.asarray(np.argmax(MLP_APPLY(MLP_PARAMS, MANY / np.float32(255)), -1), np.int32)
 
 
 def _evaluate(plan, batch_size, idx=None):
@@ -164,8 +167,8 @@ def test_a_list_never_scores_above_any_of_its_attacks_run_alone():
   for spec in plan:
     alone = _evaluate([spec], batch_size=24)
     robust_alone = summary_lib.summarize(alone, [spec])[1]['l2']
-    assert not np.any(worst & ~robust_alone), spec.name      # never robust where alone fools
-    ran = listed[spec.column] != aa.SKIPPED       # where it ran in the list: the same result
+    assert not np.any(worst & ~robust_alone), spec.name  # never robust where alone fools
+    ran = listed[spec.column] != aa.SKIPPED  # where it ran in the list: the same result
     np.testing.assert_array_equal(listed[spec.column][ran], alone[spec.column][ran])
 
 
@@ -184,7 +187,7 @@ def test_n_ex_means_test_examples_and_the_files_say_how_many(tmp_path):
   from tests.conftest import write_tiny_npz
   npz = write_tiny_npz(tmp_path / 'd.npz', n_test=40)
   config = tiny_config(npz)
-  config.data.test_size = 16            # what the run tested on while training
+  config.data.test_size = 16  # what the run tested on while training
   config.eval.final_test = False
   workdir = tmp_path / 'run'
   loop.train_and_evaluate(config, str(workdir))

@@ -32,10 +32,10 @@ VARIABLES = models.init_variables(MODEL, jax.random.PRNGKey(0), SHAPE)
 APPLY = jitted.model_apply_fn(MODEL)
 IMAGES = np.random.default_rng(0).integers(0, 256, (24, *SHAPE), dtype=np.uint8)
 LABELS = np.array(np.argmax(APPLY(VARIABLES, IMAGES / np.float32(255)), -1), np.int32)
-LABELS[[5, 17]] = (LABELS[[5, 17]] + 1) % 10          # two examples wrong from the start
+LABELS[[5, 17]] = (LABELS[[5, 17]] + 1) % 10  # two examples wrong from the start
 IDS = np.arange(24) * 7 + 3
 BUDGET = {'steps': 4, 'n_targets': 3, 'n_queries': 40}
-EPS = {'linf': 0.08, 'l2': 1.0}      # APGD-CE and APGD-T fool some, some stay robust
+EPS = {'linf': 0.08, 'l2': 1.0}  # APGD-CE and APGD-T fool some, some stay robust
 
 
 def plan(norm):
@@ -45,6 +45,7 @@ def plan(norm):
 # ----------------------------------------------------------------------------
 # The reference: the evaluation loop before stages (its attack_batch_fn and _padded).
 # ----------------------------------------------------------------------------
+
 
 def old_attack_batch_fn(apply_fn, spec):
   attack = registry.build(spec.name, norm=spec.norm, eps=spec.eps, overrides=dict(spec.overrides))
@@ -63,6 +64,7 @@ def old_attack_batch_fn(apply_fn, spec):
     inside = (norm <= spec.eps * (1 + 1e-4) + 1e-6) & jnp.all(
         (x_adv >= 0) & (x_adv <= 1), axis=tuple(range(1, x.ndim)))
     return {'correct': jnp.argmax(logits_fn(x_adv), -1) == y, 'inside': inside, 'x_adv': x_adv}
+
   return run
 
 
@@ -84,8 +86,9 @@ def old_evaluation(plan, batch_size, seed):
     run = old_attack_batch_fn(APPLY, spec)
     for chunk in runner._chunks(np.flatnonzero(todo), batch_size):
       idx = old_padded(chunk, batch_size)
-      out = jax.device_get(run(VARIABLES, data_lib.to_float(IMAGES[idx]), LABELS[idx],
-                               runner.column_key(seed, spec), IDS[idx].astype(np.int32)))
+      out = jax.device_get(
+          run(VARIABLES, data_lib.to_float(IMAGES[idx]), LABELS[idx], runner.column_key(seed, spec),
+              IDS[idx].astype(np.int32)))
       m = len(chunk)
       state[spec.column][chunk] = out['correct'][:m]
       state['outside_ball'][chunk] |= ~out['inside'][:m]
@@ -97,8 +100,7 @@ def old_evaluation(plan, batch_size, seed):
 def new_evaluation(plan, batch_size, seed, **kwargs):
   x_adv = np.zeros(IMAGES.shape, np.float32)
   state = runner.run_evaluation(APPLY, VARIABLES, IMAGES, LABELS, plan, batch_size=batch_size,
-                                seed=seed, example_ids=IDS, progress=False, x_adv=x_adv,
-                                **kwargs)
+                                seed=seed, example_ids=IDS, progress=False, x_adv=x_adv, **kwargs)
   return state, x_adv
 
 
@@ -113,8 +115,8 @@ def test_flags_and_points_are_those_of_the_code_before_stages(norm, linf_new, mo
   and Square's query blocks now run on fewer and fewer examples."""
   active = []
   padded = runner._padded
-  monkeypatch.setattr(runner, '_padded', lambda idx, sizes: active.append(len(idx)) or padded(
-      idx, sizes))
+  monkeypatch.setattr(runner, '_padded',
+                      lambda idx, sizes: active.append(len(idx)) or padded(idx, sizes))
   old_state, old_x = old_evaluation(plan(norm), 16, seed=1)
   new_state, new_x = linf_new if norm == 'linf' else new_evaluation(plan(norm), 16, seed=1,
                                                                     query_block=8)
@@ -124,7 +126,7 @@ def test_flags_and_points_are_those_of_the_code_before_stages(norm, linf_new, mo
   for spec in plan(norm)[:2]:
     assert np.any(new_state[spec.column] == aa.FOOLED), spec.column
   assert np.any(new_state[plan(norm)[-1].column] == aa.ROBUST)
-  if norm == 'l2':                            # later stages ran on fewer examples
+  if norm == 'l2':  # later stages ran on fewer examples
     assert len(set(active)) > 2, active
 
 
@@ -136,8 +138,8 @@ def test_flags_do_not_depend_on_batch_size_or_query_block(linf_new):
 
 
 def test_bucket_sizes_are_a_ladder_of_device_multiples():
-  assert runner.bucket_sizes(500) == (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160,
-                                      192, 224, 256, 320, 384, 448, 500)
+  assert runner.bucket_sizes(500) == (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192,
+                                      224, 256, 320, 384, 448, 500)
   assert runner.bucket_sizes(128, 4) == (32, 64, 96, 128)
   assert runner.bucket_sizes(17) == (8, 16, 17)
   assert runner.bucket_sizes(2) == (8,)
@@ -194,5 +196,5 @@ def test_four_devices_split_every_attack_and_match_one_device(linf_new):
   assert all(size % 4 == 0 and size >= 32 for size in out['sizes'])
   assert out['four'] == out['one'], 'flags on 4 devices differ from 1 device'
   assert out['same_points']
-  for key, value in linf_new[0].items():        # and from a 1-device process
+  for key, value in linf_new[0].items():  # and from a 1-device process
     assert out['four'][key] == value.tolist(), key

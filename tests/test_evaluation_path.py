@@ -25,7 +25,7 @@ from tests.conftest import write_tiny_npz
 from tests.test_config import ROOT
 from tests.tiny_config import tiny_config
 
-WRONG = [3, 7, 11]   # test labels the model gets wrong; the others are its predictions
+WRONG = [3, 7, 11]  # test labels the model gets wrong; the others are its predictions
 
 
 @pytest.fixture(scope='module')
@@ -46,31 +46,31 @@ def tiny_run(tmp_path_factory):
     arrays = dict(f)
   arrays['y_test'] = np.array(np.argmax(logits, -1))
   arrays['y_test'][WRONG] = (arrays['y_test'][WRONG] + 1) % 10
-  np.savez(npz, **arrays)   # evaluation reads the test split again
+  np.savez(npz, **arrays)  # evaluation reads the test split again
   return workdir, npz, setup.model, variables
 
 
 EVAL = dict(attacks='standard', norms=['linf'], eps=[0.5 / 255], n_ex=12, batch_size=8, seed=3,
             overrides={'steps': 3, 'n_targets': 2})
-SAME = ('n_ex', 'seed', 'clean_acc', 'robust_acc', 'worst_case', 'attacks',
-        'missing_components', 'sanity')
+SAME = ('n_ex', 'seed', 'clean_acc', 'robust_acc', 'worst_case', 'attacks', 'missing_components',
+        'sanity')
 
 
 def test_the_api_external_checkpoints_and_runs_are_one_path(tiny_run, tmp_path, monkeypatch):
   """Fault kind: three copies of eps check -> plan -> run -> report, which disagreed
   (external checkpoints wrote missing_components: [] whatever was missing)."""
   workdir, npz, model, variables = tiny_run
-  implemented = registry.implemented     # a component missing in l-inf: Square
-  monkeypatch.setattr(registry, 'implemented', lambda norm: tuple(
-      a for a in implemented(norm) if not (norm == 'linf' and a == 'square')))
+  implemented = registry.implemented  # a component missing in l-inf: Square
+  monkeypatch.setattr(
+      registry, 'implemented',
+      lambda norm: tuple(a for a in implemented(norm) if not (norm == 'linf' and a == 'square')))
   run_report = evaluate_run.evaluate_run(workdir, checkpoint='last', name='one', progress=False,
                                          **EVAL)
   checkpoint = tmp_path / 'model.pt'
-  checkpoint.write_bytes(b'weights')     # read for its hash; the loader is the run's model
+  checkpoint.write_bytes(b'weights')  # read for its hash; the loader is the run's model
   monkeypatch.setattr(external, 'load_torch_learner', lambda *a: (model, variables))
   ext_report = external.evaluate_torch_checkpoint(
-      checkpoint, arch='wrn-10-1', data_config={'source': 'npz', 'path': str(npz),
-                                                'val_size': 1},
+      checkpoint, arch='wrn-10-1', data_config={'source': 'npz', 'path': str(npz), 'val_size': 1},
       out_dir=tmp_path / 'ext', name='one', progress=False, **EVAL)
   assert run_report['missing_components'] == ['linf/square']
   for key in SAME:
@@ -80,10 +80,9 @@ def test_the_api_external_checkpoints_and_runs_are_one_path(tiny_run, tmp_path, 
 
   dataset = data_lib.load_dataset({'source': 'npz', 'path': str(npz), 'val_size': 1})
   images, labels, ids = runner.sample_test_points(*dataset.test, EVAL['n_ex'])
-  api = AutoAttack(jitted.model_apply_fn(model), params=variables, norm='Linf',
-                   eps=EVAL['eps'][0], version='standard', seed=EVAL['seed'],
-                   overrides=EVAL['overrides']).run(images, labels, batch_size=8,
-                                                    example_ids=ids)
+  api = AutoAttack(jitted.model_apply_fn(model), params=variables, norm='Linf', eps=EVAL['eps'][0],
+                   version='standard', seed=EVAL['seed'],
+                   overrides=EVAL['overrides']).run(images, labels, batch_size=8, example_ids=ids)
   assert api.missing_components == ('square',)
   assert (api.clean_acc, api.robust_acc) == (run_report['clean_acc'], run_report['robust_acc'])
   assert api.sanity == run_report['sanity']
@@ -91,7 +90,7 @@ def test_the_api_external_checkpoints_and_runs_are_one_path(tiny_run, tmp_path, 
   for name, flags in api.flags.items():
     column = rows[0].index(f'linf/{name}')
     assert [int(r[column]) for r in rows[1:]] == flags.tolist(), name
-  assert 0 < run_report['robust_acc'] < run_report['clean_acc']   # attacks did something
+  assert 0 < run_report['robust_acc'] < run_report['clean_acc']  # attacks did something
 
 
 def test_subset_first_takes_the_first_test_examples():
@@ -112,8 +111,8 @@ def test_save_adv_holds_points_that_reproduce_the_flags_after_a_resume(tiny_run)
   is wrong on it exactly where an example is clean-correct but not robust. An
   interrupted evaluation keeps the points found before the interruption."""
   workdir, npz, model, variables = tiny_run
-  kwargs = dict(EVAL, attacks='apgd-ce,square', subset='first', save_adv=True,
-                checkpoint='last', name='adv', progress=False)
+  kwargs = dict(EVAL, attacks='apgd-ce,square', subset='first', save_adv=True, checkpoint='last',
+                name='adv', progress=False)
   assert evaluate_run.evaluate_run(workdir, stop_after_batches=4, **kwargs) is None
   report = evaluate_run.evaluate_run(workdir, **kwargs)
   assert report['subset'] == 'first'
@@ -128,9 +127,9 @@ def test_save_adv_holds_points_that_reproduce_the_flags_after_a_resume(tiny_run)
   clean, robust = saved['clean'], saved['robust']
   assert clean.sum() == n - sum(i < n for i in WRONG) and 0 < robust.sum() < clean.sum()
   assert robust.mean() == pytest.approx(report['robust_acc'])
-  correct = np.asarray(np.argmax(jitted.model_apply_fn(model)(variables, saved['x_adv']), -1)
-                       == test_labels)
-  np.testing.assert_array_equal(correct, robust)      # wrong exactly where not robust
+  correct = np.asarray(
+      np.argmax(jitted.model_apply_fn(model)(variables, saved['x_adv']), -1) == test_labels)
+  np.testing.assert_array_equal(correct, robust)  # wrong exactly where not robust
   unchanged = robust | ~clean
   np.testing.assert_array_equal(saved['x_adv'][unchanged], clean_images[unchanged])
   assert np.abs(saved['x_adv'] - clean_images).max() <= EVAL['eps'][0] + 1e-6
@@ -148,9 +147,11 @@ def test_a_standard_evaluation_writes_a_robustbench_entry(tiny_run, capsys):
                 subset='first', progress=False)
   report = evaluate_run.evaluate_run(workdir, attacks='standard', name='rb', **kwargs)
   info = json.loads((workdir / 'eval' / 'rb.model_info.json').read_text())
-  assert list(info) == ['link', 'name', 'authors', 'additional_data', 'number_forward_passes',
-                        'dataset', 'venue', 'architecture', 'eps', 'clean_acc', 'reported',
-                        'autoattack_acc', 'footnote', 'unreliable', 'threat_model']
+  assert list(info) == [
+      'link', 'name', 'authors', 'additional_data', 'number_forward_passes', 'dataset', 'venue',
+      'architecture', 'eps', 'clean_acc', 'reported', 'autoattack_acc', 'footnote', 'unreliable',
+      'threat_model'
+  ]
   assert info['eps'] == '8/255' and info['threat_model'] == 'Linf'
   assert info['clean_acc'] == f"{100 * report['clean_acc']:.2f}"
   assert info['autoattack_acc'] == f"{100 * report['robust_acc']:.2f}"
@@ -160,8 +161,8 @@ def test_a_standard_evaluation_writes_a_robustbench_entry(tiny_run, capsys):
   assert info['link'] == info['name'] == info['venue'] == info['reported'] == ''
   # Reduced budgets are no AutoAttack 'standard' result: no entry, and the reason.
   capsys.readouterr()
-  evaluate_run.evaluate_run(workdir, attacks='standard', name='short',
-                            overrides={'steps': 2}, **kwargs)
+  evaluate_run.evaluate_run(workdir, attacks='standard', name='short', overrides={'steps': 2},
+                            **kwargs)
   assert 'no RobustBench entry: budgets of' in capsys.readouterr().out
   assert not (workdir / 'eval' / 'short.model_info.json').exists()
 
@@ -191,11 +192,9 @@ def test_the_compile_cache_directory_and_its_switch(tmp_path):
           'from generalist_jax.evaluation import compile_cache\n'
           'print(compile_cache.enable())\n'
           'jax.jit(lambda x: x * 2)(jnp.ones(3))\n')
-  run = lambda env: subprocess.run([sys.executable, '-c', code], cwd=ROOT, text=True,
-                                   capture_output=True, timeout=300,
-                                   env=dict(os.environ, **env)).stdout.strip()
+  run = lambda env: subprocess.run([sys.executable, '-c', code], cwd=ROOT, text=True, capture_output
+                                   =True, timeout=300, env=dict(os.environ, **env)).stdout.strip()
   env = {compile_cache.ENV: str(tmp_path / 'xla')}
   assert run(env) == str(tmp_path / 'xla') and any((tmp_path / 'xla').iterdir())
   assert run({compile_cache.ENV: '0'}) == 'None'
-  assert run(dict(env, JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'own'))) == str(
-      tmp_path / 'own')
+  assert run(dict(env, JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'own'))) == str(tmp_path / 'own')

@@ -52,8 +52,10 @@ def _trained(case, steps=3, batch=8):
   rng = np.random.default_rng(0)
   step = None
   for _ in range(steps):
-    data = {'image': rng.uniform(size=(batch, *image_shape)).astype(np.float32),
-            'label': rng.integers(0, 10, batch).astype(np.int32)}
+    data = {
+        'image': rng.uniform(size=(batch, *image_shape)).astype(np.float32),
+        'label': rng.integers(0, 10, batch).astype(np.int32)
+    }
     step = step or _compile(lambda s, b: step_lib.train_step(setup, s, b), state, data)
     state, _ = step(state, data)
   return setup.model, info, state.experts[0]
@@ -62,8 +64,7 @@ def _trained(case, steps=3, batch=8):
 def _compile(fn, *args):
   # XLA:CPU's backend optimisation is most of a tiny model's compile time and
   # does not change what is computed (to float rounding); level 0 halves it.
-  options = ({'xla_backend_optimization_level': 0} if jax.default_backend() == 'cpu'
-             else None)
+  options = ({'xla_backend_optimization_level': 0} if jax.default_backend() == 'cpu' else None)
   return jax.jit(fn).lower(*args).compile(options)
 
 
@@ -71,11 +72,11 @@ def _compile(fn, *args):
 def test_same_logits(case):
   fields, image_shape = CASES[case]
   model, info, variables = _trained(case)
-  if variables['batch_stats']:   # the statistics really moved
+  if variables['batch_stats']:  # the statistics really moved
     leaf = jax.tree.leaves(variables['batch_stats'])[0]
     assert np.abs(np.asarray(leaf)).max() > 1e-3
   twin = torch_convert.torch_twin(fields, info.num_classes, info.mean, info.std, image_shape,
-                                 variables)
+                                  variables)
   x = np.random.default_rng(1).uniform(size=(5, *image_shape)).astype(np.float32)
   forward = lambda v, x: models.apply_model(model, v, x, train=False)[0]
   expected = np.asarray(_compile(forward, variables, x)(variables, x))
@@ -89,7 +90,7 @@ def test_mismatched_width_is_refused():
   _, info, variables = _trained('small_cnn_bn')
   with pytest.raises(ValueError, match='shape'):
     torch_convert.torch_twin(dict(fields, width=0.25), 10, info.mean, info.std, image_shape,
-                            variables)
+                             variables)
 
 
 # RobustBench's / kuangliu's key names, made from the twins' by the inverse renames.
@@ -102,8 +103,8 @@ ROBUSTBENCH_NAMES = {
 }
 
 
-@pytest.mark.parametrize('case', ['wide_resnet', 'preact_resnet18', 'resnet18', 'small_cnn_bn',
-                                  'mlp'])
+@pytest.mark.parametrize('case',
+                         ['wide_resnet', 'preact_resnet18', 'resnet18', 'small_cnn_bn', 'mlp'])
 @pytest.mark.parametrize('names', ['ours', 'robustbench'])
 def test_a_pytorch_state_dict_imports_with_the_same_logits(case, names):
   import re
@@ -112,7 +113,7 @@ def test_a_pytorch_state_dict_imports_with_the_same_logits(case, names):
     pytest.skip('no RobustBench naming for this architecture')
   torch.manual_seed(0)
   twin = torch_models.create_model(fields, 10, (0.0,), (1.0,), image_shape).eval()
-  with torch.no_grad():     # BatchNorm statistics away from their init values
+  with torch.no_grad():  # BatchNorm statistics away from their init values
     for module in twin.modules():
       if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
         module.running_mean.uniform_(-0.5, 0.5)
@@ -123,7 +124,7 @@ def test_a_pytorch_state_dict_imports_with_the_same_logits(case, names):
     for key, value in state.items():
       for pattern, replacement in ROBUSTBENCH_NAMES[fields['name']]:
         key = re.sub(pattern, replacement, key)
-      renamed['module.' + key] = value            # as saved from a DataParallel model
+      renamed['module.' + key] = value  # as saved from a DataParallel model
     state = renamed
   model = models.create_model(fields, 10, (0.0,), (1.0,))
   template = models.init_variables(model, jax.random.PRNGKey(0), image_shape)

@@ -10,7 +10,7 @@ from tests import run_helpers
 from tests.conftest import write_tiny_npz
 from tests.tiny_config import tiny_config
 
-EPOCHS = 4   # 5 steps an epoch with the tiny npz: 20 steps, a checkpoint every 2
+EPOCHS = 4  # 5 steps an epoch with the tiny npz: 20 steps, a checkpoint every 2
 FORK_STEP = 10
 
 
@@ -47,8 +47,10 @@ def test_fork_without_change_equals_the_uninterrupted_run(runs, tmp_path):
   # Where it came from is in its config; its log holds the source's records up to the step.
   saved = json.loads((tmp_path / 'fork' / 'config.json').read_text())
   assert saved['init_from'] == {'workdir': str(source), 'step': FORK_STEP}
-  steps = [json.loads(line)['step']
-           for line in (tmp_path / 'fork' / 'metrics.jsonl').read_text().splitlines()]
+  steps = [
+      json.loads(line)['step']
+      for line in (tmp_path / 'fork' / 'metrics.jsonl').read_text().splitlines()
+  ]
   assert min(steps) < FORK_STEP < max(steps)
   # The source is left as it was: paused at the step.
   assert restore.restore_run(source, 'last').step == FORK_STEP
@@ -57,7 +59,7 @@ def test_fork_without_change_equals_the_uninterrupted_run(runs, tmp_path):
 def test_fork_resumes_itself_once_started(runs, tmp_path):
   npz, straight, source = runs
   config = _fork_config(npz, source)
-  loop.train_and_evaluate(config, str(tmp_path / 'fork'), stop_after_steps=3)   # a kill
+  loop.train_and_evaluate(config, str(tmp_path / 'fork'), stop_after_steps=3)  # a kill
   loop.train_and_evaluate(config, str(tmp_path / 'fork'))
   run_helpers.assert_same_state(run_helpers.final_state(tmp_path / 'fork'),
                                 run_helpers.final_state(straight))
@@ -72,12 +74,12 @@ def test_fork_may_change_the_schedules(runs, tmp_path):
   loop.train_and_evaluate(config, str(tmp_path / 'fork'))
   state = run_helpers.final_state(tmp_path / 'fork')
   assert int(state.step) == 5 * EPOCHS
-  with pytest.raises(AssertionError):   # another continuation than the straight run
+  with pytest.raises(AssertionError):  # another continuation than the straight run
     run_helpers.assert_same_state(state, run_helpers.final_state(straight))
 
 
-@pytest.mark.parametrize('field, value', [('model.width', 0.25), ('seed', 1),
-                                          ('batch_size', 4), ('data.val_size', 4)])
+@pytest.mark.parametrize('field, value', [('model.width', 0.25), ('seed', 1), ('batch_size', 4),
+                                          ('data.val_size', 4)])
 def test_fork_refuses_a_structural_change_naming_the_field(runs, tmp_path, field, value):
   npz, _, source = runs
   config = _fork_config(npz, source)

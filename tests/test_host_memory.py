@@ -42,15 +42,15 @@ print(applied, jax.config.read('jax_cpu_enable_async_dispatch'), sorted(faults[8
 
 
 def _thp_always() -> bool:
-  try:   # huge pages for every mapping: an mmap'd block faults in 2 MB at a time
+  try:  # huge pages for every mapping: an mmap'd block faults in 2 MB at a time
     return '[always]' in open('/sys/kernel/mm/transparent_hugepage/enabled').read()
   except OSError:
     return False
 
 
 glibc_cpu_linux = pytest.mark.skipif(
-    platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc'
-    or host_memory._accelerator_plugin_installed() or _thp_always(),
+    platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc' or
+    host_memory._accelerator_plugin_installed() or _thp_always(),
     reason='the setting is for CPU-only Linux with glibc; page faults count 4 kB pages')
 
 
@@ -66,10 +66,10 @@ def _faults_per_call(resident: str | None) -> tuple[bool, bool, float]:
 
 @glibc_cpu_linux
 def test_resident_buffers_stop_the_per_call_page_faults():
-  applied, dispatched, resident = _faults_per_call(None)   # the default: on
+  applied, dispatched, resident = _faults_per_call(None)  # the default: on
   skipped, _, default_glibc = _faults_per_call('0')
   assert applied and not skipped
-  assert dispatched   # the steps still run asynchronously (in-line ones lose the loop's overlap)
+  assert dispatched  # the steps still run asynchronously (in-line ones lose the loop's overlap)
   # 96 MB of fresh 4 kB pages is at least 24k faults a call without the setting.
   assert default_glibc > 12000, default_glibc
   assert resident < 0.05 * default_glibc, (resident, default_glibc)
@@ -80,7 +80,7 @@ def test_off_switch_other_platforms_and_bad_values(monkeypatch):
     monkeypatch.setenv(host_memory.RESIDENT_BUFFERS_ENV, off)
     assert host_memory.keep_cpu_buffers_resident() is False
   monkeypatch.setenv('JAX_PLATFORMS', 'cuda')
-  for on in ('1', ''):   # empty: the default
+  for on in ('1', ''):  # empty: the default
     monkeypatch.setenv(host_memory.RESIDENT_BUFFERS_ENV, on)
     assert host_memory.keep_cpu_buffers_resident() is False
   monkeypatch.setenv(host_memory.RESIDENT_BUFFERS_ENV, '2')
@@ -92,11 +92,12 @@ def test_the_heap_limit_goes_with_the_setting(monkeypatch):
   monkeypatch.setattr(host_memory, '_buffers_resident', False)
   assert host_memory.resident_buffer_compiler_options() == {}
   on_cpu = jax.default_backend() == 'cpu'
-  assert not on_cpu or 'xla_multiheap_size_constraint_per_heap' not in (
-      cpu_ops.compiler_options() or {})
+  assert not on_cpu or 'xla_multiheap_size_constraint_per_heap' not in (cpu_ops.compiler_options()
+                                                                        or {})
   monkeypatch.setattr(host_memory, '_buffers_resident', True)
   assert host_memory.resident_buffer_compiler_options() == {
-      'xla_multiheap_size_constraint_per_heap': 48 * 2**20}
+      'xla_multiheap_size_constraint_per_heap': 48 * 2**20
+  }
   # every model, step and evaluation jit takes its options from cpu_ops
-  assert not on_cpu or cpu_ops.compiler_options()[
-      'xla_multiheap_size_constraint_per_heap'] == 48 * 2**20
+  assert not on_cpu or cpu_ops.compiler_options(
+  )['xla_multiheap_size_constraint_per_heap'] == 48 * 2**20

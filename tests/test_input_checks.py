@@ -38,6 +38,7 @@ def custom(fn, names, **kwargs):
 
 # --- 1. DLR losses need >= 3 classes (fra31/auto-attack#70), targets need K - 1 ---------
 
+
 def test_dlr_attacks_refuse_two_classes_at_every_entry_point():
   """Fault kind: with 2 classes DLR is a constant -1, so APGD-DLR did nothing and the
   report claimed robustness (0.75 here on the old code)."""
@@ -45,32 +46,33 @@ def test_dlr_attacks_refuse_two_classes_at_every_entry_point():
   with pytest.raises(ValueError, match=r"'apgd-dlr'.*dlr loss needs >= 3 classes.*has 2"):
     custom(two, ['apgd-dlr']).run(X, y2, batch_size=16)
   noisy = lambda x, key: two(x) + 0.01 * jax.random.normal(key, (x.shape[0], 2))
-  with pytest.raises(ValueError, match='apgd-dlr'):          # 'rand' runs APGD-DLR too
+  with pytest.raises(ValueError, match='apgd-dlr'):  # 'rand' runs APGD-DLR too
     AutoAttack(noisy, norm='Linf', eps=0.03, version='rand').run(X, y2, batch_size=16)
   key = jax.random.PRNGKey(0)
-  for attack in (lambda: attacks.pgd(two, X, y2, key, eps=0.03, step_size=0.01, steps=1,
-                                     loss='dlr'),
-                 lambda: apgd.apgd(two, X, y2, key, eps=0.03, loss='dlr', steps=2)):
+  for attack in (
+      lambda: attacks.pgd(two, X, y2, key, eps=0.03, step_size=0.01, steps=1, loss='dlr'),
+      lambda: apgd.apgd(two, X, y2, key, eps=0.03, loss='dlr', steps=2)):
     with pytest.raises(ValueError, match='dlr loss needs >= 3 classes'):
       attack()
-  three, y3 = classes(3)                                     # 3 classes: fine
+  three, y3 = classes(3)  # 3 classes: fine
   assert custom(three, ['apgd-dlr']).run(X, y3, batch_size=16).n_ex == 48
 
 
 def test_training_attacks_on_dlr_are_checked_against_the_data_classes():
   c = config_lib.baseline_config('pgd')
   c.experts.robust.attack.loss = 'dlr'
-  validation.validate_config(c)                     # classes are not known yet ...
+  validation.validate_config(c)  # classes are not known yet ...
   with pytest.raises(config_lib.ConfigError,
                      match=r'experts\.robust\.attack\.loss.*dlr loss needs >= 3'):
-    validation.validate_for_data(c, clock.make_clock(c, 10), (32, 32, 3), 2)   # ... and are here
+    validation.validate_for_data(c, clock.make_clock(c, 10), (32, 32, 3), 2)  # ... and are here
   validation.validate_for_data(c, clock.make_clock(c, 10), (32, 32, 3), 10)
 
 
-@pytest.mark.parametrize('names,k,match', [
-    (['apgd-ce', 'apgd-t'], 5, r"'apgd-t': n_targets=9.*only 4 other classes.*n_targets <= 4"),
-    (['apgd-ce', 'fab-t'], 5, r"'fab-t': n_targets=9.*n_targets <= 4"),
-    (['apgd-ce', 'apgd-t'], 3, r"'apgd-t'.*targeted_dlr loss needs >= 4 classes")])
+@pytest.mark.parametrize(
+    'names,k,match',
+    [(['apgd-ce', 'apgd-t'], 5, r"'apgd-t': n_targets=9.*only 4 other classes.*n_targets <= 4"),
+     (['apgd-ce', 'fab-t'], 5, r"'fab-t': n_targets=9.*n_targets <= 4"),
+     (['apgd-ce', 'apgd-t'], 3, r"'apgd-t'.*targeted_dlr loss needs >= 4 classes")])
 def test_a_later_attack_the_classes_cannot_take_is_refused_before_any_attack(
     tmp_path, names, k, match):
   """Fault kind: APGD-T refused its targets only after the clean pass and APGD-CE had
@@ -84,13 +86,14 @@ def test_a_later_attack_the_classes_cannot_take_is_refused_before_any_attack(
 
 # --- 2. labels -------------------------------------------------------------------------
 
-@pytest.mark.parametrize('labels,match', [
-    (np.eye(10, dtype=np.int64)[Y], r'y has shape \(48, 10\); expected \[N\] integer.*argmax'),
-    (Y[:, None], r'y has shape \(48, 1\); expected \[N\] integer.*reshape'),
-    (Y + 0.0, r'y has dtype float64; expected integer class ids'),
-    (Y + 10, r'y has labels in \[10, 1\d\].*10 logits.*\[0, 10\)'),
-    (Y - 10, r'y has labels in \[-10, -\d\]'),
-    (Y[:10], r'x has 48 examples but y has 10 labels')])
+
+@pytest.mark.parametrize(
+    'labels,match',
+    [(np.eye(10, dtype=np.int64)[Y], r'y has shape \(48, 10\); expected \[N\] integer.*argmax'),
+     (Y[:, None], r'y has shape \(48, 1\); expected \[N\] integer.*reshape'),
+     (Y + 0.0, r'y has dtype float64; expected integer class ids'),
+     (Y + 10, r'y has labels in \[10, 1\d\].*10 logits.*\[0, 10\)'),
+     (Y - 10, r'y has labels in \[-10, -\d\]'), (Y[:10], r'x has 48 examples but y has 10 labels')])
 def test_labels_off_the_contract_are_refused_naming_y(labels, match):
   """Fault kind: one-hot or [N, 1] labels gave a JAX indexing error that never named y;
   float, out-of-range and too few labels were accepted and gave wrong numbers."""
@@ -100,13 +103,15 @@ def test_labels_off_the_contract_are_refused_naming_y(labels, match):
 
 # --- 3. images -------------------------------------------------------------------------
 
-@pytest.mark.parametrize('images,match', [
-    (X * 255, r'x has values in \[0.*, 25\d.*\]; expected floats in \[0, 1\].*divide by 255'),
-    (X - 0.5, r'x has values in \[-0.*Normalisation.*inside the model'),
-    (np.full((48, 3, 32, 32), 0.5), r'x has shape \(48, 3, 32, 32\).*channels-first.*transpose'),
-    ((X * 255).astype(np.int64), r'x has dtype int64; expected uint8 pixels or floats'),
-    (np.where(X > 0.5, np.nan, X), 'x holds NaN'),
-    (X[..., 0], r'x has shape \(48, 4, 4\); expected images \[N, H, W, C\]')])
+
+@pytest.mark.parametrize(
+    'images,match',
+    [(X * 255, r'x has values in \[0.*, 25\d.*\]; expected floats in \[0, 1\].*divide by 255'),
+     (X - 0.5, r'x has values in \[-0.*Normalisation.*inside the model'),
+     (np.full((48, 3, 32, 32), 0.5), r'x has shape \(48, 3, 32, 32\).*channels-first.*transpose'),
+     ((X * 255).astype(np.int64), r'x has dtype int64; expected uint8 pixels or floats'),
+     (np.where(X > 0.5, np.nan, X), 'x holds NaN'),
+     (X[..., 0], r'x has shape \(48, 4, 4\); expected images \[N, H, W, C\]')])
 def test_images_off_the_contract_are_refused_naming_x(images, match):
   """Fault kind: floats in [0, 255] (and NCHW batches of equal size) were accepted."""
   with pytest.raises(ValueError, match=match):
@@ -123,13 +128,15 @@ def test_uint8_images_are_pixels_and_pass():
 
 # --- 4. the model's output ---------------------------------------------------------------
 
-@pytest.mark.parametrize('model,match', [
-    (lambda x: (logits_fn(x), x),
-     r'logits_fn must return one array of logits \[B, K\].*tuple of 2: \[2, 10\] float32, '
-     r'\[2, 4, 4, 3\] float32'),
-    (lambda x: {'logits': logits_fn(x)}, r'logits_fn must return one array.*dict of 1'),
-    (lambda x: logits_fn(x)[:, 0], r'logits_fn must return one array.*returned \[2\] float32'),
-    (lambda x: logits_fn(x)[:, :1], r'logits_fn returned \[2, 1\] float32.*K >= 2')])
+
+@pytest.mark.parametrize(
+    'model,match',
+    [(lambda x: (logits_fn(x), x),
+      r'logits_fn must return one array of logits \[B, K\].*tuple of 2: \[2, 10\] float32, '
+      r'\[2, 4, 4, 3\] float32'),
+     (lambda x: {'logits': logits_fn(x)}, r'logits_fn must return one array.*dict of 1'),
+     (lambda x: logits_fn(x)[:, 0], r'logits_fn must return one array.*returned \[2\] float32'),
+     (lambda x: logits_fn(x)[:, :1], r'logits_fn returned \[2, 1\] float32.*K >= 2')])
 def test_a_model_returning_other_than_logits_is_named_before_any_attack(model, match):
   """Fault kind: a model returning (logits, features) failed deep inside the attack with
   `TypeError: log_softmax requires ndarray...`."""
@@ -138,6 +145,7 @@ def test_a_model_returning_other_than_logits_is_named_before_any_attack(model, m
 
 
 # --- 5. sizes ----------------------------------------------------------------------------
+
 
 def test_empty_inputs_and_sizes_below_one_are_refused_in_the_api():
   """Fault kind: empty inputs raised ZeroDivisionError, batch_size=0 a range() error,
@@ -166,20 +174,21 @@ def test_n_ex_below_one_is_refused_before_anything_is_read(tmp_path, n_ex):
     evaluate_run.evaluate_run(tmp_path / 'no_run', batch_size=0, progress=False)
   with pytest.raises(ValueError, match=message):
     external.evaluate_torch_checkpoint(tmp_path / 'no.pt', arch='resnet18', n_ex=n_ex,
-                                       data_config={'source': 'npz', 'path': 'none.npz'},
-                                       out_dir=tmp_path)
+                                       data_config={'source': 'npz',
+                                                    'path': 'none.npz'}, out_dir=tmp_path)
   with pytest.raises(ValueError, match=message):
     runner.sample_test_points(X, Y, n_ex)
-  suite_config = ml_collections.ConfigDict({'runs': {'a': config_lib.base_config()},
-                                             'compare': config_lib.compare_config(n_ex=n_ex)})
+  suite_config = ml_collections.ConfigDict(
+      {'runs': {'a': config_lib.base_config()}, 'compare': config_lib.compare_config(n_ex=n_ex)})
   with pytest.raises(config_lib.ConfigError, match=f'config.compare.{message}'):
     suite.run_suite(suite_config, str(tmp_path / 'suite'))
   assert not (tmp_path / 'suite').exists()
 
 
 def test_the_evaluate_cli_refuses_a_negative_n_ex(tmp_path):
-  out = subprocess.run([sys.executable, '-m', 'generalist_jax.evaluate',
-                        f'--workdir={tmp_path / "no_run"}', '--n_ex=-5'],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  out = subprocess.run([
+      sys.executable, '-m', 'generalist_jax.evaluate', f'--workdir={tmp_path / "no_run"}',
+      '--n_ex=-5'
+  ], cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0
   assert 'n_ex=-5: must be an integer >= 1' in out.stderr, out.stderr[-2000:]

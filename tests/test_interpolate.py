@@ -21,15 +21,18 @@ def test_interpolation_endpoints_equal_the_learners_own_accuracies(tmp_path, tin
                                    n_ex=None, seed=5)
   run = restore.restore_run(workdir, 'last')
   eval_fn = learner_eval.make_eval_fn(run.setup.model, run.config.eval.test_attack)
-  own = {name: learner_eval.summarize(learner_eval.evaluate_flags(
-      eval_fn, step_lib.learners(run.state, run.setup)[name], *run.dataset.test,
-      run.config.eval.batch_size, 5)) for name in ('natural', 'robust_ema')}
+  own = {
+      name: learner_eval.summarize(
+          learner_eval.evaluate_flags(eval_fn,
+                                      step_lib.learners(run.state, run.setup)[name],
+                                      *run.dataset.test, run.config.eval.batch_size,
+                                      5)) for name in ('natural', 'robust_ema')
+  }
   assert result['alpha'] == [0.0, 0.5, 1.0]
   for end, name in ((0, 'natural'), (-1, 'robust_ema')):
     assert result['clean_acc'][end] == own[name]['clean_acc']
     assert result['robust_acc'][end] == own[name]['robust_acc']
-  on_disk = json.loads((workdir / 'interpolation' / 'natural_to_robust_ema_last.json')
-                       .read_text())
+  on_disk = json.loads((workdir / 'interpolation' / 'natural_to_robust_ema_last.json').read_text())
   assert on_disk['barrier']['clean_acc'] >= 0 and on_disk['n'] == 16
   assert (workdir / 'interpolation' / 'natural_to_robust_ema_last.png').stat().st_size > 1000
   with pytest.raises(ValueError, match='not in this run'):

@@ -23,18 +23,18 @@ def test_five_sigkills_then_resume_equals_uninterrupted(tmp_path, straight_run):
     while proc.poll() is None and time.time() < deadline:
       lines, writing = progress(workdir)
       if kill % 2 == 1 and writing:
-        break                                   # mid checkpoint write
+        break  # mid checkpoint write
       if kill % 2 == 0 and lines > seen:
-        time.sleep(rng.uniform(0, 0.4))         # anywhere in the next steps
+        time.sleep(rng.uniform(0, 0.4))  # anywhere in the next steps
         break
       time.sleep(0.005)
     if proc.poll() is not None:
-      break   # finished before we could kill it
+      break  # finished before we could kill it
     kills.append({'during_write': progress(workdir)[1]})
     proc.send_signal(signal.SIGKILL)
     proc.wait()
   assert len(kills) >= 5, kills
-  assert any(k['during_write'] for k in kills), kills   # at least one mid-write
+  assert any(k['during_write'] for k in kills), kills  # at least one mid-write
   proc = cli(workdir, npz, cache)
   out, _ = proc.communicate(timeout=600)
   assert proc.returncode == 0, out

@@ -17,25 +17,24 @@ def tree(w, m):
 def test_meta_update_by_hand_without_sync():
   experts = [tree(1.0, 2.0), tree(3.0, 4.0)]
   emas = [tree(0.0, 0.0), tree(0.0, 0.0)]
-  new_experts, new_emas, glob = meta.meta_update(
-      experts, emas, tree(0.0, 0.0), decay=0.5, weights=jnp.array([0.25, 0.75]),
-      sync=jnp.array(False))
+  new_experts, new_emas, glob = meta.meta_update(experts, emas, tree(0.0, 0.0), decay=0.5,
+                                                 weights=jnp.array([0.25,
+                                                                    0.75]), sync=jnp.array(False))
   # ema_1 = .5*0 + .5*1 = .5, ema_2 = 1.5; mix = .25*.5 + .75*1.5 = 1.25; global = .625
   np.testing.assert_allclose(new_emas[0]['params']['w'], 0.5)
   np.testing.assert_allclose(new_emas[1]['params']['w'], 1.5)
   np.testing.assert_allclose(glob['params']['w'], 0.625)
   # BN statistics follow the same arithmetic: emas 1, 2; mix 1.75; global .875
   np.testing.assert_allclose(glob['batch_stats']['mean'], 0.875)
-  np.testing.assert_allclose(new_experts[0]['params']['w'], 1.0)   # untouched
+  np.testing.assert_allclose(new_experts[0]['params']['w'], 1.0)  # untouched
   np.testing.assert_allclose(new_experts[1]['batch_stats']['mean'], 4.0)
 
 
 def test_meta_update_sync_copies_global_into_every_expert():
   experts = [tree(1.0, 2.0), tree(3.0, 4.0)]
   emas = [tree(1.0, 1.0), tree(1.0, 1.0)]
-  new_experts, _, glob = meta.meta_update(
-      experts, emas, tree(2.0, 2.0), decay=0.9, weights=jnp.array([0.5, 0.5]),
-      sync=jnp.array(True))
+  new_experts, _, glob = meta.meta_update(experts, emas, tree(2.0, 2.0), decay=0.9,
+                                          weights=jnp.array([0.5, 0.5]), sync=jnp.array(True))
   # emas: .9+.1=1.0 and .9+.3=1.2 -> mix 1.1 -> global .9*2 + .1*1.1 = 1.91
   np.testing.assert_allclose(glob['params']['w'], 1.91, rtol=1e-6)
   for e in new_experts:
@@ -75,16 +74,15 @@ def lr_config(**kw):
 
 def test_piecewise_linear_lr_at_the_epoch_after_the_step():
   lr = schedules.make_lr_schedule(lr_config(), num_epochs=120, clock=clock(10, 120))
-  np.testing.assert_allclose(lr(9), 0.01, rtol=1e-6)        # epoch 1.0
+  np.testing.assert_allclose(lr(9), 0.01, rtol=1e-6)  # epoch 1.0
   # step 409 ends at epoch 41: 0.01 - (1/40) * 0.009
   np.testing.assert_allclose(lr(409), 0.009775, rtol=1e-5)
-  np.testing.assert_allclose(lr(1199), 0.0001, rtol=1e-5)   # epoch 120
+  np.testing.assert_allclose(lr(1199), 0.0001, rtol=1e-5)  # epoch 120
 
 
 def test_cosine_and_constant_lr():
-  cos = schedules.make_lr_schedule(lr_config(schedule='cosine'), num_epochs=10,
-                                   clock=clock(10, 10))
-  np.testing.assert_allclose(cos(49), 0.05, rtol=1e-5)       # half way
+  cos = schedules.make_lr_schedule(lr_config(schedule='cosine'), num_epochs=10, clock=clock(10, 10))
+  np.testing.assert_allclose(cos(49), 0.05, rtol=1e-5)  # half way
   np.testing.assert_allclose(cos(99), 0.0, atol=1e-7)
   const = schedules.make_lr_schedule(lr_config(schedule='constant'), 10, clock(10, 10))
   np.testing.assert_allclose(const(57), 0.1)
@@ -95,7 +93,7 @@ def test_cosine_and_constant_lr():
 def test_mixing_weights_follow_the_reference_beta_and_sum_to_one():
   weights = schedules.make_mix_schedule(
       (0, 40, 80, 120), [(0.0, 0.0, 0.0, 0.6), (1.0, 1.0, 1.0, 0.4)], clock=clock(10, 120))
-  np.testing.assert_allclose(weights(999), [0.3, 0.7], rtol=1e-5)   # epoch 100: beta .7
+  np.testing.assert_allclose(weights(999), [0.3, 0.7], rtol=1e-5)  # epoch 100: beta .7
   np.testing.assert_allclose(weights(1199), [0.6, 0.4], rtol=1e-5)
   all_steps = jax.vmap(weights)(jnp.arange(1200))
   np.testing.assert_allclose(all_steps.sum(axis=1), 1.0, rtol=1e-6)

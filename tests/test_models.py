@@ -25,8 +25,7 @@ def _tiny_configs():
   return {
       'preact_resnet18': _config('preact_resnet18', width=TINY),
       'resnet18': _config('resnet18', width=TINY),
-      'wide_resnet': _config('wide_resnet', width=TINY, depth=10,
-                             widen_factor=2),
+      'wide_resnet': _config('wide_resnet', width=TINY, depth=10, widen_factor=2),
       'small_cnn': _config('small_cnn', width=TINY),
       'small_cnn_bn': _config('small_cnn', width=TINY, batch_norm=True),
       'mlp': _config('mlp', width=TINY),
@@ -40,15 +39,13 @@ def _tiny(key, image_shape=CIFAR):
   Variables do not depend on mean/std, so one init serves every test.
   """
   config = _tiny_configs()[key]
-  model = models.create_model(config, 10, (0.5,) * image_shape[-1],
-                              (0.25,) * image_shape[-1])
+  model = models.create_model(config, 10, (0.5,) * image_shape[-1], (0.25,) * image_shape[-1])
   return config, models.init_variables(model, jax.random.key(0), image_shape)
 
 
 def _num_params(model, image_shape=CIFAR):
   # Shapes only: no FLOPs, no memory, so full-size WRN-34-10 is instant.
-  variables = jax.eval_shape(
-      lambda: models.init_variables(model, jax.random.key(0), image_shape))
+  variables = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), image_shape))
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables['params']))
 
 
@@ -60,16 +57,19 @@ def _images(shape=CIFAR, batch=2, seed=0):
 # Full-size parameter counts vs the PyTorch references.
 # ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize('config, expected', [
-    # Rice et al.'s PreActResNet18 (final BN + ReLU before pooling). The often
-    # quoted 11,171,146 is kuangliu's variant without that BN: 1024 fewer.
-    (_config('preact_resnet18'), 11_171_146 + 2 * 512),
-    (_config('resnet18'), 11_173_962),
-    (_config('wide_resnet', depth=34, widen_factor=10), 46_160_474),
-    # Madry's naming: same 5 blocks/stage, hence the same network as 34-10.
-    (_config('wide_resnet', depth=32, widen_factor=10), 46_160_474),
-    (_config('wide_resnet', depth=28, widen_factor=10), 36_479_194),
-])
+
+@pytest.mark.parametrize(
+    'config, expected',
+    [
+        # Rice et al.'s PreActResNet18 (final BN + ReLU before pooling). The often
+        # quoted 11,171,146 is kuangliu's variant without that BN: 1024 fewer.
+        (_config('preact_resnet18'), 11_171_146 + 2 * 512),
+        (_config('resnet18'), 11_173_962),
+        (_config('wide_resnet', depth=34, widen_factor=10), 46_160_474),
+        # Madry's naming: same 5 blocks/stage, hence the same network as 34-10.
+        (_config('wide_resnet', depth=32, widen_factor=10), 46_160_474),
+        (_config('wide_resnet', depth=28, widen_factor=10), 36_479_194),
+    ])
 def test_param_counts(config, expected):
   model = models.create_model(config, 10, (0.5,) * 3, (0.25,) * 3)
   assert _num_params(model) == expected
@@ -93,8 +93,8 @@ def test_wrn_blocks_per_stage():
 
 def test_bad_wrn_depth_raises_at_creation():
   with pytest.raises(ValueError, match='depth=30'):
-    models.create_model(_config('wide_resnet', depth=30, widen_factor=10), 10,
-                        (0.0,) * 3, (1.0,) * 3)
+    models.create_model(_config('wide_resnet', depth=30, widen_factor=10), 10, (0.0,) * 3,
+                        (1.0,) * 3)
 
 
 def test_unknown_name_raises_with_valid_names():
@@ -108,6 +108,7 @@ def test_unknown_name_raises_with_valid_names():
 # Forward passes on tiny models.
 # ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize('key', list(_tiny_configs()))
 def test_output_shape_and_normalisation_inside(key):
   """Logits have shape (batch, classes) and (x - mean) / std happens inside."""
@@ -117,8 +118,7 @@ def test_output_shape_and_normalisation_inside(key):
   x = _images()
 
   logits, _ = models.apply_model(model, variables, x, train=False)
-  raw_logits, _ = models.apply_model(raw, variables, (x - 0.5) / 0.25,
-                                     train=False)
+  raw_logits, _ = models.apply_model(raw, variables, (x - 0.5) / 0.25, train=False)
   assert logits.shape == (2, 10)
   assert logits.dtype == jnp.float32
   np.testing.assert_allclose(logits, raw_logits, rtol=1e-5, atol=1e-5)
@@ -126,8 +126,7 @@ def test_output_shape_and_normalisation_inside(key):
 
 @pytest.mark.parametrize('batch_norm', [False, True])
 def test_small_cnn_mnist(batch_norm):
-  config, variables = _tiny('small_cnn_bn' if batch_norm else 'small_cnn',
-                            MNIST)
+  config, variables = _tiny('small_cnn_bn' if batch_norm else 'small_cnn', MNIST)
   model = models.create_model(config, 10, (0.1307,), (0.3081,))
   logits, _ = models.apply_model(model, variables, _images(MNIST), train=False)
   assert logits.shape == (2, 10)
@@ -136,14 +135,12 @@ def test_small_cnn_mnist(batch_norm):
 
 def test_channel_mismatch_in_mean_raises():
   # A CIFAR mean on an MNIST image would otherwise broadcast to 3 channels.
-  model = models.create_model(_config('small_cnn', width=TINY), 10,
-                              (0.5,) * 3, (0.25,) * 3)
+  model = models.create_model(_config('small_cnn', width=TINY), 10, (0.5,) * 3, (0.25,) * 3)
   with pytest.raises(ValueError, match='channels'):
     models.init_variables(model, jax.random.key(0), MNIST)
 
 
-@pytest.mark.parametrize('key', ['preact_resnet18', 'small_cnn_bn',
-                                 'small_cnn'])
+@pytest.mark.parametrize('key', ['preact_resnet18', 'small_cnn_bn', 'small_cnn'])
 def test_batch_stats_modes(key):
   """train=True returns updated running stats; train=False leaves them alone."""
   config, variables = _tiny(key)
@@ -161,8 +158,7 @@ def test_batch_stats_modes(key):
   if key == 'small_cnn':  # No BatchNorm: empty stats work in both modes.
     assert stats == {} and new_stats == {} and same_stats == {}
   else:
-    changed = jax.tree.leaves(
-        jax.tree.map(lambda a, b: bool(jnp.any(a != b)), new_stats, stats))
+    changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)), new_stats, stats))
     assert changed and all(changed)
 
 
@@ -175,9 +171,11 @@ def test_input_gradient_under_jit(key):
 
   @jax.jit
   def input_grad(x):
+
     def loss(x):
       logits, _ = models.apply_model(model, variables, x, train=False)
       return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(2), labels])
+
     return jax.grad(loss)(x)
 
   g = input_grad(_images())
@@ -186,9 +184,7 @@ def test_input_gradient_under_jit(key):
 
 
 def test_width_scales_channels():
-  model = models.create_model(_config('resnet18', width=0.5), 10, (0.0,) * 3,
-                              (1.0,) * 3)
-  params = jax.eval_shape(
-      lambda: models.init_variables(model, jax.random.key(0), CIFAR))['params']
+  model = models.create_model(_config('resnet18', width=0.5), 10, (0.0,) * 3, (1.0,) * 3)
+  params = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), CIFAR))['params']
   assert params['conv1']['kernel'].shape == (3, 3, 3, 32)
   assert params['linear']['kernel'].shape == (256, 10)

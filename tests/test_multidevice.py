@@ -47,9 +47,10 @@ FOUR_DEVICE_RUN = textwrap.dedent('''
 
 def test_four_devices_match_one_device(tmp_path, tiny_npz):
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4')
-  proc = subprocess.run([sys.executable, '-c', FOUR_DEVICE_RUN, str(tiny_npz),
-                         str(tmp_path / 'four')], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=600)
+  proc = subprocess.run(
+      [sys.executable, '-c', FOUR_DEVICE_RUN,
+       str(tiny_npz), str(tmp_path / 'four')], cwd=ROOT, env=env, capture_output=True, text=True,
+      timeout=600)
   assert proc.returncode == 0 and 'SHARDED_OK' in proc.stdout, proc.stdout + proc.stderr
   config = tiny_config(tiny_npz)
   config.eval.final_test = False

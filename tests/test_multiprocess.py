@@ -31,20 +31,21 @@ def two_processes(workdir, npz, epochs: int = 2):
   """The tiny run as processes 0 and 1 of one job (loopback coordinator)."""
   port = free_port()
   env = dict(os.environ, JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo')
-  return [subprocess.Popen(
-      [sys.executable, '-m', 'generalist_jax.main', f'--config=tests/tiny_config.py:{epochs}',
-       f'--workdir={workdir}', f'--config.data.path={npz}',
-       '--config.eval.final_test=False', f'--coordinator_address=127.0.0.1:{port}',
-       '--num_processes=2', f'--process_id={i}'],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for i in range(2)]
+  return [
+      subprocess.Popen([
+          sys.executable, '-m', 'generalist_jax.main', f'--config=tests/tiny_config.py:{epochs}',
+          f'--workdir={workdir}', f'--config.data.path={npz}', '--config.eval.final_test=False',
+          f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'
+      ], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)
+  ]
 
 
 def test_two_processes_match_one(tmp_path, tiny_npz):
   procs = two_processes(tmp_path / 'two', tiny_npz)
   outs = [p.communicate(timeout=600)[0] for p in procs]
   assert all(p.returncode == 0 for p in procs), outs
-  assert 'epoch 2:' in outs[0] and 'epoch 2:' not in outs[1]   # process 0 logs alone
+  assert 'epoch 2:' in outs[0] and 'epoch 2:' not in outs[1]  # process 0 logs alone
   config = tiny_config(tiny_npz)
   config.eval.final_test = False
   loop.train_and_evaluate(config, str(tmp_path / 'one'))
@@ -57,7 +58,7 @@ def test_sigterm_on_one_host_stops_both_at_the_same_step(tmp_path, tiny_npz):
   """Only process 1 is told to stop: both must leave at one agreed step, save it
   together and exit cleanly (a lone leaver would hang the other in a collective)."""
   workdir = tmp_path / 'job'
-  procs = two_processes(workdir, tiny_npz, epochs=400)      # 2,000 steps: long enough
+  procs = two_processes(workdir, tiny_npz, epochs=400)  # 2,000 steps: long enough
   metrics = workdir / 'metrics.jsonl'
   while procs[1].poll() is None and not (metrics.exists() and metrics.read_text().strip()):
     time.sleep(0.05)
@@ -85,21 +86,23 @@ def test_two_processes_evaluate_like_one(tmp_path):
   port = free_port()
   env = dict(os.environ, JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo',
              XLA_FLAGS='--xla_force_host_platform_device_count=2')
-  procs = [subprocess.Popen(
-      [sys.executable, '-m', 'generalist_jax.evaluate', f'--workdir={workdir}',
-       '--checkpoint=last', '--attacks=apgd-ce,apgd-t', '--eps=0.25/255', '--n_ex=128',
-       '--batch_size=32', '--steps=3', '--n_targets=2', '--no_progress', '--name=two',
-       f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for i in range(2)]
+  procs = [
+      subprocess.Popen([
+          sys.executable, '-m', 'generalist_jax.evaluate', f'--workdir={workdir}',
+          '--checkpoint=last', '--attacks=apgd-ce,apgd-t', '--eps=0.25/255', '--n_ex=128',
+          '--batch_size=32', '--steps=3', '--n_targets=2', '--no_progress', '--name=two',
+          f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'
+      ], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)
+  ]
   outs = [p.communicate(timeout=600)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], outs
   assert f"-> {workdir / 'eval' / 'two'}.md" in outs[0], outs[0]
-  assert 'two: clean' not in outs[1], outs[1]                     # process 0 writes alone
+  assert 'two: clean' not in outs[1], outs[1]  # process 0 writes alone
   evaluate_run.evaluate_run(workdir, name='one', progress=False, **settings)
   two, one = ((workdir / 'eval' / f'{name}.csv').read_text() for name in ('two', 'one'))
   assert two == one
   versions = json.loads((workdir / 'eval' / 'two.json').read_text())['versions']
   assert (versions['devices'], versions['processes']) == (4, 2)
   rows = [line.split(',') for line in one.splitlines()[1:]]
-  assert sum(row[4] != '-1' for row in rows) >= 1, one           # APGD-T attacked some
+  assert sum(row[4] != '-1' for row in rows) >= 1, one  # APGD-T attacked some

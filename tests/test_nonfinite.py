@@ -17,7 +17,7 @@ def digest(directory: pathlib.Path) -> str:
 
 
 def test_exploding_expert_is_named_and_good_checkpoints_are_untouched(tmp_path, tiny_npz):
-  config = tiny_config(tiny_npz)   # 5 steps per epoch
+  config = tiny_config(tiny_npz)  # 5 steps per epoch
   config.eval.final_test = False
   # The natural expert's lr jumps to 1e30 at epoch 0.95 (step 5): it diverges only after
   # the interruption, in the same config (a changed config would be refused).
@@ -26,7 +26,8 @@ def test_exploding_expert_is_named_and_good_checkpoints_are_untouched(tmp_path, 
   loop.train_and_evaluate(config, str(tmp_path / 'run'), stop_after_steps=4)
   checkpoints = tmp_path / 'run' / 'checkpoints'
   before = digest(checkpoints)
-  with pytest.raises(loop.NonFiniteError, match=r"expert 'natural': \w+ is (nan|inf) in the log "
-                     r'interval ending at step 5'):
+  with pytest.raises(
+      loop.NonFiniteError, match=r"expert 'natural': \w+ is (nan|inf) in the log "
+      r'interval ending at step 5'):
     loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert digest(checkpoints) == before

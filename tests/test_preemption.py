@@ -18,7 +18,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, straight_run):
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=60)
   assert proc.returncode == 0, out
-  assert time.time() - sent < 30                       # bounded
+  assert time.time() - sent < 30  # bounded
   assert 'SIGTERM: saved step' in out
   saved = int(out.split('SIGTERM: saved step ')[1].split(';')[0])
   assert saved < 20 and (workdir / 'checkpoints' / 'last' / str(saved)).exists()

@@ -31,18 +31,17 @@ def test_architecture_examples_run_as_written():
   try:
     with contextlib.redirect_stdout(out):
       for code in snippets:
-        exec(compile(code, str(README), 'exec'), namespace)   # pylint: disable=exec-used
+        exec(compile(code, str(README), 'exec'), namespace)  # pylint: disable=exec-used
     assert out.getvalue().split() == ['True']
     assert all(name in table for table, name in added)
     # What they registered is used by the library's own entry points.
-    assert tasks.make_task(ml_collections.ConfigDict(dict(
-        task='fgsm', attack=dict(eps=0.1, norm='linf')))) is not None
+    assert tasks.make_task(
+        ml_collections.ConfigDict(dict(task='fgsm', attack=dict(eps=0.1, norm='linf')))) is not None
     assert 'noise' in registry.implemented('l1')
     assert type(namespace['model']).__name__ == 'Linear'
-    lr = schedules.make_lr_schedule(ml_collections.ConfigDict(dict(
-        schedule='step', lr=0.1)), num_epochs=4, clock=lambda step: (step + 1) / 10)
-    assert [round(float(lr(s)), 6) for s in (0, 19, 20, 29, 30)] == [0.1, 0.01, 0.01, 0.001,
-                                                                      0.001]
+    lr = schedules.make_lr_schedule(ml_collections.ConfigDict(dict(schedule='step', lr=0.1)),
+                                    num_epochs=4, clock=lambda step: (step + 1) / 10)
+    assert [round(float(lr(s)), 6) for s in (0, 19, 20, 29, 30)] == [0.1, 0.01, 0.01, 0.001, 0.001]
     assert jnp.isfinite(namespace['x_adv']).all()
   finally:
     for table, name in added:
@@ -60,6 +59,6 @@ def test_docs_examples_run_as_written():
         continue
       for code in re.findall(r'```python\n(.*?)```', section, re.S):
         with contextlib.redirect_stdout(io.StringIO()):
-          exec(compile(code, str(page), 'exec'), {})   # pylint: disable=exec-used
+          exec(compile(code, str(page), 'exec'), {})  # pylint: disable=exec-used
         ran += 1
   assert ran >= 2

@@ -14,7 +14,7 @@ from generalist_jax.run import run_config
 from configs import generalist_cifar10
 from tests.conftest import write_tiny_npz
 
-STEPS_PER_EPOCH = 382   # (50,000 - 1,000 validation) // 128
+STEPS_PER_EPOCH = 382  # (50,000 - 1,000 validation) // 128
 
 
 @pytest.fixture(scope='module')
@@ -36,7 +36,7 @@ def test_the_data_and_the_model_shrink_not_the_clock(preset):
   assert (50_000 - config.data.val_size) // config.batch_size == STEPS_PER_EPOCH
   assert config.data.train_size is None and config.data.downsample == 2
   assert setup.clock.total_steps == 120 * STEPS_PER_EPOCH == 45_840
-  assert abs(setup.clock.total_steps / (120 * 391) - 1) < 0.0235   # 2.30% shorter
+  assert abs(setup.clock.total_steps / (120 * 391) - 1) < 0.0235  # 2.30% shorter
   assert (config.model.name, config.model.width) == ('small_cnn', 0.5)
   attack = config.experts.robust.attack
   assert (attack.steps, attack.eps, attack.step_size) == (10, 8 / 255, 2 / 255)
@@ -60,8 +60,7 @@ def test_ema_decay_is_the_reference_warm_up_capped_at_0999(preset):
     assert float(setup.clock.ema_decay(t)) == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize('step', [0, 381, 382, 15_280, 20_000, 30_559, 30_560, 38_000,
-                                  45_839])
+@pytest.mark.parametrize('step', [0, 381, 382, 15_280, 20_000, 30_559, 30_560, 38_000, 45_839])
 def test_lr_and_mixing_weight_at_chosen_steps(preset, step):
   config, setup = preset
   epoch = _reference_epoch(step)
@@ -82,8 +81,7 @@ def test_reference_clock_refuses_a_scaled_clock():
 
 
 def test_block_mean_by_hand():
-  images = np.array([[[[0], [1], [10], [20]],
-                      [[2], [4], [30], [41]]]], np.uint8)   # 1 x 2 x 4 x 1
+  images = np.array([[[[0], [1], [10], [20]], [[2], [4], [30], [41]]]], np.uint8)  # 1 x 2 x 4 x 1
   np.testing.assert_array_equal(downsample.block_mean(images, 2)[0, :, :, 0], [[2, 25]])
   # (0 + 1 + 2 + 4) / 4 = 1.75 -> 2 and (10 + 20 + 30 + 41) / 4 = 25.25 -> 25
 
@@ -94,19 +92,19 @@ def test_downsample_every_split_of_an_npz(tmp_path):
   full = data_lib.load_dataset(config)
   small = data_lib.load_dataset(dict(config, downsample=2))
   assert small.info.image_shape == (16, 16, 3)
-  for a, b in ((full.val[0], small.val[0]), (full.test[0], small.test[0]),
-               (full.train.images, small.train.images)):
+  for a, b in ((full.val[0], small.val[0]), (full.test[0], small.test[0]), (full.train.images,
+                                                                            small.train.images)):
     np.testing.assert_array_equal(downsample.block_mean(a, 2), b)
   assert small.info.mean == pytest.approx(full.info.mean, abs=2 / 255)
-  assert all(s < f for s, f in zip(small.info.std, full.info.std))   # block means spread less
+  assert all(s < f for s, f in zip(small.info.std, full.info.std))  # block means spread less
 
 
 def test_downsample_wraps_a_lazy_source():
   images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
-  lazy = [(im, i) for i, im in enumerate(images)]   # not an ArraySource: reduced per read
-  dataset = splits.Dataset(
-      info=splits.DatasetInfo(10, (8, 8, 3), (0.5,) * 3, (0.2,) * 3), train=lazy,
-      val=(images[:2], np.zeros(2, np.int32)), test=(images[2:], np.zeros(3, np.int32)))
+  lazy = [(im, i) for i, im in enumerate(images)]  # not an ArraySource: reduced per read
+  dataset = splits.Dataset(info=splits.DatasetInfo(10, (8, 8, 3), (0.5,) * 3, (0.2,) * 3),
+                           train=lazy, val=(images[:2], np.zeros(2, np.int32)),
+                           test=(images[2:], np.zeros(3, np.int32)))
   small = downsample.downsample_dataset(dataset, 4)
   image, label = small.train[3]
   np.testing.assert_array_equal(image, downsample.block_mean(images[3], 4))

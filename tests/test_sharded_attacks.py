@@ -19,7 +19,10 @@ def test_non_linf_expert_trains_under_the_mesh(norm, eps):
   setup = step_lib.make_setup(c, info, steps_per_epoch=10)
   state = parallel.replicate(step_lib.create_train_state(setup, info.image_shape, 0), setup.mesh)
   rng = np.random.default_rng(0)
-  batch = parallel.global_batch({'image': rng.uniform(size=(4, 32, 32, 3)).astype(np.float32),
-                                 'label': rng.integers(0, 10, 4).astype(np.int32)}, setup.mesh)
+  batch = parallel.global_batch(
+      {
+          'image': rng.uniform(size=(4, 32, 32, 3)).astype(np.float32), 'label': rng.integers(
+              0, 10, 4).astype(np.int32)
+      }, setup.mesh)
   _, metrics = step_lib.jit_train_step(setup)(state, batch)
   assert np.isfinite(float(jax.device_get(metrics['train/robust/loss'])))

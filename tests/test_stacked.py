@@ -25,7 +25,7 @@ def run_steps(config, stack: bool, steps: int = 3):
   config.meta.stack_experts = stack
   dataset = data_lib.load_dataset(config.data)
   setup = step_lib.make_setup(config, dataset.info,
-                           data_lib.steps_per_epoch(dataset, config.batch_size))
+                              data_lib.steps_per_epoch(dataset, config.batch_size))
   assert (setup.stack is not None) == stack
   state = step_lib.create_train_state(setup, dataset.info.image_shape, seed=0)
   step_fn = jax.jit(lambda s, b: step_lib.train_step(setup, s, b))
@@ -39,7 +39,7 @@ def test_stacked_and_loop_give_the_same_state(tiny_npz):
   """natural + l2 + linf: different tasks, norms, eps and weight decay per expert."""
   loop, m_loop = run_steps(norm_experts_config(tiny_npz), stack=False)
   stacked, m_stacked = run_steps(norm_experts_config(tiny_npz), stack=True)
-  assert jax.tree.structure(loop) == jax.tree.structure(stacked)   # same checkpoint layout
+  assert jax.tree.structure(loop) == jax.tree.structure(stacked)  # same checkpoint layout
   for a, b in zip(jax.tree.leaves(loop), jax.tree.leaves(stacked)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)
   assert set(m_loop) == set(m_stacked)

@@ -26,10 +26,10 @@ from tests.tiny_config import tiny_config
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / 'experiments' / 'reference_clock_cifar10_cpu'
 SEEDS = (0, 1)
-EPOCHS, TOTAL = 4, 20          # 5 steps an epoch with the tiny npz
-NOSYNC_AT, BETA1_AT = 10, 15   # run.sh's fork points, scaled
-N_TEST, N_FAST = 16, 8         # all 16 tiny test images; a fixed 8 of them
-BORROWED = 5                   # s0/nosync's robust_ema is made to select this prefix step
+EPOCHS, TOTAL = 4, 20  # 5 steps an epoch with the tiny npz
+NOSYNC_AT, BETA1_AT = 10, 15  # run.sh's fork points, scaled
+N_TEST, N_FAST = 16, 8  # all 16 tiny test images; a fixed 8 of them
+BORROWED = 5  # s0/nosync's robust_ema is made to select this prefix step
 # What the tables below check (evaluate.py --learners; each evaluation restores its run,
 # about 1 s of CPU): Generalist's global learner and robust EMA, PGD-AT's EMA, the
 # beta = 1 control.
@@ -41,10 +41,10 @@ def _config(npz, seed, source=None, step=None):
   c = tiny_config(npz, EPOCHS)
   c.seed = seed
   c.eval.final_test = False
-  c.checkpoint.every_steps = 0   # every epoch, all kept: run.sh's keep=200
+  c.checkpoint.every_steps = 0  # every epoch, all kept: run.sh's keep=200
   c.checkpoint.keep = 100
-  c.meta.sync.start_epoch = 2    # windows of one step at 11, 15, 19: the no-sync row
-  c.meta.sync.every_steps = 4    # forks before the first, as in run.sh
+  c.meta.sync.start_epoch = 2  # windows of one step at 11, 15, 19: the no-sync row
+  c.meta.sync.every_steps = 4  # forks before the first, as in run.sh
   if source is not None:
     c.init_from.workdir, c.init_from.step = str(source), step
   return c
@@ -62,8 +62,7 @@ def _train_seed(npz, d: pathlib.Path, seed: int) -> None:
   beta1.experts.natural.mix_values = (0.0,) * 4
   loop.train_and_evaluate(beta1, str(d / 'beta1'))
   if seed == 0:
-    interpolate.interpolate(d / 'generalist', 'natural_ema', 'robust_ema', points=3,
-                            n_ex=N_TEST)
+    interpolate.interpolate(d / 'generalist', 'natural_ema', 'robust_ema', points=3, n_ex=N_TEST)
 
 
 def _make_prefix_step_best(run: pathlib.Path, learner: str, step: int) -> None:
@@ -82,8 +81,8 @@ def _script(name, *args):
   if cache:
     env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
-  out = subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=600)
+  out = subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stdout + out.stderr
   return out.stdout
 
@@ -97,31 +96,33 @@ def study(tmp_path_factory):
   times = []
   for seed in SEEDS:
     _train_seed(npz, runs / f's{seed}', seed)
-    times += [{'seed': seed, 'segment': s, 'row': r, 'to': to, 'seconds': 60 * (k + 1) + seed,
-               'load_end': '1.00 1.00 1.00', 'date': '2026-01-01T00:00:00Z'}
-              for k, (s, r, to) in enumerate([('prefix', 'generalist', NOSYNC_AT),
-                                              ('nosync', 'nosync', 'end'),
-                                              ('nosync', 'nosync', 'end')])]
+    times += [{
+        'seed': seed, 'segment': s, 'row': r, 'to': to, 'seconds': 60 * (k + 1) + seed,
+        'load_end': '1.00 1.00 1.00', 'date': '2026-01-01T00:00:00Z'
+    } for k, (s, r, to) in enumerate([('prefix', 'generalist',
+                                       NOSYNC_AT), ('nosync', 'nosync',
+                                                    'end'), ('nosync', 'nosync', 'end')])]
   (runs / 'times.jsonl').write_text(''.join(json.dumps(t) + '\n' for t in times))
   _make_prefix_step_best(runs / 's0' / 'nosync', 'robust_ema', BORROWED)
-  _script('evaluate.py', runs, '--seeds=0,1', '--batch_size=8', f'--learners={LEARNERS}',
-          *ARGS)
+  _script('evaluate.py', runs, '--seeds=0,1', '--batch_size=8', f'--learners={LEARNERS}', *ARGS)
   before = _eval_files(runs)
   _script('evaluate.py', runs, '--seeds=0,1', f'--learners={LEARNERS}', *ARGS)
-  resumed = before == _eval_files(runs)   # nothing evaluated or rewritten
+  resumed = before == _eval_files(runs)  # nothing evaluated or rewritten
   _script('collect.py', runs, f'--out={base / "out"}', *ARGS)
   return runs, base / 'out', resumed
 
 
 def _eval_files(runs: pathlib.Path) -> dict:
-  return {str(p): p.stat().st_mtime_ns for p in runs.glob('s*/*/eval/*')
-          if not p.name.endswith('_selection.json')}
+  return {
+      str(p): p.stat().st_mtime_ns
+      for p in runs.glob('s*/*/eval/*')
+      if not p.name.endswith('_selection.json')
+  }
 
 
 def _result(run, which, learner, attack):
   n = N_TEST if attack == 'pgd20' else N_FAST
-  return json.loads((run / 'eval' / f'refclock_{which}_{learner}_{attack}_n{n}.json')
-                    .read_text())
+  return json.loads((run / 'eval' / f'refclock_{which}_{learner}_{attack}_n{n}.json').read_text())
 
 
 def test_every_result_once_on_fixed_images(study):
@@ -135,7 +136,7 @@ def test_every_result_once_on_fixed_images(study):
       for learner in learners:
         for which in ('last', 'selected'):
           for attack in hashes:
-            if learner not in LEARNERS.split(','):   # --learners left it out
+            if learner not in LEARNERS.split(','):  # --learners left it out
               with pytest.raises(FileNotFoundError):
                 _result(runs / f's{seed}' / row, which, learner, attack)
               continue
@@ -144,8 +145,8 @@ def test_every_result_once_on_fixed_images(study):
             assert r['n_ex'] == (N_TEST if attack == 'pgd20' else N_FAST)
             assert r['study_eval']['wall_seconds'] >= 0 and r['study_eval']['loadavg_end']
             hashes[attack].add(r['study_eval']['test_ids_sha1'])
-  assert all(len(h) == 1 for h in hashes.values())   # the same images everywhere
-  assert resumed   # a second evaluate.py evaluated nothing
+  assert all(len(h) == 1 for h in hashes.values())  # the same images everywhere
+  assert resumed  # a second evaluate.py evaluated nothing
 
 
 def test_selected_is_the_best_val_step_and_borrows_the_prefix(study):
@@ -154,7 +155,7 @@ def test_selected_is_the_best_val_step_and_borrows_the_prefix(study):
     run = runs / f's{seed}' / 'generalist'
     records = [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
     val = [r for r in records if 'val/global/sum_acc' in r]
-    best = max(val, key=lambda r: r['val/global/sum_acc'])   # first of the ties
+    best = max(val, key=lambda r: r['val/global/sum_acc'])  # first of the ties
     assert _result(run, 'selected', 'global', 'pgd20')['step'] == best['step']
     assert _result(run, 'last', 'global', 'pgd20')['step'] == TOTAL
   fork, source = runs / 's0' / 'nosync', runs / 's0' / 'generalist'
@@ -167,8 +168,7 @@ def test_selected_is_the_best_val_step_and_borrows_the_prefix(study):
     theirs = json.loads((source / 'eval' / f'refclock_step{BORROWED}_robust_ema_{attack}_n{n}'
                          '.json').read_text())
     assert mine['evaluated_in'] == str(source) and mine['step'] == BORROWED
-    assert (mine['clean_acc'], mine['robust_acc']) == (theirs['clean_acc'],
-                                                        theirs['robust_acc'])
+    assert (mine['clean_acc'], mine['robust_acc']) == (theirs['clean_acc'], theirs['robust_acc'])
 
 
 def _row(results, label):
@@ -178,20 +178,20 @@ def _row(results, label):
 def test_tables_hold_the_per_run_values(study):
   runs, out, _ = study
   results = json.loads((out / 'results.json').read_text())
-  rows = {'Generalist (global)': ('generalist', 'global'),
-          "PGD-AT's EMA (no-sync fork, robust_ema)": ('nosync', 'robust_ema'),
-          'Generalist robust EMA': ('generalist', 'robust_ema'),
-          'beta = 1 control (global)': ('beta1', 'global')}
+  rows = {
+      'Generalist (global)': ('generalist', 'global'), "PGD-AT's EMA (no-sync fork, robust_ema)":
+          ('nosync', 'robust_ema'), 'Generalist robust EMA': ('generalist', 'robust_ema'),
+      'beta = 1 control (global)': ('beta1', 'global')
+  }
   md = (out / 'results.md').read_text()
   for label, (row, learner) in rows.items():
     entry = _row(results, label)
     cells = []
     for which in ('last', 'selected'):
       for column, attack, key in (('clean', 'pgd20', 'clean_acc'),
-                                  ('PGD-20', 'pgd20', 'robust_acc'),
-                                  ('APGD-CE+T', 'fast', 'robust_acc')):
-        values = {str(s): _result(runs / f's{s}' / row, which, learner, attack)[key]
-                  for s in SEEDS}
+                                  ('PGD-20', 'pgd20', 'robust_acc'), ('APGD-CE+T', 'fast',
+                                                                      'robust_acc')):
+        values = {str(s): _result(runs / f's{s}' / row, which, learner, attack)[key] for s in SEEDS}
         assert entry[f'{which}/{column}'] == values
         v = [100 * x for x in values.values()]
         cells.append(f'{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f} (n=2)')
@@ -203,19 +203,20 @@ def test_paired_differences_by_hand(study):
   results = json.loads((out / 'results.json').read_text())
   md = (out / 'results.md').read_text()
   for reference, (row, learner) in (("PGD-AT's EMA (no-sync fork, robust_ema)",
-                                     ('nosync', 'robust_ema')),
-                                    ('beta = 1 control (global)', ('beta1', 'global'))):
+                                     ('nosync', 'robust_ema')), ('beta = 1 control (global)',
+                                                                 ('beta1', 'global'))):
     paired = next(p for p in results['paired'] if p['minus'] == reference)
     assert paired['row'] == 'Generalist (global)'
     cells = []
     for which in ('last', 'selected'):
       for column, attack, key in (('clean', 'pgd20', 'clean_acc'),
-                                  ('PGD-20', 'pgd20', 'robust_acc'),
-                                  ('APGD-CE+T', 'fast', 'robust_acc')):
-        d = [100 * (_result(runs / f's{s}' / 'generalist', which, 'global', attack)[key]
-                    - _result(runs / f's{s}' / row, which, learner, attack)[key])
-             for s in SEEDS]
-        mean, se = (d[0] + d[1]) / 2, abs(d[0] - d[1]) / 2   # SE of a 2-seed mean
+                                  ('PGD-20', 'pgd20', 'robust_acc'), ('APGD-CE+T', 'fast',
+                                                                      'robust_acc')):
+        d = [
+            100 * (_result(runs / f's{s}' / 'generalist', which, 'global', attack)[key] -
+                   _result(runs / f's{s}' / row, which, learner, attack)[key]) for s in SEEDS
+        ]
+        mean, se = (d[0] + d[1]) / 2, abs(d[0] - d[1]) / 2  # SE of a 2-seed mean
         got = paired['points'][f'{which}/{column}']
         assert got['per_seed'] == pytest.approx({str(s): x for s, x in zip(SEEDS, d)})
         assert got['mean'] == pytest.approx(mean) and got['se'] == pytest.approx(se)
@@ -227,18 +228,19 @@ def test_windows_segments_interpolation_and_plots(study):
   runs, out, _ = study
   results = json.loads((out / 'results.json').read_text())
   for seed in SEEDS:
-    records = [json.loads(line) for line in
-               (runs / f's{seed}' / 'generalist' / 'metrics.jsonl').read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (runs / f's{seed}' / 'generalist' / 'metrics.jsonl').read_text().splitlines()
+    ]
     pre = [r for r in records if 'presync/robust_ema/clean_acc' in r]
     mine = [w for w in results['windows'] if w['run'] == f's{seed}/generalist']
     assert len(mine) == len(pre) > 1
-    assert [w['pre/robust_ema/clean_acc'] for w in mine] == [
-        r['presync/robust_ema/clean_acc'] for r in pre]
+    assert [w['pre/robust_ema/clean_acc'] for w in mine
+           ] == [r['presync/robust_ema/clean_acc'] for r in pre]
   first = [w['pre/natural_ema/clean_acc'] for w in results['windows'] if w['window'] == 1]
   md = (out / 'results.md').read_text()
   assert (f"| 1 | {results['windows'][0]['presync_step']} | "
-          f'{100 * statistics.mean(first):.1f} ± {100 * statistics.stdev(first):.1f} (n=2)'
-          in md)
+          f'{100 * statistics.mean(first):.1f} ± {100 * statistics.stdev(first):.1f} (n=2)' in md)
   nosync = [s for s in results['segments'] if s['segment'] == 'nosync']
   assert [(s['seconds'], s['sittings']) for s in nosync] == [(120 + 180, 2), (121 + 181, 2)]
   assert results['interpolation']['generalist']['natural_ema_to_robust_ema_last'].keys() == {'0'}

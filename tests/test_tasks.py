@@ -31,9 +31,8 @@ def hand_ce(z, y):
   return np.mean([-math.log(p[b, y[b]]) for b in range(len(y))])
 
 
-def hand_kl(p, q):   # per example sum_c p log(p / q)
-  return np.array([sum(pc * math.log(pc / qc) for pc, qc in zip(pb, qb))
-                   for pb, qb in zip(p, q)])
+def hand_kl(p, q):  # per example sum_c p log(p / q)
+  return np.array([sum(pc * math.log(pc / qc) for pc, qc in zip(pb, qb)) for pb, qb in zip(p, q)])
 
 
 def test_trades_loss_by_hand():
@@ -46,8 +45,9 @@ def test_mart_loss_by_hand():
   pa, pn = softmax(ADV), softmax(CLEAN)
   # Example 0 (y=0): adv ranks class 1 first (wrong) -> y' = 1.
   # Example 1 (y=1): adv ranks class 2 first (wrong) -> y' = 2.
-  bce = hand_ce(ADV, Y) - np.mean([math.log(1.0001 - pa[0, 1] + 1e-12),
-                                    math.log(1.0001 - pa[1, 2] + 1e-12)])
+  bce = hand_ce(ADV, Y) - np.mean(
+      [math.log(1.0001 - pa[0, 1] + 1e-12),
+       math.log(1.0001 - pa[1, 2] + 1e-12)])
   weights = np.array([1.0000001 - pn[0, 0], 1.0000001 - pn[1, 1]])
   expected = bce + 6.0 * np.mean(hand_kl(pn, pa) * weights)
   got = tasks.mart_loss((jnp.asarray(CLEAN), jnp.asarray(ADV)), jnp.asarray(Y), beta=6.0)
@@ -55,7 +55,7 @@ def test_mart_loss_by_hand():
 
 
 def test_mart_uses_second_class_when_the_top_one_is_the_label():
-  adv = np.array([[3.0, 1.0, 0.0]], np.float32)    # top = label 0 -> y' = 1
+  adv = np.array([[3.0, 1.0, 0.0]], np.float32)  # top = label 0 -> y' = 1
   pa = softmax(adv)
   expected_bce = hand_ce(adv, [0]) - math.log(1.0001 - pa[0, 1] + 1e-12)
   got = tasks.mart_loss((jnp.asarray(adv), jnp.asarray(adv)), jnp.asarray([0]), beta=0.0)
@@ -67,7 +67,7 @@ def test_avg_loss_is_the_mean_of_per_norm_losses():
   np.testing.assert_allclose(got, (hand_ce(CLEAN, Y) + hand_ce(ADV, Y)) / 2, rtol=1e-5)
 
 
-def identity_logits(x):   # "model": the first 3 pixels are the logits
+def identity_logits(x):  # "model": the first 3 pixels are the logits
   return x.reshape(x.shape[0], -1)[:, :3]
 
 
@@ -80,7 +80,7 @@ def test_max_picks_the_highest_loss_norm_per_example():
   c0[1, 0, 0] = [0.0, 1.0, 0.0]
   c1[1, 0, 0] = [3.0, 0.0, 0.0]
   x, losses = training_attacks.worst_per_example(identity_logits, jnp.stack([c0, c1]),
-                                           jnp.asarray(Y))
+                                                 jnp.asarray(Y))
   np.testing.assert_array_equal(x[0], c0[0])
   np.testing.assert_array_equal(x[1], c1[1])
   np.testing.assert_allclose(losses[0, 0], -math.log(softmax(np.array([[0., 2., 0.]]))[0, 0]),
@@ -95,11 +95,11 @@ def test_msd_one_iteration_is_the_best_of_the_three_steepest_steps():
   rng = np.random.default_rng(0)
   d = 12
   w = jnp.asarray(rng.normal(size=(d, 3)), jnp.float32)
-  x = jnp.full((4, 2, 2, 3), 0.5, jnp.float32)   # the box never binds
+  x = jnp.full((4, 2, 2, 3), 0.5, jnp.float32)  # the box never binds
   y = jnp.asarray([0, 1, 2, 0])
   norms, eps, steps_ = ('l1', 'l2', 'linf'), (0.2, 0.1, 0.02), (0.2, 0.1, 0.02)
   out = training_attacks.msd(linear_model(w), x, y, None, norms=norms, eps=eps, step_sizes=steps_,
-                       steps=1)
+                             steps=1)
   # By hand: d CE / dx = W (softmax(xW) - onehot(y)); one step of each rule from 0.
   xf = np.asarray(x).reshape(4, -1)
   p = softmax(xf @ np.asarray(w))
@@ -114,7 +114,7 @@ def test_msd_one_iteration_is_the_best_of_the_three_steepest_steps():
   np.testing.assert_allclose(np.asarray(out).reshape(4, -1), xf + best, atol=1e-6)
   # More iterations never end at a lower loss than the first (best kept).
   out3 = training_attacks.msd(linear_model(w), x, y, None, norms=norms, eps=eps, step_sizes=steps_,
-                        steps=3)
+                              steps=3)
   assert np.all(ce(np.asarray(out3).reshape(4, -1) - xf) >= losses.max(0) - 1e-6)
 
 
@@ -138,7 +138,7 @@ def test_trades_attack_raises_the_kl_and_stays_in_the_ball():
   x = jnp.asarray(rng.uniform(size=(4, 2, 2, 3)), jnp.float32)
   f = linear_model(w)
   x_adv = training_attacks.trades_attack(f, x, None, jax.random.PRNGKey(0), eps=0.05,
-                                   step_size=0.02, steps=5)
+                                         step_size=0.02, steps=5)
   assert float(jnp.abs(x_adv - x).max()) <= 0.05 + 1e-6
   assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
   assert float(training_attacks.kl_divergence(f(x), f(x_adv)).mean()) > 1e-3
@@ -154,7 +154,8 @@ def test_new_tasks_train_as_three_experts(tiny_npz, new):
   c.experts = ml_collections.ConfigDict({
       t: config_lib.expert(t, opt, (1 / 3,) * len(c.meta.mix_epochs),
                            config_lib.pgd_attack(steps=1), norms=('l1', 'linf'),
-                           per_norm=small) for t in new})
+                           per_norm=small) for t in new
+  })
   validation.validate_config(c)
   dataset = data_lib.load_dataset(c.data)
   setup = step_lib.make_setup(c, dataset.info, data_lib.steps_per_epoch(dataset, c.batch_size))
@@ -177,8 +178,8 @@ def test_new_tasks_train_as_three_experts(tiny_npz, new):
 ])
 def test_multi_norm_config_errors_name_the_field(change, field):
   c = config_lib.base_config()
-  c.experts = ml_collections.ConfigDict(dict(a=config_lib.expert(
-      'msd', config_lib.sgd(), (1.0,) * 4, norms=('l2', 'linf'))))
+  c.experts = ml_collections.ConfigDict(
+      dict(a=config_lib.expert('msd', config_lib.sgd(), (1.0,) * 4, norms=('l2', 'linf'))))
   c.meta.sync.kind = 'never'
   c.eval.best_metric = 'a/robust_acc'
   validation.validate_config(c)
@@ -189,8 +190,8 @@ def test_multi_norm_config_errors_name_the_field(change, field):
 
 def test_trades_beta_must_be_non_negative():
   c = config_lib.base_config()
-  c.experts = ml_collections.ConfigDict(dict(a=config_lib.expert(
-      'trades', config_lib.sgd(), (1.0,) * 4, beta=-1.0)))
+  c.experts = ml_collections.ConfigDict(
+      dict(a=config_lib.expert('trades', config_lib.sgd(), (1.0,) * 4, beta=-1.0)))
   c.meta.sync.kind = 'never'
   c.eval.best_metric = 'a/robust_acc'
   with pytest.raises(config_lib.ConfigError, match=r'experts\.a\.beta'):

@@ -12,10 +12,11 @@ from generalist_jax.method import clock
 from tests.test_config import ROOT
 
 
-@pytest.mark.parametrize('norm,eps,refused', [
-    ('linf', 8 / 255, False), ('linf', 0.999, False), ('linf', 8.0, True), ('linf', 1.0, True),
-    ('l2', 0.5, False), ('l2', 55.0, False), ('l2', 500.0, True),
-    ('l1', 12.0, False), ('l1', 3072.0, False), ('l1', 3073.0, True)])
+@pytest.mark.parametrize('norm,eps,refused', [('linf', 8 / 255, False), ('linf', 0.999, False),
+                                              ('linf', 8.0, True), ('linf', 1.0, True),
+                                              ('l2', 0.5, False), ('l2', 55.0, False),
+                                              ('l2', 500.0, True), ('l1', 12.0, False),
+                                              ('l1', 3072.0, False), ('l1', 3073.0, True)])
 def test_the_ball_must_not_hold_every_cifar_image(norm, eps, refused):
   problem = threat.eps_problem(norm, eps, 32 * 32 * 3)
   assert (problem is not None) == refused
@@ -29,9 +30,9 @@ def test_training_configs_refuse_radii_in_0_255_units():
   with pytest.raises(config_lib.ConfigError, match=r'experts\.robust\.attack\.eps.*pixel'):
     validation.validate_config(c)
   c = config_lib.baseline_config('pgd', config_lib.pgd_attack(eps=500.0, norm='l2'))
-  validation.validate_config(c)                        # d is not known yet ...
+  validation.validate_config(c)  # d is not known yet ...
   with pytest.raises(config_lib.ConfigError, match=r'sqrt\(d\) = 55'):
-    validation.validate_for_data(c, clock.make_clock(c, 10), (32, 32, 3))   # ... and is here
+    validation.validate_for_data(c, clock.make_clock(c, 10), (32, 32, 3))  # ... and is here
   c = config_lib.single_expert_config('natural', 'natural/clean_acc')
   c.eval.test_attack.eps = 8
   with pytest.raises(config_lib.ConfigError, match=r'eval\.test_attack\.eps'):
@@ -47,11 +48,13 @@ def test_fractions_parse_everywhere_eps_is_given():
 
 
 def test_the_training_cli_takes_a_fraction_and_refuses_8(tmp_path):
-  base = [sys.executable, '-m', 'generalist_jax.main',
-          '--config=configs/pgd_at_cifar10.py:epochs=2', '--config.data.source=sklearn_digits',
-          '--config.model.name=mlp', '--config.data.val_size=200', f'--workdir={tmp_path / "w"}']
-  run = lambda *extra: subprocess.run(base + list(extra), cwd=ROOT, capture_output=True,
-                                      text=True, timeout=300)
+  base = [
+      sys.executable, '-m', 'generalist_jax.main', '--config=configs/pgd_at_cifar10.py:epochs=2',
+      '--config.data.source=sklearn_digits', '--config.model.name=mlp',
+      '--config.data.val_size=200', f'--workdir={tmp_path / "w"}'
+  ]
+  run = lambda *extra: subprocess.run(base + list(extra), cwd=ROOT, capture_output=True, text=True,
+                                      timeout=300)
   # num_epochs=0 stops at validation, after the fraction was parsed and accepted.
   ok = run('--config.experts.robust.attack.eps=8/255', '--config.num_epochs=0')
   assert 'config.num_epochs: must be >= 1' in ok.stderr, ok.stderr[-2000:]

@@ -26,8 +26,8 @@ with workdir_lock.hold(sys.argv[1]):
 
 
 def _record(pid: int, host: str | None = None) -> str:
-  return json.dumps({'pid': pid, 'host': host or socket.gethostname(),
-                     'started': '2025-01-01 00:00:00 +0000'})
+  return json.dumps(
+      {'pid': pid, 'host': host or socket.gethostname(), 'started': '2025-01-01 00:00:00 +0000'})
 
 
 def _config(npz):
@@ -40,14 +40,14 @@ def test_a_second_training_on_a_workdir_in_use_is_refused_before_it_writes(tmp_p
   """Fault kind: two trainings on one workdir both started, and the workdir ended mixed."""
   workdir = tmp_path / 'run'
   workdir.mkdir()
-  with open(workdir / '.lock', 'w') as held:        # a running training holds it so
+  with open(workdir / '.lock', 'w') as held:  # a running training holds it so
     held.write(_record(os.getpid()))
     held.flush()
     fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
     with pytest.raises(RuntimeError, match=f'in use by pid {os.getpid()} on host .*another '
-                                           '--workdir'):
+                       '--workdir'):
       loop.train_and_evaluate(_config(tiny_npz), str(workdir), stop_after_steps=1)
-    assert sorted(p.name for p in workdir.iterdir()) == ['.lock']   # not even config.json
+    assert sorted(p.name for p in workdir.iterdir()) == ['.lock']  # not even config.json
     assert json.loads((workdir / '.lock').read_text())['pid'] == os.getpid()
 
 
@@ -63,17 +63,16 @@ def test_a_killed_holder_frees_the_workdir_for_the_next_run(tmp_path, capsys):
       with workdir_lock.hold(workdir):
         pass
   finally:
-    holder.kill()                                   # SIGKILL: no chance to release
+    holder.kill()  # SIGKILL: no chance to release
     holder.wait()
   with workdir_lock.hold(workdir):
     assert json.loads((workdir / '.lock').read_text())['pid'] == os.getpid()
   assert re.search(f'taking over the lock of pid {holder.pid} .*no longer running',
                    capsys.readouterr().out)
-  assert (workdir / '.lock').read_text() == ''     # released
+  assert (workdir / '.lock').read_text() == ''  # released
 
 
-def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_message(tmp_path, tiny_npz,
-                                                                      capsys):
+def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_message(tmp_path, tiny_npz, capsys):
   dead = subprocess.Popen([sys.executable, '-c', 'pass'])
   dead.wait()
   workdir = tmp_path / 'run'
@@ -82,7 +81,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_message(tmp_path, t
   loop.train_and_evaluate(_config(tiny_npz), str(workdir), stop_after_steps=1)
   assert re.search(f'taking over the lock of pid {dead.pid} .*no longer running',
                    capsys.readouterr().out)
-  assert (workdir / '.lock').read_text() == ''      # released at the end
+  assert (workdir / '.lock').read_text() == ''  # released at the end
   assert (workdir / 'config.json').exists()
 
 
@@ -91,16 +90,17 @@ def test_a_lock_left_by_another_host_is_refused_with_how_to_remove_it(tmp_path, 
   workdir.mkdir()
   record = _record(12345, host='elsewhere')
   (workdir / '.lock').write_text(record)
-  with pytest.raises(RuntimeError, match=r"host 'elsewhere'.*If that run is over .*remove "
-                                         r'.*\.lock and start again'):
+  with pytest.raises(
+      RuntimeError, match=r"host 'elsewhere'.*If that run is over .*remove "
+      r'.*\.lock and start again'):
     loop.train_and_evaluate(_config(tiny_npz), str(workdir), stop_after_steps=1)
   assert sorted(p.name for p in workdir.iterdir()) == ['.lock']
-  assert (workdir / '.lock').read_text() == record    # left as it was
+  assert (workdir / '.lock').read_text() == record  # left as it was
 
 
 def test_the_lock_is_released_when_the_run_fails(tmp_path):
   workdir = tmp_path / 'run'
-  with pytest.raises(ValueError, match='npz file not found'):   # read after the lock is taken
+  with pytest.raises(ValueError, match='npz file not found'):  # read after the lock is taken
     loop.train_and_evaluate(_config(tmp_path / 'missing.npz'), str(workdir))
   assert (workdir / '.lock').read_text() == ''
 

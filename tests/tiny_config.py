@@ -23,7 +23,7 @@ def tiny_config(npz_path=None, num_epochs=2):
   c.data.val_size = 8
   c.data.augment = 'crop_flip'
   c.data.num_threads = 1
-  if npz_path is not None:   # '': set data.path on the command line
+  if npz_path is not None:  # '': set data.path on the command line
     c.data.source = 'npz'
     c.data.path = str(npz_path)
   c.eval.batch_size = 16

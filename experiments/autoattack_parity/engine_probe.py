@@ -57,8 +57,8 @@ def timed(fn):
 
 
 def setup(n: int, width: float, batch_norm: bool = True):
-  model = models.create_model({'name': 'small_cnn', 'width': width, 'batch_norm': batch_norm},
-                              10, (0.5,), (0.25,))
+  model = models.create_model({'name': 'small_cnn', 'width': width, 'batch_norm': batch_norm}, 10,
+                              (0.5,), (0.25,))
   variables = models.init_variables(model, jax.random.PRNGKey(0), (32, 32, 3))
   apply = jitted.model_apply_fn(model)
   images = np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
@@ -72,8 +72,9 @@ def trained(workdir: str, learner: str, n: int):
   from generalist_jax.run import restore
   run = restore.restore_run(workdir, 'last', full_test=True)
   images, labels, _ = runner.sample_test_points(*run.dataset.test, n)
-  return (jitted.model_apply_fn(run.setup.model),
-          step_lib.learners(run.state, run.setup)[learner], images, labels.astype(np.int32))
+  return (jitted.model_apply_fn(run.setup.model), step_lib.learners(run.state,
+                                                                    run.setup)[learner], images,
+          labels.astype(np.int32))
 
 
 def compile_times(apply, variables, images, labels, plan, reps: int):
@@ -84,21 +85,25 @@ def compile_times(apply, variables, images, labels, plan, reps: int):
   for spec in [s for s in plan if s.name in ('apgd-ce', 'square')]:
     key = runner.column_key(0, spec)
 
-    def new():            # a fresh jitted function each time: no cached trace
+    def new():  # a fresh jitted function each time: no cached trace
       jitted._COMPILED.clear()
       fn = jitted.stage_fn(apply, spec, mesh)
       carry = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
                            jax.eval_shape(fn.start, variables, x, y, key, ids))
       return fn.run.lower(variables, x, y, key, ids, carry, np.int32(0)).compile()
-    programs = {'old': lambda: old_attack_batch_fn(apply, spec).lower(
-                    variables, x, y, key, ids).compile(), 'new': new}
+
+    programs = {
+        'old': lambda: old_attack_batch_fn(apply, spec).lower(variables, x, y, key, ids).compile(),
+        'new': new
+    }
     times = {name: [] for name in programs}
     for _ in range(reps):
       for name, build in programs.items():
         times[name].append(timed(build)[1])
     old, new = np.median(times['old']), np.median(times['new'])
-    print(f'compile {spec.column:14s} batch {len(y)}: old {old:5.1f} s, new {new:5.1f} s '
-          f'({old / new:.1f}x; medians of {reps}) | {load()}', flush=True)
+    print(
+        f'compile {spec.column:14s} batch {len(y)}: old {old:5.1f} s, new {new:5.1f} s '
+        f'({old / new:.1f}x; medians of {reps}) | {load()}', flush=True)
 
 
 def old_column(apply, variables, images, labels, state, spec, batch_size, seed, compiled):
@@ -110,8 +115,9 @@ def old_column(apply, variables, images, labels, state, spec, batch_size, seed, 
   run = compiled.setdefault(spec, old_attack_batch_fn(apply, spec))
   for chunk in runner._chunks(np.flatnonzero(todo), batch_size):
     idx = old_padded(chunk, batch_size)
-    out = jax.device_get(run(variables, data_lib.to_float(images[idx]), labels[idx],
-                             runner.column_key(seed, spec), idx.astype(np.int32)))
+    out = jax.device_get(
+        run(variables, data_lib.to_float(images[idx]), labels[idx], runner.column_key(seed, spec),
+            idx.astype(np.int32)))
     col[chunk] = out['correct'][:len(chunk)]
   return col
 
@@ -139,10 +145,12 @@ def columns(apply, variables, images, labels, plan, batch_size: int, seed: int =
   compiled = {}
   totals = {'old': [0.0, 0.0], 'new': [0.0, 0.0]}
   for spec in plan:
-    runs = {'old': lambda: old_column(apply, variables, images, labels, state, spec,
-                                      batch_size, seed, compiled),
-            'new': lambda: new_column(apply, variables, images, labels, state, spec,
-                                      batch_size, seed, active)}
+    runs = {
+        'old': lambda: old_column(apply, variables, images, labels, state, spec, batch_size, seed,
+                                  compiled),
+        'new': lambda: new_column(apply, variables, images, labels, state, spec, batch_size, seed,
+                                  active)
+    }
     active = []
     times, flags = {name: [] for name in runs}, {}
     for _ in range(2):
@@ -155,16 +163,19 @@ def columns(apply, variables, images, labels, plan, batch_size: int, seed: int =
     same = np.array_equal(flags['old'], flags['new'])
     attacked = int(np.sum(flags['new'] != aa.SKIPPED))
     fooled = int(np.sum(flags['new'] == aa.FOOLED))
-    print(f'column {spec.column:14s} {attacked:3d} attacked, {fooled:3d} fooled | first run '
-          f'(compiles included): old {times["old"][0]:6.1f} s, new {times["new"][0]:6.1f} s | '
-          f'compiled: old {times["old"][1]:6.1f} s, new {times["new"][1]:6.1f} s | '
-          f'same flags: {same} | {load()}', flush=True)
-    print(f'  new: examples per stage {active[:len(active) // 2]} (buckets '
-          f'{runner.bucket_sizes(batch_size)})', flush=True)
+    print(
+        f'column {spec.column:14s} {attacked:3d} attacked, {fooled:3d} fooled | first run '
+        f'(compiles included): old {times["old"][0]:6.1f} s, new {times["new"][0]:6.1f} s | '
+        f'compiled: old {times["old"][1]:6.1f} s, new {times["new"][1]:6.1f} s | '
+        f'same flags: {same} | {load()}', flush=True)
+    print(
+        f'  new: examples per stage {active[:len(active) // 2]} (buckets '
+        f'{runner.bucket_sizes(batch_size)})', flush=True)
     state[spec.column] = flags['new']
-  print(f'total: first run old {totals["old"][0]:.1f} s, new {totals["new"][0]:.1f} s '
-        f'({totals["old"][0] / totals["new"][0]:.2f}x); compiled old {totals["old"][1]:.1f} s, '
-        f'new {totals["new"][1]:.1f} s ({totals["old"][1] / totals["new"][1]:.2f}x)', flush=True)
+  print(
+      f'total: first run old {totals["old"][0]:.1f} s, new {totals["new"][0]:.1f} s '
+      f'({totals["old"][0] / totals["new"][0]:.2f}x); compiled old {totals["old"][1]:.1f} s, '
+      f'new {totals["new"][1]:.1f} s ({totals["old"][1] / totals["new"][1]:.2f}x)', flush=True)
 
 
 def main(argv=None):
@@ -178,19 +189,22 @@ def main(argv=None):
   parser.add_argument('--n_queries', type=int, default=2000)
   parser.add_argument('--compile_reps', type=int, default=2)
   parser.add_argument('--parts', default='compile,columns')
-  parser.add_argument('--workdir', default=None, help='a trained run instead (its last '
-                      'checkpoint, CIFAR-10 test points; eps as given)')
+  parser.add_argument(
+      '--workdir', default=None, help='a trained run instead (its last '
+      'checkpoint, CIFAR-10 test points; eps as given)')
   parser.add_argument('--learner', default='global')
   args = parser.parse_args(argv)
   model = ('a trained run' if args.workdir else f'SmallCNN width {args.width}, BatchNorm '
            f'{bool(args.batch_norm)} (random init)')
-  print(f'{jax.devices()[0].device_kind}, {jax.device_count()} device(s), jax {jax.__version__}, '
-        f'XLA:CPU convolutions: {cpu_ops.conv_engine()}; {model}, {args.n} points 32x32x3, '
-        f'batch {args.batch_size}; linf eps {args.eps:.4f}; steps {args.steps}, 9 targets, '
-        f'{args.n_queries} queries (Square stages of 500) | {load()}', flush=True)
+  print(
+      f'{jax.devices()[0].device_kind}, {jax.device_count()} device(s), jax {jax.__version__}, '
+      f'XLA:CPU convolutions: {cpu_ops.conv_engine()}; {model}, {args.n} points 32x32x3, '
+      f'batch {args.batch_size}; linf eps {args.eps:.4f}; steps {args.steps}, 9 targets, '
+      f'{args.n_queries} queries (Square stages of 500) | {load()}', flush=True)
   if args.workdir:
-    print(f'trained: {args.workdir} learner {args.learner} (last checkpoint), {args.n} '
-          'CIFAR-10 test points with their labels', flush=True)
+    print(
+        f'trained: {args.workdir} learner {args.learner} (last checkpoint), {args.n} '
+        'CIFAR-10 test points with their labels', flush=True)
     apply, variables, images, labels = trained(args.workdir, args.learner, args.n)
   else:
     apply, variables, images, labels = setup(args.n, args.width, bool(args.batch_norm))

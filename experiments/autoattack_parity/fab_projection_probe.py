@@ -76,9 +76,10 @@ def projection(old, reps: int, rows: int = 120, dim: int = 3072):
     diff = float(jnp.max(jnp.abs(new_fn(point, w, b) - old_fn(point, w, b))))
     ms = alternate({'sort': lambda: old_fn(point, w, b), 'sort-free': lambda: new_fn(point, w, b)},
                    reps)
-    print(f'projection {norm:4s} {rows}x{dim}: sort {1e3 * ms["sort"]:7.2f} ms, sort-free '
-          f'{1e3 * ms["sort-free"]:6.2f} ms ({ms["sort"] / ms["sort-free"]:.0f}x); '
-          f'max |difference| {diff:.1e}', flush=True)
+    print(
+        f'projection {norm:4s} {rows}x{dim}: sort {1e3 * ms["sort"]:7.2f} ms, sort-free '
+        f'{1e3 * ms["sort-free"]:6.2f} ms ({ms["sort"] / ms["sort-free"]:.0f}x); '
+        f'max |difference| {diff:.1e}', flush=True)
 
 
 def iteration(old, reps: int, norm: str, n: int = 120):
@@ -91,11 +92,13 @@ def iteration(old, reps: int, norm: str, n: int = 120):
   eps = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}[norm]
 
   def run(project):
+
     def go(steps):
-      hyperplane.project_on_hyperplane = project    # read at trace time, by fab_run
+      hyperplane.project_on_hyperplane = project  # read at trace time, by fab_run
       return fab.fab_run(logits_fn, x, y, jax.random.key(2),
                          fab.targeted_boundary(logits_fn, y, target), eps=eps, norm=norm,
                          steps=steps)
+
     return jax.jit(go)
 
   new_project = hyperplane.project_on_hyperplane
@@ -110,12 +113,13 @@ def iteration(old, reps: int, norm: str, n: int = 120):
   (_, best_old), (_, best_new) = fns['sort 11'](), fns['sort-free 11']()
   found = (best_old < 1e9) | (best_new < 1e9)
   same = jnp.abs(best_new - best_old) <= 1e-5 * jnp.abs(best_old)
-  print(f'FAB-T iteration {norm:4s} SmallCNN x{n}: sort {per["sort"]:6.1f} ms, sort-free '
-        f'{per["sort-free"]:6.1f} ms ({per["sort"] / per["sort-free"]:.2f}x); after 11: '
-        f'{int(found.sum())} found, smallest norms equal (1e-5) for {int((same & found).sum())}, '
-        f'mean {float(best_old[found].mean()):.4g} vs {float(best_new[found].mean()):.4g}, '
-        f'sort-free smaller for {int((best_new < best_old).sum())}, larger for '
-        f'{int((best_new > best_old).sum())}', flush=True)
+  print(
+      f'FAB-T iteration {norm:4s} SmallCNN x{n}: sort {per["sort"]:6.1f} ms, sort-free '
+      f'{per["sort-free"]:6.1f} ms ({per["sort"] / per["sort-free"]:.2f}x); after 11: '
+      f'{int(found.sum())} found, smallest norms equal (1e-5) for {int((same & found).sum())}, '
+      f'mean {float(best_old[found].mean()):.4g} vs {float(best_new[found].mean()):.4g}, '
+      f'sort-free smaller for {int((best_new < best_old).sum())}, larger for '
+      f'{int((best_new > best_old).sum())}', flush=True)
 
 
 def main(argv=None):

@@ -51,9 +51,8 @@ def ours_by_attack(apply, params, images, labels, plan, batch_size: int) -> tupl
   state = runner.new_state(len(labels), plan)
   rows = []
   for k in range(len(plan) + 1):
-    todo = (int((state['clean'] == 1).sum()) if k == 0 else
-            int(aa.still_robust(state['clean'] == 1,
-                                [state[s.column] for s in plan[:k - 1]]).sum()))
+    todo = (int((state['clean'] == 1).sum()) if k == 0 else int(
+        aa.still_robust(state['clean'] == 1, [state[s.column] for s in plan[:k - 1]]).sum()))
     started = time.perf_counter()
     # plan[:0] would be refused; the clean pass runs with the first column's flags
     # pending and stops after its batches.
@@ -62,8 +61,8 @@ def ours_by_attack(apply, params, images, labels, plan, batch_size: int) -> tupl
                           batch_size=batch_size, seed=0, progress=False,
                           stop_after_batches=n_batches if k == 0 else None)
     seconds = time.perf_counter() - started
-    rows.append(('clean' if k == 0 else plan[k - 1].column,
-                 len(labels) if k == 0 else todo, seconds))
+    rows.append(
+        ('clean' if k == 0 else plan[k - 1].column, len(labels) if k == 0 else todo, seconds))
   return rows, state
 
 
@@ -80,8 +79,8 @@ class _TimeLog(logging.Handler):
 
 def official_by_attack(twin, x, y, norm: str, eps: float, batch_size: int) -> list:
   """[(message, seconds since the previous message)] and the robust flags."""
-  adversary = parity._official(twin, norm, eps, ('apgd-ce', 'apgd-t', 'fab-t', 'square'), 0,
-                               None, None, None)
+  adversary = parity._official(twin, norm, eps, ('apgd-ce', 'apgd-t', 'fab-t', 'square'), 0, None,
+                               None, None)
   handler = _TimeLog()
   adversary.logger.addHandler(handler)
   adversary.logger.setLevel(logging.DEBUG)
@@ -114,8 +113,9 @@ def main(argv=None):
   args = p.parse_args(argv)
   torch.set_num_threads(args.torch_threads)
   print(f"# {' '.join(sys.argv)}", flush=True)
-  print(f'# torch {torch.__version__}, {args.torch_threads} thread(s); compile cache '
-        f'{compile_cache.enable()} (empty at start); {load()}', flush=True)
+  print(
+      f'# torch {torch.__version__}, {args.torch_threads} thread(s); compile cache '
+      f'{compile_cache.enable()} (empty at start); {load()}', flush=True)
   run = restore.restore_run(args.workdir, args.checkpoint, full_test=True)
   params = step_lib.learners(run.state, run.setup)[args.learner]
   info = run.dataset.info
@@ -140,12 +140,13 @@ def main(argv=None):
   for message, seconds in rows:
     print(f'official {seconds:7.1f} s  {message} | {load()}', flush=True)
   agree = float(np.mean(ours_robust == official_robust))
-  print(f'total: ours cold {ours_total["cold"]:.1f} s, compiled {ours_total["compiled"]:.1f} s; '
-        f'official {official_total:.1f} s; speed official/ours cold '
-        f'{official_total / ours_total["cold"]:.2f}, compiled '
-        f'{official_total / ours_total["compiled"]:.2f}; robust acc ours '
-        f'{100 * ours_robust.mean():.1f}% official {100 * official_robust.mean():.1f}%, '
-        f'agreement {100 * agree:.1f}% | {load()}', flush=True)
+  print(
+      f'total: ours cold {ours_total["cold"]:.1f} s, compiled {ours_total["compiled"]:.1f} s; '
+      f'official {official_total:.1f} s; speed official/ours cold '
+      f'{official_total / ours_total["cold"]:.2f}, compiled '
+      f'{official_total / ours_total["compiled"]:.2f}; robust acc ours '
+      f'{100 * ours_robust.mean():.1f}% official {100 * official_robust.mean():.1f}%, '
+      f'agreement {100 * agree:.1f}% | {load()}', flush=True)
 
 
 if __name__ == '__main__':

@@ -65,41 +65,47 @@ def main(argv=None):
   for component in args.components.split(','):
     attacks = STANDARD if component == 'standard' else (component,)
     started = time.time()
-    result = parity.compare(apply, variables, twin, x, y, norm=args.norm, eps=eps,
-                            attacks=attacks, batch_size=250)
+    result = parity.compare(apply, variables, twin, x, y, norm=args.norm, eps=eps, attacks=attacks,
+                            batch_size=250)
     row = dict(result.row(), component=component, model=run.config.model.to_dict(),
                workdir=str(args.workdir), learner=args.learner, checkpoint=args.checkpoint,
                step=run.step, wall_s=time.time() - started)
     rows.append(row)
-    print(f"{component:>9}: ours {100 * row['ours_robust_acc']:.1f}% in {row['ours_seconds']:.0f}"
-          f" s, official {100 * row['official_robust_acc']:.1f}% in "
-          f"{row['official_seconds']:.0f} s; agreement {100 * row['agreement']:.1f}% "
-          f"(only ours {row['only_ours_fooled']}, only official {row['only_official_fooled']}); "
-          f"speed ours/official {row['speed_ratio']:.2f}", flush=True)
+    print(
+        f"{component:>9}: ours {100 * row['ours_robust_acc']:.1f}% in {row['ours_seconds']:.0f}"
+        f" s, official {100 * row['official_robust_acc']:.1f}% in "
+        f"{row['official_seconds']:.0f} s; agreement {100 * row['agreement']:.1f}% "
+        f"(only ours {row['only_ours_fooled']}, only official {row['only_official_fooled']}); "
+        f"speed ours/official {row['speed_ratio']:.2f}", flush=True)
   path = HERE / 'results.json'
   saved = json.loads(path.read_text()) if path.exists() else {'runs': []}
-  saved['runs'].append({'name': args.name or f"{pathlib.Path(args.workdir).name}_{args.learner}",
-                        'command': ' '.join([sys.executable] + sys.argv), 'rows': rows,
-                        'versions': reports.library_versions(),
-                        'torch': torch.__version__, 'torch_threads': args.torch_threads,
-                        'uptime': open('/proc/loadavg').read().strip()})
+  saved['runs'].append({
+      'name': args.name or f"{pathlib.Path(args.workdir).name}_{args.learner}",
+      'command': ' '.join([sys.executable] + sys.argv), 'rows': rows,
+      'versions': reports.library_versions(), 'torch': torch.__version__,
+      'torch_threads': args.torch_threads, 'uptime': open('/proc/loadavg').read().strip()
+  })
   path.write_text(json.dumps(saved, indent=2, default=str))
   write_markdown(saved, HERE / 'results.md')
 
 
 def write_markdown(saved: dict, path: pathlib.Path) -> None:
-  lines = ['# Our AutoAttack vs the official one', '',
-           'Official: fra31/auto-attack as packaged on PyPI (`pyautoattack==0.2.0`, checked '
-           'against the official sources: the attack files are identical up to imports and '
-           "logging), run on the learner's PyTorch twin; ours: `generalist_jax.AutoAttack` on "
-           "the flax learner. Same test points, 'standard' budgets, seed 0 on both sides "
-           '(different random streams). Accuracies in %; agreement: share of points both call '
-           'the same; speed: official seconds / ours (> 1: ours faster).', '']
+  lines = [
+      '# Our AutoAttack vs the official one', '',
+      'Official: fra31/auto-attack as packaged on PyPI (`pyautoattack==0.2.0`, checked '
+      'against the official sources: the attack files are identical up to imports and '
+      "logging), run on the learner's PyTorch twin; ours: `generalist_jax.AutoAttack` on "
+      "the flax learner. Same test points, 'standard' budgets, seed 0 on both sides "
+      '(different random streams). Accuracies in %; agreement: share of points both call '
+      'the same; speed: official seconds / ours (> 1: ours faster).', ''
+  ]
   for run_ in saved['runs']:
-    lines += [f"## {run_['name']}", '', f"`{run_['command']}`; load {run_['uptime']}", '',
-              '| attacks | n | ours | official | difference | agreement | only ours fooled | '
-              'only official fooled | ours s | official s | ours img/s | official img/s | '
-              'speed |', '|' + '---|' * 13]
+    lines += [
+        f"## {run_['name']}", '', f"`{run_['command']}`; load {run_['uptime']}", '',
+        '| attacks | n | ours | official | difference | agreement | only ours fooled | '
+        'only official fooled | ours s | official s | ours img/s | official img/s | '
+        'speed |', '|' + '---|' * 13
+    ]
     for r in run_['rows']:
       lines.append(
           f"| {r['component']} | {r['n']} | {100 * r['ours_robust_acc']:.1f} | "

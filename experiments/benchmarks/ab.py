@@ -48,9 +48,10 @@ from generalist_jax.method import step as step_lib
 from generalist_jax.models import cpu_ops
 from generalist_jax.models import layers
 
-FLAGS = {'xnnpack': 'xla_cpu_use_xnnpack', 'onednn': 'xla_cpu_use_onednn',
-         'fastmath': 'xla_cpu_enable_fast_math'}
-
+FLAGS = {
+    'xnnpack': 'xla_cpu_use_xnnpack', 'onednn': 'xla_cpu_use_onednn',
+    'fastmath': 'xla_cpu_enable_fast_math'
+}
 
 _ENGINE_ENV_AT_START = os.environ.get(cpu_ops.ENGINE_ENV, '')
 
@@ -70,23 +71,24 @@ def compiled_step(variant: str, args):
   if 'rolled' in extras:
     for name in config.experts.keys():
       attack = config.experts[name].attack
-      del attack['unroll']   # the field is typed str ('auto'); 1 is an int
+      del attack['unroll']  # the field is typed str ('auto'); 1 is an int
       attack.unroll = 1
   engine = ([e for e in extras if e in cpu_ops.ENGINES] or [_ENGINE_ENV_AT_START])[-1]
   os.environ.pop(cpu_ops.ENGINE_ENV, None)
   if engine:
     os.environ[cpu_ops.ENGINE_ENV] = engine
-  cpu_ops.conv_engine.cache_clear()   # each variant traces with its own engine
+  cpu_ops.conv_engine.cache_clear()  # each variant traces with its own engine
   if 'xlaops' in extras:
     config.model.ops = 'xla'
-  if 'nobn' in extras:       # an upper bound on what BatchNorm costs (SmallCNN's switch)
+  if 'nobn' in extras:  # an upper bound on what BatchNorm costs (SmallCNN's switch)
     config.model.batch_norm = False
-  options = {**(cpu_ops.compiler_options() or {}),
-             **{FLAGS[e]: True for e in extras if e in FLAGS},
-             **dict(_option(e) for e in extras if '=' in e)} or None
+  options = {
+      **(cpu_ops.compiler_options() or {}), **{FLAGS[e]: True for e in extras if e in FLAGS},
+      **dict(_option(e) for e in extras if '=' in e)
+  } or None
   flax_bn = (mock.patch.object(layers, 'ClosedFormBatchNorm', nn.BatchNorm)
              if 'flaxbn' in extras else contextlib.nullcontext())
-  with flax_bn:   # the model's modules are built when the step is traced
+  with flax_bn:  # the model's modules are built when the step is traced
     step = bench.JaxStep(config, bench._batch(args.batch))
     lowered = step_lib.jit_train_step(step.setup).lower(step.state, step.batch)
   step.compile_s = bench._timed(lambda: setattr(step, 'compiled', lowered.compile(options)))
@@ -113,19 +115,22 @@ def main(argv=None):
       if rep:
         times[v].append(t)
   first = variants[0]
-  result = {'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)),
-            'uptime_before': load, 'uptime_after': bench.uptime(), 'settings': vars(args),
-            'cpu_resident_buffers': host_memory.buffers_resident(),
-            'variants': {}}
+  result = {
+      'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)),
+      'uptime_before': load, 'uptime_after': bench.uptime(), 'settings': vars(args),
+      'cpu_resident_buffers': host_memory.buffers_resident(), 'variants': {}
+  }
   for v in variants:
     med = statistics.median(times[v])
     paired = statistics.median(a / b for a, b in zip(times[first], times[v]))
-    result['variants'][v] = {'median_s': med, 'reps': times[v], 'compile_s': steps[v].compile_s,
-                             'speedup_vs_first': statistics.median(times[first]) / med,
-                             'paired_speedup_vs_first': paired}
-    print(f'{args.model} b={args.batch} {args.kind:<12} {v:<22} {med:8.3f} s  '
-          f'x{statistics.median(times[first]) / med:5.2f} vs {first} (paired x{paired:5.2f})  '
-          f'compile {steps[v].compile_s:6.1f} s', flush=True)
+    result['variants'][v] = {
+        'median_s': med, 'reps': times[v], 'compile_s': steps[v].compile_s,
+        'speedup_vs_first': statistics.median(times[first]) / med, 'paired_speedup_vs_first': paired
+    }
+    print(
+        f'{args.model} b={args.batch} {args.kind:<12} {v:<22} {med:8.3f} s  '
+        f'x{statistics.median(times[first]) / med:5.2f} vs {first} (paired x{paired:5.2f})  '
+        f'compile {steps[v].compile_s:6.1f} s', flush=True)
   print(result['uptime_before'], '->', result['uptime_after'])
   if args.out:
     pathlib.Path(args.out).write_text(json.dumps(result, indent=2))
@@ -133,5 +138,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  host_memory.keep_cpu_buffers_resident()   # before the jits are made
+  host_memory.keep_cpu_buffers_resident()  # before the jits are made
   main()

@@ -70,20 +70,19 @@ from generalist_jax.method import step as step_lib
 STEP_KINDS = ('natural', 'pgd', 'generalist2', 'generalist4', 'apgd_ce')
 CIFAR_INFO = data_lib.DatasetInfo(10, (32, 32, 3), (0.4914, 0.4822, 0.4465),
                                   (0.2470, 0.2435, 0.2616))
-ADV_NORMS = ('linf', 'l2', 'l1')   # generalist4's PGD experts
-
+ADV_NORMS = ('linf', 'l2', 'l1')  # generalist4's PGD experts
 
 # ----------------------------------------------------------------------------
 # Configs: the real ones, with the model and K of the benchmark.
 # ----------------------------------------------------------------------------
+
 
 def _pgd(norm: str, k: int):
   eps = autoattack.DEFAULT_EPS[norm]
   return config_lib.pgd_attack(eps=eps, step_size=2.5 * eps / k, steps=k, norm=norm)
 
 
-def step_config(kind: str, model_fields: dict, batch: int, k: int,
-                compute_dtype: str = 'float32'):
+def step_config(kind: str, model_fields: dict, batch: int, k: int, compute_dtype: str = 'float32'):
   """A config_lib config whose train_step is the benchmarked step."""
   if kind == 'natural':
     c = config_lib.single_expert_config('natural', 'global/clean_acc')
@@ -97,8 +96,8 @@ def step_config(kind: str, model_fields: dict, batch: int, k: int,
       del c.experts['robust']
       share = tuple(b / len(ADV_NORMS) for b in config_lib.ROBUST_MIX)
       for norm in ADV_NORMS:
-        c.experts[f'robust_{norm}'] = config_lib.expert(
-            'pgd', robust.optimizer, mix_values=share, attack=_pgd(norm, k))
+        c.experts[f'robust_{norm}'] = config_lib.expert('pgd', robust.optimizer, mix_values=share,
+                                                        attack=_pgd(norm, k))
   for name in c.experts.keys():
     c.experts[name].attack = _pgd(c.experts[name].attack.norm, k)
   c.model.update(model_fields)
@@ -110,14 +109,16 @@ def step_config(kind: str, model_fields: dict, batch: int, k: int,
 
 def work_units(kind: str, k: int, apgd_steps: int) -> int:
   """Forward-pass equivalents of one step (see the module docstring)."""
-  return {'natural': 3, 'pgd': 2 * k + 3, 'generalist2': 2 * k + 6,
-          'generalist4': 3 + len(ADV_NORMS) * (2 * k + 3),
-          'apgd_ce': 2 * (apgd_steps + 1) + 1}[kind]
+  return {
+      'natural': 3, 'pgd': 2 * k + 3, 'generalist2': 2 * k + 6,
+      'generalist4': 3 + len(ADV_NORMS) * (2 * k + 3), 'apgd_ce': 2 * (apgd_steps + 1) + 1
+  }[kind]
 
 
 # ----------------------------------------------------------------------------
 # Measuring.
 # ----------------------------------------------------------------------------
+
 
 class PeakRSS:
   """Peak rise of this process's RSS while the block runs (a 5 ms sampler)."""
@@ -165,8 +166,8 @@ def _memory_mb(compiled) -> float | None:
   m = compiled.memory_analysis()
   if m is None:
     return None
-  total = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-           - m.alias_size_in_bytes)
+  total = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes -
+           m.alias_size_in_bytes)
   return total / 2**20
 
 
@@ -174,10 +175,13 @@ def _memory_mb(compiled) -> float | None:
 # JAX side.
 # ----------------------------------------------------------------------------
 
+
 def _batch(batch: int, seed: int = 0):
   rng = np.random.default_rng(seed)
-  return {'image': rng.uniform(size=(batch, *CIFAR_INFO.image_shape)).astype(np.float32),
-          'label': rng.integers(0, CIFAR_INFO.num_classes, batch).astype(np.int32)}
+  return {
+      'image': rng.uniform(size=(batch, *CIFAR_INFO.image_shape)).astype(np.float32),
+      'label': rng.integers(0, CIFAR_INFO.num_classes, batch).astype(np.int32)
+  }
 
 
 class JaxStep:
@@ -210,12 +214,11 @@ class JaxAPGD:
   """APGD-CE l-inf as `evaluate` runs it (attack + correctness flags)."""
 
   def __init__(self, model, variables, host_batch, steps: int):
-    spec = runner.AttackSpec('linf', 'apgd-ce', autoattack.DEFAULT_EPS['linf'],
-                               (('steps', steps),))
+    spec = runner.AttackSpec('linf', 'apgd-ce', autoattack.DEFAULT_EPS['linf'], (('steps', steps),))
     fn = jitted.attack_batch_fn(jitted.model_apply_fn(model), spec)
     labels = jnp.asarray(host_batch['label'])
-    self.args = (variables, jnp.asarray(host_batch['image']), labels,
-                 runner.column_key(0, spec), jnp.arange(len(labels), dtype=jnp.int32))
+    self.args = (variables, jnp.asarray(host_batch['image']), labels, runner.column_key(0, spec),
+                 jnp.arange(len(labels), dtype=jnp.int32))
     lowered = fn.lower(*self.args)
     self.compile_s = _timed(lambda: setattr(self, 'compiled', lowered.compile()))
     self.memory_mb = _memory_mb(self.compiled)
@@ -227,6 +230,7 @@ class JaxAPGD:
 # ----------------------------------------------------------------------------
 # PyTorch side: the same steps on the twin model.
 # ----------------------------------------------------------------------------
+
 
 class TorchSteps:
   """PyTorch versions of the steps; built lazily so torch stays optional."""
@@ -240,9 +244,8 @@ class TorchSteps:
     self.torch = torch
     self.F = torch.nn.functional
     self.config, self.setup = config, setup
-    make = lambda: torch_models.create_model(config.model, CIFAR_INFO.num_classes,
-                                             CIFAR_INFO.mean, CIFAR_INFO.std,
-                                             CIFAR_INFO.image_shape)
+    make = lambda: torch_models.create_model(config.model, CIFAR_INFO.num_classes, CIFAR_INFO.mean,
+                                             CIFAR_INFO.std, CIFAR_INFO.image_shape)
     torch.manual_seed(0)
     first = make()
     copy = lambda: _copied(make(), first)
@@ -252,14 +255,14 @@ class TorchSteps:
     self.optimizers = []
     for name, model in zip(setup.expert_names, self.experts):
       o = config.experts[name].optimizer
-      self.optimizers.append(torch.optim.SGD(
-          model.parameters(), lr=float(setup.clock.lr(0, 0)) or 0.01,
-          momentum=o.momentum, weight_decay=o.weight_decay))
+      self.optimizers.append(
+          torch.optim.SGD(model.parameters(), lr=float(setup.clock.lr(0, 0)) or 0.01,
+                          momentum=o.momentum, weight_decay=o.weight_decay))
     if device == 'auto':
       device = 'cuda' if torch.cuda.is_available() else 'cpu'
     self.device = device
     for model in self.experts + self.emas + [self.global_learner]:
-      model.to(device)   # in place: the optimizers keep their parameters
+      model.to(device)  # in place: the optimizers keep their parameters
     self.x = torch.from_numpy(host_batch['image'].transpose(0, 3, 1, 2).copy()).to(device)
     self.y = torch.from_numpy(host_batch['label'].astype(np.int64)).to(device)
     self.autocast = (torch.autocast(device_type=device, dtype=torch.bfloat16)
@@ -268,11 +271,13 @@ class TorchSteps:
 
   def timed(self, fn):
     """fn(), under autocast, synchronised so that GPU work is inside the timing."""
+
     def call():
       with self.autocast:
         fn()
       if self.device != 'cpu':
         self.torch.cuda.synchronize()
+
     return call
 
   # --- attacks: input gradients only -----------------------------------------
@@ -303,7 +308,7 @@ class TorchSteps:
       elif norm == 'l2':
         delta = delta + alpha * g / per_ex(flat(g).norm(dim=1) + 1e-12)
         delta = delta * per_ex((eps / (flat(delta).norm(dim=1) + 1e-12)).clamp(max=1.0))
-      else:   # sparse top-5% sign step, then the sort-based l1-ball projection
+      else:  # sparse top-5% sign step, then the sort-based l1-ball projection
         gf = flat(g)
         k = max(1, int(0.05 * gf.shape[1]))
         thresh = gf.abs().topk(k, dim=1).values[:, -1:]
@@ -316,8 +321,8 @@ class TorchSteps:
     return (x + delta).detach()
 
   def apgd_ce(self, model, steps: int):
-    return _torch_apgd_ce(self.torch, self.F, model, self.x, self.y,
-                          autoattack.DEFAULT_EPS['linf'], steps)
+    return _torch_apgd_ce(self.torch, self.F, model, self.x, self.y, autoattack.DEFAULT_EPS['linf'],
+                          steps)
 
   # --- steps ---------------------------------------------------------------
 
@@ -338,8 +343,11 @@ class TorchSteps:
     with torch.no_grad():
       for ema, model in zip(self.emas, self.experts):
         torch._foreach_lerp_(_floats(ema), _floats(model), 1.0 - decay)
-      mixed = [sum(w * e for w, e in zip(weights, leaves))
-               for leaves in zip(*[_floats(e) for e in self.emas])]
+      mixed = [
+          sum(w * e
+              for w, e in zip(weights, leaves))
+          for leaves in zip(*[_floats(e) for e in self.emas])
+      ]
       torch._foreach_lerp_(_floats(self.global_learner), mixed, 1.0 - decay)
     self.step_count += 1
 
@@ -421,6 +429,7 @@ def _torch_apgd_ce(torch, F, model, x, y, eps: float, steps: int):
 # One line of the table.
 # ----------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Line:
   model: str
@@ -436,18 +445,17 @@ class Line:
   torch_rss_rise_mb: float | None
   jax_reps: list
   torch_reps: list
-  torch_gpu_peak_mb: float | None = None   # CUDA: torch.cuda.max_memory_allocated
+  torch_gpu_peak_mb: float | None = None  # CUDA: torch.cuda.max_memory_allocated
 
   @property
-  def ratio(self):   # JAX/PyTorch throughput
+  def ratio(self):  # JAX/PyTorch throughput
     return None if self.torch_s is None else self.torch_s / self.jax_s
 
   def row(self) -> dict:
     d = dataclasses.asdict(self)
     d.update(jax_img_s=self.batch / self.jax_s, jax_gflop_s=self.gflop / self.jax_s,
-             torch_img_s=self.torch_s and self.batch / self.torch_s,
-             torch_gflop_s=self.torch_s and self.gflop / self.torch_s,
-             jax_over_torch_throughput=self.ratio)
+             torch_img_s=self.torch_s and self.batch / self.torch_s, torch_gflop_s=self.torch_s and
+             self.gflop / self.torch_s, jax_over_torch_throughput=self.ratio)
     return d
 
 
@@ -468,8 +476,8 @@ def measure(kind: str, model_name: str, model_fields: dict, batch: int, args) ->
   if not args.no_torch:
     ts = TorchSteps(config, jax_step.setup, host, args.torch_threads, args.torch_device,
                     args.compute_dtype)
-    torch_fn = ts.timed(ts.train_step if kind != 'apgd_ce'
-                        else lambda: ts.apgd_ce(ts.global_learner, args.apgd_steps))
+    torch_fn = ts.timed(ts.train_step if kind !=
+                        'apgd_ce' else lambda: ts.apgd_ce(ts.global_learner, args.apgd_steps))
   reps = args.reps_for(model_name, kind)
   gpu_torch = torch_fn is not None and ts.device != 'cpu'
   if gpu_torch:
@@ -478,7 +486,7 @@ def measure(kind: str, model_name: str, model_fields: dict, batch: int, args) ->
   jax_rss, torch_rss = PeakRSS(), PeakRSS()
   for rep in range(args.warmup + reps):
     warm = rep >= args.warmup
-    with jax_rss if rep == 0 else _null():   # first call: allocations included
+    with jax_rss if rep == 0 else _null():  # first call: allocations included
       t = _timed(jax_fn)
     if warm:
       jax_times.append(t)
@@ -487,21 +495,19 @@ def measure(kind: str, model_name: str, model_fields: dict, batch: int, args) ->
         t = _timed(torch_fn)
       if warm:
         torch_times.append(t)
-  line = Line(model=model_name, batch=batch, kind=kind,
-              work_units=work_units(kind, k, args.apgd_steps),
-              gflop=flops * work_units(kind, k, args.apgd_steps) / 1e9,
-              jax_s=statistics.median(jax_times),
-              torch_s=statistics.median(torch_times) if torch_times else None,
-              compile_s=jax_fn.compile_s, jax_xla_memory_mb=jax_fn.memory_mb,
-              jax_rss_rise_mb=jax_rss.rise_mb,
-              torch_rss_rise_mb=torch_rss.rise_mb if torch_fn else None,
-              jax_reps=jax_times, torch_reps=torch_times,
-              torch_gpu_peak_mb=(ts.torch.cuda.max_memory_allocated() / 2**20 if gpu_torch
-                                 else None))
+  line = Line(
+      model=model_name, batch=batch, kind=kind, work_units=work_units(kind, k, args.apgd_steps),
+      gflop=flops * work_units(kind, k, args.apgd_steps) / 1e9, jax_s=statistics.median(jax_times),
+      torch_s=statistics.median(torch_times) if torch_times else None, compile_s=jax_fn.compile_s,
+      jax_xla_memory_mb=jax_fn.memory_mb, jax_rss_rise_mb=jax_rss.rise_mb,
+      torch_rss_rise_mb=torch_rss.rise_mb if torch_fn else None, jax_reps=jax_times,
+      torch_reps=torch_times,
+      torch_gpu_peak_mb=(ts.torch.cuda.max_memory_allocated() / 2**20 if gpu_torch else None))
   return line
 
 
 class _null:
+
   def __enter__(self):
     return self
 
@@ -512,6 +518,7 @@ class _null:
 # ----------------------------------------------------------------------------
 # Machine description, reports.
 # ----------------------------------------------------------------------------
+
 
 def uptime() -> str:
   try:
@@ -529,20 +536,20 @@ def machine() -> dict:
     simd = [f for f in ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_tile') if f in flags]
   except (OSError, AttributeError):
     simd = []
-  versions = {'python': platform.python_version(), 'jax': jax.__version__,
-              'numpy': np.__version__}
+  versions = {'python': platform.python_version(), 'jax': jax.__version__, 'numpy': np.__version__}
   for mod in ('jaxlib', 'flax', 'optax', 'torch'):
     try:
       versions[mod] = __import__(mod).__version__
     except ImportError:
       pass
-  return {'cpu': cpu, 'simd': simd, 'logical_cores': os.cpu_count(),
-          'usable_cores': len(os.sched_getaffinity(0)),
-          'memory_gib': round(psutil.virtual_memory().total / 2**30, 1),
-          'jax_backend': jax.default_backend(), 'jax_devices': [str(d) for d in jax.devices()],
-          'xla_flags': os.environ.get('XLA_FLAGS', ''), 'versions': versions,
-          'cpu_resident_buffers': host_memory.buffers_resident(),
-          'platform': platform.platform()}
+  return {
+      'cpu': cpu, 'simd': simd, 'logical_cores': os.cpu_count(),
+      'usable_cores': len(os.sched_getaffinity(0)
+                         ), 'memory_gib': round(psutil.virtual_memory().total / 2**30, 1),
+      'jax_backend': jax.default_backend(), 'jax_devices': [str(d) for d in jax.devices()],
+      'xla_flags': os.environ.get('XLA_FLAGS', ''), 'versions': versions,
+      'cpu_resident_buffers': host_memory.buffers_resident(), 'platform': platform.platform()
+  }
 
 
 def generalist_ratios(lines: list[Line], k: int) -> list[dict]:
@@ -554,8 +561,10 @@ def generalist_ratios(lines: list[Line], k: int) -> list[dict]:
     if not kind.startswith('generalist') or base is None:
       continue
     work = line.work_units / base.work_units
-    row = {'model': model, 'batch': batch, 'kind': kind, 'work_count': work,
-           'jax_ratio': line.jax_s / base.jax_s}
+    row = {
+        'model': model, 'batch': batch, 'kind': kind, 'work_count': work,
+        'jax_ratio': line.jax_s / base.jax_s
+    }
     row['jax_ratio_over_work'] = row['jax_ratio'] / work
     if line.torch_s and base.torch_s:
       row['torch_ratio'] = line.torch_s / base.torch_s
@@ -569,35 +578,37 @@ def _fmt(v, spec='.2f'):
 
 def markdown(result: dict) -> str:
   m = result['machine']
-  lines = [f"# Benchmark: {m['cpu']} ({m['usable_cores']} cores usable), "
-           f"{m['jax_backend']}", '',
-           f"Command: `{result['command']}`", '',
-           f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}; "
-           f"torch threads {result['settings']['torch_threads']}; "
-           f"XLA_FLAGS='{m['xla_flags']}'; host_memory.keep_cpu_buffers_resident() applied: "
-           f"{m.get('cpu_resident_buffers')}.", '',
-           f"Load: before `{result['uptime_before']}`; after `{result['uptime_after']}`.", '',
-           f"Compute dtype {result['settings'].get('compute_dtype', 'float32')}. "
-           f"PGD K={result['settings']['k']}, APGD-CE steps={result['settings']['apgd_steps']};"
-           f" median of reps after {result['settings']['warmup']} warm-up, JAX and PyTorch "
-           'alternating. GFLOP: XLA cost analysis of the forward pass x work units.', '',
-           '| model | batch | step | JAX s | PyTorch s | JAX img/s | PyTorch img/s | '
-           'JAX GFLOP/s | PyTorch GFLOP/s | JAX/PyTorch | compile s | XLA MB | '
-           'JAX RSS+ MB | PyTorch RSS+ MB | PyTorch GPU peak MB |',
-           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+  lines = [
+      f"# Benchmark: {m['cpu']} ({m['usable_cores']} cores usable), "
+      f"{m['jax_backend']}", '', f"Command: `{result['command']}`", '',
+      f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}; "
+      f"torch threads {result['settings']['torch_threads']}; "
+      f"XLA_FLAGS='{m['xla_flags']}'; host_memory.keep_cpu_buffers_resident() applied: "
+      f"{m.get('cpu_resident_buffers')}.", '',
+      f"Load: before `{result['uptime_before']}`; after `{result['uptime_after']}`.", '',
+      f"Compute dtype {result['settings'].get('compute_dtype', 'float32')}. "
+      f"PGD K={result['settings']['k']}, APGD-CE steps={result['settings']['apgd_steps']};"
+      f" median of reps after {result['settings']['warmup']} warm-up, JAX and PyTorch "
+      'alternating. GFLOP: XLA cost analysis of the forward pass x work units.', '',
+      '| model | batch | step | JAX s | PyTorch s | JAX img/s | PyTorch img/s | '
+      'JAX GFLOP/s | PyTorch GFLOP/s | JAX/PyTorch | compile s | XLA MB | '
+      'JAX RSS+ MB | PyTorch RSS+ MB | PyTorch GPU peak MB |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
+  ]
   for r in result['lines']:
-    lines.append(
-        f"| {r['model']} | {r['batch']} | {r['kind']} | {_fmt(r['jax_s'], '.3f')} | "
-        f"{_fmt(r['torch_s'], '.3f')} | {_fmt(r['jax_img_s'], '.1f')} | "
-        f"{_fmt(r['torch_img_s'], '.1f')} | {_fmt(r['jax_gflop_s'], '.1f')} | "
-        f"{_fmt(r['torch_gflop_s'], '.1f')} | {_fmt(r['jax_over_torch_throughput'])} | "
-        f"{_fmt(r['compile_s'], '.1f')} | {_fmt(r['jax_xla_memory_mb'], '.0f')} | "
-        f"{_fmt(r['jax_rss_rise_mb'], '.0f')} | {_fmt(r['torch_rss_rise_mb'], '.0f')} | "
-        f"{_fmt(r.get('torch_gpu_peak_mb'), '.0f')} |")
+    lines.append(f"| {r['model']} | {r['batch']} | {r['kind']} | {_fmt(r['jax_s'], '.3f')} | "
+                 f"{_fmt(r['torch_s'], '.3f')} | {_fmt(r['jax_img_s'], '.1f')} | "
+                 f"{_fmt(r['torch_img_s'], '.1f')} | {_fmt(r['jax_gflop_s'], '.1f')} | "
+                 f"{_fmt(r['torch_gflop_s'], '.1f')} | {_fmt(r['jax_over_torch_throughput'])} | "
+                 f"{_fmt(r['compile_s'], '.1f')} | {_fmt(r['jax_xla_memory_mb'], '.0f')} | "
+                 f"{_fmt(r['jax_rss_rise_mb'], '.0f')} | {_fmt(r['torch_rss_rise_mb'], '.0f')} | "
+                 f"{_fmt(r.get('torch_gpu_peak_mb'), '.0f')} |")
   if result['generalist']:
-    lines += ['', 'Generalist step / PGD-AT step (same model, batch, run):', '',
-              '| model | batch | step | work count | JAX ratio | JAX ratio / work count | '
-              'PyTorch ratio |', '|---|---|---|---|---|---|---|']
+    lines += [
+        '', 'Generalist step / PGD-AT step (same model, batch, run):', '',
+        '| model | batch | step | work count | JAX ratio | JAX ratio / work count | '
+        'PyTorch ratio |', '|---|---|---|---|---|---|---|'
+    ]
     for g in result['generalist']:
       lines.append(f"| {g['model']} | {g['batch']} | {g['kind']} | {g['work_count']:.3f} | "
                    f"{g['jax_ratio']:.3f} | {g['jax_ratio_over_work']:.3f} | "
@@ -608,6 +619,7 @@ def markdown(result: dict) -> str:
 # ----------------------------------------------------------------------------
 # CLI.
 # ----------------------------------------------------------------------------
+
 
 def parse_model(spec: str) -> tuple[str, dict]:
   """'small_cnn:1', 'preact_resnet18:0.25', 'wrn-34-10:1' -> (label, model config fields)."""
@@ -626,9 +638,10 @@ def parse_args(argv=None):
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--quick', action='store_true',
                  help='smoke run: SmallCNN at batch 32, K=2, APGD 5 steps, 1 rep')
-  p.add_argument('--models', default='small_cnn:1@128,preact_resnet18:0.25@128,'
-                 'preact_resnet18:1@32', help='model:width@batch[/kind+kind],... (the '
-                 'optional /kinds limit that model to some of --kinds)')
+  p.add_argument(
+      '--models', default='small_cnn:1@128,preact_resnet18:0.25@128,'
+      'preact_resnet18:1@32', help='model:width@batch[/kind+kind],... (the '
+      'optional /kinds limit that model to some of --kinds)')
   p.add_argument('--kinds', default=','.join(STEP_KINDS))
   p.add_argument('--k', type=int, default=10, help='PGD steps of the training attack')
   p.add_argument('--apgd_steps', type=int, default=20)
@@ -641,17 +654,18 @@ def parse_args(argv=None):
   p.add_argument('--compute_dtype', default='float32', choices=('float32', 'bfloat16'),
                  help='JAX: config.compute_dtype; PyTorch: autocast to the same dtype')
   p.add_argument('--torch_device', default='auto', help="'auto' (cuda if there), 'cpu', 'cuda'")
-  p.add_argument('--budget_s', type=float, default=None,
-                 help='measure no new line after this many seconds (the rest are listed '
-                      'as skipped)')
+  p.add_argument(
+      '--budget_s', type=float, default=None,
+      help='measure no new line after this many seconds (the rest are listed '
+      'as skipped)')
   p.add_argument('--machine', default=None, help='results file name (default: from the CPU)')
   p.add_argument('--out_dir', default=str(ROOT / 'experiments' / 'benchmarks' / 'results'))
-  if p.parse_args(argv).quick:   # quick changes the defaults; explicit flags still win
+  if p.parse_args(argv).quick:  # quick changes the defaults; explicit flags still win
     p.set_defaults(models='small_cnn:0.5@32', k=2, apgd_steps=5, reps=1, slow_reps=1)
   args = p.parse_args(argv)
-  args.reps_for = lambda model, kind: (
-      args.slow_reps if model.startswith(('preact_resnet18', 'resnet18', 'wide_resnet'))
-      and float(model.partition(':')[2] or 1) >= 1 else args.reps)
+  args.reps_for = lambda model, kind: (args.slow_reps if model.startswith(
+      ('preact_resnet18', 'resnet18', 'wide_resnet')) and float(model.partition(':')[2] or 1) >= 1
+                                       else args.reps)
   return args
 
 
@@ -670,16 +684,18 @@ def main(argv=None) -> dict:
   for item in args.models.split(','):
     item, _, only = item.partition('/')
     spec, _, batch = item.partition('@')
-    specs.append((*parse_model(spec), int(batch or 128),
-                  [k for k in kinds if not only or k in only.split('+')]))
-  result = {'command': ' '.join([sys.executable] + sys.argv) if argv is None else
-            'bench.main(' + ' '.join(argv) + ')',
-            'machine': machine(), 'uptime_before': uptime(),
-            'settings': {'k': args.k, 'apgd_steps': args.apgd_steps, 'reps': args.reps,
-                         'compute_dtype': args.compute_dtype,
-                         'slow_reps': args.slow_reps, 'warmup': args.warmup,
-                         'torch_threads': args.torch_threads, 'quick': args.quick},
-            'lines': []}
+    specs.append(
+        (*parse_model(spec), int(batch or
+                                 128), [k for k in kinds if not only or k in only.split('+')]))
+  result = {
+      'command': ' '.join([sys.executable] + sys.argv) if argv is None else 'bench.main(' +
+                 ' '.join(argv) + ')', 'machine': machine(), 'uptime_before': uptime(),
+      'settings': {
+          'k': args.k, 'apgd_steps': args.apgd_steps, 'reps': args.reps,
+          'compute_dtype': args.compute_dtype, 'slow_reps': args.slow_reps, 'warmup': args.warmup,
+          'torch_threads': args.torch_threads, 'quick': args.quick
+      }, 'lines': []
+  }
   out_dir = pathlib.Path(args.out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   stem = out_dir / (args.machine or machine_name(result['machine']))
@@ -694,15 +710,16 @@ def main(argv=None) -> dict:
         continue
       line = measure(kind, label, fields, batch, args)
       lines.append(line)
-      print(f'{label:>22} b={batch:<4} {kind:<12} JAX {line.jax_s:8.3f} s  PyTorch '
-            f'{_fmt(line.torch_s, "8.3f")} s  JAX/PyTorch {_fmt(line.ratio)}  '
-            f'{line.gflop / line.jax_s:6.1f} GFLOP/s  compile {line.compile_s:6.1f} s',
-            flush=True)
-      _write(stem, result, lines, args.k)   # after every line: a cut-off run keeps its numbers
+      print(
+          f'{label:>22} b={batch:<4} {kind:<12} JAX {line.jax_s:8.3f} s  PyTorch '
+          f'{_fmt(line.torch_s, "8.3f")} s  JAX/PyTorch {_fmt(line.ratio)}  '
+          f'{line.gflop / line.jax_s:6.1f} GFLOP/s  compile {line.compile_s:6.1f} s', flush=True)
+      _write(stem, result, lines, args.k)  # after every line: a cut-off run keeps its numbers
   for g in result['generalist']:
-    print(f"{g['model']} b={g['batch']} {g['kind']}/pgd: JAX {g['jax_ratio']:.3f} "
-          f"(work count {g['work_count']:.3f}, ratio/work {g['jax_ratio_over_work']:.3f}), "
-          f"PyTorch {_fmt(g.get('torch_ratio'), '.3f')}", flush=True)
+    print(
+        f"{g['model']} b={g['batch']} {g['kind']}/pgd: JAX {g['jax_ratio']:.3f} "
+        f"(work count {g['work_count']:.3f}, ratio/work {g['jax_ratio_over_work']:.3f}), "
+        f"PyTorch {_fmt(g.get('torch_ratio'), '.3f')}", flush=True)
   print(f'wrote {stem}.json and .md')
   return result
 
@@ -716,5 +733,5 @@ def _write(stem: pathlib.Path, result: dict, lines: list, k: int) -> None:
 
 
 if __name__ == '__main__':
-  host_memory.keep_cpu_buffers_resident()   # before the jits are made
+  host_memory.keep_cpu_buffers_resident()  # before the jits are made
   main()

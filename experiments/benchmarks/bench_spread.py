@@ -30,8 +30,10 @@ import bench  # noqa: E402
 def run_once(index: int, bench_args: list, runs_dir: pathlib.Path) -> dict:
   """One bench.py process; returns its JSON result."""
   machine = f'run{index}'
-  cmd = [sys.executable, str(HERE / 'bench.py'), *bench_args,
-         f'--out_dir={runs_dir}', f'--machine={machine}']
+  cmd = [
+      sys.executable,
+      str(HERE / 'bench.py'), *bench_args, f'--out_dir={runs_dir}', f'--machine={machine}'
+  ]
   subprocess.run(cmd, check=True)
   return json.loads((runs_dir / f'{machine}.json').read_text())
 
@@ -42,8 +44,10 @@ def spread(values: list) -> dict | None:
   present = [v for v in values if v is not None]
   if not present:
     return None
-  return {'median': statistics.median(present), 'min': min(present), 'max': max(present),
-          'values': values}
+  return {
+      'median': statistics.median(present), 'min': min(present), 'max': max(present),
+      'values': values
+  }
 
 
 def summarize(results: list) -> dict:
@@ -51,8 +55,9 @@ def summarize(results: list) -> dict:
   Generalist line each run's step / PGD-AT ratio and that over the work count.
   Lists hold one entry per run, None where that run lacks the line."""
   by_line = lambda r: {f"{l['model']}@{l['batch']} {l['kind']}": l for l in r['lines']}
-  by_generalist = lambda r: {f"{g['model']}@{g['batch']} {g['kind']}/pgd": g
-                             for g in r['generalist']}
+  by_generalist = lambda r: {
+      f"{g['model']}@{g['batch']} {g['kind']}/pgd": g for g in r['generalist']
+  }
   line_runs = [by_line(r) for r in results]
   generalist_runs = [by_generalist(r) for r in results]
   column = lambda runs, key, field: [run[key][field] if key in run else None for run in runs]
@@ -60,15 +65,16 @@ def summarize(results: list) -> dict:
   for key in dict.fromkeys(k for run in line_runs for k in run):
     ratios = column(line_runs, key, 'jax_over_torch_throughput')
     out['lines'][key] = {
-        'ratio': spread(ratios),
-        'runs_at_least_1': sum(x is not None and x >= 1.0 for x in ratios),
-        'jax_s': spread(column(line_runs, key, 'jax_s')),
-        'torch_s': spread(column(line_runs, key, 'torch_s'))}
+        'ratio': spread(ratios), 'runs_at_least_1': sum(x is not None and x >= 1.0 for x in ratios),
+        'jax_s': spread(column(line_runs, key,
+                               'jax_s')), 'torch_s': spread(column(line_runs, key, 'torch_s'))
+    }
   for key in dict.fromkeys(k for run in generalist_runs for k in run):
     work = next(run[key]['work_count'] for run in generalist_runs if key in run)
     out['generalist'][key] = {
         'work_count': work, 'jax_ratio': spread(column(generalist_runs, key, 'jax_ratio')),
-        'jax_ratio_over_work': spread(column(generalist_runs, key, 'jax_ratio_over_work'))}
+        'jax_ratio_over_work': spread(column(generalist_runs, key, 'jax_ratio_over_work'))
+    }
   return out
 
 
@@ -78,13 +84,14 @@ def _each(values: list, spec: str) -> str:
 
 def markdown(result: dict) -> str:
   s = result['summary']
-  rows = [f"# bench.py spread over {result['runs']} processes", '',
-          f"Command: `{result['command']}`", '',
-          f"Machine: {result['machine']['cpu']}, {result['machine']['usable_cores']} cores; "
-          f"uptime before: `{result['uptime_before']}`; after: `{result['uptime_after']}`. "
-          'Each run\'s own file (with its load) is in the `-runs/` folder.', '',
-          '| line | JAX/PyTorch median | min | max | runs >= 1.0 | each run | JAX s median | '
-          'PyTorch s median |', '|---|---|---|---|---|---|---|---|']
+  rows = [
+      f"# bench.py spread over {result['runs']} processes", '', f"Command: `{result['command']}`",
+      '', f"Machine: {result['machine']['cpu']}, {result['machine']['usable_cores']} cores; "
+      f"uptime before: `{result['uptime_before']}`; after: `{result['uptime_after']}`. "
+      'Each run\'s own file (with its load) is in the `-runs/` folder.', '',
+      '| line | JAX/PyTorch median | min | max | runs >= 1.0 | each run | JAX s median | '
+      'PyTorch s median |', '|---|---|---|---|---|---|---|---|'
+  ]
   for key, v in s['lines'].items():
     r = v['ratio'] or dict.fromkeys(('median', 'min', 'max'), None)
     torch_s = v['torch_s']['median'] if v['torch_s'] else None
@@ -93,8 +100,10 @@ def markdown(result: dict) -> str:
                 f"{_each(v['ratio']['values'], '.2f') if v['ratio'] else '-'} | "
                 f"{v['jax_s']['median']:.3f} | {bench._fmt(torch_s, '.3f')} |")
   if s['generalist']:
-    rows += ['', '| JAX step / PGD-AT step | work count | median | min | max | '
-             'median / work count | each run |', '|---|---|---|---|---|---|---|']
+    rows += [
+        '', '| JAX step / PGD-AT step | work count | median | min | max | '
+        'median / work count | each run |', '|---|---|---|---|---|---|---|'
+    ]
     for key, v in s['generalist'].items():
       r = v['jax_ratio']
       rows.append(f"| {key} | {v['work_count']:.3f} | {r['median']:.3f} | {r['min']:.3f} | "
@@ -121,12 +130,16 @@ def main(argv=None) -> dict:
   out_dir = pathlib.Path(args.out_dir)
   runs_dir = out_dir / f'{args.name}-runs'
   runs_dir.mkdir(parents=True, exist_ok=True)
-  result = {'command': (' '.join([sys.executable] + sys.argv) if from_command_line else
-                        'bench_spread.main(' + ' '.join(argv) + ')'),
-            'runs': args.runs, 'uptime_before': bench.uptime()}
+  result = {
+      'command':
+          (' '.join([sys.executable] + sys.argv) if from_command_line else 'bench_spread.main(' +
+           ' '.join(argv) + ')'), 'runs': args.runs, 'uptime_before': bench.uptime()
+  }
   results = [run_once(i, bench_args, runs_dir) for i in range(args.runs)]
-  result.update(machine=results[0]['machine'],   # this process never starts JAX's backend
-                uptime_after=bench.uptime(), summary=summarize(results))
+  result.update(
+      machine=results[0]['machine'],  # this process never starts JAX's backend
+      uptime_after=bench.uptime(),
+      summary=summarize(results))
   (out_dir / f'{args.name}.json').write_text(json.dumps(result, indent=2))
   (out_dir / f'{args.name}.md').write_text(markdown(result))
   print(markdown(result))

@@ -27,9 +27,11 @@ def read_archive(path) -> dict:
   for split, name, _, raw in members:
     images[split].append(np.asarray(Image.open(io.BytesIO(raw)).convert('RGB'), np.uint8))
     labels[split].append(classes.index(name))
-  return {'x_train': np.stack(images['train']), 'y_train': np.asarray(labels['train']),
-          'x_test': np.stack(images['test']), 'y_test': np.asarray(labels['test']),
-          'class_names': np.asarray(classes)}
+  return {
+      'x_train': np.stack(images['train']), 'y_train': np.asarray(labels['train']),
+      'x_test': np.stack(images['test']), 'y_test': np.asarray(labels['test']),
+      'class_names': np.asarray(classes)
+  }
 
 
 def main(argv):

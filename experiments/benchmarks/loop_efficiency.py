@@ -58,7 +58,7 @@ def loop_config(args):
 def isolated_step_s(config, reps: int) -> list[float]:
   host = bench._batch(config.batch_size)
   step = bench.JaxStep(config, host).compile()
-  step()   # warm-up
+  step()  # warm-up
   return [bench._timed(step) for _ in range(reps)]
 
 
@@ -77,8 +77,10 @@ def timed_loop(config, workdir: str, steps: int) -> dict:
   finally:
     metric_writer.MetricWriter.write = original
   (s0, t0), (s1, t1) = stamps[0], stamps[-1]
-  return {'first_logged_step': s0, 'last_logged_step': s1, 'seconds': t1 - t0,
-          'step_s': (t1 - t0) / (s1 - s0), 'log_points': stamps}
+  return {
+      'first_logged_step': s0, 'last_logged_step': s1, 'seconds': t1 - t0,
+      'step_s': (t1 - t0) / (s1 - s0), 'log_points': stamps
+  }
 
 
 def main(argv=None) -> dict:
@@ -105,10 +107,10 @@ def main(argv=None) -> dict:
       'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)),
       'machine': bench.machine(), 'uptime_before': load_before, 'uptime_after': bench.uptime(),
       'settings': vars(args),
-      'isolated_step_s': {'before': before, 'after': after, 'median': isolated},
-      'loop': loop,
-      'loop_img_s': args.batch / loop['step_s'], 'isolated_img_s': args.batch / isolated,
-      'efficiency': isolated / loop['step_s']}
+      'isolated_step_s': {'before': before, 'after': after, 'median': isolated
+                         }, 'loop': loop, 'loop_img_s': args.batch / loop['step_s'],
+      'isolated_img_s': args.batch / isolated, 'efficiency': isolated / loop['step_s']
+  }
   print(f"isolated step {isolated:.3f} s (before {statistics.median(before):.3f}, after "
         f"{statistics.median(after):.3f}); loop {loop['step_s']:.3f} s/step over steps "
         f"{loop['first_logged_step']}..{loop['last_logged_step']} (logs every "
@@ -138,5 +140,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  host_memory.keep_cpu_buffers_resident()   # as main does
+  host_memory.keep_cpu_buffers_resident()  # as main does
   main()

@@ -44,9 +44,9 @@ def _attached(perf_args: list[str], run) -> tuple[str, float]:
   Returns perf's stderr and the process's CPU seconds (user + system, every thread)
   spent in `run()` alone.
   """
-  proc = subprocess.Popen(['perf', *perf_args, '-p', str(os.getpid())],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  time.sleep(1.0)   # perf attaches to every thread before the steps start
+  proc = subprocess.Popen(['perf', *perf_args, '-p', str(os.getpid())], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  time.sleep(1.0)  # perf attaches to every thread before the steps start
   before = resource.getrusage(resource.RUSAGE_SELF)
   run()
   after = resource.getrusage(resource.RUSAGE_SELF)
@@ -70,13 +70,14 @@ def _report(data: str) -> dict[str, list[tuple[float, str]]]:
     sym = dso if dso == '[JIT]' else re.sub(r'<.*', '', m.group(3).strip())
     for key, name in (('dso', dso), ('sym', sym)):
       merged[key][name] = merged[key].get(name, 0.0) + float(m.group(1))
-  return {key: sorted(((p, n) for n, p in rows.items()), reverse=True)
-          for key, rows in merged.items()}
+  return {
+      key: sorted(((p, n) for n, p in rows.items()), reverse=True) for key, rows in merged.items()
+  }
 
 
 def _stat_counts(stderr: str) -> dict:
   counts = {}
-  for line in stderr.splitlines():   # `-x,` output: value,unit,event,...
+  for line in stderr.splitlines():  # `-x,` output: value,unit,event,...
     fields = line.split(',')
     if len(fields) > 2 and fields[2] in _STAT_EVENTS:
       counts[fields[2]] = float(fields[0]) if fields[0].replace('.', '').isdigit() else None
@@ -90,43 +91,54 @@ def anatomy(name: str, step, steps: int, top: int, tmp: str) -> dict:
   run()
   wall_s = (time.perf_counter() - t0) / steps
   data = os.path.join(tmp, f'{name}.data')
-  _, cpu_s = _attached(['record', '-e', 'cpu-clock', '-F', str(_SAMPLE_HZ), '-o', data,
-                        '--quiet'], run)
-  events = [e for e in _STAT_EVENTS if e == 'page-faults' or os.path.isdir(
-      '/sys/kernel/tracing/events/syscalls')]
-  stat = _stat_counts(_attached(['stat', '-x,', *sum((['-e', e] for e in events), [])],
-                                run)[0])
+  _, cpu_s = _attached(['record', '-e', 'cpu-clock', '-F',
+                        str(_SAMPLE_HZ), '-o', data, '--quiet'], run)
+  events = [
+      e for e in _STAT_EVENTS
+      if e == 'page-faults' or os.path.isdir('/sys/kernel/tracing/events/syscalls')
+  ]
+  stat = _stat_counts(_attached(['stat', '-x,', *sum((['-e', e] for e in events), [])], run)[0])
   report = _report(data)
   per_step = lambda e: None if stat.get(e) is None else stat[e] / steps
-  return {'wall_ms': wall_s * 1e3, 'cpu_ms_per_step': cpu_s * 1e3 / steps,
-          'by_library': report['dso'][:top], 'by_symbol': report['sym'][:top],
-          'page_faults_per_step': per_step('page-faults'),
-          'mmap_per_step': per_step('syscalls:sys_enter_mmap'),
-          'munmap_per_step': per_step('syscalls:sys_enter_munmap')}
+  return {
+      'wall_ms': wall_s * 1e3, 'cpu_ms_per_step': cpu_s * 1e3 / steps, 'by_library': report['dso']
+                                                                                     [:top],
+      'by_symbol': report['sym'][:top], 'page_faults_per_step': per_step('page-faults'),
+      'mmap_per_step': per_step('syscalls:sys_enter_mmap'),
+      'munmap_per_step': per_step('syscalls:sys_enter_munmap')
+  }
 
 
 def markdown(result: dict) -> str:
   s = result['settings']
-  lines = [f'# Step anatomy (perf): {s["model"]}, {s["kind"]} step', '',
-           f'Command: `{result["command"]}`', '',
-           f'Load: before `{result["uptime_before"]}`; after `{result["uptime_after"]}`.', '',
-           f'{s["steps"]} steps per measurement after {s["warmup"]} warm-up; perf at '
-           f'{_SAMPLE_HZ} Hz over every thread; CPU ms summed over threads; '
-           f'`host_memory.keep_cpu_buffers_resident()` applied: {result["cpu_resident_buffers"]}.',
-           '']
+  lines = [
+      f'# Step anatomy (perf): {s["model"]}, {s["kind"]} step', '',
+      f'Command: `{result["command"]}`', '',
+      f'Load: before `{result["uptime_before"]}`; after `{result["uptime_after"]}`.', '',
+      f'{s["steps"]} steps per measurement after {s["warmup"]} warm-up; perf at '
+      f'{_SAMPLE_HZ} Hz over every thread; CPU ms summed over threads; '
+      f'`host_memory.keep_cpu_buffers_resident()` applied: {result["cpu_resident_buffers"]}.', ''
+  ]
   for fw, r in result['frameworks'].items():
     fmt = lambda v: '-' if v is None else f'{v:,.0f}'
-    lines += [f'## {fw}', '',
-              f'Step {r["wall_ms"]:.1f} ms wall (unprofiled), {r["cpu_ms_per_step"]:.1f} CPU ms '
-              f'(profiled steps, every thread); page faults {fmt(r["page_faults_per_step"])}, mmap '
-              f'{fmt(r["mmap_per_step"])}, munmap {fmt(r["munmap_per_step"])} per step.', '',
-              '| % of samples | CPU ms per step | library |', '|---|---|---|']
-    lines += [f'| {p:.1f} | {p / 100 * r["cpu_ms_per_step"]:.1f} | `{d}` |'
-              for p, d in r['by_library'] if p >= 0.5]
-    lines += ['', '| % of samples | CPU ms per step | symbol (template arguments cut) |',
-              '|---|---|---|']
-    lines += [f'| {p:.1f} | {p / 100 * r["cpu_ms_per_step"]:.1f} | `{d[:100]}` |'
-              for p, d in r['by_symbol']]
+    lines += [
+        f'## {fw}', '',
+        f'Step {r["wall_ms"]:.1f} ms wall (unprofiled), {r["cpu_ms_per_step"]:.1f} CPU ms '
+        f'(profiled steps, every thread); page faults {fmt(r["page_faults_per_step"])}, mmap '
+        f'{fmt(r["mmap_per_step"])}, munmap {fmt(r["munmap_per_step"])} per step.', '',
+        '| % of samples | CPU ms per step | library |', '|---|---|---|'
+    ]
+    lines += [
+        f'| {p:.1f} | {p / 100 * r["cpu_ms_per_step"]:.1f} | `{d}` |' for p, d in r['by_library']
+        if p >= 0.5
+    ]
+    lines += [
+        '', '| % of samples | CPU ms per step | symbol (template arguments cut) |', '|---|---|---|'
+    ]
+    lines += [
+        f'| {p:.1f} | {p / 100 * r["cpu_ms_per_step"]:.1f} | `{d[:100]}` |'
+        for p, d in r['by_symbol']
+    ]
     lines.append('')
   return '\n'.join(lines)
 
@@ -157,9 +169,11 @@ def main(argv=None):
   for step in steps.values():
     for _ in range(args.warmup):
       step()
-  result = {'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)),
-            'settings': vars(args), 'uptime_before': bench.uptime(), 'frameworks': {},
-            'cpu_resident_buffers': host_memory.buffers_resident()}
+  result = {
+      'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)),
+      'settings': vars(args), 'uptime_before': bench.uptime(), 'frameworks': {},
+      'cpu_resident_buffers': host_memory.buffers_resident()
+  }
   with tempfile.TemporaryDirectory() as tmp:
     for name, step in steps.items():
       result['frameworks'][name] = anatomy(name, step, args.steps, args.top, tmp)
@@ -175,5 +189,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  host_memory.keep_cpu_buffers_resident()   # before the jits are made
+  host_memory.keep_cpu_buffers_resident()  # before the jits are made
   main()

@@ -89,18 +89,22 @@ def main(argv=None):
   ms, wall_ms = profile(step, args.reps)
   listed = sum(ms.values())
   rows = sorted(ms.items(), key=lambda kv: -kv[1])[:args.top]
-  result = {'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)),
-            'uptime': load, 'conv_engine': cpu_ops.conv_engine(),
-            'step_ms_untraced_median': 1e3 * statistics.median(untraced[1:]),
-            'step_ms_traced': wall_ms, 'listed_ms': listed, 'ms_per_group': ms}
+  result = {
+      'command': ' '.join([sys.executable] + (sys.argv if argv is None else argv)), 'uptime': load,
+      'conv_engine': cpu_ops.conv_engine(),
+      'step_ms_untraced_median': 1e3 * statistics.median(untraced[1:]), 'step_ms_traced': wall_ms,
+      'listed_ms': listed, 'ms_per_group': ms
+  }
   stem = f'profile_{spec.replace(":", "_w").replace(".", "p")}_b{batch}_{args.kind}'
-  lines = [f'# Per-op profile: {spec} batch {batch}, {args.kind} step', '',
-           f'Command: `{result["command"]}`', '', f'Load: `{load}`; XLA:CPU conv engine: '
-           f'{result["conv_engine"]}.', '',
-           f'Step: {result["step_ms_untraced_median"]:.1f} ms untraced (median), '
-           f'{wall_ms:.1f} ms traced; listed ops {listed:.1f} ms, not attributed '
-           f'{wall_ms - listed:.1f} ms (ops without a trace annotation, e.g. Eigen '
-           'convolutions, and gaps).', '', '| ms per step | op group |', '|---|---|']
+  lines = [
+      f'# Per-op profile: {spec} batch {batch}, {args.kind} step', '',
+      f'Command: `{result["command"]}`', '', f'Load: `{load}`; XLA:CPU conv engine: '
+      f'{result["conv_engine"]}.', '',
+      f'Step: {result["step_ms_untraced_median"]:.1f} ms untraced (median), '
+      f'{wall_ms:.1f} ms traced; listed ops {listed:.1f} ms, not attributed '
+      f'{wall_ms - listed:.1f} ms (ops without a trace annotation, e.g. Eigen '
+      'convolutions, and gaps).', '', '| ms per step | op group |', '|---|---|'
+  ]
   lines += [f'| {v:.2f} | `{k}` |' for k, v in rows]
   out = pathlib.Path(args.out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -110,5 +114,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  host_memory.keep_cpu_buffers_resident()   # as main runs steps
+  host_memory.keep_cpu_buffers_resident()  # as main runs steps
   main()

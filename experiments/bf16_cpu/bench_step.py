@@ -22,13 +22,15 @@ from generalist_jax.method import step as step_lib
 def make_step(config, dtype, batch_size):
   config = config.copy_and_resolve_references()
   config.compute_dtype = dtype
-  info = data_lib.DatasetInfo(num_classes=10, image_shape=(32, 32, 3),
-                              mean=(0.5,) * 3, std=(0.25,) * 3)   # random data: speed only
+  info = data_lib.DatasetInfo(num_classes=10, image_shape=(32, 32, 3), mean=(0.5,) * 3,
+                              std=(0.25,) * 3)  # random data: speed only
   setup = step_lib.make_setup(config, info, steps_per_epoch=100)
   state = step_lib.create_train_state(setup, info.image_shape, seed=0)
   rng = np.random.default_rng(0)
-  batch = {'image': rng.random((batch_size, 32, 32, 3), np.float32),
-           'label': rng.integers(0, 10, batch_size).astype(np.int32)}
+  batch = {
+      'image': rng.random((batch_size, 32, 32, 3), np.float32),
+      'label': rng.integers(0, 10, batch_size).astype(np.int32)
+  }
   step = jax.jit(lambda s, b: step_lib.train_step(setup, s, b), donate_argnums=0,
                  compiler_options=models.compiler_options())
   t0 = time.perf_counter()
@@ -52,21 +54,22 @@ def main():
   states = {d: r[1] for d, r in runs.items()}
   times = {d: [] for d in runs}
   for _ in range(args.reps):
-    for d, (step, _, batch, _) in runs.items():   # interleaved
+    for d, (step, _, batch, _) in runs.items():  # interleaved
       t0 = time.perf_counter()
       states[d], m = step(states[d], batch)
       jax.block_until_ready(m)
       times[d].append(time.perf_counter() - t0)
   med = {d: float(np.median(t)) for d, t in times.items()}
-  print(json.dumps({
-      'model': args.model, 'width': args.width, 'batch_size': args.batch_size,
-      'step': 'generalist natural + PGD-10 expert', 'reps': args.reps,
-      'compile_s': {d: round(r[3], 1) for d, r in runs.items()},
-      'step_s_median': med,
-      'img_per_s': {d: round(args.batch_size / t, 1) for d, t in med.items()},
-      'bf16_over_f32_time': round(med['bfloat16'] / med['float32'], 3),
-      'backend': jax.default_backend(), 'device': str(jax.devices()[0].device_kind),
-      'cpu': platform.processor() or platform.machine(), 'load_avg': os.getloadavg()}))
+  print(
+      json.dumps({
+          'model': args.model, 'width': args.width, 'batch_size': args.batch_size,
+          'step': 'generalist natural + PGD-10 expert', 'reps': args.reps,
+          'compile_s': {d: round(r[3], 1) for d, r in runs.items()}, 'step_s_median': med,
+          'img_per_s': {d: round(args.batch_size / t, 1) for d, t in med.items()
+                       }, 'bf16_over_f32_time': round(med['bfloat16'] / med['float32'], 3),
+          'backend': jax.default_backend(), 'device': str(jax.devices()[0].device_kind),
+          'cpu': platform.processor() or platform.machine(), 'load_avg': os.getloadavg()
+      }))
 
 
 if __name__ == '__main__':

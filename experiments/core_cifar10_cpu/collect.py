@@ -8,25 +8,26 @@ import sys
 
 ROWS = [('generalist', 'natural', 'Generalist: natural expert'),
         ('generalist', 'robust', 'Generalist: robust expert'),
-        ('generalist', 'global', 'Generalist: global learner'),
-        ('pgd_at', 'robust', 'PGD-AT'),
+        ('generalist', 'global', 'Generalist: global learner'), ('pgd_at', 'robust', 'PGD-AT'),
         ('standard', 'natural', 'Standard training')]
 
 
 def main(runs: pathlib.Path) -> None:
-  out = {'scale': 'BN SmallCNN width 0.5; 10,000 CIFAR-10 training images (+1,000 held out '
-                  'for validation); 10 epochs, batch 128, seed 0; reference lr values '
-                  'rescaled to 10 epochs; test: a fixed random 2,000 of the 10,000 test '
-                  'images, l-inf PGD-20 eps 8/255 step 2/255',
-         'rows': []}
+  out = {
+      'scale': 'BN SmallCNN width 0.5; 10,000 CIFAR-10 training images (+1,000 held out '
+               'for validation); 10 epochs, batch 128, seed 0; reference lr values '
+               'rescaled to 10 epochs; test: a fixed random 2,000 of the 10,000 test '
+               'images, l-inf PGD-20 eps 8/255 step 2/255', 'rows': []
+  }
   for run, learner, label in ROWS:
     for which in ('last', 'best'):
       table = json.loads((runs / run / 'eval' / f'test_{which}.json').read_text())
       m = table['learners'][learner]
-      out['rows'].append({'row': label, 'run': run, 'learner': learner, 'checkpoint': which,
-                          'step': table['step'], 'clean_acc': m['clean_acc'],
-                          'pgd20_acc': m.get('robust_acc', m.get('pgd_acc')),
-                          'n_test': table['n_test']})
+      out['rows'].append({
+          'row': label, 'run': run, 'learner': learner, 'checkpoint': which, 'step': table['step'],
+          'clean_acc': m['clean_acc'], 'pgd20_acc': m.get('robust_acc', m.get('pgd_acc')),
+          'n_test': table['n_test']
+      })
   times = runs / 'times.jsonl'
   out['times'] = [json.loads(l) for l in times.read_text().splitlines()] if times.exists() else []
   here = pathlib.Path(__file__).parent

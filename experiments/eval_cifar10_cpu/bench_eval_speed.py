@@ -39,8 +39,10 @@ from generalist_jax.attacks import autoattack
 from generalist_jax.attacks import registry
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
-MODELS = {'small_cnn': dict(name='small_cnn', width=0.5, batch_norm=True),
-          'preact_resnet18': dict(name='preact_resnet18', width=0.25)}
+MODELS = {
+    'small_cnn': dict(name='small_cnn', width=0.5, batch_norm=True),
+    'preact_resnet18': dict(name='preact_resnet18', width=0.25)
+}
 
 
 def uptime() -> str:
@@ -62,14 +64,16 @@ def time_component(logits_fn, variables, x, y, name, norm, eps, fraction, reps):
   t0 = time.perf_counter()
   compiled = fn.lower(variables, x, y, key).compile()
   compile_s = time.perf_counter() - t0
-  jax.block_until_ready(compiled(variables, x, y, key))          # warm-up
+  jax.block_until_ready(compiled(variables, x, y, key))  # warm-up
   times = []
   for r in range(reps):
     t0 = time.perf_counter()
     jax.block_until_ready(compiled(variables, x, y, jax.random.PRNGKey(r + 1)))
     times.append(time.perf_counter() - t0)
-  return {'compile_s': compile_s, 'median_s': statistics.median(times), 'times_s': times,
-          **component_budget(name, norm, fraction)}
+  return {
+      'compile_s': compile_s, 'median_s': statistics.median(times), 'times_s': times,
+      **component_budget(name, norm, fraction)
+  }
 
 
 def main():
@@ -82,15 +86,17 @@ def main():
   p.add_argument('--out', default=str(pathlib.Path(__file__).with_name('bench_eval_speed.json')))
   args = p.parse_args()
   eps = autoattack.DEFAULT_EPS[args.norm]
-  report = {'uptime_before': uptime(), 'backend': jax.default_backend(),
-            'devices': [str(d) for d in jax.devices()], 'jax': jax.__version__,
-            'batch': args.batch, 'budget_fraction': args.budget_fraction, 'reps': args.reps,
-            'norm': args.norm, 'eps': eps, 'models': {}}
+  report = {
+      'uptime_before': uptime(), 'backend': jax.default_backend(),
+      'devices': [str(d) for d in jax.devices()], 'jax': jax.__version__, 'batch': args.batch,
+      'budget_fraction': args.budget_fraction, 'reps': args.reps, 'norm': args.norm, 'eps': eps,
+      'models': {}
+  }
   print(report['uptime_before'])
   x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (args.batch, 32, 32, 3)), jnp.float32)
   for model_name in args.models.split(','):
-    model = models.create_model(ml_collections.ConfigDict(MODELS[model_name]), 10,
-                                CIFAR_MEAN, CIFAR_STD)
+    model = models.create_model(ml_collections.ConfigDict(MODELS[model_name]), 10, CIFAR_MEAN,
+                                CIFAR_STD)
     variables = models.init_variables(model, jax.random.PRNGKey(0), (32, 32, 3))
     logits_fn = lambda v, z: models.apply_model(model, v, z, train=False)[0]
     y = jnp.argmax(logits_fn(variables, x), -1)
@@ -107,13 +113,15 @@ def main():
     for version in ('fast', 'standard'):
       names = autoattack.version_components(version, args.norm)
       seconds = sum(per[n]['median_s'] for n in names)
-      composites[version] = {'components': list(names), 'median_s': seconds,
-                             'img_s': args.batch / seconds,
-                             'full_budget_img_s': args.batch / seconds * args.budget_fraction}
+      composites[version] = {
+          'components': list(names), 'median_s': seconds, 'img_s': args.batch / seconds,
+          'full_budget_img_s': args.batch / seconds * args.budget_fraction
+      }
       print(f"{model_name} AA-{version:8s} {composites[version]['img_s']:8.2f} img/s "
             f"({composites[version]['full_budget_img_s']:.3f} img/s at the full budget)")
-    report['models'][model_name] = {'config': MODELS[model_name], 'components': per,
-                                    'composites': composites}
+    report['models'][model_name] = {
+        'config': MODELS[model_name], 'components': per, 'composites': composites
+    }
   report['uptime_after'] = uptime()
   print(report['uptime_after'])
   pathlib.Path(args.out).write_text(json.dumps(report, indent=2))

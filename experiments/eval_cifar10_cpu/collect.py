@@ -38,21 +38,28 @@ def flags_summary(state_path: pathlib.Path) -> dict:
   with np.load(state_path) as f:
     settings = json.loads(str(f['settings']))
     state = {k.replace('__', '/'): f[k].copy() for k in f.files if k != 'settings'}
-  plan = [runner.AttackSpec(a['norm'], a['name'], a['eps'], tuple(map(tuple, a['overrides'])))
-          for a in settings['attacks']]
+  plan = [
+      runner.AttackSpec(a['norm'], a['name'], a['eps'], tuple(map(tuple, a['overrides'])))
+      for a in settings['attacks']
+  ]
   clean = state['clean'] == 1
   attacks, worst = {}, {}
   for norm in dict.fromkeys(s.norm for s in plan):
     specs = [s for s in plan if s.norm == norm]
-    for k, spec in enumerate(specs):       # the finished prefix of the norm's sequence
+    for k, spec in enumerate(specs):  # the finished prefix of the norm's sequence
       if np.any(state[spec.column] == aa_lib.PENDING):
         break
-      attacks[spec.column] = {'robust_acc_after': float(aa_lib.worst_case(
-          clean, [state[s.column] for s in specs[:k + 1]]).mean()), 'settings': spec.settings()}
+      attacks[spec.column] = {
+          'robust_acc_after': float(
+              aa_lib.worst_case(clean, [state[s.column] for s in specs[:k + 1]]).mean()),
+          'settings': spec.settings()
+      }
     else:
       worst[norm] = aa_lib.worst_case(clean, [state[s.column] for s in specs])
-  return {'clean': clean, 'worst': worst, 'attacks': attacks, 'settings': settings,
-          'not_finished': [s.column for s in plan if s.column not in attacks]}
+  return {
+      'clean': clean, 'worst': worst, 'attacks': attacks, 'settings': settings,
+      'not_finished': [s.column for s in plan if s.column not in attacks]
+  }
 
 
 def write_flags_csv(state_path: pathlib.Path, out: pathlib.Path) -> None:
@@ -61,8 +68,7 @@ def write_flags_csv(state_path: pathlib.Path, out: pathlib.Path) -> None:
   with np.load(state_path) as f:
     cols = [k for k in f.files if k != 'settings']
     rows = [','.join(['index'] + [c.replace('__', '/') for c in cols])]
-    rows += [','.join([str(i)] + [str(int(f[c][i])) for c in cols])
-             for i in range(len(f['clean']))]
+    rows += [','.join([str(i)] + [str(int(f[c][i])) for c in cols]) for i in range(len(f['clean']))]
   out.write_text('\n'.join(rows) + '\n')
 
 
@@ -73,8 +79,10 @@ def pct(v):
 def main(runs: pathlib.Path) -> None:
   here = pathlib.Path(__file__).parent
   out = {'runs': {}}
-  single = ['| model | n_ex | clean | ' + ' | '.join(c for c, _, _ in ALONE) +
-            ' | AA l-inf | AA l2 | AA l1 | AA union |', '|---' * (7 + len(ALONE)) + '|']
+  single = [
+      '| model | n_ex | clean | ' + ' | '.join(c for c, _, _ in ALONE) +
+      ' | AA l-inf | AA l2 | AA l1 | AA union |', '|---' * (7 + len(ALONE)) + '|'
+  ]
   sequence = []
   for run, label in RUNS.items():
     eval_dir = runs / run / 'eval'
@@ -105,15 +113,18 @@ def main(runs: pathlib.Path) -> None:
     worst = {n: float(w.mean()) for n, w in aa['worst'].items()}
     if all(n in aa['worst'] for n in ('linf', 'l2', 'l1')):
       worst['union'] = float(aa_lib.union_over_norms(aa['worst']).mean())
-    out['runs'][run] = {'reports': reports, 'autoattack': {
-        'clean_acc': None if aa['clean'] is None else float(aa['clean'].mean()),
-        'attacks': aa['attacks'], 'worst_case': worst, 'source_of_each_norm': aa['sources']}}
+    out['runs'][run] = {
+        'reports': reports, 'autoattack': {
+            'clean_acc': None if aa['clean'] is None else float(aa['clean'].mean()),
+            'attacks': aa['attacks'], 'worst_case': worst, 'source_of_each_norm': aa['sources']
+        }
+    }
     row = {}
     for column, name, attack in ALONE:
       r = reports.get(name)
       if r:
         row[column] = r['attacks'][attack]['robust_acc_after']
-      elif name == 'aa_union':        # APGD-CE runs first on every clean-correct example
+      elif name == 'aa_union':  # APGD-CE runs first on every clean-correct example
         row[column] = aa['attacks'].get(attack, {}).get('robust_acc_after')
       else:
         row[column] = None

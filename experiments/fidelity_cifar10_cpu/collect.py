@@ -19,23 +19,25 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from evaluate import STUDY  # noqa: E402
+
 sys.path.insert(0, str(HERE.parent))
 import eval_tables  # noqa: E402
 import study_tables as st  # noqa: E402
 from generalist_jax.evaluation import plots  # noqa: E402
 
-N_EX = 1000   # default test images per evaluation (evaluate.py --n_ex)
-ROWS = [('Generalist (relative timescale)', 'generalist', 'global'),
-        ('PGD-AT', 'pgd_at', 'robust'),
+N_EX = 1000  # default test images per evaluation (evaluate.py --n_ex)
+ROWS = [('Generalist (relative timescale)', 'generalist', 'global'), ('PGD-AT', 'pgd_at', 'robust'),
         ("PGD-AT's EMA (same horizon)", 'pgd_at', 'robust_ema'),
         ('standard training', 'standard', 'natural'),
         ('Generalist, beta = 1 throughout', 'generalist_beta1', 'global'),
         ('Generalist without sync', 'generalist_nosync', 'global'),
         ('ablation: Generalist, free-phase lr x10', 'generalist_drift10', 'global')]
 # (reference row, which rows to compare with it: label prefixes, None for all)
-PAIRED_REFERENCES = (("PGD-AT's EMA (same horizon)", None),   # the baseline to beat
-                     ('Generalist, beta = 1 throughout',        # the same run, no mixing
-                      ('Generalist', 'ablation')))
+PAIRED_REFERENCES = (
+    ("PGD-AT's EMA (same horizon)", None),  # the baseline to beat
+    (
+        'Generalist, beta = 1 throughout',  # the same run, no mixing
+        ('Generalist', 'ablation')))
 
 
 def main(argv):
@@ -56,8 +58,8 @@ def main(argv):
     paired_lines += lines + [''] if lines else []
   (out / 'paired.md').write_text('\n'.join(paired_lines))
   window_lines = st.window_table(per_window) if per_window else []
-  (out / 'windows.md').write_text('\n'.join(window_lines) + '\n' if per_window
-                                  else 'no sync windows logged\n')
+  (out / 'windows.md').write_text('\n'.join(window_lines) +
+                                  '\n' if per_window else 'no sync windows logged\n')
   if per_window:
     st.window_plot(per_window, out / 'windows.png')
   for name in ('generalist_s0', 'generalist_nosync_s0', 'pgd_at_s0'):
@@ -68,8 +70,8 @@ def main(argv):
                           f'Validation path of every learner: {name}', 'l-inf PGD-5, 8/255')
     st.copy_interpolation_plots(run, out, name)
   (out / 'results.json').write_text(json.dumps({'rows': raw, 'windows': per_window}, indent=2))
-  st.splice_file(out / 'results.md', {'table.md': md, 'paired.md': paired_lines,
-                                      'windows.md': window_lines})
+  st.splice_file(out / 'results.md',
+                 {'table.md': md, 'paired.md': paired_lines, 'windows.md': window_lines})
   print('\n'.join(md))
 
 

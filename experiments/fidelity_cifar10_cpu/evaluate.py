@@ -24,10 +24,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import study_tables  # noqa: E402
 
 STUDY = study_tables.Study(
-    prefix='fidelity', total_steps=1560,     # 78 steps x 20 epochs
-    learners={'generalist': ('global',), 'generalist_beta1': ('global',),
-              'generalist_nosync': ('global',), 'generalist_drift10': ('global',),
-              'pgd_at': ('robust', 'robust_ema'), 'standard': ('natural',)},
+    prefix='fidelity',
+    total_steps=1560,  # 78 steps x 20 epochs
+    learners={
+        'generalist': ('global',), 'generalist_beta1': ('global',),
+        'generalist_nosync': ('global',), 'generalist_drift10': ('global',),
+        'pgd_at': ('robust', 'robust_ema'), 'standard': ('natural',)
+    },
     attacks={'pgd20': ('pgd', {'steps': 20}), 'fast': ('fast', {})},
     command='experiments/fidelity_cifar10_cpu/evaluate.py')
 
@@ -55,16 +58,18 @@ def parse(argv):
 def main(argv):
   args = parse(argv)
   runs_dir = args.runs_dir
-  names = args.runs or sorted(p.name for p in runs_dir.iterdir()
-                             if p.is_dir() and '_s' in p.name and row_of(p) in STUDY.learners)
+  names = args.runs or sorted(p.name
+                              for p in runs_dir.iterdir()
+                              if p.is_dir() and '_s' in p.name and row_of(p) in STUDY.learners)
   for name in names:
     run = runs_dir / name
     if not study_tables.finished(STUDY, run):
       print(f'{name}: not finished yet, skipped')
       continue
-    study_tables.evaluate_run_learners(
-        STUDY, run, row_of(run), which=args.which, attacks=args.attacks,
-        n_ex={label: args.n_ex for label in STUDY.attacks}, learners=args.learners)
+    study_tables.evaluate_run_learners(STUDY, run, row_of(run), which=args.which,
+                                       attacks=args.attacks,
+                                       n_ex={label: args.n_ex for label in STUDY.attacks},
+                                       learners=args.learners)
 
 
 if __name__ == '__main__':

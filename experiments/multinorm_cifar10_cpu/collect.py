@@ -13,9 +13,7 @@ import eval_tables  # pylint: disable=wrong-import-position
 
 ROWS = [('Generalist++ (b) l1+l2+linf: global', 'generalist_pp_multinorm', 'global'),
         ('Generalist++ (c) nat+l1+l2+linf: global', 'generalist_pp_full', 'global'),
-        ('AVG', 'avg', 'robust'),
-        ('MAX', 'max', 'robust'),
-        ('MSD', 'msd', 'robust'),
+        ('AVG', 'avg', 'robust'), ('MAX', 'max', 'robust'), ('MSD', 'msd', 'robust'),
         ('E-AT (l1, linf)', 'eat', 'robust')]
 COLUMNS = [('clean_acc', 'clean %'), ('l1', 'l1 (12) %'), ('l2', 'l2 (0.5) %'),
            ('linf', 'l-inf (8/255) %'), ('union', 'union %')]

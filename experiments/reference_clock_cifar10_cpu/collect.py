@@ -25,6 +25,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import evaluate  # noqa: E402
+
 sys.path.insert(0, str(HERE.parent))
 import study_tables as st  # noqa: E402
 from generalist_jax.evaluation import plots  # noqa: E402
@@ -36,10 +37,8 @@ ROWS = [(GENERALIST, 'generalist', 'global'),
         ('Generalist natural EMA', 'generalist', 'natural_ema'),
         ('Generalist robust EMA', 'generalist', 'robust_ema'),
         ('Generalist natural expert', 'generalist', 'natural'),
-        ('Generalist robust expert', 'generalist', 'robust'),
-        (BETA1, 'beta1', 'global'),
-        (PGD_AT_EMA, 'nosync', 'robust_ema'),
-        ('PGD-AT (no-sync fork, robust)', 'nosync', 'robust'),
+        ('Generalist robust expert', 'generalist', 'robust'), (BETA1, 'beta1', 'global'),
+        (PGD_AT_EMA, 'nosync', 'robust_ema'), ('PGD-AT (no-sync fork, robust)', 'nosync', 'robust'),
         ('standard training (no-sync fork, natural)', 'nosync', 'natural')]
 # Generalist's global learner minus the baseline to beat, and minus its own run with
 # beta = 1 to the end (the same prefix, no mixing: what the mixing adds).
@@ -86,8 +85,11 @@ def segments(runs_dir: pathlib.Path) -> list[dict]:
   out = {}
   for t in read_times(runs_dir):
     key = (str(t['seed']), t['segment'])
-    e = out.setdefault(key, {'seed': key[0], 'segment': t['segment'], 'row': t['row'],
-                             'to': t['to'], 'seconds': 0, 'sittings': 0})
+    e = out.setdefault(
+        key, {
+            'seed': key[0], 'segment': t['segment'], 'row': t['row'], 'to': t['to'], 'seconds': 0,
+            'sittings': 0
+        })
     e['seconds'] += t['seconds']
     e['sittings'] += 1
     e['load_end'], e['date'] = t.get('load_end'), t.get('date')
@@ -101,27 +103,29 @@ def minutes(values) -> str:
   mean = statistics.mean(values) / 60
   if len(values) == 1:
     return f'{mean:.0f} (n=1)'
-  return f'{mean:.0f} ± {statistics.stdev(values) / 60:.0f}' + (
-      '' if len(values) == 3 else f' (n={len(values)})')
+  return f'{mean:.0f} ± {statistics.stdev(values) / 60:.0f}' + ('' if len(values) == 3 else
+                                                                f' (n={len(values)})')
 
 
 def segment_table(rows: list[dict]) -> list[str]:
-  lines = ['| segment | row | to step | minutes (mean ± std over seeds) | per seed (s) | '
-           'sittings | load at the end (1, 5, 15 min) |', '|---|---|---|---|---|---|---|']
+  lines = [
+      '| segment | row | to step | minutes (mean ± std over seeds) | per seed (s) | '
+      'sittings | load at the end (1, 5, 15 min) |', '|---|---|---|---|---|---|---|'
+  ]
   names = list(dict.fromkeys(r['segment'] for r in rows))
   for name in names:
     group = [r for r in rows if r['segment'] == name]
     lines.append(f"| {name} | {group[0]['row']} | {group[0]['to']} | "
-                 f"{minutes([r['seconds'] for r in group])} | "
-                 + ', '.join(f"s{r['seed']} {r['seconds']}" for r in group) + ' | '
-                 + ', '.join(str(r['sittings']) for r in group) + ' | '
-                 + '; '.join(f"s{r['seed']} {r['load_end']}" for r in group) + ' |')
+                 f"{minutes([r['seconds'] for r in group])} | " +
+                 ', '.join(f"s{r['seed']} {r['seconds']}" for r in group) + ' | ' +
+                 ', '.join(str(r['sittings']) for r in group) + ' | ' +
+                 '; '.join(f"s{r['seed']} {r['load_end']}" for r in group) + ' |')
   by_seed = {}
   for r in rows:
     by_seed[r['seed']] = by_seed.get(r['seed'], 0) + r['seconds']
   if by_seed:
-    lines.append('| all | | | ' + minutes(list(by_seed.values())) + ' | '
-                 + ', '.join(f's{s} {v}' for s, v in by_seed.items()) + ' | | |')
+    lines.append('| all | | | ' + minutes(list(by_seed.values())) + ' | ' +
+                 ', '.join(f's{s} {v}' for s, v in by_seed.items()) + ' | | |')
   return lines
 
 
@@ -143,9 +147,11 @@ def interpolation_blocks(study, runs_dir: pathlib.Path, out: pathlib.Path) -> tu
 
 def skeleton() -> str:
   """results.md before anything was collected: the markers collect.py fills."""
-  parts = ['# The reference-clock study (issue 30): results', '',
-           'Protocol and commands: experiments/reference_clock_cifar10_cpu/results.md. Every '
-           'block below is written by `collect.py`.', '']
+  parts = [
+      '# The reference-clock study (issue 30): results', '',
+      'Protocol and commands: experiments/reference_clock_cifar10_cpu/results.md. Every '
+      'block below is written by `collect.py`.', ''
+  ]
   for name in BLOCKS:
     parts += [f'## {name}', '', f'<!-- begin {name} -->', f'<!-- end {name} -->', '']
   return '\n'.join(parts)
@@ -158,10 +164,11 @@ def main(argv):
   runs_dir, out = args.runs_dir, args.out
   out.mkdir(parents=True, exist_ok=True)
   cells, raw = st.table(study, ROWS, runs_dir, n_ex)
-  table = ([f'Test images: clean and PGD-20 on {args.n_test}, APGD-CE+T on a fixed '
-            f'{args.n_fast} (the same for every row and seed). %, mean ± std over seeds '
-            '(n = seeds when fewer than 3); selected steps in seed order.', '']
-           + st.table_lines(cells, with_times=False))
+  table = ([
+      f'Test images: clean and PGD-20 on {args.n_test}, APGD-CE+T on a fixed '
+      f'{args.n_fast} (the same for every row and seed). %, mean ± std over seeds '
+      '(n = seeds when fewer than 3); selected steps in seed order.', ''
+  ] + st.table_lines(cells, with_times=False))
   paired, paired_raw = [], []
   for reference in PAIRED_REFERENCES:
     lines = st.paired_table(raw, reference, (GENERALIST,))
@@ -172,24 +179,30 @@ def main(argv):
   if per_window:
     st.window_plot(per_window, out / 'windows.png', robust_label='PGD-10')
   for run in st.runs_of(study, runs_dir, 'generalist'):
-    st.trajectory_plot(plots.read_metrics(run.path), out / f'trajectory_s{run.seed}.png',
-                       f'Generalist row, seed {run.seed}: validation of every learner '
-                       '(1,000 held-out images)', 'l-inf PGD-10, 8/255')
+    st.trajectory_plot(
+        plots.read_metrics(run.path), out / f'trajectory_s{run.seed}.png',
+        f'Generalist row, seed {run.seed}: validation of every learner '
+        '(1,000 held-out images)', 'l-inf PGD-10, 8/255')
   segs = segments(runs_dir)
   interp_lines, interp_raw = interpolation_blocks(study, runs_dir, out)
   ids = test_ids(study, runs_dir, n_ex)
   for attack, hashes in ids.items():
     if len(hashes) > 1:
       print(f'WARNING: {attack} results used {len(hashes)} different test subsets')
-  (out / 'results.json').write_text(json.dumps(
-      {'n_ex': n_ex, 'rows': raw, 'paired': paired_raw, 'windows': per_window,
-       'segments': segs, 'interpolation': interp_raw, 'test_ids_sha1': ids}, indent=2))
+  (out / 'results.json').write_text(
+      json.dumps(
+          {
+              'n_ex': n_ex, 'rows': raw, 'paired': paired_raw, 'windows': per_window,
+              'segments': segs, 'interpolation': interp_raw, 'test_ids_sha1': ids
+          }, indent=2))
   if not (out / 'results.md').exists():
     (out / 'results.md').write_text(skeleton())
-  st.splice_file(out / 'results.md', {
-      'table': table, 'paired': paired or ['no paired seeds yet'], 'windows': window_lines,
-      'segments': segment_table(segs) if segs else ['no times.jsonl yet'],
-      'interpolation': interp_lines})
+  st.splice_file(
+      out / 'results.md', {
+          'table': table, 'paired': paired or ['no paired seeds yet'], 'windows': window_lines,
+          'segments': segment_table(segs) if segs else ['no times.jsonl yet'],
+          'interpolation': interp_lines
+      })
   print('\n'.join(table + [''] + paired))
 
 

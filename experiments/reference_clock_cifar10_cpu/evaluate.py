@@ -33,14 +33,14 @@ import study_tables  # noqa: E402
 # The rows of run.sh and what each reports: the Generalist run's every learner; the
 # no-sync fork's robust EMA (PGD-AT's EMA), robust (PGD-AT) and natural (standard
 # training) experts; the beta = 1 control's global learner.
-LEARNERS = {'generalist': ('global', 'natural_ema', 'robust_ema', 'natural', 'robust'),
-            'nosync': ('robust_ema', 'robust', 'natural'),
-            'beta1': ('global',)}
+LEARNERS = {
+    'generalist': ('global', 'natural_ema', 'robust_ema', 'natural', 'robust'),
+    'nosync': ('robust_ema', 'robust', 'natural'), 'beta1': ('global',)
+}
 STUDY = study_tables.Study(
     prefix='refclock', total_steps=45840, learners=LEARNERS, layout='nested',
     attacks={'pgd20': ('pgd', {'steps': 20, 'step_size': 2 / 255}), 'fast': ('fast', {})},
-    batch_size=500, command='experiments/reference_clock_cifar10_cpu/evaluate.py',
-    log_costs=True)
+    batch_size=500, command='experiments/reference_clock_cifar10_cpu/evaluate.py', log_costs=True)
 N_TEST, N_FAST = 10000, 2000
 
 

@@ -40,7 +40,7 @@ from generalist_jax.method import step as step_lib  # noqa: E402
 from generalist_jax.run import interpolate  # noqa: E402
 from generalist_jax.run import restore  # noqa: E402
 
-REFERENCE_STEPS_PER_EPOCH = 382   # the reference clock's epoch on 49,000 images
+REFERENCE_STEPS_PER_EPOCH = 382  # the reference clock's epoch on 49,000 images
 FREE_EPOCHS = (76, 77, 78, 79)
 LR_KNOTS, LR_VALUES = (0, 40, 80, 120), (0.01, 0.01, 0.001, 0.0001)
 
@@ -69,61 +69,75 @@ def main():
   # momentum, the update count) is the run's own.
   opt_config = config.experts.natural.optimizer
   tx = step_lib.make_optimizer(opt_config, lambda count: reference_free_phase_lr(count - step))
-  probe_setup = dataclasses.replace(setup, optimizers=tuple(
-      tx if i == natural else o for i, o in enumerate(setup.optimizers)))
+  probe_setup = dataclasses.replace(
+      setup, optimizers=tuple(tx if i == natural else o for i, o in enumerate(setup.optimizers)))
 
   @jax.jit
   def update(variables, opt_state, batch, key):
-    return step_lib._expert_update(probe_setup, natural, variables, opt_state,  # pylint: disable=protected-access
-                                   batch['image'], batch['label'], key)[:2]
+    return step_lib._expert_update(
+        probe_setup,
+        natural,
+        variables,
+        opt_state,  # pylint: disable=protected-access
+        batch['image'],
+        batch['label'],
+        key)[:2]
 
   eval_fn = learner_eval.make_eval_fn(setup.model, config.eval.val_attack, setup.mesh,
                                       setup.compute_dtype)
-  evaluate = lambda v: learner_eval.summarize(learner_eval.evaluate_flags(
-      eval_fn, v, *dataset.val, config.eval.batch_size, config.seed + 1))
-  batches = data_lib.train_batches(dataset, config.batch_size, seed=config.seed,
-                                   start_step=step, augment=config.data.augment,
-                                   num_threads=config.data.num_threads,
+  evaluate = lambda v: learner_eval.summarize(
+      learner_eval.evaluate_flags(eval_fn, v, *dataset.val, config.eval.batch_size, config.seed + 1)
+  )
+  batches = data_lib.train_batches(dataset, config.batch_size, seed=config.seed, start_step=step,
+                                   augment=config.data.augment, num_threads=config.data.num_threads,
                                    prefetch=config.data.prefetch)
   variables, opt_state = state.experts[natural], state.opt_states[natural]
-  key = jax.random.PRNGKey(0)   # the natural task draws nothing; kept for the signature
-  checkpoints_at = sorted({0, args.source_free_phase, *range(args.every, free_steps, args.every),
-                           free_steps})
+  key = jax.random.PRNGKey(0)  # the natural task draws nothing; kept for the signature
+  checkpoints_at = sorted(
+      {0, args.source_free_phase, *range(args.every, free_steps, args.every), free_steps})
   rows, start = [], time.perf_counter()
-  references = {n: evaluate(v) for n, v in step_lib.learners(state, setup).items()
-                if n in ('robust_ema', 'natural_ema', 'global')}
+  references = {
+      n: evaluate(v)
+      for n, v in step_lib.learners(state, setup).items()
+      if n in ('robust_ema', 'natural_ema', 'global')
+  }
   for i in range(free_steps + 1):
     if i in checkpoints_at:
       m = evaluate(variables)
-      rows.append({'probe_step': i, 'lr': float(reference_free_phase_lr(min(i, free_steps - 1))),
-                   'clean_acc': m['clean_acc'], 'robust_acc': m['robust_acc']})
-      print(f"step {i:5d}: natural expert {100 * m['clean_acc']:.1f} / "
-            f"{100 * m['robust_acc']:.1f} (clean / robust %)", flush=True)
+      rows.append({
+          'probe_step': i, 'lr': float(reference_free_phase_lr(min(i, free_steps - 1))),
+          'clean_acc': m['clean_acc'], 'robust_acc': m['robust_acc']
+      })
+      print(
+          f"step {i:5d}: natural expert {100 * m['clean_acc']:.1f} / "
+          f"{100 * m['robust_acc']:.1f} (clean / robust %)", flush=True)
     if i < free_steps:
       variables, opt_state = update(variables, opt_state, next(batches), key)
   alphas = np.linspace(0.0, 1.0, 11)
   path = [evaluate(interpolate.mix(variables, robust_ema, float(a))) for a in alphas]
   result = {
       'source': {'workdir': str(args.workdir), 'step': step, 'seed': int(config.seed)},
-      'protocol': {'free_steps': free_steps, 'lr_epochs': list(FREE_EPOCHS),
-                   'val_images': int(len(dataset.val[1])),
-                   'val_attack': config.eval.val_attack.to_dict()},
-      'references_at_start': references, 'natural_expert': rows,
+      'protocol': {
+          'free_steps': free_steps, 'lr_epochs': list(FREE_EPOCHS),
+          'val_images': int(len(dataset.val[1])), 'val_attack': config.eval.val_attack.to_dict()
+      }, 'references_at_start': references, 'natural_expert': rows,
       'interpolation_natural_end_to_robust_ema': {
           'alpha': alphas.tolist(), 'clean_acc': [p['clean_acc'] for p in path],
-          'robust_acc': [p['robust_acc'] for p in path]},
-      'seconds': time.perf_counter() - start,
-      'load_end': open('/proc/loadavg').read().split()[:3]}
+          'robust_acc': [p['robust_acc'] for p in path]
+      }, 'seconds': time.perf_counter() - start, 'load_end': open('/proc/loadavg').read().split()
+                                                             [:3]
+  }
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.with_suffix('.json').write_text(json.dumps(result, indent=2))
-  plots.safely(plots.interpolation_plot, {
-      'a': 'natural (end of probe)', 'b': 'robust_ema', 'alpha': alphas.tolist(),
-      'clean_acc': result['interpolation_natural_end_to_robust_ema']['clean_acc'],
-      'robust_acc': result['interpolation_natural_end_to_robust_ema']['robust_acc'],
-      'split': 'val', 'n': int(len(dataset.val[1])), 'step': step, 'checkpoint': step,
-      'workdir': str(args.workdir), 'attack': config.eval.val_attack.to_dict()},
-      out.with_name(out.name + '_interpolation.png'))
+  plots.safely(
+      plots.interpolation_plot, {
+          'a': 'natural (end of probe)', 'b': 'robust_ema', 'alpha': alphas.tolist(),
+          'clean_acc': result['interpolation_natural_end_to_robust_ema']['clean_acc'], 'robust_acc':
+              result['interpolation_natural_end_to_robust_ema']['robust_acc'], 'split': 'val',
+          'n': int(len(dataset.val[1])), 'step': step, 'checkpoint': step, 'workdir': str(
+              args.workdir), 'attack': config.eval.val_attack.to_dict()
+      }, out.with_name(out.name + '_interpolation.png'))
   print(json.dumps({k: result[k] for k in ('seconds', 'load_end')}))
 
 

@@ -66,13 +66,14 @@ def main():
   p.add_argument('--reps', type=int, default=5)
   p.add_argument('--steps', type=int, default=3)
   p.add_argument('--out', default=None)
-  p.add_argument('--cases', default=None,
-                 help='comma-separated indices into CASES (default: all)')
+  p.add_argument('--cases', default=None, help='comma-separated indices into CASES (default: all)')
   args = p.parse_args()
   info = data_lib.DatasetInfo(10, (32, 32, 3), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
   rng = np.random.default_rng(0)
-  batch = {'image': jnp.asarray(rng.uniform(size=(128, 32, 32, 3)), jnp.float32),
-           'label': jnp.asarray(rng.integers(0, 10, 128), jnp.int32)}
+  batch = {
+      'image': jnp.asarray(rng.uniform(size=(128, 32, 32, 3)), jnp.float32),
+      'label': jnp.asarray(rng.integers(0, 10, 128), jnp.int32)
+  }
   uptime_before = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
   print('uptime before:', uptime_before, flush=True)
   results = {}
@@ -89,27 +90,35 @@ def main():
                         donate_argnums=0, compiler_options=models.compiler_options())
       start = time.perf_counter()
       state = step_lib.create_train_state(setup, info.image_shape, seed=0)
-      state, _ = time_steps(step_fn, state, batch, 1)   # compile + first step
-      runs[mode] = {'fn': step_fn, 'state': state, 'compile_s': time.perf_counter() - start,
-                    'times': []}
+      state, _ = time_steps(step_fn, state, batch, 1)  # compile + first step
+      runs[mode] = {
+          'fn': step_fn, 'state': state, 'compile_s': time.perf_counter() - start, 'times': []
+      }
     for _ in range(args.reps):
       for mode in ('loop', 'stacked'):
         r = runs[mode]
         r['state'], t = time_steps(r['fn'], r['state'], batch, args.steps)
         r['times'].append(t)
-    results[name] = {mode: {'median_s_per_step': statistics.median(r['times']),
-                            'times': r['times'], 'compile_and_first_step_s': r['compile_s']}
-                     for mode, r in runs.items()}
+    results[name] = {
+        mode: {
+            'median_s_per_step': statistics.median(r['times']), 'times': r['times'],
+            'compile_and_first_step_s': r['compile_s']
+        } for mode, r in runs.items()
+    }
     loop, stk = (results[name][m]['median_s_per_step'] for m in ('loop', 'stacked'))
-    print(f'{name:42s} loop {loop:7.3f} s/step   stacked {stk:7.3f} s/step   '
-          f'stacked/loop {stk / loop:5.2f}', flush=True)
+    print(
+        f'{name:42s} loop {loop:7.3f} s/step   stacked {stk:7.3f} s/step   '
+        f'stacked/loop {stk / loop:5.2f}', flush=True)
   uptime_after = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
   print('uptime after:', uptime_after)
   if args.out:
     with open(args.out, 'w') as f:
-      json.dump({'uptime_before': uptime_before, 'uptime_after': uptime_after,
-                 'reps': args.reps, 'steps_per_rep': args.steps, 'jax': jax.__version__,
-                 'devices': str(jax.devices()), 'results': results}, f, indent=2)
+      json.dump(
+          {
+              'uptime_before': uptime_before, 'uptime_after': uptime_after, 'reps': args.reps,
+              'steps_per_rep': args.steps, 'jax': jax.__version__, 'devices': str(
+                  jax.devices()), 'results': results
+          }, f, indent=2)
 
 
 if __name__ == '__main__':

@@ -8,10 +8,8 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import eval_tables  # pylint: disable=wrong-import-position
 
-ROWS = [('Generalist (a): global learner', 'generalist', 'global'),
-        ('PGD-AT', 'pgd_at', 'robust'),
-        ('TRADES (beta 6)', 'trades', 'robust'),
-        ('MART (beta 6)', 'mart', 'robust'),
+ROWS = [('Generalist (a): global learner', 'generalist', 'global'), ('PGD-AT', 'pgd_at', 'robust'),
+        ('TRADES (beta 6)', 'trades', 'robust'), ('MART (beta 6)', 'mart', 'robust'),
         ('Standard training', 'standard', 'natural')]
 COLUMNS = [('clean_acc', 'clean %'), ('pgd20_acc', 'l-inf PGD-20 %'),
            ('aa_linf_acc', 'l-inf APGD-CE+T %')]
@@ -39,8 +37,8 @@ def main(runs: pathlib.Path) -> None:
     row = {'row': label, 'run': run, 'learner': learner}
     pgd = eval_tables.read_json(runs / run / 'eval' / 'pgd20_linf.json')
     if pgd is not None:
-      row.update(step=pgd['step'], pgd20_acc=pgd['worst_case']['linf'],
-                 clean_acc=pgd['clean_acc'], n_ex=pgd['n_ex'])
+      row.update(step=pgd['step'], pgd20_acc=pgd['worst_case']['linf'], clean_acc=pgd['clean_acc'],
+                 n_ex=pgd['n_ex'])
     aa = eval_tables.read_json(runs / run / 'eval' / 'aa_fast_linf.json')
     if aa is not None:
       row.update(aa_clean_acc=aa['clean_acc'], aa_linf_acc=aa['worst_case']['linf'],

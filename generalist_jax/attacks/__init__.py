@@ -29,8 +29,10 @@ from generalist_jax.attacks.threat import NORMS, lp_norm
 
 # Config fields an attack config (`config.pgd_attack()`) can set; `make_attack`
 # passes those the attack's registry row has.
-_CONFIG_FIELDS = {'step_size': float, 'steps': int, 'loss': str, 'random_start': bool,
-                  'restarts': int, 'unroll': lambda v: v}
+_CONFIG_FIELDS = {
+    'step_size': float, 'steps': int, 'loss': str, 'random_start': bool, 'restarts': int,
+    'unroll': lambda v: v
+}
 
 
 def make_attack(attack_config) -> Callable:
@@ -74,5 +76,7 @@ def attack_settings(attack_config) -> dict:
                            _config_fields(attack_config))
 
 
-__all__ = ['ATTACKS', 'LOSSES', 'NORMS', 'attack_settings', 'build', 'cross_entropy', 'fgsm',
-           'lp_norm', 'make_attack', 'mim', 'pgd', 'resolve_unroll']
+__all__ = [
+    'ATTACKS', 'LOSSES', 'NORMS', 'attack_settings', 'build', 'cross_entropy', 'fgsm', 'lp_norm',
+    'make_attack', 'mim', 'pgd', 'resolve_unroll'
+]

@@ -64,14 +64,14 @@ def _run_r(logits_fn, x, y, key, r, *, eps, norm, loss_fn, steps, large_eps_star
   k = rng.fold_in(key, r)
   if large_eps_start:
     assert norm == 'l1', 'large_eps_start is the APGD-l1 schedule'
-    return _large_eps_run(logits_fn, x, y, k, eps=eps, loss_fn=loss_fn, steps=steps,
-                          unroll=unroll, eot_iter=eot_iter)
+    return _large_eps_run(logits_fn, x, y, k, eps=eps, loss_fn=loss_fn, steps=steps, unroll=unroll,
+                          eot_iter=eot_iter)
   return apgd_run(logits_fn, x, y, k, eps=eps, norm=norm, loss_fn=loss_fn, steps=steps,
                   unroll=unroll, eot_iter=eot_iter)
 
 
-def apgd_result(logits_fn, x, y, key, *, eps, norm='linf', loss='ce', steps=100,
-                restarts=1, large_eps_start=False, unroll=1, eot_iter=1) -> RunResult:
+def apgd_result(logits_fn, x, y, key, *, eps, norm='linf', loss='ce', steps=100, restarts=1,
+                large_eps_start=False, unroll=1, eot_iter=1) -> RunResult:
   """`apgd` with what its runs found besides the point: which examples were fooled,
   the best loss and the best-loss point.
 
@@ -87,9 +87,10 @@ def apgd_result(logits_fn, x, y, key, *, eps, norm='linf', loss='ce', steps=100,
     KeyError: an unknown loss. ValueError: as `apgd`.
   """
   loss_fn = losses.LOSSES[loss]
-  return _repeat(restarts, lambda r: _run_r(
-      logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=loss_fn, steps=steps,
-      large_eps_start=large_eps_start, unroll=unroll, eot_iter=eot_iter))
+  return _repeat(
+      restarts,
+      lambda r: _run_r(logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=loss_fn, steps=steps,
+                       large_eps_start=large_eps_start, unroll=unroll, eot_iter=eot_iter))
 
 
 def apgd(logits_fn, x, y, key, *, eps, norm: str = 'linf', loss: str = 'ce', steps: int = 100,
@@ -161,13 +162,12 @@ def _targeted_loss(logits_fn, x, n_targets: int, restarts: int) -> Callable:
     raise ValueError(f'APGD-T needs >= 4 classes and n_targets <= {num_classes - 1}; '
                      f'got {num_classes} classes, n_targets={n_targets}.')
   targets = target_classes(logits_fn(x), n_targets)
-  return lambda r: (lambda logits, labels: losses.targeted_dlr(logits, labels,
-                                                               targets[r // restarts]))
+  return lambda r: (lambda logits, labels: losses.targeted_dlr(logits, labels, targets[r // restarts
+                                                                                      ]))
 
 
-def apgd_targeted_result(logits_fn, x, y, key, *, eps, norm='linf', steps=100,
-                         n_targets=9, restarts=1, large_eps_start=False,
-                         unroll=1) -> RunResult:
+def apgd_targeted_result(logits_fn, x, y, key, *, eps, norm='linf', steps=100, n_targets=9,
+                         restarts=1, large_eps_start=False, unroll=1) -> RunResult:
   """`apgd_targeted` with what its runs found besides the point (as `apgd_result`).
 
   Args:
@@ -181,9 +181,10 @@ def apgd_targeted_result(logits_fn, x, y, key, *, eps, norm='linf', steps=100,
     ValueError: fewer than 4 classes, or n_targets > K - 1.
   """
   loss_for = _targeted_loss(logits_fn, x, n_targets, restarts)
-  return _repeat(n_targets * restarts, lambda r: _run_r(
-      logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=loss_for(r), steps=steps,
-      large_eps_start=large_eps_start, unroll=unroll))
+  return _repeat(
+      n_targets * restarts,
+      lambda r: _run_r(logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=loss_for(r), steps=
+                       steps, large_eps_start=large_eps_start, unroll=unroll))
 
 
 def apgd_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int = 100,
@@ -214,6 +215,7 @@ def apgd_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int =
 # only on the examples not yet fooled (`staged.Staged`).
 # ----------------------------------------------------------------------------
 
+
 def _start(logits_fn, x, y, key) -> RunResult:
   """The carry before the first stage: nothing fooled, loss -inf, x as the point."""
   del logits_fn, y, key
@@ -223,9 +225,11 @@ def _start(logits_fn, x, y, key) -> RunResult:
 def _stage_of(run_r: Callable) -> Callable:
   """stage(logits_fn, x, y, key, total, r) -> total after run r: run 0's result (as
   `_repeat`), later ones `_combine`d in."""
+
   def stage(logits_fn, x, y, key, total, r):
     new = run_r(logits_fn, x, y, key, r)
     return jax.tree.map(lambda a, b: jnp.where(r == 0, a, b), new, _combine(total, new))
+
   return stage
 
 
@@ -241,10 +245,9 @@ def apgd_staged(*, eps, norm='linf', loss='ce', steps=100, restarts=1, large_eps
     an example is done once fooled.
   """
   run_r = lambda logits_fn, x, y, key, r: _run_r(
-      logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=losses.LOSSES[loss], steps=steps,
-      large_eps_start=large_eps_start, unroll=unroll, eot_iter=eot_iter)
-  return staged.Staged(restarts, _start, _stage_of(run_r), lambda t: t.x_adv,
-                       lambda t: t.fooled)
+      logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=losses.LOSSES[
+          loss], steps=steps, large_eps_start=large_eps_start, unroll=unroll, eot_iter=eot_iter)
+  return staged.Staged(restarts, _start, _stage_of(run_r), lambda t: t.x_adv, lambda t: t.fooled)
 
 
 def apgd_targeted_staged(*, eps, norm='linf', steps=100, n_targets=9, restarts=1,
@@ -259,8 +262,8 @@ def apgd_targeted_staged(*, eps, norm='linf', steps=100, n_targets=9, restarts=1
     The staged attack (as `apgd_staged`).
   """
   run_r = lambda logits_fn, x, y, key, r: _run_r(
-      logits_fn, x, y, key, r, eps=eps, norm=norm,
-      loss_fn=_targeted_loss(logits_fn, x, n_targets, restarts)(r), steps=steps,
-      large_eps_start=large_eps_start, unroll=unroll)
+      logits_fn, x, y, key, r, eps=eps, norm=norm, loss_fn=_targeted_loss(
+          logits_fn, x, n_targets, restarts)
+      (r), steps=steps, large_eps_start=large_eps_start, unroll=unroll)
   return staged.Staged(n_targets * restarts, _start, _stage_of(run_r), lambda t: t.x_adv,
                        lambda t: t.fooled)

@@ -25,17 +25,17 @@ import numpy as np
 from generalist_jax.attacks import rng
 from generalist_jax.attacks import threat
 
-RHO = 0.75        # oscillation threshold
-MOMENTUM = 0.75   # weight of the new step (1 - weight of the last move)
+RHO = 0.75  # oscillation threshold
+MOMENTUM = 0.75  # weight of the new step (1 - weight of the last move)
 
 
 class RunResult(NamedTuple):
   """What an APGD run (or several, combined) found, per example: the point to report
   and what later runs need to merge into it (`_combine`)."""
-  x_adv: jax.Array       # misclassified point if one was found, else the best-loss point
-  fooled: jax.Array      # (B,) bool: some iterate was misclassified
-  best_loss: jax.Array   # (B,) highest loss reached
-  x_best: jax.Array      # highest-loss point
+  x_adv: jax.Array  # misclassified point if one was found, else the best-loss point
+  fooled: jax.Array  # (B,) bool: some iterate was misclassified
+  best_loss: jax.Array  # (B,) highest loss reached
+  x_best: jax.Array  # highest-loss point
 
 
 def checkpoint_schedule(steps: int, norm: str) -> tuple[np.ndarray, np.ndarray]:
@@ -56,8 +56,8 @@ def checkpoint_schedule(steps: int, norm: str) -> tuple[np.ndarray, np.ndarray]:
   if norm == 'l1':
     k, shrink, k_min = max(int(0.04 * steps), 1), 0, 1
   else:
-    k, shrink, k_min = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(
-        int(0.06 * steps), 1)
+    k, shrink, k_min = max(int(0.22 * steps), 1), max(int(0.03 * steps),
+                                                      1), max(int(0.06 * steps), 1)
   since = 0
   for i in range(steps):
     since += 1
@@ -79,10 +79,12 @@ def _loss_and_grad_fn(logits_fn, x, y, key, loss_fn: Callable, eot_iter: int) ->
   eot_key = rng.fold_in(key, 0xE07)
 
   def one_draw(delta, draw_key):
+
     def total(d):
       logits = logits_fn(x + d) if draw_key is None else logits_fn(x + d, key=draw_key)
       per_example = loss_fn(logits, y)
       return per_example.sum(), (per_example, logits)
+
     (_, (per_example, logits)), grad = jax.value_and_grad(total, has_aux=True)(delta)
     return per_example, logits, grad
 
@@ -90,9 +92,11 @@ def _loss_and_grad_fn(logits_fn, x, y, key, loss_fn: Callable, eot_iter: int) ->
     if eot_iter == 1:
       per_example, logits, grad = one_draw(delta, None)
     else:
+
       def draw(total_grad, k):
         per_example, logits, grad = one_draw(delta, k)
         return total_grad + grad, (per_example, logits)
+
       keys = jax.random.split(jax.random.fold_in(eot_key, i + 1), eot_iter)
       grad, (per_example, logits) = jax.lax.scan(draw, jnp.zeros_like(delta), keys)
       grad, per_example, logits = grad / eot_iter, per_example[-1], logits[-1]
@@ -114,11 +118,10 @@ def _initial_state(threat_model, x, key, eps, *, alpha: float, n_features: int, 
     topk = _l0(delta) / n_features / 1.5
     sparsity_old = _l0(delta)
   loss, fooled, grad = loss_and_grad(delta)
-  return dict(
-      delta=delta, prev=delta, grad=grad, best=delta, grad_best=grad, loss_best=loss,
-      adv=delta, fooled=fooled, step=alpha * eps, loss_prev=loss,
-      increases=jnp.zeros_like(loss), loss_best_last_check=loss,
-      reduced_last_check=jnp.ones(x.shape[:1], bool), topk=topk, sparsity_old=sparsity_old)
+  return dict(delta=delta, prev=delta, grad=grad, best=delta, grad_best=grad, loss_best=loss,
+              adv=delta, fooled=fooled, step=alpha * eps, loss_prev=loss,
+              increases=jnp.zeros_like(loss), loss_best_last_check=loss,
+              reduced_last_check=jnp.ones(x.shape[:1], bool), topk=topk, sparsity_old=sparsity_old)
 
 
 def _iteration(threat_model, norm: str, x, eps, *, alpha: float, n_features: int, steps: int,
@@ -139,14 +142,14 @@ def _iteration(threat_model, norm: str, x, eps, *, alpha: float, n_features: int
       new = threat_model.project(x, delta + a * (z - delta) + (1 - a) * (delta - s['prev']), eps)
     loss, fooled_now, grad = loss_and_grad(new, i)
     improved = loss > s['loss_best']
-    s = dict(s, prev=delta, delta=new, grad=grad,
-             adv=jnp.where(pe(fooled_now), new, s['adv']), fooled=s['fooled'] | fooled_now,
-             best=jnp.where(pe(improved), new, s['best']),
-             grad_best=jnp.where(pe(improved), grad, s['grad_best']),
-             loss_best=jnp.where(improved, loss, s['loss_best']),
+    s = dict(s, prev=delta, delta=new, grad=grad, adv=jnp.where(pe(fooled_now), new, s['adv']),
+             fooled=s['fooled'] | fooled_now, best=jnp.where(pe(improved), new, s['best']),
+             grad_best=jnp.where(pe(improved), grad,
+                                 s['grad_best']), loss_best=jnp.where(improved, loss,
+                                                                      s['loss_best']),
              increases=s['increases'] + (loss > s['loss_prev']), loss_prev=loss)
-    checked = _l1_checkpoint(s, x, eps, alpha, n_features) if norm == 'l1' else (
-        _checkpoint(s, window[i]))
+    checked = _l1_checkpoint(s, x, eps, alpha, n_features) if norm == 'l1' else (_checkpoint(
+        s, window[i]))
     return jax.tree.map(lambda c, u: jnp.where(is_check[i], c, u), checked, s)
 
   return body
@@ -186,8 +189,8 @@ def apgd_run(logits_fn, x, y, key, *, eps, norm: str, loss_fn: Callable, steps: 
   loss_and_grad = _loss_and_grad_fn(logits_fn, x, y, key, loss_fn, eot_iter)
   state = _initial_state(threat_model, x, key, eps, alpha=alpha, n_features=n_features,
                          delta_init=delta_init, loss_and_grad=loss_and_grad)
-  body = _iteration(threat_model, norm, x, eps, alpha=alpha, n_features=n_features,
-                    steps=steps, loss_and_grad=loss_and_grad)
+  body = _iteration(threat_model, norm, x, eps, alpha=alpha, n_features=n_features, steps=steps,
+                    loss_and_grad=loss_and_grad)
   s = jax.lax.fori_loop(0, steps, body, state, unroll=unroll)
   adv = jnp.where(threat.per_example(s['fooled'], x), s['adv'], s['best'])
   return RunResult(x + adv, s['fooled'], s['loss_best'], x + s['best'])
@@ -217,6 +220,6 @@ def _l1_checkpoint(s, x, eps, alpha, n_features):
   sparser = sparsity / s['sparsity_old'] < 0.95
   step = jnp.where(sparser, alpha * eps, s['step'] / 1.5)
   s = dict(s, topk=sparsity / n_features / 1.5, sparsity_old=sparsity,
-           step=jnp.clip(step, alpha * eps / 10, alpha * eps),
-           increases=jnp.zeros_like(s['increases']))
+           step=jnp.clip(step, alpha * eps / 10,
+                         alpha * eps), increases=jnp.zeros_like(s['increases']))
   return _restart_from_best(s, sparser)

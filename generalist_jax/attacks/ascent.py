@@ -88,8 +88,8 @@ def projected_step(norm: threat.Norm, x: jax.Array, eps, step_size) -> Callable:
   return lambda delta, direction: norm.project(x, norm.step(delta, direction, step_size), eps)
 
 
-def ascend(per_example_loss: Callable, x: jax.Array, delta: jax.Array, *, norm: str, eps,
-           step_size, steps: int, unroll='auto') -> jax.Array:
+def ascend(per_example_loss: Callable, x: jax.Array, delta: jax.Array, *, norm: str, eps, step_size,
+           steps: int, unroll='auto') -> jax.Array:
   """Projected steepest ascent of a per-example loss.
 
   Args:
@@ -134,14 +134,13 @@ def _keep_better(best, new):
   `attack_pgd`). best, new: (delta, loss [B], fooled [B])."""
   (b_delta, b_loss, b_fooled), (n_delta, n_loss, n_fooled) = best, new
   take = ~b_fooled & (n_fooled | (n_loss >= b_loss))
-  return (jnp.where(threat.per_example(take, b_delta), n_delta, b_delta),
-          jnp.where(take, n_loss, b_loss), b_fooled | n_fooled)
+  return (jnp.where(threat.per_example(take, b_delta), n_delta,
+                    b_delta), jnp.where(take, n_loss, b_loss), b_fooled | n_fooled)
 
 
-def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
-        eps: float, step_size: float, steps: int, norm: str = 'linf',
-        loss: str = 'ce', random_start: bool = True, restarts: int = 1,
-        unroll='auto') -> jax.Array:
+def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *, eps: float,
+        step_size: float, steps: int, norm: str = 'linf', loss: str = 'ce',
+        random_start: bool = True, restarts: int = 1, unroll='auto') -> jax.Array:
   """Projected gradient ascent on `loss` (Madry et al. 2018).
 
   With several restarts (restart r with key fold_in(key, r)), each example keeps a
@@ -174,9 +173,9 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
 
   def one_restart(restart_key):
     delta = start_point(threat_model, x, restart_key, eps, random_start)
-    delta = ascend(per_example_loss, x, delta, norm=norm, eps=eps, step_size=step_size,
-                   steps=steps, unroll=unroll)
-    if restarts == 1:   # nothing to choose between (training: skip the extra forward)
+    delta = ascend(per_example_loss, x, delta, norm=norm, eps=eps, step_size=step_size, steps=steps,
+                   unroll=unroll)
+    if restarts == 1:  # nothing to choose between (training: skip the extra forward)
       return delta, None, None
     logits = logits_fn(x + delta)
     return delta, loss_fn(logits, y), jnp.argmax(logits, -1) != y
@@ -187,8 +186,8 @@ def pgd(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
   return x + best[0]
 
 
-def fgsm(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
-         eps: float, norm: str = 'linf', loss: str = 'ce') -> jax.Array:
+def fgsm(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *, eps: float,
+         norm: str = 'linf', loss: str = 'ce') -> jax.Array:
   """FGSM (Goodfellow et al. 2015): one steepest-ascent step of the full radius from
   x; for l2 / l1 the normalised-gradient / sparse step of size eps.
 
@@ -200,14 +199,13 @@ def fgsm(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
     x_adv [B, H, W, C], in the eps-ball around x and [0, 1].
   """
   del key
-  return pgd(logits_fn, x, y, jax.random.PRNGKey(0), eps=eps, step_size=eps, steps=1,
-             norm=norm, loss=loss, random_start=False)
+  return pgd(logits_fn, x, y, jax.random.PRNGKey(0), eps=eps, step_size=eps, steps=1, norm=norm,
+             loss=loss, random_start=False)
 
 
-def mim(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *,
-        eps: float, step_size: float, steps: int, norm: str = 'linf',
-        loss: str = 'ce', decay: float = 1.0, random_start: bool = False,
-        unroll='auto') -> jax.Array:
+def mim(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *, eps: float,
+        step_size: float, steps: int, norm: str = 'linf', loss: str = 'ce', decay: float = 1.0,
+        random_start: bool = False, unroll='auto') -> jax.Array:
   """Momentum Iterative Method (Dong et al. 2018): g <- decay * g + grad / ||grad||_1,
   then the norm's steepest step along g and the projection.
 

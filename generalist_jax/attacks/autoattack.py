@@ -18,7 +18,7 @@ import numpy as np
 
 from generalist_jax.attacks import registry
 
-DEFAULT_EPS = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}   # the CIFAR-10 conventions
+DEFAULT_EPS = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}  # the CIFAR-10 conventions
 
 # version -> ((attack, settings that differ from its registry row's standard budget), ...)
 # as AutoAttack's `_set_version` (fra31/auto-attack autoattack.py): 'plus' adds
@@ -26,12 +26,12 @@ DEFAULT_EPS = {'linf': 8 / 255, 'l2': 0.5, 'l1': 12.0}   # the CIFAR-10 conventi
 # 'rand' is APGD-CE and APGD-DLR with EOT over 20 draws of a randomised model.
 VERSIONS = {
     'standard': (('apgd-ce', {}), ('apgd-t', {}), ('fab-t', {}), ('square', {})),
-    'plus': (('apgd-ce', {'restarts': 5}), ('apgd-dlr', {'restarts': 5}),
-             ('fab', {'restarts': 5}), ('square', {}),
-             ('apgd-t', {'restarts': 1, 'n_targets': 9}),
-             ('fab-t', {'restarts': 1, 'n_targets': 9})),
-    'rand': (('apgd-ce', {'restarts': 1, 'eot_iter': 20}),
-             ('apgd-dlr', {'restarts': 1, 'eot_iter': 20})),
+    'plus': (
+        ('apgd-ce', {'restarts': 5}), ('apgd-dlr', {'restarts': 5}), ('fab', {'restarts': 5}),
+        ('square', {}), ('apgd-t', {'restarts': 1,
+                                    'n_targets': 9}), ('fab-t', {'restarts': 1, 'n_targets': 9})),
+    'rand': (('apgd-ce', {'restarts': 1,
+                          'eot_iter': 20}), ('apgd-dlr', {'restarts': 1, 'eot_iter': 20})),
     'fast': (('apgd-ce', {}), ('apgd-t', {})),
 }
 

@@ -29,12 +29,12 @@ from generalist_jax.attacks import rng
 from generalist_jax.attacks import staged
 from generalist_jax.attacks import threat
 
-_FLOAT_MAX = 1e10      # "no adversarial point yet" (the reference's res2 init)
-
+_FLOAT_MAX = 1e10  # "no adversarial point yet" (the reference's res2 init)
 
 # ----------------------------------------------------------------------------
 # One targeted run.
 # ----------------------------------------------------------------------------
+
 
 def _random_start(key, x0, norm: str, radius):
   """The reference's restart point: a random direction of norm radius / 2, clipped to the box."""
@@ -55,11 +55,13 @@ def targeted_boundary(logits_fn, y, target):
   Returns:
     x1 -> (f_t - f_y [B], its input gradient [B, D]): one backward pass.
   """
+
   def boundary(x1):
     logits, vjp = jax.vjp(logits_fn, x1)
     onehot = jax.nn.one_hot(target, logits.shape[-1]) - jax.nn.one_hot(y, logits.shape[-1])
     (dg,) = vjp(onehot.astype(logits.dtype))
     return jnp.sum(logits * onehot, -1), dg.reshape(x1.shape[0], -1)
+
   return boundary
 
 
@@ -78,19 +80,21 @@ def closest_boundary(logits_fn, y, norm: str):
   Returns:
     x1 -> (f_k - f_y [B], its input gradient [B, D]).
   """
+
   def boundary(x1):
     logits, vjp = jax.vjp(logits_fn, x1)
     n, k = logits.shape
     grads = jax.vmap(lambda e: vjp(jnp.broadcast_to(e, (n, k)))[0])(jnp.eye(k, dtype=logits.dtype))
-    grads = jnp.moveaxis(grads.reshape(k, n, -1), 0, 1)              # [B, K, D]
+    grads = jnp.moveaxis(grads.reshape(k, n, -1), 0, 1)  # [B, K, D]
     true = jax.nn.one_hot(y, k, dtype=bool)
     df = logits - jnp.take_along_axis(logits, y[:, None], -1)
     dg = grads - jnp.take_along_axis(grads, y[:, None, None], 1)
     dual = threat.lp_norm(dg.reshape(n * k, -1), _DUAL[norm]).reshape(n, k)
     dist = jnp.where(true, jnp.inf, jnp.abs(df) / (1e-12 + dual))
     closest = jnp.argmin(dist, -1)
-    return (jnp.take_along_axis(df, closest[:, None], -1)[:, 0],
-            jnp.take_along_axis(dg, closest[:, None, None], 1)[:, 0])
+    return (jnp.take_along_axis(df, closest[:, None],
+                                -1)[:, 0], jnp.take_along_axis(dg, closest[:, None, None], 1)[:, 0])
+
   return boundary
 
 
@@ -117,7 +121,7 @@ def fab_run(logits_fn, x, y, key, boundary, *, eps, norm: str, steps: int = 100,
     x1, x_best, norm_best = carry
     df, w = boundary(x1)
     x1f = x1.reshape(n, -1)
-    b = jnp.sum(w * x1f, -1) - df     # the linearised boundary: <w, z> = b
+    b = jnp.sum(w * x1f, -1) - df  # the linearised boundary: <w, z> = b
     d1 = hyperplane.project_on_hyperplane(x1f, w, b, norm)
     d2 = hyperplane.project_on_hyperplane(x0, w, b, norm)
     a1 = jnp.maximum(threat.lp_norm(d1, norm), 1e-8)
@@ -175,29 +179,28 @@ def _check_targets(logits_fn, x, n_targets: int):
                      f'got n_targets={n_targets}.')
 
 
-def _targeted_run(logits_fn, x, y, key, r, targets, *, eps, norm, steps, restarts, alpha_max,
-                  eta, beta):
+def _targeted_run(logits_fn, x, y, key, r, targets, *, eps, norm, steps, restarts, alpha_max, eta,
+                  beta):
   """Run r (may be traced): towards targets[r // restarts], a random start after a
   target's first run; (x_best, found within eps)."""
-  x_best, norm_best = fab_run(
-      logits_fn, x, y, rng.fold_in(key, r),
-      targeted_boundary(logits_fn, y, targets[r // restarts]), eps=eps, norm=norm,
-      steps=steps, alpha_max=alpha_max, eta=eta, beta=beta, random_start=(r % restarts) > 0)
+  x_best, norm_best = fab_run(logits_fn, x, y, rng.fold_in(key, r),
+                              targeted_boundary(logits_fn, y, targets[r // restarts]), eps=eps,
+                              norm=norm, steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
+                              random_start=(r % restarts) > 0)
   return x_best, norm_best <= eps
 
 
 def _untargeted_run(logits_fn, x, y, key, r, *, eps, norm, steps, alpha_max, eta, beta):
   """Run r (may be traced), a random start after the first; (x_best, found within eps)."""
   x_best, norm_best = fab_run(logits_fn, x, y, rng.fold_in(key, r),
-                              closest_boundary(logits_fn, y, norm), eps=eps, norm=norm,
-                              steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
-                              random_start=r > 0)
+                              closest_boundary(logits_fn, y, norm), eps=eps, norm=norm, steps=steps,
+                              alpha_max=alpha_max, eta=eta, beta=beta, random_start=r > 0)
   return x_best, norm_best <= eps
 
 
 def fab_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int = 100,
-                 n_targets: int = 9, restarts: int = 1, alpha_max: float = 0.1,
-                 eta: float = 1.05, beta: float = 0.9) -> jax.Array:
+                 n_targets: int = 9, restarts: int = 1, alpha_max: float = 0.1, eta: float = 1.05,
+                 beta: float = 0.9) -> jax.Array:
   """FAB-T: the runs towards each of the top `n_targets` other classes in turn.
 
   Args:
@@ -219,9 +222,8 @@ def fab_targeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int = 
   """
   _check_targets(logits_fn, x, n_targets)
   targets = apgd.target_classes(logits_fn(x), n_targets)
-  run = lambda r: _targeted_run(logits_fn, x, y, key, r, targets, eps=eps, norm=norm,
-                                steps=steps, restarts=restarts, alpha_max=alpha_max, eta=eta,
-                                beta=beta)
+  run = lambda r: _targeted_run(logits_fn, x, y, key, r, targets, eps=eps, norm=norm, steps=steps,
+                                restarts=restarts, alpha_max=alpha_max, eta=eta, beta=beta)
   return _first_found(logits_fn, x, y, n_targets * restarts, run)
 
 
@@ -249,16 +251,17 @@ def fab_untargeted(logits_fn, x, y, key, *, eps, norm: str = 'linf', steps: int 
 # found), for an evaluation that runs each on the examples not yet broken.
 # ----------------------------------------------------------------------------
 
+
 def _staged(n_runs: int, run_r) -> staged.Staged:
   """n_runs stages, run r each; the carry is (x_adv, found), done once found."""
   start = lambda logits_fn, x, y, key: (x, jnp.zeros(x.shape[:1], bool))
-  stage = lambda logits_fn, x, y, key, carry, r: _found_step(
-      logits_fn, x, y, carry, lambda: run_r(logits_fn, x, y, key, r))
+  stage = lambda logits_fn, x, y, key, carry, r: _found_step(logits_fn, x, y, carry, lambda: run_r(
+      logits_fn, x, y, key, r))
   return staged.Staged(n_runs, start, stage, lambda c: c[0], lambda c: c[1])
 
 
-def fab_targeted_staged(*, eps, norm='linf', steps=100, n_targets=9, restarts=1,
-                        alpha_max=0.1, eta=1.05, beta=0.9) -> staged.Staged:
+def fab_targeted_staged(*, eps, norm='linf', steps=100, n_targets=9, restarts=1, alpha_max=0.1,
+                        eta=1.05, beta=0.9) -> staged.Staged:
   """`fab_targeted` cut into its n_targets x restarts runs (targets recomputed at each).
 
   Args:
@@ -267,11 +270,13 @@ def fab_targeted_staged(*, eps, norm='linf', steps=100, n_targets=9, restarts=1,
   Returns:
     The `staged.Staged` attack; an example is done once a point is found.
   """
+
   def run_r(logits_fn, x, y, key, r):
     _check_targets(logits_fn, x, n_targets)
     targets = apgd.target_classes(logits_fn(x), n_targets)
     return _targeted_run(logits_fn, x, y, key, r, targets, eps=eps, norm=norm, steps=steps,
                          restarts=restarts, alpha_max=alpha_max, eta=eta, beta=beta)
+
   return _staged(n_targets * restarts, run_r)
 
 
@@ -286,6 +291,6 @@ def fab_untargeted_staged(*, eps, norm='linf', steps=100, restarts=1, alpha_max=
     The `staged.Staged` attack; an example is done once a point is found.
   """
   run_r = lambda logits_fn, x, y, key, r: _untargeted_run(
-      logits_fn, x, y, key, r, eps=eps, norm=norm, steps=steps, alpha_max=alpha_max, eta=eta,
-      beta=beta)
+      logits_fn, x, y, key, r, eps=eps, norm=norm, steps=steps, alpha_max=alpha_max, eta=eta, beta=
+      beta)
   return _staged(restarts, run_r)

@@ -29,6 +29,7 @@ def _largest_float_where(holds, rows: int, dtype) -> jax.Array:
   def keep_bit(i, prefix):
     candidate = prefix | jnp.left_shift(ints(1), (n_bits - 1 - i).astype(ints))
     return jnp.where(holds(jax.lax.bitcast_convert_type(candidate, dtype)), candidate, prefix)
+
   prefix = jax.lax.fori_loop(0, n_bits, keep_bit, jnp.zeros((rows,), ints))
   return jax.lax.bitcast_convert_type(prefix, dtype)
 
@@ -81,15 +82,14 @@ def _l1_magnitudes(absw: jax.Array, room: jax.Array, c: jax.Array) -> jax.Array:
   top = jnp.max(absw, -1)
   capacity_from = lambda t: jnp.sum(jnp.where(absw >= t[:, None], cap, 0.0), -1)
   # t <= top: with c = 0 the capacity suffices everywhere; stop at max |w|, not at inf.
-  tau = _largest_float_where(lambda t: (t <= top) & (capacity_from(t) >= c),
-                             absw.shape[0], absw.dtype)[:, None]
+  tau = _largest_float_where(lambda t: (t <= top) & (capacity_from(t) >= c), absw.shape[0],
+                             absw.dtype)[:, None]
   above = absw > tau
   tied = (absw == tau) & (cap > 0)
   rest = c[:, None] - jnp.sum(jnp.where(above, cap, 0.0), -1, keepdims=True)
   tied_cap = jnp.where(tied, cap, 0.0)
   # A cumsum costs several passes of the search and rows rarely tie at tau: only if needed.
-  before = jax.lax.cond(jnp.any(jnp.sum(tied, -1) > 1),
-                        lambda: jnp.cumsum(tied_cap, -1) - tied_cap,
+  before = jax.lax.cond(jnp.any(jnp.sum(tied, -1) > 1), lambda: jnp.cumsum(tied_cap, -1) - tied_cap,
                         lambda: jnp.zeros_like(tied_cap))
   partial = jnp.clip((rest - before) / jnp.maximum(tau, 1e-30), 0.0, room)
   return jnp.where(above, room, jnp.where(tied, partial, 0.0)).astype(dtype)

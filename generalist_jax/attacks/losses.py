@@ -32,8 +32,7 @@ def _true_logit(logits, labels):
 
 def _best_wrong_logit(logits, labels):
   """[B]: each example's highest logit among the classes other than its label."""
-  wrong = jnp.where(jax.nn.one_hot(labels, logits.shape[-1], dtype=bool),
-                    -jnp.inf, logits)
+  wrong = jnp.where(jax.nn.one_hot(labels, logits.shape[-1], dtype=bool), -jnp.inf, logits)
   return wrong.max(axis=-1)
 
 
@@ -104,8 +103,7 @@ def dlr(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return margin(logits, labels) / (top[:, -1] - top[:, -3] + 1e-12)
 
 
-def targeted_dlr(logits: jax.Array, labels: jax.Array,
-                 targets: jax.Array) -> jax.Array:
+def targeted_dlr(logits: jax.Array, labels: jax.Array, targets: jax.Array) -> jax.Array:
   """Targeted DLR: how far the target's logit is above the true one, scaled as DLR.
 
   Args:
@@ -126,5 +124,3 @@ def targeted_dlr(logits: jax.Array, labels: jax.Array,
 
 
 LOSSES = {'ce': cross_entropy, 'margin': margin, 'dlr': dlr}
-
-

@@ -31,10 +31,10 @@ ALL_NORMS = tuple(threat.NORMS)
 class Attack:
   """One row of the registry: an attack's function, where it runs, its standard
   budget, and what an evaluation needs to know about it (fields below)."""
-  fn: Callable                       # fn(logits_fn, x, y, key, *, eps, norm, **settings)
-  norms: tuple                       # threat models it is implemented for
-  standard: Callable[[str], dict]    # norm -> AutoAttack's 'standard' settings
-  box: str                           # 'white' (gradients) or 'black' (scores only)
+  fn: Callable  # fn(logits_fn, x, y, key, *, eps, norm, **settings)
+  norms: tuple  # threat models it is implemented for
+  standard: Callable[[str], dict]  # norm -> AutoAttack's 'standard' settings
+  box: str  # 'white' (gradients) or 'black' (scores only)
   # settings -> whether the attack draws random numbers with these settings (then an
   # evaluation gives every example its own key; a key-free attack runs batched).
   uses_key: Callable[[dict], bool] = lambda settings: True
@@ -45,16 +45,15 @@ class Attack:
   stages: Callable | None = None
 
 
-def _pgd(logits_fn, x, y, key, *, eps, norm, steps, restarts, step_size, loss,
-         random_start, unroll):
+def _pgd(logits_fn, x, y, key, *, eps, norm, steps, restarts, step_size, loss, random_start,
+         unroll):
   """PGD; step_size None: 2.5 eps / steps (Madry et al.'s rule)."""
   step_size = 2.5 * eps / steps if step_size is None else step_size
   return ascent.pgd(logits_fn, x, y, key, eps=eps, norm=norm, steps=steps, restarts=restarts,
                     step_size=step_size, loss=loss, random_start=random_start, unroll=unroll)
 
 
-def _mim(logits_fn, x, y, key, *, eps, norm, steps, decay, step_size, loss, random_start,
-         unroll):
+def _mim(logits_fn, x, y, key, *, eps, norm, steps, decay, step_size, loss, random_start, unroll):
   """MIM; step_size None: eps / steps (Dong et al.)."""
   step_size = eps / steps if step_size is None else step_size
   return ascent.mim(logits_fn, x, y, key, eps=eps, norm=norm, steps=steps, decay=decay,
@@ -63,7 +62,7 @@ def _mim(logits_fn, x, y, key, *, eps, norm, steps, decay, step_size, loss, rand
 
 def _apgd_settings(norm: str) -> dict:
   """APGD-CE's / APGD-DLR's standard budget in `norm`."""
-  l1 = norm == 'l1'   # APGD-l1: 5 restarts and the 3 eps -> eps schedule
+  l1 = norm == 'l1'  # APGD-l1: 5 restarts and the 3 eps -> eps schedule
   return dict(steps=100, restarts=5 if l1 else 1, large_eps_start=l1, eot_iter=1)
 
 
@@ -74,21 +73,24 @@ def _pgd_settings(loss: str) -> Callable[[str], dict]:
 
 
 ATTACKS = {
-    'apgd-ce': Attack(functools.partial(apgd.apgd, loss='ce'), ALL_NORMS, _apgd_settings,
-                      'white', stages=functools.partial(apgd.apgd_staged, loss='ce')),
-    'apgd-dlr': Attack(functools.partial(apgd.apgd, loss='dlr'), ALL_NORMS, _apgd_settings,
-                       'white', loss=lambda s: 'dlr',
-                       stages=functools.partial(apgd.apgd_staged, loss='dlr')),
-    'apgd-t': Attack(apgd.apgd_targeted, ALL_NORMS, lambda norm: dict(
-        steps=100, restarts=1, n_targets=5 if norm == 'l1' else 9,
-        large_eps_start=norm == 'l1'), 'white', loss=lambda s: 'targeted_dlr',
-                     stages=apgd.apgd_targeted_staged),
-    'fab-t': Attack(fab.fab_targeted, ALL_NORMS,
-                    lambda norm: dict(steps=100, restarts=1, n_targets=9), 'white',
-                    uses_key=lambda s: s['restarts'] > 1,   # restarts > 1: random starts
-                    stages=fab.fab_targeted_staged),
-    'fab': Attack(fab.fab_untargeted, ALL_NORMS,
-                  lambda norm: dict(steps=100, restarts=5), 'white',
+    'apgd-ce': Attack(functools.partial(apgd.apgd, loss='ce'), ALL_NORMS, _apgd_settings, 'white',
+                      stages=functools.partial(apgd.apgd_staged, loss='ce')),
+    'apgd-dlr': Attack(functools.partial(apgd.apgd, loss='dlr'), ALL_NORMS, _apgd_settings, 'white',
+                       loss=lambda s: 'dlr', stages=functools.partial(apgd.apgd_staged,
+                                                                      loss='dlr')),
+    'apgd-t': Attack(
+        apgd.apgd_targeted, ALL_NORMS,
+        lambda norm: dict(steps=100, restarts=1, n_targets=5
+                          if norm == 'l1' else 9, large_eps_start=norm == 'l1'), 'white',
+        loss=lambda s: 'targeted_dlr', stages=apgd.apgd_targeted_staged),
+    'fab-t': Attack(
+        fab.fab_targeted,
+        ALL_NORMS,
+        lambda norm: dict(steps=100, restarts=1, n_targets=9),
+        'white',
+        uses_key=lambda s: s['restarts'] > 1,  # restarts > 1: random starts
+        stages=fab.fab_targeted_staged),
+    'fab': Attack(fab.fab_untargeted, ALL_NORMS, lambda norm: dict(steps=100, restarts=5), 'white',
                   uses_key=lambda s: s['restarts'] > 1, stages=fab.fab_untargeted_staged),
     'pgd': Attack(_pgd, ALL_NORMS, _pgd_settings('ce'), 'white',
                   uses_key=lambda s: s['random_start']),
@@ -96,11 +98,12 @@ ATTACKS = {
                      uses_key=lambda s: s['random_start']),
     'fgsm': Attack(ascent.fgsm, ALL_NORMS, lambda norm: dict(loss='ce'), 'white',
                    uses_key=lambda s: False),
-    'mim': Attack(_mim, ALL_NORMS, lambda norm: dict(
-        steps=20, decay=1.0, step_size=None, loss='ce', random_start=False, unroll=1), 'white',
-                  uses_key=lambda s: s['random_start']),
-    'square': Attack(square.square, square.SQUARE, lambda norm: dict(
-        n_queries=5000, p_init=0.8), 'black', stages=square.square_staged),
+    'mim': Attack(
+        _mim, ALL_NORMS, lambda norm: dict(steps=20, decay=1.0, step_size=None, loss='ce',
+                                           random_start=False, unroll=1), 'white',
+        uses_key=lambda s: s['random_start']),
+    'square': Attack(square.square, square.SQUARE, lambda norm: dict(n_queries=5000, p_init=0.8),
+                     'black', stages=square.square_staged),
 }
 
 
@@ -154,7 +157,7 @@ def settings(name: str, norm: str, overrides: dict | None = None) -> dict:
   for key, value in overrides.items():
     if key == 'steps' and 'n_queries' in out:
       if overrides.get('n_queries') is not None:
-        continue                 # an explicit n_queries wins over the shared steps
+        continue  # an explicit n_queries wins over the shared steps
       key = 'n_queries'
     if key in out and value is not None:
       out[key] = value

@@ -10,21 +10,23 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-_BISECTION_STEPS = 40      # l2 / l1 projections: halvings of the bracket (float32 ulp by ~30)
-_BISECTION_ROWS = 8        # examples per chunk on CPU: their rows (~300 kB) stay in cache
+_BISECTION_STEPS = 40  # l2 / l1 projections: halvings of the bracket (float32 ulp by ~30)
+_BISECTION_ROWS = 8  # examples per chunk on CPU: their rows (~300 kB) stay in cache
 
 
 def _halvings(too_small, lo, hi, operands, iterations: int):
   """Halves each example's bracket until no bracket changes (float resolution) or
   after `iterations`. A halving that changes nothing changes nothing ever after, so
   the result is bit for bit that of `iterations` halvings."""
+
   def halve(state):
     i, lo, hi, _ = state
     mid = 0.5 * (lo + hi)
     left = too_small(mid, *operands)
     new_lo, new_hi = jnp.where(left, mid, lo), jnp.where(left, hi, mid)
-    changed = jnp.any((new_lo != lo) | (new_hi != hi))   # NaN != NaN: runs to the end
+    changed = jnp.any((new_lo != lo) | (new_hi != hi))  # NaN != NaN: runs to the end
     return i + 1, new_lo, new_hi, changed
+
   keep_going = lambda state: (state[0] < iterations) & state[3]
   _, lo, hi, _ = jax.lax.while_loop(keep_going, halve, (0, lo, hi, jnp.array(True)))
   return lo, hi
@@ -105,5 +107,6 @@ def kth_largest(values: jax.Array, m) -> jax.Array:
     candidate = prefix | jnp.left_shift(jnp.int32(1), 30 - b)
     enough = jnp.sum(bits >= candidate[:, None], -1, dtype=jnp.int32) >= m
     return jnp.where(enough, candidate, prefix)
+
   prefix = jax.lax.fori_loop(0, 31, keep_bit, jnp.zeros(values.shape[:1], jnp.int32))
   return jax.lax.bitcast_convert_type(prefix, jnp.float32)[:, None].astype(values.dtype)

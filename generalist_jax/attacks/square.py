@@ -53,7 +53,7 @@ def p_schedule(i, p_init: float, n_queries: int, rescale_schedule: bool):
   """
   it = (i * 10000) // n_queries if rescale_schedule else i
   halvings = sum((it > k).astype(jnp.int32) for k in _P_KNOTS)
-  return p_init / (2.0 ** halvings)
+  return p_init / (2.0**halvings)
 
 
 def _corner(key, shape, extent, s):
@@ -66,7 +66,7 @@ def _corner(key, shape, extent, s):
 
 def _margin(logits, y):
   """[B]: true logit minus the best other; Square lowers it until it is <= 0."""
-  return -losses.margin(logits, y)     # > 0 while correctly classified
+  return -losses.margin(logits, y)  # > 0 while correctly classified
 
 
 def _linf_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule):
@@ -94,8 +94,8 @@ def _linf_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedul
     x_new = jnp.clip(jnp.clip(x_new, x - eps, x + eps), 0.0, 1.0)
     margin_new = _margin(logits_fn(x_new), y)
     accept = (margin_min > 0) & (margin_new < margin_min)
-    return (jnp.where(accept[:, None, None, None], x_new, x_best),
-            jnp.where(accept, margin_new, margin_min))
+    return (jnp.where(accept[:, None, None, None], x_new,
+                      x_best), jnp.where(accept, margin_new, margin_min))
 
   return init, body
 
@@ -107,8 +107,9 @@ def _linf_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedul
 # _INV_POW_CUMSUM[p][n] = sum_{k < n} 1 / (k + 1)^p: the weight a cell gets from the
 # concentric squares k = k0 .. m-1 covering it is table[m] - table[k0] (p = 2 for l2,
 # 4 for l1, as the reference's `eta_rectangles`).
-_INV_POW_CUMSUM = {p: np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, 1025) ** p)])
-                   for p in (2, 4)}
+_INV_POW_CUMSUM = {
+    p: np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, 1025)**p)]) for p in (2, 4)
+}
 _TILE_POWER = {'l2': 2, 'l1': 4}
 
 
@@ -116,8 +117,8 @@ def _concentric(r, q, rows, cols, power: int = 2):
   """The unnormalised `eta_rectangles(rows, cols)` of the reference at offsets (r, q)
   inside the rectangle (0 outside): concentric squares around its centre, the
   k-th (k = 0, 1, ...) of half-width k and weight 1 / (k + 1)^power. Sizes may be traced."""
-  rc, cc = rows // 2, cols // 2              # centre cell (x_c - 1 in the reference)
-  m = jnp.maximum(rc, cc) + 1                # number of squares
+  rc, cc = rows // 2, cols // 2  # centre cell (x_c - 1 in the reference)
+  m = jnp.maximum(rc, cc) + 1  # number of squares
   k0 = jnp.maximum(jnp.abs(r - rc), jnp.abs(q - cc))
   table = jnp.asarray(_INV_POW_CUMSUM[power], jnp.float32)
   value = table[m] - table[jnp.minimum(k0, m)]
@@ -126,8 +127,8 @@ def _concentric(r, q, rows, cols, power: int = 2):
 
 def _unit(v, axes, norm: str = 'l2'):
   """v scaled to unit l2 norm (or unit l1 mass) over `axes`."""
-  size = (jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True)) if norm == 'l2'
-          else jnp.sum(jnp.abs(v), axis=axes, keepdims=True))
+  size = (jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True)) if norm == 'l2' else jnp.sum(
+      jnp.abs(v), axis=axes, keepdims=True))
   return v / (size + 1e-12)
 
 
@@ -164,7 +165,8 @@ def _tile_start(key, x, norm: str = 'l2'):
   start = max((h - 5 * s) // 2, 0)
   rows = jnp.arange(h)[None, :, None]
   cols = jnp.arange(w)[None, None, :]
-  corners = jnp.asarray([(vh, vw) for vh in range(start, h - s + 1, s)[:h // s]
+  corners = jnp.asarray([(vh, vw)
+                         for vh in range(start, h - s + 1, s)[:h // s]
                          for vw in range(start, w - s + 1, s)[:w // s]], jnp.int32)
   keys = rng.split(key, 2 * len(corners))
 
@@ -175,7 +177,7 @@ def _tile_start(key, x, norm: str = 'l2'):
     signs = rng.rademacher(sign_key, (b, 1, 1, c), x.dtype)
     return delta + tile[..., None] * signs
 
-  dtype = jnp.result_type(x.dtype, jnp.float32)   # the tiles are float32
+  dtype = jnp.result_type(x.dtype, jnp.float32)  # the tiles are float32
   return jax.lax.fori_loop(0, len(corners), add_tile, jnp.zeros(x.shape, dtype))
 
 
@@ -205,20 +207,19 @@ def _l2_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule)
     x_best, margin_min = carry
     k1, k2, kt, ks = rng.split(rng.fold_in(loop_key, i), 4)
     s = _odd_side(p_schedule(i, p_init, n_queries, rescale_schedule), h, w, 3)
-    corner = lambda k: (_corner(k, (b, 1, 1), h, s),
-                        _corner(rng.fold_in(k, 1), (b, 1, 1), w, s))
+    corner = lambda k: (_corner(k, (b, 1, 1), h, s), _corner(rng.fold_in(k, 1), (b, 1, 1), w, s))
     (vh, vw), (vh2, vw2) = corner(k1), corner(k2)
     in1 = ((rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s))[..., None]
     in2 = ((rows >= vh2) & (rows < vh2 + s) & (cols >= vw2) & (cols < vw2 + s))[..., None]
     delta = x_best - x
-    norm_window1 = l2(delta * in1, (1, 2))                     # per channel
+    norm_window1 = l2(delta * in1, (1, 2))  # per channel
     norm_image = l2(delta, (1, 2, 3))
-    norm_windows = l2(delta * (in1 | in2), (1, 2))                # per channel, as the reference
+    norm_windows = l2(delta * (in1 | in2), (1, 2))  # per channel, as the reference
     transpose = rng.bernoulli(kt, 0.5, (b, 1, 1))
     signs = rng.rademacher(ks, (b, 1, 1, c), x.dtype)
     fresh = eta_tile(rows - vh, cols - vw, s, transpose)[..., None] * signs
     moved = fresh + delta * in1 / (1e-12 + norm_window1)
-    budget = jnp.sqrt(jnp.maximum(eps ** 2 - norm_image ** 2, 0.0) / c + norm_windows ** 2)
+    budget = jnp.sqrt(jnp.maximum(eps**2 - norm_image**2, 0.0) / c + norm_windows**2)
     moved = _unit(moved, (1, 2)) * budget
     delta = jnp.where(in1, moved, jnp.where(in2, 0.0, delta))
     x_new = sphere(delta)
@@ -232,6 +233,7 @@ def _l2_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule)
 # ----------------------------------------------------------------------------
 # l1.
 # ----------------------------------------------------------------------------
+
 
 def _l1_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule):
   """(init, body) of Square l1 (fra31/auto-attack `square.py`, L1 branch): moves of l1
@@ -254,15 +256,14 @@ def _l1_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule)
     x_best, margin_min = carry
     k1, k2, kt, ks = rng.split(rng.fold_in(loop_key, i), 4)
     s = _odd_side(p_schedule(i, p_init, n_queries, rescale_schedule), h, w, 3)
-    corner = lambda k: (_corner(k, (b, 1, 1), h, s),
-                        _corner(rng.fold_in(k, 1), (b, 1, 1), w, s))
+    corner = lambda k: (_corner(k, (b, 1, 1), h, s), _corner(rng.fold_in(k, 1), (b, 1, 1), w, s))
     (vh, vw), (vh2, vw2) = corner(k1), corner(k2)
     in1 = ((rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s))[..., None]
     in2 = ((rows >= vh2) & (rows < vh2 + s) & (cols >= vw2) & (cols < vw2 + s))[..., None]
     delta = x_best - x
-    mass_window1 = l1(delta * in1, (1, 2))                     # per channel
+    mass_window1 = l1(delta * in1, (1, 2))  # per channel
     mass_image = l1(delta, (1, 2, 3))
-    mass_windows = l1(delta * (in1 | in2), (1, 2))             # per channel
+    mass_windows = l1(delta * (in1 | in2), (1, 2))  # per channel
     transpose = rng.bernoulli(kt, 0.5, (b, 1, 1))
     signs = rng.rademacher(ks, (b, 1, 1, c), x.dtype)
     fresh = eta_tile(rows - vh, cols - vw, s, transpose, 'l1')[..., None] * signs
@@ -316,8 +317,8 @@ def square(logits_fn, x, y, key, *, eps, norm: str, n_queries: int = 5000, p_ini
   Raises:
     ValueError: a norm Square has no version of.
   """
-  init, body = _parts(logits_fn, x, y, key, eps=eps, norm=norm, n_queries=n_queries,
-                      p_init=p_init, rescale_schedule=rescale_schedule)
+  init, body = _parts(logits_fn, x, y, key, eps=eps, norm=norm, n_queries=n_queries, p_init=p_init,
+                      rescale_schedule=rescale_schedule)
   x_best, _ = jax.lax.fori_loop(0, n_queries - 1, body, init())
   return x_best
 
@@ -332,8 +333,8 @@ def square_linf(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: flo
   Returns:
     x_adv [B, H, W, C].
   """
-  return square(logits_fn, x, y, key, norm='linf', eps=eps, n_queries=n_queries,
-                p_init=p_init, rescale_schedule=rescale_schedule)
+  return square(logits_fn, x, y, key, norm='linf', eps=eps, n_queries=n_queries, p_init=p_init,
+                rescale_schedule=rescale_schedule)
 
 
 def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
@@ -346,8 +347,8 @@ def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
   Returns:
     x_adv [B, H, W, C].
   """
-  return square(logits_fn, x, y, key, norm='l2', eps=eps, n_queries=n_queries,
-                p_init=p_init, rescale_schedule=rescale_schedule)
+  return square(logits_fn, x, y, key, norm='l2', eps=eps, n_queries=n_queries, p_init=p_init,
+                rescale_schedule=rescale_schedule)
 
 
 def square_l1(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
@@ -360,13 +361,12 @@ def square_l1(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float
   Returns:
     x_adv [B, H, W, C].
   """
-  return square(logits_fn, x, y, key, norm='l1', eps=eps, n_queries=n_queries,
-                p_init=p_init, rescale_schedule=rescale_schedule)
+  return square(logits_fn, x, y, key, norm='l1', eps=eps, n_queries=n_queries, p_init=p_init,
+                rescale_schedule=rescale_schedule)
 
 
 def square_staged(*, eps, norm: str, n_queries: int = 5000, p_init: float = 0.8,
-                  rescale_schedule: bool = False,
-                  query_block: int = QUERY_BLOCK) -> staged.Staged:
+                  rescale_schedule: bool = False, query_block: int = QUERY_BLOCK) -> staged.Staged:
   """`square` cut into stages of `query_block` iterations.
 
   The carry is (x_best, margin_min) and the iteration index (so the window schedule
@@ -385,9 +385,9 @@ def square_staged(*, eps, norm: str, n_queries: int = 5000, p_init: float = 0.8,
   """
   iterations = n_queries - 1
   n_stages = max(-(-iterations // query_block), 1)
-  parts = lambda logits_fn, x, y, key: _parts(
-      logits_fn, x, y, key, eps=eps, norm=norm, n_queries=n_queries, p_init=p_init,
-      rescale_schedule=rescale_schedule)
+  parts = lambda logits_fn, x, y, key: _parts(logits_fn, x, y, key, eps=eps, norm=norm, n_queries=
+                                              n_queries, p_init=p_init, rescale_schedule=
+                                              rescale_schedule)
 
   def start(logits_fn, x, y, key):
     return parts(logits_fn, x, y, key)[0]()

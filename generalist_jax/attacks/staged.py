@@ -21,10 +21,10 @@ class Staged(NamedTuple):
   """An attack as `n_stages` stages and the functions that run them (the module
   docstring says how an evaluation uses them)."""
   n_stages: int
-  start: Callable     # (logits_fn, x, y, key) -> carry before stage 0
-  stage: Callable     # (logits_fn, x, y, key, carry, j) -> carry
-  output: Callable    # carry -> x_adv [B, ...]
-  done: Callable      # carry -> [B] bool: the output is final
+  start: Callable  # (logits_fn, x, y, key) -> carry before stage 0
+  stage: Callable  # (logits_fn, x, y, key, carry, j) -> carry
+  output: Callable  # carry -> x_adv [B, ...]
+  done: Callable  # carry -> [B] bool: the output is final
 
 
 def single(attack: Callable) -> Staged:
@@ -37,8 +37,9 @@ def single(attack: Callable) -> Staged:
     The `Staged` attack: its carry is x_adv (x before the stage), every example
     done after it.
   """
-  return Staged(1, lambda logits_fn, x, y, key: x, lambda logits_fn, x, y, key, carry, j: attack(
-      logits_fn, x, y, key), lambda carry: carry, lambda carry: jnp.ones(carry.shape[:1], bool))
+  return Staged(1, lambda logits_fn, x, y, key: x,
+                lambda logits_fn, x, y, key, carry, j: attack(logits_fn, x, y, key),
+                lambda carry: carry, lambda carry: jnp.ones(carry.shape[:1], bool))
 
 
 def per_example(attack: Staged) -> Staged:
@@ -56,12 +57,13 @@ def per_example(attack: Staged) -> Staged:
   drop = lambda tree: jax.tree.map(lambda a: a[0], tree)
 
   def start(logits_fn, x, y, key):
-    return jax.vmap(lambda xi, yi, ki: drop(attack.start(logits_fn, xi[None], yi[None], ki)))(
-        x, y, key)
+    return jax.vmap(lambda xi, yi, ki: drop(attack.start(logits_fn, xi[None], yi[None], ki)))(x, y,
+                                                                                              key)
 
   def stage(logits_fn, x, y, key, carry, j):
-    return jax.vmap(lambda xi, yi, ki, ci: drop(attack.stage(
-        logits_fn, xi[None], yi[None], ki, add(ci), j)))(x, y, key, carry)
+    return jax.vmap(
+        lambda xi, yi, ki, ci: drop(attack.stage(logits_fn, xi[None], yi[None], ki, add(ci), j)))(
+            x, y, key, carry)
 
   return Staged(attack.n_stages, start, stage, attack.output, attack.done)
 

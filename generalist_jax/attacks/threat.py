@@ -96,9 +96,11 @@ def eps_problem(norm: str, eps: float, input_dim: int) -> str | None:
   Raises:
     KeyError: an unknown norm.
   """
-  limits = {'linf': (1.0, '1 (the whole [0, 1] box)'),
-            'l2': (math.sqrt(input_dim), f'sqrt(d) = {math.sqrt(input_dim):.4g}'),
-            'l1': (float(input_dim), f'd = {input_dim}')}
+  limits = {
+      'linf': (1.0, '1 (the whole [0, 1] box)'),
+      'l2': (math.sqrt(input_dim), f'sqrt(d) = {math.sqrt(input_dim):.4g}'),
+      'l1': (float(input_dim), f'd = {input_dim}')
+  }
   limit, what = limits[norm]
   too_big = eps >= limit if norm == 'linf' else eps > limit
   if not too_big:
@@ -127,6 +129,7 @@ def _sharding(x: jax.Array):
 
 # --- l-inf -------------------------------------------------------------------
 
+
 def linf_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
   """A random start: uniform in the l-inf ball (not yet clipped to the box).
 
@@ -138,8 +141,8 @@ def linf_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
   Returns:
     delta of x's shape, uniform in [-eps, eps].
   """
-  return rng.uniform(key, x.shape, x.dtype, -1.0, 1.0,
-                     out_sharding=_sharding(x)) * per_example(eps, x)
+  return rng.uniform(key, x.shape, x.dtype, -1.0, 1.0, out_sharding=_sharding(x)) * per_example(
+      eps, x)
 
 
 def linf_step(delta: jax.Array, grad: jax.Array, step_size) -> jax.Array:
@@ -175,6 +178,7 @@ def linf_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
 
 
 # --- l2 ----------------------------------------------------------------------
+
 
 def l2_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
   """A random start: a Gaussian direction on the l2 sphere of radius eps (as
@@ -237,14 +241,14 @@ def l2_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
   # Coordinate i sits on the box for mu >= breaks_i (2.0: never, mu <= 1).
   breaks = jnp.where(absv > 0, jnp.minimum(room / jnp.maximum(absv, 1e-30), 2.0), 2.0)
   sq_norm = lambda mu, breaks, room2, v2: jnp.sum(
-      jnp.where(breaks <= mu[:, None], room2, mu[:, None] ** 2 * v2), -1)
-  mu_lo, mu_hi = search.bisect(lambda mu, eps_b, *rows: sq_norm(mu, *rows) < eps_b ** 2,
-                         jnp.zeros_like(eps_b), jnp.ones_like(eps_b),
-                         (eps_b, breaks, room2, v2))
+      jnp.where(breaks <= mu[:, None], room2, mu[:, None]**2 * v2), -1)
+  mu_lo, mu_hi = search.bisect(lambda mu, eps_b, *rows: sq_norm(mu, *rows) < eps_b**2,
+                               jnp.zeros_like(eps_b), jnp.ones_like(eps_b),
+                               (eps_b, breaks, room2, v2))
   clipped = breaks <= (0.5 * (mu_lo + mu_hi))[:, None]
   on_box = jnp.sum(jnp.where(clipped, room2, 0.0), -1)
   free = jnp.sum(jnp.where(clipped, 0.0, v2), -1)
-  mu = jnp.sqrt(jnp.maximum(eps_b ** 2 - on_box, 0.0) / jnp.maximum(free, 1e-30))
+  mu = jnp.sqrt(jnp.maximum(eps_b**2 - on_box, 0.0) / jnp.maximum(free, 1e-30))
   mu = jnp.where(free > 0, jnp.clip(mu, mu_lo, mu_hi), mu_hi)
   projected = jnp.clip(mu[:, None] * v, lo, hi)
   d = jnp.where(inside[:, None], box_only, projected)
@@ -253,7 +257,7 @@ def l2_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
 
 # --- l1 ----------------------------------------------------------------------
 
-L1_TOPK_FRACTION = 0.05   # PGD-l1 moves the 5% of coordinates with largest |grad|
+L1_TOPK_FRACTION = 0.05  # PGD-l1 moves the 5% of coordinates with largest |grad|
 
 
 def l1_init(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
@@ -331,14 +335,14 @@ def l1_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
   l1_at = lambda tau, absv, room: jnp.sum(jnp.clip(absv - tau[:, None], 0.0, room), -1)
   # Examples inside the ball need no tau (box_only below): an empty bracket ends their search.
   tau_lo, tau_hi = search.bisect(lambda tau, eps_b, *rows: l1_at(tau, *rows) > eps_b,
-                           jnp.zeros_like(eps_b), jnp.where(inside, 0.0, jnp.max(absv, -1)),
-                           (eps_b, absv, room))
+                                 jnp.zeros_like(eps_b), jnp.where(inside, 0.0, jnp.max(absv, -1)),
+                                 (eps_b, absv, room))
   mid = (0.5 * (tau_lo + tau_hi))[:, None]
-  on_box = absv - room >= mid                          # |d_i| = room_i
-  moving = (absv > mid) & ~on_box                      # |d_i| = |v_i| - tau
+  on_box = absv - room >= mid  # |d_i| = room_i
+  moving = (absv > mid) & ~on_box  # |d_i| = |v_i| - tau
   n_moving = jnp.sum(moving, -1)
-  tau = (jnp.sum(jnp.where(on_box, room, 0.0), -1)
-         + jnp.sum(jnp.where(moving, absv, 0.0), -1) - eps_b) / jnp.maximum(n_moving, 1)
+  tau = (jnp.sum(jnp.where(on_box, room, 0.0), -1) + jnp.sum(jnp.where(moving, absv, 0.0), -1) -
+         eps_b) / jnp.maximum(n_moving, 1)
   tau = jnp.where(n_moving > 0, jnp.clip(tau, tau_lo, tau_hi), tau_hi)
   magnitude = jnp.minimum(jnp.maximum(absv - tau[:, None], 0.0), room)
   d = jnp.sign(v) * jnp.where(inside[:, None], box_only, magnitude)
@@ -355,8 +359,7 @@ class Norm:
   project: Callable[[jax.Array, jax.Array, float], jax.Array]
 
 
-NORMS = {'linf': Norm(linf_init, linf_step, linf_project),
-         'l2': Norm(l2_init, l2_step, l2_project),
-         'l1': Norm(l1_init, l1_topk_step, l1_project)}
-
-
+NORMS = {
+    'linf': Norm(linf_init, linf_step, linf_project), 'l2': Norm(l2_init, l2_step, l2_project),
+    'l1': Norm(l1_init, l1_topk_step, l1_project)
+}

@@ -65,8 +65,8 @@ def trades_attack(logits_fn, x, y, key, *, eps, step_size, steps, norm='linf', u
   del y
   clean = jax.lax.stop_gradient(logits_fn(x))
   delta = ascent.ascend(lambda xa: kl_divergence(clean, logits_fn(xa)), x,
-                 small_start(key, x, norm, eps), norm=norm, eps=eps, step_size=step_size,
-                 steps=steps, unroll=unroll)
+                        small_start(key, x, norm, eps), norm=norm, eps=eps, step_size=step_size,
+                        steps=steps, unroll=unroll)
   return x + delta
 
 
@@ -82,14 +82,15 @@ def ce_attack_small_start(logits_fn, x, y, key, *, eps, step_size, steps, norm='
     x_adv [B, H, W, C], in the eps-ball around x and [0, 1].
   """
   delta = ascent.ascend(lambda xa: losses.cross_entropy(logits_fn(xa), y), x,
-                 small_start(key, x, norm, eps), norm=norm, eps=eps, step_size=step_size,
-                 steps=steps, unroll=unroll)
+                        small_start(key, x, norm, eps), norm=norm, eps=eps, step_size=step_size,
+                        steps=steps, unroll=unroll)
   return x + delta
 
 
 # ----------------------------------------------------------------------------
 # Several threat models.
 # ----------------------------------------------------------------------------
+
 
 def per_norm_examples(per_norm_attacks: Sequence[Callable], logits_fn, x, y, key):
   """AVG's batches: one adversarial batch per threat model (independent attacks).
@@ -102,8 +103,10 @@ def per_norm_examples(per_norm_attacks: Sequence[Callable], logits_fn, x, y, key
   Returns:
     [k, B, ...], stacked in the attacks' order.
   """
-  return jnp.stack([attack(logits_fn, x, y, jax.random.fold_in(key, j))
-                    for j, attack in enumerate(per_norm_attacks)])
+  return jnp.stack([
+      attack(logits_fn, x, y, jax.random.fold_in(key, j))
+      for j, attack in enumerate(per_norm_attacks)
+  ])
 
 
 def pick_per_example(candidates, index):
@@ -158,9 +161,10 @@ def msd(logits_fn, x, y, key, *, norms: Sequence[str], eps: Sequence[float],
   Returns:
     x_adv [B, H, W, C]: inside [0, 1] and the ball of the norm whose step made it.
   """
-  del key   # deterministic: the reference starts at zero
-  steps_per_norm = [ascent.projected_step(threat.NORMS[n], x, e, s)
-                    for n, s, e in zip(norms, step_sizes, eps)]
+  del key  # deterministic: the reference starts at zero
+  steps_per_norm = [
+      ascent.projected_step(threat.NORMS[n], x, e, s) for n, s, e in zip(norms, step_sizes, eps)
+  ]
   grad = ascent.input_gradient(lambda inputs: losses.cross_entropy(logits_fn(inputs), y), x)
 
   def body(carry):
@@ -208,8 +212,8 @@ def one_sampled_norm(per_norm_attacks: Sequence[Callable], logits_fn, x, y, key)
   return jax.lax.switch(sampled_norm(key, len(branches)), branches, x, y, key)
 
 
-def pgd_norm_indexed(logits_fn, x, y, key, *, norm_index, norms: Sequence[str], eps,
-                     step_size, steps: int, random_start: bool = True, unroll='auto'):
+def pgd_norm_indexed(logits_fn, x, y, key, *, norm_index, norms: Sequence[str], eps, step_size,
+                     steps: int, random_start: bool = True, unroll='auto'):
   """CE-PGD whose threat model is data: `norms[norm_index]`, with eps and step
   size possibly traced. Same values as `ascent.pgd` (one restart, key
   fold_in(key, 0)) for that norm. Under `jax.vmap` over experts (stacked
@@ -229,9 +233,9 @@ def pgd_norm_indexed(logits_fn, x, y, key, *, norm_index, norms: Sequence[str], 
   threats = [threat.NORMS[n] for n in norms]
   grad = ascent.input_gradient(lambda inputs: losses.cross_entropy(logits_fn(inputs), y), x)
 
-  def pick(make):   # one branch per norm
-    return lambda *args: jax.lax.switch(norm_index, [functools.partial(make, t) for t in threats],
-                                        *args)
+  def pick(make):  # one branch per norm
+    return lambda *args: jax.lax.switch(norm_index, [functools.partial(make, t)
+                                                     for t in threats], *args)
 
   start = pick(lambda t, k: t.project(x, t.init(k, x, eps), eps))
   ascend_one = pick(lambda t, d, g: ascent.projected_step(t, x, eps, step_size)(d, g))

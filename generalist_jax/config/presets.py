@@ -18,11 +18,11 @@ from generalist_jax.config.builders import base_config, expert, norm_attacks, pg
 REFERENCE_EPOCHS = 120
 RESNET_LR_EPOCHS = (0, 40, 80, 120)
 RESNET_LR_VALUES = (0.01, 0.01, 0.001, 0.0001)
-ROBUST_MIX = (1.0, 1.0, 1.0, 0.4)      # beta at (0, E/3, 2E/3, E)
+ROBUST_MIX = (1.0, 1.0, 1.0, 0.4)  # beta at (0, E/3, 2E/3, E)
 
 
-def generalist_experts(lr_epochs=RESNET_LR_EPOCHS, lr_values=RESNET_LR_VALUES,
-                       robust_wd=3.5e-3, natural_wd=5e-4) -> ml_collections.ConfigDict:
+def generalist_experts(lr_epochs=RESNET_LR_EPOCHS, lr_values=RESNET_LR_VALUES, robust_wd=3.5e-3,
+                       natural_wd=5e-4) -> ml_collections.ConfigDict:
   """The CVPR'23 pair: a natural expert and an l-inf PGD-10 expert (the experts of
   configs/generalist_cifar10.py).
 
@@ -35,16 +35,17 @@ def generalist_experts(lr_epochs=RESNET_LR_EPOCHS, lr_values=RESNET_LR_VALUES,
     ConfigDict {'natural', 'robust'} of expert configs; mixing weights
     1 - ROBUST_MIX and ROBUST_MIX.
   """
-  return ml_collections.ConfigDict(dict(
-      natural=expert('natural', sgd(lr_epochs, lr_values, natural_wd),
-                     mix_values=tuple(1.0 - b for b in ROBUST_MIX)),
-      robust=expert('pgd', sgd(lr_epochs, lr_values, robust_wd),
-                    mix_values=ROBUST_MIX, attack=pgd_attack(steps=10)),
-  ))
+  return ml_collections.ConfigDict(
+      dict(
+          natural=expert('natural', sgd(lr_epochs, lr_values, natural_wd),
+                         mix_values=tuple(1.0 - b for b in ROBUST_MIX)),
+          robust=expert('pgd', sgd(lr_epochs, lr_values, robust_wd), mix_values=ROBUST_MIX,
+                        attack=pgd_attack(steps=10)),
+      ))
 
 
-def single_expert_config(name: str, best_metric: str, expert_config=None
-                         ) -> ml_collections.ConfigDict:
+def single_expert_config(name: str, best_metric: str,
+                         expert_config=None) -> ml_collections.ConfigDict:
   """A plain single-model baseline: one expert (by default the one of the
   Generalist pair called `name`; same optimizer and budget), mixing weight 1,
   no sync; its 'global' learner is then just the EMA of that expert.
@@ -95,8 +96,9 @@ def baseline_config(task, attack=None, *, beta=6.0, norms=(),
   Returns:
     A full run config (`single_expert_config`).
   """
-  return single_expert_config('robust', 'robust/robust_acc', robust_expert(
-      task, attack, beta=beta, norms=norms, per_norm=per_norm))
+  return single_expert_config(
+      'robust', 'robust/robust_acc',
+      robust_expert(task, attack, beta=beta, norms=norms, per_norm=per_norm))
 
 
 def norm_experts(norms=('l1', 'l2', 'linf'), steps=10) -> ml_collections.ConfigDict:
@@ -221,8 +223,8 @@ def parse_arg(arg: str | None, known: tuple) -> dict:
   Raises:
     ValueError: a key not in `known`.
   """
-  opts = dict(part.split('=', 1) if '=' in part else (part, '1')
-              for part in (arg or '').split(',') if part)
+  opts = dict(
+      part.split('=', 1) if '=' in part else (part, '1') for part in (arg or '').split(',') if part)
   unknown = set(opts) - set(known)
   if unknown:
     raise ValueError(f'unknown config arg keys {sorted(unknown)}; use '
@@ -266,8 +268,8 @@ def apply_arg(c, arg: str | None):
   Raises:
     ValueError: an unknown key, or 'reference_clock' with 'smoke' or 'epochs'.
   """
-  opts = parse_arg(arg, ('smoke', 'epochs', 'train_size', 'test_size', 'attack_steps',
-                         'reference_clock'))
+  opts = parse_arg(
+      arg, ('smoke', 'epochs', 'train_size', 'test_size', 'attack_steps', 'reference_clock'))
   if 'reference_clock' in opts:
     if {'smoke', 'epochs'} & set(opts):
       raise ValueError("the config arg 'reference_clock' keeps the reference's 120 epochs; "
@@ -276,8 +278,7 @@ def apply_arg(c, arg: str | None):
   if 'attack_steps' in opts:
     scale_attack_steps(c, int(opts['attack_steps']))
   if 'smoke' in opts:
-    smoke(c, num_epochs=int(opts.get('epochs', 10)),
-          train_size=int(opts.get('train_size', 5000)))
+    smoke(c, num_epochs=int(opts.get('epochs', 10)), train_size=int(opts.get('train_size', 5000)))
   elif 'epochs' in opts:
     miniature(c, int(opts['epochs']))
   if 'train_size' in opts and 'smoke' not in opts:

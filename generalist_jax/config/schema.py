@@ -37,7 +37,7 @@ def check_increasing(values, field: str):
     ConfigError: two neighbours do not increase.
   """
   check(all(b > a for a, b in zip(values, values[1:])), field,
-         f'knots must increase strictly, got {tuple(values)}.')
+        f'knots must increase strictly, got {tuple(values)}.')
 
 
 def _type_name(value) -> str:
@@ -51,7 +51,7 @@ def _compatible(value, ref) -> bool:
     return isinstance(value, bool) == isinstance(ref, bool)
   if isinstance(ref, int):
     return isinstance(value, int)
-  if isinstance(ref, float):     # an int where a float is expected is fine
+  if isinstance(ref, float):  # an int where a float is expected is fine
     return isinstance(value, (int, float))
   if isinstance(ref, (tuple, list)):
     return isinstance(value, (tuple, list))
@@ -76,16 +76,17 @@ def check_schema(c, ref, path: str) -> None:
     field = f'{path}{key}'
     if key not in ref:
       close = [k for k in ref.keys() if k[:3] == key[:3]]
-      check(False, field, f'unknown field{"; did you mean " + close[0] + "?" if close else ""} '
-             f'Known fields here: {sorted(ref.keys())}.')
+      check(
+          False, field, f'unknown field{"; did you mean " + close[0] + "?" if close else ""} '
+          f'Known fields here: {sorted(ref.keys())}.')
     value, expected = c[key], ref[key]
     if isinstance(expected, ml_collections.ConfigDict):
       check(isinstance(value, ml_collections.ConfigDict), field,
-             f'must be a ConfigDict, got {_type_name(value)}.')
+            f'must be a ConfigDict, got {_type_name(value)}.')
       check_schema(value, expected, field + '.')
     else:
       check(_compatible(value, expected), field,
-             f'must be a {_type_name(expected)}, got {_type_name(value)} ({value!r}).')
+            f'must be a {_type_name(expected)}, got {_type_name(value)} ({value!r}).')
 
 
 def check_config_schema(c) -> None:

@@ -48,13 +48,14 @@ def check_attack(attack, field: str) -> None:
         f'{attack.norm!r} is unknown; use one of {tuple(attacks.NORMS)}.')
   kinds = sorted(registry.ATTACKS)
   check(attack.kind in kinds, f'{field}.kind', f'{attack.kind!r} is unknown; use one of {kinds}.')
-  check(attack.kind in registry.implemented(attack.norm), f'{field}.kind',
-        f'{attack.kind!r} is not implemented for norm {attack.norm!r}; with that norm use '
-        f'one of {registry.implemented(attack.norm)} (or change {field}.norm).')
+  check(
+      attack.kind in registry.implemented(attack.norm), f'{field}.kind',
+      f'{attack.kind!r} is not implemented for norm {attack.norm!r}; with that norm use '
+      f'one of {registry.implemented(attack.norm)} (or change {field}.norm).')
   check(attack.loss in attacks.LOSSES, f'{field}.loss',
         f'{attack.loss!r} is unknown; use one of {tuple(attacks.LOSSES)}.')
   check(attack.eps >= 0, f'{field}.eps', f'must be >= 0, got {attack.eps}.')
-  if attack.norm == 'linf':   # l2 / l1 limits need the image size: validate_for_data
+  if attack.norm == 'linf':  # l2 / l1 limits need the image size: validate_for_data
     problem = threat.eps_problem('linf', float(attack.eps), 1)
     check(problem is None, f'{field}.eps', problem or '')
   check(attack.step_size >= 0, f'{field}.step_size', f'must be >= 0, got {attack.step_size}.')
@@ -92,34 +93,37 @@ def _check_data(d) -> None:
         f'{d.source!r} is unknown; use one of {tuple(data.SOURCES)}.')
   tfds_names = tuple(data.SUPPORTED_TFDS_DATASETS)
   if d.source == 'tfds':
-    check(d.name in tfds_names, 'data.name',
-          f'{d.name!r} is not supported; use one of {tfds_names} '
-          "or data.source='npz' with data.path.")
+    check(
+        d.name in tfds_names, 'data.name', f'{d.name!r} is not supported; use one of {tfds_names} '
+        "or data.source='npz' with data.path.")
   elif d.source == 'npz':
     check(bool(d.path), 'data.path', "data.source='npz' needs the path of an .npz file.")
   check(d.val_size >= 1, 'data.val_size',
         f'must be >= 1 (a validation split picks checkpoints), got {d.val_size}.')
   check(d.augment in data.AUGMENTATIONS, 'data.augment',
         f'{d.augment!r} is unknown; use one of {data.AUGMENTATIONS}.')
-  check(d.get('downsample', 1) >= 1, 'data.downsample',
-        f'must be >= 1 (1: full size, 2: 2x2 block means), got {d.get("downsample")}.')
+  check(
+      d.get('downsample', 1) >= 1, 'data.downsample',
+      f'must be >= 1 (1: full size, 2: 2x2 block means), got {d.get("downsample")}.')
 
 
 def _check_init_from(c) -> None:
   source = c.get('init_from', None)
   if source is None or not source.workdir:
     return
-  check(source.step >= 0, 'init_from.step',
-        f'init_from.workdir={source.workdir!r} needs the step of one of its saved '
-        f'checkpoints (>= 0), got {source.step}.')
+  check(
+      source.step >= 0, 'init_from.step',
+      f'init_from.workdir={source.workdir!r} needs the step of one of its saved '
+      f'checkpoints (>= 0), got {source.step}.')
 
 
 def _check_model(m) -> None:
   check(m.name in models.MODEL_NAMES, 'model.name',
         f'{m.name!r} is unknown; use one of {models.MODEL_NAMES}.')
   check(m.width > 0, 'model.width', f'must be > 0, got {m.width}.')
-  check(m.get('ops', 'auto') in cpu_ops.OPS, 'model.ops',
-        f'{m.get("ops")!r} is unknown; use one of {cpu_ops.OPS}.')
+  check(
+      m.get('ops', 'auto') in cpu_ops.OPS, 'model.ops',
+      f'{m.get("ops")!r} is unknown; use one of {cpu_ops.OPS}.')
 
 
 def _check_optimizer(o, field: str, num_epochs: int) -> None:
@@ -128,15 +132,16 @@ def _check_optimizer(o, field: str, num_epochs: int) -> None:
   check(o.schedule in schedules.LR_SCHEDULES, f'{field}.schedule',
         f'{o.schedule!r} is unknown; use one of {tuple(schedules.LR_SCHEDULES)}.')
   if o.schedule == 'piecewise_linear':
-    check(len(o.lr_epochs) == len(o.lr_values) >= 1, f'{field}.lr_values',
-          f'needs one value per lr_epochs knot: {len(o.lr_epochs)} knots, '
-          f'{len(o.lr_values)} values.')
+    check(
+        len(o.lr_epochs) == len(o.lr_values) >= 1, f'{field}.lr_values',
+        f'needs one value per lr_epochs knot: {len(o.lr_epochs)} knots, '
+        f'{len(o.lr_values)} values.')
     check_increasing(tuple(o.lr_epochs), f'{field}.lr_epochs')
-    check(o.lr_epochs[0] == 0 and math.isclose(o.lr_epochs[-1], num_epochs),
-          f'{field}.lr_epochs',
-          f'knots {tuple(o.lr_epochs)} do not fit training: they must run from 0 to '
-          f'num_epochs={num_epochs} (rescale them with the epochs, e.g. '
-          '--config=FILE.py:epochs=N).')
+    check(
+        o.lr_epochs[0] == 0 and math.isclose(o.lr_epochs[-1], num_epochs), f'{field}.lr_epochs',
+        f'knots {tuple(o.lr_epochs)} do not fit training: they must run from 0 to '
+        f'num_epochs={num_epochs} (rescale them with the epochs, e.g. '
+        '--config=FILE.py:epochs=N).')
     check(all(v >= 0 for v in o.lr_values), f'{field}.lr_values', 'must be >= 0.')
   else:
     check(o.lr >= 0, f'{field}.lr', f'must be >= 0, got {o.lr}.')
@@ -152,10 +157,11 @@ def _check_task(e, field: str) -> None:
   if 'beta' in spec.reads:
     check(e.beta >= 0, f'{field}.beta', f'must be >= 0, got {e.beta}.')
   if 'norms' in spec.reads:
-    check(len(e.norms) >= 1 and len(set(e.norms)) == len(e.norms)
-          and all(n in e.norm_attacks for n in e.norms), f'{field}.norms',
-          f'task {e.task!r} needs distinct threat models from {sorted(e.norm_attacks)}, '
-          f'got {tuple(e.norms)}.')
+    check(
+        len(e.norms) >= 1 and len(set(e.norms)) == len(e.norms) and
+        all(n in e.norm_attacks for n in e.norms), f'{field}.norms',
+        f'task {e.task!r} needs distinct threat models from {sorted(e.norm_attacks)}, '
+        f'got {tuple(e.norms)}.')
     for n in e.norms:
       check_attack(e.norm_attacks[n], f'{field}.norm_attacks.{n}')
       check(e.norm_attacks[n].norm == n, f'{field}.norm_attacks.{n}.norm',
@@ -169,22 +175,25 @@ def _check_experts(c) -> None:
   check(len(names) >= 1, 'experts', 'define at least one expert.')
   knots = tuple(c.meta.mix_epochs)
   check_increasing(knots, 'meta.mix_epochs')
-  check(knots[0] == 0 and math.isclose(knots[-1], c.num_epochs), 'meta.mix_epochs',
-        f'knots {knots} must run from 0 to num_epochs={c.num_epochs} (rescale them with '
-        'the epochs, e.g. --config=FILE.py:epochs=N).')
+  check(
+      knots[0] == 0 and math.isclose(knots[-1], c.num_epochs), 'meta.mix_epochs',
+      f'knots {knots} must run from 0 to num_epochs={c.num_epochs} (rescale them with '
+      'the epochs, e.g. --config=FILE.py:epochs=N).')
   for name in names:
     e = c.experts[name]
     _check_task(e, f'experts.{name}')
-    check(len(e.mix_values) == len(knots), f'experts.{name}.mix_values',
-          f'needs one value per meta.mix_epochs knot ({len(knots)}), got {len(e.mix_values)}.')
+    check(
+        len(e.mix_values) == len(knots), f'experts.{name}.mix_values',
+        f'needs one value per meta.mix_epochs knot ({len(knots)}), got {len(e.mix_values)}.')
     check(all(v >= 0 for v in e.mix_values), f'experts.{name}.mix_values',
           f'weights must be >= 0, got {tuple(e.mix_values)}.')
     _check_optimizer(e.optimizer, f'experts.{name}.optimizer', c.num_epochs)
   for i in range(len(knots)):
     total = sum(c.experts[n].mix_values[i] for n in names)
-    check(math.isclose(total, 1.0, abs_tol=1e-6), 'experts.*.mix_values',
-          f'mixing weights must sum to 1 at every knot; at epoch {knots[i]} they sum '
-          f'to {total:.6g} ({ {n: c.experts[n].mix_values[i] for n in names} }).')
+    check(
+        math.isclose(total, 1.0, abs_tol=1e-6), 'experts.*.mix_values',
+        f'mixing weights must sum to 1 at every knot; at epoch {knots[i]} they sum '
+        f'to {total:.6g} ({ {n: c.experts[n].mix_values[i] for n in names} }).')
 
 
 def _check_meta(c) -> None:
@@ -192,21 +201,23 @@ def _check_meta(c) -> None:
   check(s.kind in schedules.SYNC_SCHEDULES, 'meta.sync.kind',
         f'{s.kind!r} is unknown; use one of {tuple(schedules.SYNC_SCHEDULES)}.')
   if s.kind != 'never':
-    check(len(c.experts) >= 2, 'meta.sync.kind',
-          "syncing one expert with its own EMA changes the baseline; use 'never'.")
+    check(
+        len(c.experts) >= 2, 'meta.sync.kind',
+        "syncing one expert with its own EMA changes the baseline; use 'never'.")
     limit = c.num_epochs if s.kind == 'reference' else c.num_epochs - 1
     if c.meta.timescale == 'relative' and s.kind == 'reference':
       limit = s.virtual_epochs
-    check(0 <= s.start_epoch <= limit, 'meta.sync.start_epoch',
-          f'{s.start_epoch} is outside training (0..{limit} for num_epochs={c.num_epochs}); '
-          'no sync would ever happen. Scale it with the epochs or use kind=\'never\'.')
+    check(
+        0 <= s.start_epoch <= limit, 'meta.sync.start_epoch',
+        f'{s.start_epoch} is outside training (0..{limit} for num_epochs={c.num_epochs}); '
+        'no sync would ever happen. Scale it with the epochs or use kind=\'never\'.')
     if s.kind == 'reference':
       check(s.every_epochs >= 1, 'meta.sync.every_epochs', f'must be >= 1, got {s.every_epochs}.')
       last = s.virtual_epochs if c.meta.timescale == 'relative' else c.num_epochs
-      check(any(e % s.every_epochs == 0 for e in range(max(s.start_epoch, 1), last + 1)),
-            'meta.sync.every_epochs',
-            f'no epoch in {max(s.start_epoch, 1)}..{last} is a multiple of '
-            f'{s.every_epochs}; no sync would ever happen.')
+      check(
+          any(e % s.every_epochs == 0 for e in range(max(s.start_epoch, 1), last + 1)),
+          'meta.sync.every_epochs', f'no epoch in {max(s.start_epoch, 1)}..{last} is a multiple of '
+          f'{s.every_epochs}; no sync would ever happen.')
     else:
       check(s.every_steps >= 1, 'meta.sync.every_steps', f'must be >= 1, got {s.every_steps}.')
   check(0 < c.meta.ema_max_decay < 1, 'meta.ema_max_decay',
@@ -221,12 +232,12 @@ def _check_meta(c) -> None:
         f'must be > 0, got {c.meta.drift_lr_scale}.')
   check(1 <= s.window_epochs <= max(s.every_epochs, 1), 'meta.sync.window_epochs',
         f'must be in 1..every_epochs={s.every_epochs}, got {s.window_epochs}.')
-  check(s.virtual_epochs >= 1, 'meta.sync.virtual_epochs',
-        f'must be >= 1, got {s.virtual_epochs}.')
+  check(s.virtual_epochs >= 1, 'meta.sync.virtual_epochs', f'must be >= 1, got {s.virtual_epochs}.')
   if c.meta.timescale == 'relative' and s.kind == 'reference':
-    check(s.start_epoch <= s.virtual_epochs, 'meta.sync.start_epoch',
-          f'{s.start_epoch} is after the last of meta.sync.virtual_epochs='
-          f'{s.virtual_epochs}; no sync would ever happen.')
+    check(
+        s.start_epoch <= s.virtual_epochs, 'meta.sync.start_epoch',
+        f'{s.start_epoch} is after the last of meta.sync.virtual_epochs='
+        f'{s.virtual_epochs}; no sync would ever happen.')
 
 
 def _check_eval(c, devices: int) -> None:
@@ -240,9 +251,10 @@ def _check_eval(c, devices: int) -> None:
         f'must be a clean accuracy in [0, 1], got {ev.clean_floor}.')
   learners = step_lib.learner_names_of(c.experts.keys())
   learner, _, metric = ev.best_metric.partition('/')
-  check(learner in learners and metric in learner_eval.METRICS, 'eval.best_metric',
-        f"{ev.best_metric!r}: use '<learner>/<metric>' with learner in {learners} and "
-        f'metric in {learner_eval.METRICS}.')
+  check(
+      learner in learners and metric in learner_eval.METRICS, 'eval.best_metric',
+      f"{ev.best_metric!r}: use '<learner>/<metric>' with learner in {learners} and "
+      f'metric in {learner_eval.METRICS}.')
 
 
 def validate_config(c) -> None:
@@ -324,9 +336,10 @@ def validate_for_data(c, clock, image_shape: tuple = (),
   check(not errors, 'meta.timescale', ' '.join(errors))
   if s.kind == 'every_steps':
     window = (c.num_epochs - s.start_epoch) * clock.steps_per_epoch
-    check(s.every_steps <= window, 'meta.sync.every_steps',
-          f'{s.every_steps} is longer than the {window} steps from epoch {s.start_epoch} '
-          f'to the end ({clock.steps_per_epoch} steps an epoch); no sync would ever happen.')
+    check(
+        s.every_steps <= window, 'meta.sync.every_steps',
+        f'{s.every_steps} is longer than the {window} steps from epoch {s.start_epoch} '
+        f'to the end ({clock.steps_per_epoch} steps an epoch); no sync would ever happen.')
   return warnings
 
 

@@ -19,13 +19,14 @@ from generalist_jax.data import arrays
 from generalist_jax.data import downsample
 from generalist_jax.data import tfds_source
 from generalist_jax.data.arrays import channels_last_problem
-from generalist_jax.data.pipeline import (AUGMENTATIONS, eval_batches, steps_per_epoch,
-                                          to_float, train_batches)
+from generalist_jax.data.pipeline import (AUGMENTATIONS, eval_batches, steps_per_epoch, to_float,
+                                          train_batches)
 from generalist_jax.data.splits import ArraySource, Dataset, DatasetInfo, SplitSpec
 from generalist_jax.data.tfds_source import DataNotPreparedError, SUPPORTED_TFDS_DATASETS
 
-SOURCES = {'tfds': tfds_source.load_tfds, 'npz': arrays.load_npz,
-           'sklearn_digits': arrays.load_digits}
+SOURCES = {
+    'tfds': tfds_source.load_tfds, 'npz': arrays.load_npz, 'sklearn_digits': arrays.load_digits
+}
 
 
 def load_dataset(data_config) -> Dataset:
@@ -43,10 +44,10 @@ def load_dataset(data_config) -> Dataset:
       and the source's own errors (DataNotPreparedError, a malformed npz).
   """
   source = data_config.get('source', 'tfds')
-  split = SplitSpec(val_size=int(data_config.get('val_size', 0) or 0),
-                    split_seed=int(data_config.get('split_seed', 0) or 0),
-                    train_size=data_config.get('train_size', None),
-                    test_size=data_config.get('test_size', None))
+  split = SplitSpec(val_size=int(data_config.get('val_size', 0) or
+                                 0), split_seed=int(data_config.get('split_seed', 0) or 0),
+                    train_size=data_config.get('train_size',
+                                               None), test_size=data_config.get('test_size', None))
   if split.val_size < 0:
     raise ValueError(f'data.val_size must be >= 0, got {split.val_size}.')
   for field in ('train_size', 'test_size'):
@@ -61,6 +62,8 @@ def load_dataset(data_config) -> Dataset:
   return downsample.downsample_dataset(SOURCES[source](data_config, split), k)
 
 
-__all__ = ['AUGMENTATIONS', 'ArraySource', 'DataNotPreparedError', 'Dataset', 'DatasetInfo',
-           'SOURCES', 'channels_last_problem', 'SUPPORTED_TFDS_DATASETS', 'SplitSpec',
-           'eval_batches', 'load_dataset', 'steps_per_epoch', 'to_float', 'train_batches']
+__all__ = [
+    'AUGMENTATIONS', 'ArraySource', 'DataNotPreparedError', 'Dataset', 'DatasetInfo', 'SOURCES',
+    'channels_last_problem', 'SUPPORTED_TFDS_DATASETS', 'SplitSpec', 'eval_batches', 'load_dataset',
+    'steps_per_epoch', 'to_float', 'train_batches'
+]

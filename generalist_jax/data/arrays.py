@@ -17,18 +17,14 @@ _NPZ_KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
 def _check_images(x: np.ndarray, key: str, path: str) -> np.ndarray:
   """uint8 NHWC images (NHW gets a channel axis); ValueError naming the fix otherwise."""
   if x.dtype != np.uint8:
-    raise ValueError(
-        f'{path}: {key} has dtype {x.dtype}, expected uint8 pixels in'
-        ' [0, 255]. Convert it, e.g. (np.clip(x, 0, 1) * 255).round()'
-        '.astype(np.uint8) for float images in [0, 1].'
-    )
+    raise ValueError(f'{path}: {key} has dtype {x.dtype}, expected uint8 pixels in'
+                     ' [0, 255]. Convert it, e.g. (np.clip(x, 0, 1) * 255).round()'
+                     '.astype(np.uint8) for float images in [0, 1].')
   if x.ndim == 3:  # grayscale NHW -> NHW1
     x = x[..., None]
   if x.ndim != 4:
-    raise ValueError(
-        f'{path}: {key} has shape {x.shape}; expected NHWC (4-D) or NHW'
-        ' (3-D, grayscale) uint8 images.'
-    )
+    raise ValueError(f'{path}: {key} has shape {x.shape}; expected NHWC (4-D) or NHW'
+                     ' (3-D, grayscale) uint8 images.')
   problem = channels_last_problem(x.shape)
   if problem:
     raise ValueError(f'{path}: {key} {problem}')
@@ -52,27 +48,19 @@ def channels_last_problem(shape: tuple) -> str | None:
   return f'has shape {tuple(shape)}; expected NHWC with C in (1, 3, 4) channels last.{hint}'
 
 
-def _check_labels(
-    y: np.ndarray, key: str, path: str, n: int, x_key: str
-) -> np.ndarray:
+def _check_labels(y: np.ndarray, key: str, path: str, n: int, x_key: str) -> np.ndarray:
   """int64 [n] class ids ([n, 1] accepted); ValueError naming the fix otherwise."""
   if y.ndim == 2 and y.shape[1] == 1:
     y = y[:, 0]
   if y.ndim != 1:
-    raise ValueError(
-        f'{path}: {key} has shape {y.shape}; expected 1-D integer class ids'
-        ' (not one-hot: use y.argmax(-1)).'
-    )
+    raise ValueError(f'{path}: {key} has shape {y.shape}; expected 1-D integer class ids'
+                     ' (not one-hot: use y.argmax(-1)).')
   if not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
-    raise ValueError(
-        f'{path}: {key} has dtype {y.dtype}; expected integer class ids'
-        ' (e.g. y.astype(np.int64)).'
-    )
+    raise ValueError(f'{path}: {key} has dtype {y.dtype}; expected integer class ids'
+                     ' (e.g. y.astype(np.int64)).')
   if len(y) != n:
-    raise ValueError(
-        f'{path}: {x_key} has {n} images but {key} has {len(y)} labels;'
-        ' they must have the same length.'
-    )
+    raise ValueError(f'{path}: {x_key} has {n} images but {key} has {len(y)} labels;'
+                     ' they must have the same length.')
   return y.astype(np.int64)
 
 
@@ -90,7 +78,7 @@ def channel_stats(x: np.ndarray) -> tuple[tuple, tuple]:
   total_sq = np.zeros(c, np.float64)
   chunk = 4096
   for start in range(0, len(x), chunk):
-    part = x[start : start + chunk].reshape(-1, c).astype(np.float64)
+    part = x[start:start + chunk].reshape(-1, c).astype(np.float64)
     total += part.sum(0)
     total_sq += np.square(part).sum(0)
   count = x.shape[0] * x.shape[1] * x.shape[2]
@@ -98,9 +86,7 @@ def channel_stats(x: np.ndarray) -> tuple[tuple, tuple]:
   var = np.maximum(total_sq / count - np.square(mean), 0.0)
   std = np.sqrt(var)
   std = np.where(std > 0, std, 255.0)  # constant channel: avoid divide by 0
-  return tuple(float(v) for v in mean / 255.0), tuple(
-      float(v) for v in std / 255.0
-  )
+  return tuple(float(v) for v in mean / 255.0), tuple(float(v) for v in std / 255.0)
 
 
 def load_npz(data_config, split: splits.SplitSpec) -> splits.Dataset:
@@ -120,34 +106,26 @@ def load_npz(data_config, split: splits.SplitSpec) -> splits.Dataset:
   """
   path = data_config.get('path', None)
   if not path:
-    raise ValueError(
-        "data.source='npz' needs data.path pointing to a .npz file with keys"
-        f' {", ".join(_NPZ_KEYS)}.'
-    )
+    raise ValueError("data.source='npz' needs data.path pointing to a .npz file with keys"
+                     f' {", ".join(_NPZ_KEYS)}.')
   path = os.fspath(path)
   if not os.path.isfile(path):
-    raise ValueError(
-        f'npz file not found: {path}. Set data.path to an existing .npz with'
-        f' keys {", ".join(_NPZ_KEYS)}.'
-    )
+    raise ValueError(f'npz file not found: {path}. Set data.path to an existing .npz with'
+                     f' keys {", ".join(_NPZ_KEYS)}.')
   try:
     with np.load(path, allow_pickle=False) as f:
       missing = [k for k in _NPZ_KEYS if k not in f.files]
       if missing:
-        raise ValueError(
-            f'{path} is missing key(s) {", ".join(missing)}; found'
-            f' {", ".join(f.files) or "none"}. It needs'
-            f' {", ".join(_NPZ_KEYS)} (save with np.savez(path,'
-            ' x_train=..., y_train=..., x_test=..., y_test=...)).'
-        )
+        raise ValueError(f'{path} is missing key(s) {", ".join(missing)}; found'
+                         f' {", ".join(f.files) or "none"}. It needs'
+                         f' {", ".join(_NPZ_KEYS)} (save with np.savez(path,'
+                         ' x_train=..., y_train=..., x_test=..., y_test=...)).')
       arrays = {k: f[k] for k in _NPZ_KEYS}
   except ValueError as e:
     if str(e).startswith(path):
       raise
-    raise ValueError(
-        f'Could not read {path} as a .npz of plain numeric arrays (object'
-        f' arrays / pickles are not allowed): {e}'
-    ) from e
+    raise ValueError(f'Could not read {path} as a .npz of plain numeric arrays (object'
+                     f' arrays / pickles are not allowed): {e}') from e
   except (OSError, EOFError) as e:  # pickle / zip errors
     raise ValueError(f'Could not read {path} as a .npz file: {e}') from e
 
@@ -174,13 +152,9 @@ def _checked_arrays(arrays, path) -> tuple:
   x_train = _check_images(arrays['x_train'], 'x_train', path)
   x_test = _check_images(arrays['x_test'], 'x_test', path)
   if x_train.shape[1:] != x_test.shape[1:]:
-    raise ValueError(
-        f'{path}: x_train images have shape {x_train.shape[1:]} but x_test'
-        f' images have shape {x_test.shape[1:]}; they must match (HWC).'
-    )
-  y_train = _check_labels(
-      arrays['y_train'], 'y_train', path, len(x_train), 'x_train'
-  )
+    raise ValueError(f'{path}: x_train images have shape {x_train.shape[1:]} but x_test'
+                     f' images have shape {x_test.shape[1:]}; they must match (HWC).')
+  y_train = _check_labels(arrays['y_train'], 'y_train', path, len(x_train), 'x_train')
   y_test = _check_labels(arrays['y_test'], 'y_test', path, len(x_test), 'x_test')
   if len(x_test) == 0:
     raise ValueError(f'{path}: x_test is empty.')
@@ -197,17 +171,13 @@ def _checked_num_classes(y_train, y_test, num_classes, path) -> int:
   num_classes = int(num_classes)
   for key, y in (('y_train', y_train), ('y_test', y_test)):
     if len(y) and (y.min() < 0 or y.max() >= num_classes):
-      raise ValueError(
-          f'{path}: {key} has labels in [{y.min()}, {y.max()}], outside'
-          f' [0, {num_classes - 1}] (num_classes={num_classes}). Labels'
-          ' must be class ids 0..num_classes-1; remap them (or raise'
-          ' data.num_classes).'
-      )
+      raise ValueError(f'{path}: {key} has labels in [{y.min()}, {y.max()}], outside'
+                       f' [0, {num_classes - 1}] (num_classes={num_classes}). Labels'
+                       ' must be class ids 0..num_classes-1; remap them (or raise'
+                       ' data.num_classes).')
   if num_classes < 2:
-    raise ValueError(
-        f'{path}: found only {num_classes} class(es) in the labels; need at'
-        ' least 2.'
-    )
+    raise ValueError(f'{path}: found only {num_classes} class(es) in the labels; need at'
+                     ' least 2.')
   return num_classes
 
 
@@ -235,9 +205,8 @@ def dataset_from_arrays(arrays, path, what, split: splits.SplitSpec,
   """
   x_train, y_train, x_test, y_test = _checked_arrays(arrays, path)
   num_classes = _checked_num_classes(y_train, y_test, num_classes, path)
-  train_idx, val_idx = splits.split_indices(
-      len(x_train), split.val_size, split.split_seed, split.train_size, what
-  )
+  train_idx, val_idx = splits.split_indices(len(x_train), split.val_size, split.split_seed,
+                                            split.train_size, what)
   test_idx = splits.test_indices(split.test_size, len(x_test), split.split_seed, what)
   mean, std = channel_stats(x_train)
   info = splits.DatasetInfo(
@@ -248,9 +217,7 @@ def dataset_from_arrays(arrays, path, what, split: splits.SplitSpec,
   )
   return splits.Dataset(
       info=info,
-      train=splits.ArraySource(
-          np.ascontiguousarray(x_train[train_idx]), y_train[train_idx]
-      ),
+      train=splits.ArraySource(np.ascontiguousarray(x_train[train_idx]), y_train[train_idx]),
       val=(
           np.ascontiguousarray(x_train[val_idx]),
           y_train[val_idx].astype(np.int32),
@@ -285,8 +252,10 @@ def sklearn_digits_arrays() -> dict:
   perm = np.random.default_rng(0).permutation(len(images))
   test, train = perm[:DIGITS_TEST_SIZE], perm[DIGITS_TEST_SIZE:]
   labels = digits.target.astype(np.int64)
-  return {'x_train': images[train], 'y_train': labels[train],
-          'x_test': images[test], 'y_test': labels[test]}
+  return {
+      'x_train': images[train], 'y_train': labels[train], 'x_test': images[test],
+      'y_test': labels[test]
+  }
 
 
 def load_digits(data_config, split: splits.SplitSpec) -> splits.Dataset:
@@ -303,6 +272,5 @@ def load_digits(data_config, split: splits.SplitSpec) -> splits.Dataset:
     ValueError: num_classes below 10; split sizes the 1,500 training images cannot
       hold.
   """
-  return dataset_from_arrays(sklearn_digits_arrays(), 'sklearn_digits',
-                             'the sklearn_digits data', split,
-                             num_classes=data_config.get('num_classes', None))
+  return dataset_from_arrays(sklearn_digits_arrays(), 'sklearn_digits', 'the sklearn_digits data',
+                             split, num_classes=data_config.get('num_classes', None))

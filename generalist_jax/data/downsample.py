@@ -16,7 +16,7 @@ import numpy as np
 from generalist_jax.data import arrays
 from generalist_jax.data import splits
 
-STATS_SAMPLE = 10_000   # training images read to estimate a lazy source's mean / std
+STATS_SAMPLE = 10_000  # training images read to estimate a lazy source's mean / std
 
 
 def block_mean(images: np.ndarray, k: int) -> np.ndarray:
@@ -99,5 +99,4 @@ def downsample_dataset(dataset: splits.Dataset, k: int) -> splits.Dataset:
   h, w, c = dataset.info.image_shape
   info = dataclasses.replace(dataset.info, image_shape=(h // k, w // k, c), mean=mean, std=std)
   reduce = lambda pair: (block_mean(pair[0], k), pair[1])
-  return splits.Dataset(info=info, train=train, val=reduce(dataset.val),
-                        test=reduce(dataset.test))
+  return splits.Dataset(info=info, train=train, val=reduce(dataset.val), test=reduce(dataset.test))

@@ -18,6 +18,7 @@ from generalist_jax.data import splits
 AUGMENTATIONS = ('crop_flip', 'crop', 'none')
 CROP_PADDING = 4  # as torchvision RandomCrop(size, padding=4), zero padding.
 
+
 def to_float(images_uint8) -> np.ndarray:
   """The model's input contract: uint8 pixels as float32 in [0, 1].
 
@@ -46,11 +47,9 @@ def steps_per_epoch(dataset: splits.Dataset, batch_size: int) -> int:
   n = len(dataset.train)
   steps = n // int(batch_size)
   if steps == 0:
-    raise ValueError(
-        f'batch_size={batch_size} is larger than the {n} training examples;'
-        ' lower the batch size or use more training data (data.train_size /'
-        ' data.val_size).'
-    )
+    raise ValueError(f'batch_size={batch_size} is larger than the {n} training examples;'
+                     ' lower the batch size or use more training data (data.train_size /'
+                     ' data.val_size).')
   return steps
 
 
@@ -62,9 +61,8 @@ def _random_crop(image: np.ndarray, rng: np.random.Generator, pad: int):
   dy, dx = rng.integers(0, 2 * pad + 1, size=2) - pad  # shift in [-pad, pad]
   out = np.zeros_like(image)
   # out[y, x] = image[y + dy, x + dx] where in range, else 0.
-  out[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = image[
-      max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)
-  ]
+  out[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = image[max(0, dy):h - max(0, -dy),
+                                                                      max(0, dx):w - max(0, -dx)]
   return out
 
 
@@ -104,14 +102,11 @@ def _derive_seeds(seed: int) -> tuple[int, int]:
   return int(state[0]), int(state[1])
 
 
-def _check_train_args(dataset, batch_size, seed, start_step, augment,
-                      process_count) -> int:
+def _check_train_args(dataset, batch_size, seed, start_step, augment, process_count) -> int:
   """The steps per epoch, once `train_batches`' arguments pass its checks (ValueError
   naming the fix otherwise)."""
   if augment not in AUGMENTATIONS:
-    raise ValueError(
-        f'Unknown augment={augment!r}; expected one of {AUGMENTATIONS}.'
-    )
+    raise ValueError(f'Unknown augment={augment!r}; expected one of {AUGMENTATIONS}.')
   if start_step < 0:
     raise ValueError(f'start_step must be >= 0, got {start_step}.')
   if seed < 0:
@@ -123,9 +118,8 @@ def _check_train_args(dataset, batch_size, seed, start_step, augment,
   return steps
 
 
-def _batch_iterator(dataset, local_batch: int, epoch_examples: int, *, seed, start_step,
-                    augment, num_threads, prefetch, process_index,
-                    process_count) -> Iterator[dict]:
+def _batch_iterator(dataset, local_batch: int, epoch_examples: int, *, seed, start_step, augment,
+                    num_threads, prefetch, process_index, process_count) -> Iterator[dict]:
   """The grain pipeline of `train_batches`: shuffle, augment, this process's rows of
   every global batch of the epoch's first `epoch_examples`, repeated, from start_step."""
   shuffle_seed, augment_seed = _derive_seeds(seed)
@@ -142,10 +136,7 @@ def _batch_iterator(dataset, local_batch: int, epoch_examples: int, *, seed, sta
   ds = ds.repeat(None)
   ds = ds.slice(slice(int(start_step), None))
   iter_ds = ds.to_iter_dataset(
-      grain.ReadOptions(
-          num_threads=int(num_threads), prefetch_buffer_size=int(prefetch)
-      )
-  )
+      grain.ReadOptions(num_threads=int(num_threads), prefetch_buffer_size=int(prefetch)))
   return iter(iter_ds)
 
 
@@ -197,9 +188,8 @@ def train_batches(
                          process_count=process_count)
 
 
-def eval_batches(
-    images: np.ndarray, labels: np.ndarray, batch_size: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+def eval_batches(images: np.ndarray, labels: np.ndarray,
+                 batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
   """Yields ``(float32 images, int32 labels, n_valid)`` in order.
 
   Every batch has exactly ``batch_size`` rows (one shape for jit); the last
@@ -224,8 +214,8 @@ def eval_batches(
   if batch_size <= 0:
     raise ValueError(f'batch_size must be positive, got {batch_size}.')
   for start in range(0, len(images), batch_size):
-    x = images[start : start + batch_size]
-    y = labels[start : start + batch_size].astype(np.int32)
+    x = images[start:start + batch_size]
+    y = labels[start:start + batch_size].astype(np.int32)
     n_valid = len(x)
     if n_valid < batch_size:
       pad = batch_size - n_valid

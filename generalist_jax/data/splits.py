@@ -55,7 +55,6 @@ class ArraySource:
     return f'ArraySource(n={len(self)}, image_shape={self.images.shape[1:]})'
 
 
-
 @dataclasses.dataclass
 class Dataset:
   """A loaded dataset: train (random access), validation and test (in memory)."""
@@ -63,7 +62,6 @@ class Dataset:
   train: Any  # random-access source: len(), [i] -> (uint8 HWC, int label)
   val: tuple  # (uint8 NHWC images, int32 labels), in memory
   test: tuple  # (uint8 NHWC images, int32 labels), in memory
-
 
 
 def split_indices(
@@ -93,23 +91,19 @@ def split_indices(
       what is left.
   """
   if n_train < val_size + 1:
-    raise ValueError(
-        f'{what} has only {n_train} training examples, but data.val_size='
-        f'{val_size} must leave at least one for training. Lower data.val_size'
-        ' or provide more training examples.'
-    )
+    raise ValueError(f'{what} has only {n_train} training examples, but data.val_size='
+                     f'{val_size} must leave at least one for training. Lower data.val_size'
+                     ' or provide more training examples.')
   perm = np.random.default_rng(split_seed).permutation(n_train)
   val_idx = perm[:val_size]
   train_idx = perm[val_size:]
   if train_size is not None:
     train_size = int(train_size)
     if train_size > len(train_idx):
-      raise ValueError(
-          f'data.train_size={train_size} but {what} only has'
-          f' {len(train_idx)} training examples left after holding out'
-          f' data.val_size={val_size}. Lower data.train_size (or set it to'
-          ' None to use all of them).'
-      )
+      raise ValueError(f'data.train_size={train_size} but {what} only has'
+                       f' {len(train_idx)} training examples left after holding out'
+                       f' data.val_size={val_size}. Lower data.train_size (or set it to'
+                       ' None to use all of them).')
     train_idx = train_idx[:train_size]
   # Sorted for read locality; order is irrelevant (the pipeline shuffles).
   return np.sort(train_idx), np.sort(val_idx)
@@ -137,10 +131,7 @@ def test_indices(test_size, n_test: int, split_seed: int, what: str) -> np.ndarr
     return np.arange(n_test)
   test_size = int(test_size)
   if test_size > n_test:
-    raise ValueError(
-        f'data.test_size={test_size} but {what} only has {n_test} test'
-        ' examples. Lower data.test_size or set it to None.'
-    )
+    raise ValueError(f'data.test_size={test_size} but {what} only has {n_test} test'
+                     ' examples. Lower data.test_size or set it to None.')
   rng = np.random.default_rng([int(split_seed), 0x7E57])
   return np.sort(rng.permutation(n_test)[:test_size])
-

@@ -27,15 +27,9 @@ class _TfdsSpec:
 # Per-channel statistics of the full training split, in [0, 1] units (the
 # commonly published values).
 SUPPORTED_TFDS_DATASETS = {
-    'cifar10': _TfdsSpec(
-        10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
-    ),
-    'cifar100': _TfdsSpec(
-        100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-    ),
-    'svhn_cropped': _TfdsSpec(
-        10, (32, 32, 3), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
-    ),
+    'cifar10': _TfdsSpec(10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
+    'cifar100': _TfdsSpec(100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    'svhn_cropped': _TfdsSpec(10, (32, 32, 3), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
     'mnist': _TfdsSpec(10, (28, 28, 1), (0.1307,), (0.3081,)),
     'fashion_mnist': _TfdsSpec(10, (28, 28, 1), (0.2860,), (0.3530,)),
 }
@@ -102,11 +96,8 @@ def _default_tfds_data_dir() -> str:
 def _not_prepared_message(name: str, data_dir: Optional[str], cause) -> str:
   """Where the dataset was looked for, the prepare command, the offline alternative,
   and TFDS's error where metadata without array_record data is there."""
-  looked_in = (
-      data_dir
-      if data_dir is not None
-      else f'{_default_tfds_data_dir()} (TFDS default; data.data_dir=None)'
-  )
+  looked_in = (data_dir if data_dir is not None else
+               f'{_default_tfds_data_dir()} (TFDS default; data.data_dir=None)')
   data_dir_flag = f' --data_dir={data_dir}' if data_dir is not None else ''
   lines = [
       f"TFDS dataset '{name}' is not prepared (array_record format) in"
@@ -119,16 +110,13 @@ def _not_prepared_message(name: str, data_dir: Optional[str], cause) -> str:
       ' labels).',
   ]
   root = data_dir if data_dir is not None else _default_tfds_data_dir()
-  found = sorted(glob.glob(os.path.join(root, name, '**', 'dataset_info.json'),
-                           recursive=True))
+  found = sorted(glob.glob(os.path.join(root, name, '**', 'dataset_info.json'), recursive=True))
   if found:
     # Something is there, but not readable as array_record.
-    lines.append(
-        f'Found TFDS metadata ({found[0]}) but no readable array_record data;'
-        ' it may have been prepared in TFRecord format (e.g. by tfds.load),'
-        ' which cannot be read without TensorFlow: prepare into a fresh'
-        ' --data_dir.'
-    )
+    lines.append(f'Found TFDS metadata ({found[0]}) but no readable array_record data;'
+                 ' it may have been prepared in TFRecord format (e.g. by tfds.load),'
+                 ' which cannot be read without TensorFlow: prepare into a fresh'
+                 ' --data_dir.')
     lines.append(f'(TFDS said: {type(cause).__name__}: {cause})')
   return '\n'.join(lines)
 
@@ -141,9 +129,7 @@ def _data_sources(name: str, data_dir: Optional[str]) -> dict:
   sources = {}
   for part in ('train', 'test'):
     try:
-      sources[part] = tfds.data_source(
-          name, split=part, data_dir=data_dir, download=False
-      )
+      sources[part] = tfds.data_source(name, split=part, data_dir=data_dir, download=False)
     except ImportError:
       raise
     except (
@@ -154,15 +140,10 @@ def _data_sources(name: str, data_dir: Optional[str]) -> dict:
         ValueError,
         AssertionError,
     ) as e:
-      raise DataNotPreparedError(
-          _not_prepared_message(name, data_dir, e)
-      ) from e
+      raise DataNotPreparedError(_not_prepared_message(name, data_dir, e)) from e
     if len(sources[part]) == 0:  # pylint: disable=g-explicit-length-test
       raise DataNotPreparedError(
-          _not_prepared_message(
-              name, data_dir, ValueError(f'split {part!r} is empty')
-          )
-      )
+          _not_prepared_message(name, data_dir, ValueError(f'split {part!r} is empty')))
   return sources
 
 
@@ -186,22 +167,18 @@ def load_tfds(data_config, split: splits.SplitSpec) -> splits.Dataset:
   """
   name, data_dir = data_config.get('name'), data_config.get('data_dir', None)
   if name not in SUPPORTED_TFDS_DATASETS:
-    raise ValueError(
-        f'Unsupported TFDS dataset data.name={name!r}. Supported names:'
-        f' {", ".join(sorted(SUPPORTED_TFDS_DATASETS))}. (For other data use'
-        " data.source='npz'.)"
-    )
+    raise ValueError(f'Unsupported TFDS dataset data.name={name!r}. Supported names:'
+                     f' {", ".join(sorted(SUPPORTED_TFDS_DATASETS))}. (For other data use'
+                     " data.source='npz'.)")
   spec = SUPPORTED_TFDS_DATASETS[name]
   if data_dir is not None:
     data_dir = os.fspath(data_dir)
   sources = _data_sources(name, data_dir)
 
   what = f"TFDS dataset '{name}'"
-  train_idx, val_idx = splits.split_indices(
-      len(sources['train']), split.val_size, split.split_seed, split.train_size, what
-  )
-  test_idx = splits.test_indices(split.test_size, len(sources['test']), split.split_seed,
-                                 what)
+  train_idx, val_idx = splits.split_indices(len(sources['train']), split.val_size, split.split_seed,
+                                            split.train_size, what)
+  test_idx = splits.test_indices(split.test_size, len(sources['test']), split.split_seed, what)
   val = _read_examples(sources['train'], val_idx, spec.image_shape)
   test = _read_examples(sources['test'], test_idx, spec.image_shape)
   info = splits.DatasetInfo(
@@ -235,11 +212,9 @@ def prepare(name: str, data_dir=None) -> str:
   try:
     import tensorflow  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
   except ImportError as e:
-    raise SystemExit(
-        f'Preparing TFDS datasets needs TensorFlow ({e}). Install it with:\n'
-        "  pip install -e '.[prepare]'\n"
-        'then re-run this command.'
-    ) from e
+    raise SystemExit(f'Preparing TFDS datasets needs TensorFlow ({e}). Install it with:\n'
+                     "  pip install -e '.[prepare]'\n"
+                     'then re-run this command.') from e
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')

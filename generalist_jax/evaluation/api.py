@@ -36,21 +36,24 @@ class Report:
   version: str
   n_ex: int
   clean_acc: float
-  robust_acc: float                 # per-example worst case over every attack
-  robust_acc_after: dict            # attack -> robust accuracy after it and those before
-  clean: np.ndarray                 # [N] bool: correct on the clean input
-  robust: np.ndarray                # [N] bool: correct on every attack's point
-  flags: dict                       # attack -> [N] int8
-  settings: dict                    # attack -> its settings (budget, eps)
+  robust_acc: float  # per-example worst case over every attack
+  robust_acc_after: dict  # attack -> robust accuracy after it and those before
+  clean: np.ndarray  # [N] bool: correct on the clean input
+  robust: np.ndarray  # [N] bool: correct on every attack's point
+  flags: dict  # attack -> [N] int8
+  settings: dict  # attack -> its settings (budget, eps)
   missing_components: tuple
   sanity: dict
   versions: dict
 
   def to_dict(self) -> dict:
     """JSON-ready: numbers, settings and the per-example robust flags as lists."""
-    out = {k: v for k, v in dataclasses.asdict(self).items()
-           if not isinstance(v, (np.ndarray, dict)) or k in ('robust_acc_after', 'settings',
-                                                             'sanity', 'versions')}
+    out = {
+        k: v
+        for k, v in dataclasses.asdict(self).items()
+        if not isinstance(v, (np.ndarray, dict)) or k in ('robust_acc_after', 'settings', 'sanity',
+                                                          'versions')
+    }
     out.update(clean=self.clean.astype(int).tolist(), robust=self.robust.astype(int).tolist(),
                flags={k: v.astype(int).tolist() for k, v in self.flags.items()})
     return out
@@ -116,18 +119,18 @@ class AutoAttack:
     self.allow_large_eps = allow_large_eps
     self.attack_list, self.overrides = attack_list, dict(overrides or {})
     self.plan = runner.make_plan([self.norm], [self.eps], attack_list, overrides)
-    compile_cache.enable()   # the attacks' compiles, kept on disk for the next process
+    compile_cache.enable()  # the attacks' compiles, kept on disk for the next process
     self.params = params
-    if version == 'rand':   # one fixed draw where no key is given (clean pass, final check)
+    if version == 'rand':  # one fixed draw where no key is given (clean pass, final check)
       fixed = jax.random.PRNGKey(self.seed)
-      self.apply_fn = ((lambda p, x, key=fixed: logits_fn(p, x, key)) if params is not None
-                       else (lambda _, x, key=fixed: logits_fn(x, key)))
+      self.apply_fn = ((lambda p, x, key=fixed: logits_fn(p, x, key)) if params is not None else
+                       (lambda _, x, key=fixed: logits_fn(x, key)))
     else:
-      self.apply_fn = ((lambda p, x, key=None: logits_fn(p, x)) if params is not None
-                       else (lambda _, x, key=None: logits_fn(x)))
+      self.apply_fn = ((lambda p, x, key=None: logits_fn(p, x)) if params is not None else
+                       (lambda _, x, key=None: logits_fn(x)))
 
-  def run(self, x, y, *, batch_size: int = 500, state_path: str | None = None,
-          example_ids=None, progress: bool = False, x_adv: np.ndarray | None = None) -> Report:
+  def run(self, x, y, *, batch_size: int = 500, state_path: str | None = None, example_ids=None,
+          progress: bool = False, x_adv: np.ndarray | None = None) -> Report:
     """Runs the version's attacks in order, each on the examples every earlier one
     missed (`evaluation.pipeline.evaluate`, as the evaluate CLI does).
 
@@ -155,22 +158,21 @@ class AutoAttack:
         with < 4, n_targets > K - 1); batch_size < 1 (`evaluation.checks`); an
         eps whose ball holds every image unless `allow_large_eps`.
     """
-    done = pipeline.evaluate(
-        self.apply_fn, self.params, x, y, norms=[self.norm], eps=[self.eps],
-        attacks=self.attack_list, overrides=self.overrides, seed=self.seed,
-        batch_size=batch_size, example_ids=example_ids, state_path=state_path,
-        identity={'norm': self.norm, 'eps': self.eps, 'version': self.version}, x_adv=x_adv,
-        allow_large_eps=self.allow_large_eps, eps_names=('eps', 'allow_large_eps=True'),
-        progress=progress, model_name='logits_fn')
+    done = pipeline.evaluate(self.apply_fn, self.params, x, y, norms=[self.norm], eps=[self.eps],
+                             attacks=self.attack_list, overrides=self.overrides, seed=self.seed,
+                             batch_size=batch_size, example_ids=example_ids, state_path=state_path,
+                             identity={'norm': self.norm, 'eps': self.eps, 'version': self.version
+                                      }, x_adv=x_adv, allow_large_eps=self.allow_large_eps,
+                             eps_names=('eps', 'allow_large_eps=True'), progress=progress,
+                             model_name='logits_fn')
     report = done.report
     return Report(
         norm=self.norm, eps=self.eps, version=self.version, n_ex=report['n_ex'],
-        clean_acc=report['clean_acc'], robust_acc=report['robust_acc'],
-        robust_acc_after={s.name: report['attacks'][s.column]['robust_acc_after']
-                          for s in done.plan},
-        clean=done.state['clean'] == 1, robust=done.worst[self.norm],
-        flags={s.name: done.state[s.column] for s in done.plan},
-        settings={s.name: s.settings() for s in done.plan},
+        clean_acc=report['clean_acc'], robust_acc=report['robust_acc'], robust_acc_after={
+            s.name: report['attacks'][s.column]['robust_acc_after'] for s in done.plan
+        }, clean=done.state['clean'] == 1, robust=done.worst[self.norm],
+        flags={s.name: done.state[s.column] for s in done.plan
+              }, settings={s.name: s.settings() for s in done.plan},
         missing_components=tuple(m.split('/', 1)[1] for m in report['missing_components']),
         sanity=report['sanity'], versions=report['versions'])
 
@@ -196,7 +198,11 @@ class AutoAttack:
           f'{100 * report.robust_acc:.2f}% ({self.version}, {self.norm} eps={self.eps:.5g})')
     if not return_labels:
       return x_adv
-    labels = np.concatenate([np.argmax(np.asarray(jax.jit(
-        self.apply_fn, compiler_options=models.compiler_options())(
-        self.params, x_adv[i:i + bs])), -1) for i in range(0, len(x_adv), bs)])
+    labels = np.concatenate([
+        np.argmax(
+            np.asarray(
+                jax.jit(self.apply_fn,
+                        compiler_options=models.compiler_options())(self.params, x_adv[i:i + bs])),
+            -1) for i in range(0, len(x_adv), bs)
+    ])
     return x_adv, labels

@@ -68,8 +68,8 @@ def check_labels(y: np.ndarray, n: int, name: str = 'y', images_name: str = 'x')
       `check_inputs`' check.)
   """
   if y.ndim != 1:
-    hint = (f' For one-hot labels use {name}.argmax(-1).' if y.ndim == 2 and y.shape[1] > 1
-            else f' Use {name}.reshape(-1).' if y.ndim == 2 else '')
+    hint = (f' For one-hot labels use {name}.argmax(-1).' if y.ndim == 2 and y.shape[1] > 1 else
+            f' Use {name}.reshape(-1).' if y.ndim == 2 else '')
     raise ValueError(f'{name} has shape {y.shape}; expected [N] integer class ids '
                      f'(N = {n} examples).{hint}')
   if not np.issubdtype(y.dtype, np.integer):
@@ -115,9 +115,8 @@ def model_classes(apply_fn, params, x: np.ndarray, name: str = 'logits_fn') -> i
         f'a batch of {b} it returned {_describe(out)}. Return only the logits (e.g. '
         f'lambda x: model(x)[0] for a model returning (logits, features)).')
   if not np.issubdtype(out.dtype, np.floating) or out.shape[1] < 2:
-    raise ValueError(
-        f'{name} returned {_describe(out)} on a batch of {b}; expected float logits '
-        '[B, K], one per class, K >= 2 (for one sigmoid logit z: concatenate [0, z]).')
+    raise ValueError(f'{name} returned {_describe(out)} on a batch of {b}; expected float logits '
+                     '[B, K], one per class, K >= 2 (for one sigmoid logit z: concatenate [0, z]).')
   return int(out.shape[1])
 
 

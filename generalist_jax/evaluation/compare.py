@@ -92,8 +92,7 @@ def config_differences(configs: dict) -> tuple[list[str], dict]:
     if len(present) < len(flat):
       parts = k.split('.')
       prefixes = ['.'.join(parts[:i]) for i in range(1, len(parts) + 1)]
-      missing = next(p for p in prefixes
-                     if any(not _has_subtree(f, p) for f in flat.values()))
+      missing = next(p for p in prefixes if any(not _has_subtree(f, p) for f in flat.values()))
       if missing not in rows:
         rows.append(missing)
     if len({repr(v) for v in present}) > 1:
@@ -155,8 +154,8 @@ def _config_section(names: list, configs: dict) -> list[str]:
   differ, flat = config_differences(configs)
   lines = ['## Config differences', '']
   if differ:
-    lines += tables.markdown_table(['field'] + names,
-                    [[f'`{k}`'] + [_cell(flat[n], k) for n in names] for k in differ])
+    lines += tables.markdown_table(
+        ['field'] + names, [[f'`{k}`'] + [_cell(flat[n], k) for n in names] for k in differ])
   else:
     lines.append('None: the configs are identical.')
   return lines + ['']
@@ -168,8 +167,8 @@ def _validation_section(names: list, runs: list, configs: dict) -> list[str]:
   for n, r in zip(names, runs):
     metric, value, epoch = best_on_validation(r, configs[n])
     rows.append([n, f'`{metric}`', tables.percent(value), '-' if epoch is None else f'{epoch:g}'])
-  return (['## Best on validation', '']
-          + tables.markdown_table(['run', 'selection metric', 'best (%)', 'epoch'], rows) + [''])
+  return (['## Best on validation', ''] +
+          tables.markdown_table(['run', 'selection metric', 'best (%)', 'epoch'], rows) + [''])
 
 
 def _test_section(names: list, runs: list) -> list[str]:
@@ -185,12 +184,17 @@ def _test_section(names: list, runs: list) -> list[str]:
       t = json.loads(path.read_text())
       attack = t.get('attack', attack)
       for learner, m in t['learners'].items():
-        rows.append([n, which, t['step'], learner, tables.percent(m['clean_acc']),
-                     tables.percent(robust_acc(m))])
+        rows.append([
+            n, which, t['step'], learner,
+            tables.percent(m['clean_acc']),
+            tables.percent(robust_acc(m))
+        ])
   if rows:
     if attack:
-      lines += [f"PGD: {attack['norm']}, eps={attack['eps']:.4g}, {attack['steps']} steps "
-                f"(config `eval.test_attack`). Accuracies in %.", '']
+      lines += [
+          f"PGD: {attack['norm']}, eps={attack['eps']:.4g}, {attack['steps']} steps "
+          f"(config `eval.test_attack`). Accuracies in %.", ''
+      ]
     lines += tables.markdown_table(['run', 'checkpoint', 'step', 'learner', 'clean', 'robust'],
                                    rows)
   else:
@@ -203,22 +207,28 @@ def _evaluation_section(eval_name: str, items: list) -> list[str]:
   accuracy after each attack and the worst case per norm, then each attack's settings."""
   columns = list(dict.fromkeys(c for _, e in items for c in plots.attack_columns(e)))
   worst = list(dict.fromkeys(c for _, e in items for c in plots.worst_columns(e)))
-  lines = [f'## Evaluation `{eval_name}` (generalist_jax.evaluate)', '',
-           'Accuracies in %; an attack column is the robust accuracy after the attacks '
-           'up to it; worst = per-example worst case.', '']
-  header = ['run', 'learner', 'checkpoint', 'n', 'clean'] + columns + [
-      f'worst {w}' for w in worst]
+  lines = [
+      f'## Evaluation `{eval_name}` (generalist_jax.evaluate)', '',
+      'Accuracies in %; an attack column is the robust accuracy after the attacks '
+      'up to it; worst = per-example worst case.', ''
+  ]
+  header = ['run', 'learner', 'checkpoint', 'n', 'clean'] + columns + [f'worst {w}' for w in worst]
   rows = []
   for n, e in items:
-    rows.append([n, e.get('learner'), f"{e.get('checkpoint')} ({e.get('step')})",
-                 e.get('n_ex'), tables.percent(e.get('clean_acc'))]
-                + [tables.percent(e['attacks'][c]['robust_acc_after']) if c in e['attacks'] else '-'
-                   for c in columns]
-                + [tables.percent(e['worst_case'].get(w)) for w in worst])
+    rows.append([
+        n,
+        e.get('learner'), f"{e.get('checkpoint')} ({e.get('step')})",
+        e.get('n_ex'),
+        tables.percent(e.get('clean_acc'))
+    ] + [
+        tables.percent(e['attacks'][c]['robust_acc_after']) if c in e['attacks'] else '-'
+        for c in columns
+    ] + [tables.percent(e['worst_case'].get(w)) for w in worst])
   lines += tables.markdown_table(header, rows) + ['']
   settings = {c: a['settings'] for _, e in items for c, a in e['attacks'].items()}
-  return lines + [f'- `{c}`: ' + ', '.join(f'{k}={v}' for k, v in s.items())
-                  for c, s in settings.items()] + ['']
+  return lines + [
+      f'- `{c}`: ' + ', '.join(f'{k}={v}' for k, v in s.items()) for c, s in settings.items()
+  ] + ['']
 
 
 def _evaluation_sections(names: list, runs: list) -> list[str]:
@@ -228,8 +238,9 @@ def _evaluation_sections(names: list, runs: list) -> list[str]:
     for path in sorted((r / 'eval').glob('*.json')):
       if not path.name.startswith('test_'):
         evals.setdefault(path.stem, []).append((n, json.loads(path.read_text())))
-  return [line for eval_name, items in evals.items()
-          for line in _evaluation_section(eval_name, items)]
+  return [
+      line for eval_name, items in evals.items() for line in _evaluation_section(eval_name, items)
+  ]
 
 
 def _plots_section(dirs, names: list, runs: list, out: pathlib.Path) -> list[str]:
@@ -240,9 +251,9 @@ def _plots_section(dirs, names: list, runs: list, out: pathlib.Path) -> list[str
   suites = [pathlib.Path(d) for d in dirs if not (pathlib.Path(d) / 'config.json').exists()]
   groups = [(f'suite {d.name}', d) for d in suites] + list(zip(names, runs))
   for n, r in groups:
-    pngs = sorted((r / 'plots').glob('*.png'), key=lambda p: (
-        ['tradeoff', 'schedules'].index(p.stem) if p.stem in ('tradeoff', 'schedules')
-        else 2, p.name))
+    pngs = sorted((r / 'plots').glob('*.png'), key=lambda p:
+                  (['tradeoff', 'schedules'].index(p.stem)
+                   if p.stem in ('tradeoff', 'schedules') else 2, p.name))
     if not pngs:
       continue
     lines += [f'### {n}', '']

@@ -105,8 +105,8 @@ def default_name(path, arch: str, attacks: str, norms, n_ex: int, subset: str) -
       examples actually evaluated).
   """
   norm_part = '' if list(norms) == ['linf'] else '_' + '+'.join(norms)
-  return (f"{pathlib.Path(path).stem}_{arch}_{attacks.replace(',', '+')}{norm_part}_n{n_ex}"
-          + ('_first' if subset == 'first' else ''))
+  return (f"{pathlib.Path(path).stem}_{arch}_{attacks.replace(',', '+')}{norm_part}_n{n_ex}" +
+          ('_first' if subset == 'first' else ''))
 
 
 def data_name(data_config: dict) -> str:
@@ -137,11 +137,12 @@ def _identity(path, arch: str, data_config, num_classes: int, mean, std, *, n_ex
               split_size: int, batch_size: int, subset: str) -> dict:
   """What defines the evaluation beyond seed, n_ex and the plan (the checkpoint's
   bytes among it): a resume must match it."""
-  return {'checkpoint_sha256': file_sha256(path), 'step': None, 'learner': arch,
-          'data': data_name(dict(data_config)), 'num_classes': num_classes,
-          'mean': [float(m) for m in mean], 'std': [float(s) for s in std],
-          'n_ex_requested': int(n_ex), 'test_split_size': int(split_size),
-          'batch_size': batch_size, 'subset': subset}
+  return {
+      'checkpoint_sha256': file_sha256(path), 'step': None, 'learner': arch,
+      'data': data_name(dict(data_config)), 'num_classes': num_classes,
+      'mean': [float(m) for m in mean], 'std': [float(s) for s in std], 'n_ex_requested': int(n_ex),
+      'test_split_size': int(split_size), 'batch_size': batch_size, 'subset': subset
+  }
 
 
 def evaluate_torch_checkpoint(path, *, arch: str, data_config, out_dir, attacks: str = 'standard',
@@ -183,8 +184,8 @@ def evaluate_torch_checkpoint(path, *, arch: str, data_config, out_dir, attacks:
       attack or subset, save_adv with several norms; as `pipeline.evaluate` before
       any attack runs.
   """
-  overrides = _checked_overrides(norms, eps, attacks, overrides, n_ex=n_ex,
-                                 batch_size=batch_size, save_adv=save_adv, subset=subset)
+  overrides = _checked_overrides(norms, eps, attacks, overrides, n_ex=n_ex, batch_size=batch_size,
+                                 save_adv=save_adv, subset=subset)
   dataset = data_lib.load_dataset(data_config)
   model, variables = load_torch_learner(path, arch, num_classes, tuple(mean), tuple(std),
                                         dataset.info.image_shape)
@@ -194,13 +195,11 @@ def evaluate_torch_checkpoint(path, *, arch: str, data_config, out_dir, attacks:
   out_dir.mkdir(parents=True, exist_ok=True)
   identity = _identity(path, arch, data_config, num_classes, mean, std, n_ex=n_ex,
                        split_size=len(dataset.test[1]), batch_size=batch_size, subset=subset)
-  meta = {'name': name, 'workdir': str(path), 'checkpoint': str(path), 'command': command,
-          'subset': subset}
+  meta = dict(name=name, workdir=str(path), checkpoint=str(path), command=command, subset=subset)
   return pipeline.evaluate_and_write(
       jitted.model_apply_fn(model), variables, images, labels, stem=out_dir / name, meta=meta,
-      norms=norms, eps=eps, attacks=attacks, overrides=overrides, seed=seed,
-      batch_size=batch_size, example_ids=ids, identity=identity, save_adv=save_adv,
-      allow_large_eps=allow_large_eps, progress=progress,
-      stop_after_batches=stop_after_batches, model_name=f'the {arch} model of {path}',
-      dataset=data_name(dict(data_config)),
+      norms=norms, eps=eps, attacks=attacks, overrides=overrides, seed=seed, batch_size=batch_size,
+      example_ids=ids, identity=identity, save_adv=save_adv, allow_large_eps=allow_large_eps,
+      progress=progress, stop_after_batches=stop_after_batches,
+      model_name=f'the {arch} model of {path}', dataset=data_name(dict(data_config)),
       architecture=leaderboard.architecture_name(arch_fields(arch)))

@@ -37,8 +37,7 @@ def model_apply_fn(model) -> Callable:
   """
   key = ('apply', repr(model))
   if key not in _COMPILED:
-    _COMPILED[key] = lambda variables, x: models.apply_model(model, variables, x,
-                                                             train=False)[0]
+    _COMPILED[key] = lambda variables, x: models.apply_model(model, variables, x, train=False)[0]
   return _COMPILED[key]
 
 
@@ -54,8 +53,8 @@ def bind(apply_fn, params) -> Callable:
     `logits_fn(x, key=None)`: the key reaches the predictor only when an attack
     draws the model (EOT).
   """
-  return lambda inputs, key=None: (apply_fn(params, inputs) if key is None
-                                   else apply_fn(params, inputs, key))
+  return lambda inputs, key=None: (apply_fn(params, inputs)
+                                   if key is None else apply_fn(params, inputs, key))
 
 
 def _jit(fn, mesh, in_specs):
@@ -81,13 +80,16 @@ def clean_batch_fn(apply_fn, mesh) -> Callable:
   """
   key = ('clean', apply_fn, mesh)
   if key not in _COMPILED:
+
     def clean(params, x, y):
       logits_fn = bind(apply_fn, params)
       grad = jax.grad(lambda v: attacks.cross_entropy(logits_fn(v), y).sum())(x)
       flat = grad.reshape(grad.shape[0], -1)
-      return {'correct': jnp.argmax(logits_fn(x), -1) == y,
-              'grad_zero': jnp.all(flat == 0, -1),
-              'grad_nonfinite': ~jnp.all(jnp.isfinite(flat), -1)}
+      return {
+          'correct': jnp.argmax(logits_fn(x), -1) == y, 'grad_zero': jnp.all(flat == 0, -1),
+          'grad_nonfinite': ~jnp.all(jnp.isfinite(flat), -1)
+      }
+
     _COMPILED[key] = _jit(clean, mesh, 'rbb')
   return _COMPILED[key]
 
@@ -95,6 +97,7 @@ def clean_batch_fn(apply_fn, mesh) -> Callable:
 # ----------------------------------------------------------------------------
 # Attacks in stages, each on the examples not yet broken.
 # ----------------------------------------------------------------------------
+
 
 def runs_per_example(spec) -> bool:
   """Whether the attack runs on each example alone rather than batched.
@@ -115,7 +118,7 @@ def runs_per_example(spec) -> bool:
   """
   settings = registry.settings(spec.name, spec.norm, dict(spec.overrides))
   if not registry.ATTACKS[spec.name].uses_key(settings):
-    return False            # key-free: batched
+    return False  # key-free: batched
   return spec.norm != 'linf' or settings.get('eot_iter', 1) > 1
 
 
@@ -146,9 +149,9 @@ def _flags(logits_fn, spec, x, y, x_adv):
 
 class StageFn(NamedTuple):
   """A column's stages, compiled (`stage_fn`)."""
-  run: Callable           # the jitted stage
+  run: Callable  # the jitted stage
   attack: staged.Staged
-  start: Callable         # (params, x, y, column, ids) -> carry before stage 0
+  start: Callable  # (params, x, y, column, ids) -> carry before stage 0
 
 
 def stage_fn(apply_fn, spec, mesh, query_block: int | None = None) -> StageFn:
@@ -180,8 +183,9 @@ def stage_fn(apply_fn, spec, mesh, query_block: int | None = None) -> StageFn:
       out = _flags(logits_fn, spec, x, y, attack.output(carry))
       return carry, dict(out, done=attack.done(carry))
 
-    def start(params, x, y, column, ids):    # the carry's shapes (jax.eval_shape)
+    def start(params, x, y, column, ids):  # the carry's shapes (jax.eval_shape)
       return attack.start(bind(apply_fn, params), x, y, rng.per_example_keys(column, ids))
+
     _COMPILED[key] = StageFn(_jit(run, mesh, 'rbbrbbr'), attack, start)
   return _COMPILED[key]
 
@@ -208,5 +212,6 @@ def attack_batch_fn(apply_fn, spec, mesh=None) -> Callable:
       logits_fn = bind(apply_fn, params)
       x_adv = staged.run_all(attack, logits_fn, x, y, rng.per_example_keys(column, ids))
       return _flags(logits_fn, spec, x, y, x_adv)
+
     _COMPILED[key] = _jit(run, mesh, 'rbbrb')
   return _COMPILED[key]

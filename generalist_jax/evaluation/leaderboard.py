@@ -13,9 +13,11 @@ import json
 from generalist_jax.attacks import autoattack as aa
 from generalist_jax.attacks import registry
 
-THREAT_MODELS = {'linf': 'Linf', 'l2': 'L2', 'l1': 'L1'}   # RobustBench's folder names
-ARCHITECTURES = {'wide_resnet': 'WideResNet', 'preact_resnet18': 'PreActResNet-18',
-                 'resnet18': 'ResNet-18', 'small_cnn': 'SmallCNN', 'mlp': 'MLP'}
+THREAT_MODELS = {'linf': 'Linf', 'l2': 'L2', 'l1': 'L1'}  # RobustBench's folder names
+ARCHITECTURES = {
+    'wide_resnet': 'WideResNet', 'preact_resnet18': 'PreActResNet-18', 'resnet18': 'ResNet-18',
+    'small_cnn': 'SmallCNN', 'mlp': 'MLP'
+}
 
 
 def not_an_entry(plan) -> str | None:
@@ -34,9 +36,12 @@ def not_an_entry(plan) -> str | None:
   names = [s.name for s in plan]
   if names != list(aa.version_components('standard', norms[0])):
     return f"entries are AutoAttack 'standard' results; this evaluation ran {names}"
-  changed = [s.name for s in plan
-             if registry.settings(s.name, s.norm, dict(s.overrides))
-             != registry.standard_settings(s.name, s.norm)]
+  changed = [
+      s.name
+      for s in plan
+      if registry.settings(s.name, s.norm, dict(s.overrides)) != registry.standard_settings(
+          s.name, s.norm)
+  ]
   if changed:
     return f'budgets of {changed} differ from the standard ones (--steps, --n_targets, ...)'
   return None
@@ -93,12 +98,14 @@ def model_info(report: dict, spec, *, dataset: str, architecture: str) -> dict:
     footnote = (f"AutoAttack on {n} of the {total} test points "
                 f"({report.get('subset', 'random')} subset).")
   deterministic = report['sanity']['output_changes_between_identical_calls'] == 0
-  return {'link': '', 'name': '', 'authors': '', 'additional_data': '',
-          'number_forward_passes': 1 if deterministic else '', 'dataset': dataset,
-          'venue': '', 'architecture': architecture, 'eps': eps_string(spec.norm, spec.eps),
-          'clean_acc': f"{100 * report['clean_acc']:.2f}", 'reported': '',
-          'autoattack_acc': f"{100 * report['robust_acc']:.2f}", 'footnote': footnote,
-          'unreliable': '', 'threat_model': THREAT_MODELS[spec.norm]}
+  return {
+      'link': '', 'name': '', 'authors': '', 'additional_data': '',
+      'number_forward_passes': 1 if deterministic else '', 'dataset': dataset, 'venue': '',
+      'architecture': architecture, 'eps': eps_string(spec.norm, spec.eps),
+      'clean_acc': f"{100 * report['clean_acc']:.2f}", 'reported': '',
+      'autoattack_acc': f"{100 * report['robust_acc']:.2f}", 'footnote': footnote, 'unreliable': '',
+      'threat_model': THREAT_MODELS[spec.norm]
+  }
 
 
 def write(path, info: dict) -> None:

@@ -20,7 +20,7 @@ from generalist_jax import data as data_lib
 from generalist_jax import models
 from generalist_jax import parallel
 
-METRICS = ('clean_acc', 'robust_acc', 'sum_acc')   # what eval.best_metric may select on
+METRICS = ('clean_acc', 'robust_acc', 'sum_acc')  # what eval.best_metric may select on
 
 
 def make_eval_fn(model, attack_config, mesh=None, compute_dtype=None) -> Callable:
@@ -43,21 +43,24 @@ def make_eval_fn(model, attack_config, mesh=None, compute_dtype=None) -> Callabl
   attack = attacks.make_attack(attack_config)
   mesh = mesh if mesh is not None else parallel.make_mesh()
 
-  @functools.partial(jax.jit, in_shardings=(
-      parallel.replicated(mesh), parallel.batch_sharded(mesh),
-      parallel.batch_sharded(mesh), parallel.replicated(mesh)),
-                     out_shardings=parallel.batch_sharded(mesh),   # flags stay per row
-                     compiler_options=models.compiler_options())
+  @functools.partial(
+      jax.jit,
+      in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh),
+                    parallel.batch_sharded(mesh), parallel.replicated(mesh)),
+      out_shardings=parallel.batch_sharded(mesh),  # flags stay per row
+      compiler_options=models.compiler_options())
   def evaluate_batch(variables, x, y, key):
+
     def logits_fn(inputs):
       return models.apply_model(model, variables, inputs, train=False,
                                 compute_dtype=compute_dtype)[0]
+
     logits = logits_fn(x)
     adv_logits = logits_fn(attack(logits_fn, x, y, key))
-    return {'clean': jnp.argmax(logits, -1) == y,
-            'adv': jnp.argmax(adv_logits, -1) == y,
-            'loss': attacks.cross_entropy(logits, y),
-            'adv_loss': attacks.cross_entropy(adv_logits, y)}
+    return {
+        'clean': jnp.argmax(logits, -1) == y, 'adv': jnp.argmax(adv_logits, -1) == y,
+        'loss': attacks.cross_entropy(logits, y), 'adv_loss': attacks.cross_entropy(adv_logits, y)
+    }
 
   def evaluate_host_batch(variables, x, y, key):
     rows = len(x) // jax.process_count()
@@ -99,11 +102,11 @@ def summarize(flags: dict) -> dict:
     {clean_acc, robust_acc, sum_acc (fractions in [0, 1]; sum_acc up to 2), loss,
     adv_loss (mean cross-entropy)}.
   """
-  return {'clean_acc': float(flags['clean'].mean()),
-          'robust_acc': float(flags['adv'].mean()),
-          'sum_acc': float(flags['clean'].mean() + flags['adv'].mean()),
-          'loss': float(flags['loss'].mean()),
-          'adv_loss': float(flags['adv_loss'].mean())}
+  return {
+      'clean_acc': float(flags['clean'].mean()), 'robust_acc': float(flags['adv'].mean()),
+      'sum_acc': float(flags['clean'].mean() + flags['adv'].mean()),
+      'loss': float(flags['loss'].mean()), 'adv_loss': float(flags['adv_loss'].mean())
+  }
 
 
 def evaluate_learners(eval_fn, learners: dict, split, batch_size: int, seed: int) -> dict:

@@ -31,7 +31,7 @@ class Comparison:
   official_robust_acc: float
   both_robust: int
   both_fooled: int
-  only_ours_fooled: int         # we broke it, the official attack did not
+  only_ours_fooled: int  # we broke it, the official attack did not
   only_official_fooled: int
   ours_seconds: float
   official_seconds: float
@@ -51,17 +51,16 @@ class Comparison:
                 speed_ratio=self.official_seconds / self.ours_seconds)
 
 
-def _official(torch_model, norm: str, eps: float, attacks, seed: int, iterations, targets,
-              queries):
+def _official(torch_model, norm: str, eps: float, attacks, seed: int, iterations, targets, queries):
   from pyautoattack import AutoAttack  # pylint: disable=g-import-not-at-top
-  adversary = AutoAttack(torch_model, norm=NORM_NAMES[norm], eps=eps, version='standard',
-                         seed=seed, device='cpu')
-  adversary.attacks_to_run = list(attacks)     # 'standard' budgets, these attacks only
+  adversary = AutoAttack(torch_model, norm=NORM_NAMES[norm], eps=eps, version='standard', seed=seed,
+                         device='cpu')
+  adversary.attacks_to_run = list(attacks)  # 'standard' budgets, these attacks only
   if iterations is not None:
     for attack in (adversary.apgd, adversary.apgd_targeted, adversary.fab):
       attack.n_iter = iterations
     for attack in (adversary.apgd, adversary.apgd_targeted):
-      attack.n_iter_orig = iterations     # what the l1 3 eps -> eps schedule splits
+      attack.n_iter_orig = iterations  # what the l1 3 eps -> eps schedule splits
   if targets is not None:
     adversary.apgd_targeted.n_target_classes = targets
     adversary.fab.n_target_classes = targets
@@ -70,10 +69,10 @@ def _official(torch_model, norm: str, eps: float, attacks, seed: int, iterations
   return adversary
 
 
-def compare(logits_fn, params, torch_model, x: np.ndarray, y: np.ndarray, *, norm: str,
-            eps: float, attacks=('apgd-ce', 'apgd-t', 'fab-t', 'square'), seed: int = 0,
-            iterations: int | None = None, targets: int | None = None,
-            queries: int | None = None, batch_size: int = 500) -> Comparison:
+def compare(logits_fn, params, torch_model, x: np.ndarray, y: np.ndarray, *, norm: str, eps: float,
+            attacks=('apgd-ce', 'apgd-t', 'fab-t', 'square'), seed: int = 0,
+            iterations: int | None = None, targets: int | None = None, queries: int | None = None,
+            batch_size: int = 500) -> Comparison:
   """Runs both AutoAttacks on the same points and compares their robust flags.
 
   Args:
@@ -112,10 +111,10 @@ def compare(logits_fn, params, torch_model, x: np.ndarray, y: np.ndarray, *, nor
   official_seconds = time.perf_counter() - started
   with torch.no_grad():
     theirs = (torch_model(x_adv).argmax(1) == y_t).numpy()
-  return Comparison(
-      attacks=tuple(attacks), norm=norm, eps=float(eps), n=int(len(y)),
-      ours_robust_acc=float(ours.mean()), official_robust_acc=float(theirs.mean()),
-      both_robust=int((ours & theirs).sum()), both_fooled=int((~ours & ~theirs).sum()),
-      only_ours_fooled=int((~ours & theirs).sum()),
-      only_official_fooled=int((ours & ~theirs).sum()),
-      ours_seconds=ours_seconds, official_seconds=official_seconds)
+  return Comparison(attacks=tuple(attacks), norm=norm, eps=float(eps), n=int(len(y)),
+                    ours_robust_acc=float(ours.mean()), official_robust_acc=float(theirs.mean()),
+                    both_robust=int((ours & theirs).sum()), both_fooled=int(
+                        (~ours & ~theirs).sum()), only_ours_fooled=int(
+                            (~ours & theirs).sum()), only_official_fooled=int(
+                                (ours & ~theirs).sum()), ours_seconds=ours_seconds,
+                    official_seconds=official_seconds)

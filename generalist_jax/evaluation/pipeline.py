@@ -154,8 +154,8 @@ def clean_floats(images) -> np.ndarray:
     A float32 copy.
   """
   images = np.asarray(images)
-  return (images.astype(np.float32) / np.float32(255.0) if images.dtype == np.uint8
-          else np.array(images, np.float32))
+  return (images.astype(np.float32) /
+          np.float32(255.0) if images.dtype == np.uint8 else np.array(images, np.float32))
 
 
 def _keep_x_adv(state: dict, x_adv) -> dict:
@@ -174,7 +174,7 @@ def _settings(identity, seed, n: int, plan, *, keeps_x_adv: bool) -> dict:
   state file must match it to resume, and the report starts from it."""
   settings = dict(identity or {}, seed=int(seed), n_ex=int(n),
                   attacks=[dataclasses.asdict(s) for s in plan])
-  if keeps_x_adv:   # only then: state files written without x_adv still resume
+  if keeps_x_adv:  # only then: state files written without x_adv still resume
     settings['keeps_x_adv'] = True
   return settings
 
@@ -185,10 +185,10 @@ def _resume(state_path, settings: dict):
   state = save = None
   if state_path is not None:
     path = pathlib.Path(state_path)
-    state = reports.load_state(path, settings)   # every process reads it
+    state = reports.load_state(path, settings)  # every process reads it
     if state is not None and parallel.is_main_process():
       print(f'resuming {path}')
-    if parallel.is_main_process():             # one writer; every process has the flags
+    if parallel.is_main_process():  # one writer; every process has the flags
       save = lambda s: reports.save_state(path, s, settings)
   return state, save
 
@@ -207,8 +207,8 @@ def _finished(apply_fn, params, images, state: dict, plan, settings: dict, attac
 
 
 def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'standard',
-             overrides: dict | None = None, seed: int = 0, batch_size: int = 256,
-             example_ids=None, state_path=None, identity: dict | None = None, x_adv=None,
+             overrides: dict | None = None, seed: int = 0, batch_size: int = 256, example_ids=None,
+             state_path=None, identity: dict | None = None, x_adv=None,
              allow_large_eps: bool = False, eps_names=('--eps', '--allow_large_eps'),
              progress: bool = True, stop_after_batches: int | None = None,
              model_name: str = 'apply_fn') -> Evaluation | None:
@@ -258,8 +258,8 @@ def evaluate(apply_fn, params, images, labels, *, norms, eps, attacks: str = 'st
                                 x_adv=x_adv, model_name=model_name)
   if not summary_lib.is_complete(state, plan):
     return None
-  return _finished(apply_fn, params, images[:min(n, batch_size)], state, plan, settings,
-                   attacks, norms)
+  return _finished(apply_fn, params, images[:min(n, batch_size)], state, plan, settings, attacks,
+                   norms)
 
 
 def write_adversarial(path, x_adv, labels, evaluation: Evaluation, example_ids) -> None:
@@ -279,9 +279,8 @@ def write_adversarial(path, x_adv, labels, evaluation: Evaluation, example_ids) 
            example_ids=np.asarray(example_ids))
 
 
-def write_outputs(stem: pathlib.Path, evaluation: Evaluation, labels, meta: dict, *,
-                  x_adv=None, example_ids=None, dataset: str = '',
-                  architecture: str = '') -> dict:
+def write_outputs(stem: pathlib.Path, evaluation: Evaluation, labels, meta: dict, *, x_adv=None,
+                  example_ids=None, dataset: str = '', architecture: str = '') -> dict:
   """Writes an evaluation's files and prints its accuracies and warnings.
 
   Args:
@@ -301,7 +300,7 @@ def write_outputs(stem: pathlib.Path, evaluation: Evaluation, labels, meta: dict
     <stem>.model_info.json where the evaluation is a RobustBench entry
     (`leaderboard`; otherwise the reason is printed).
   """
-  if not parallel.is_main_process():   # process 0 writes and prints; the same report
+  if not parallel.is_main_process():  # process 0 writes and prints; the same report
     return dict(evaluation.report, **meta)
   report = reports.write_reports(stem, evaluation.state, evaluation.plan, labels,
                                  dict(evaluation.report, **meta))
@@ -314,8 +313,10 @@ def write_outputs(stem: pathlib.Path, evaluation: Evaluation, labels, meta: dict
     print(f'no RobustBench entry: {reason}')
   else:
     path = stem.parent / f'{stem.name}.model_info.json'
-    leaderboard.write(path, leaderboard.model_info(report, evaluation.plan[0], dataset=dataset,
-                                                   architecture=architecture))
+    leaderboard.write(
+        path,
+        leaderboard.model_info(report, evaluation.plan[0], dataset=dataset,
+                               architecture=architecture))
     print(f'RobustBench entry -> {path}')
   print(f"{meta['name']}: clean {100 * report['clean_acc']:.2f}%, robust (worst case) "
         f"{100 * report['robust_acc']:.2f}% -> {stem}.md")
@@ -324,11 +325,11 @@ def write_outputs(stem: pathlib.Path, evaluation: Evaluation, labels, meta: dict
   return report
 
 
-def evaluate_and_write(apply_fn, params, images, labels, *, stem: pathlib.Path, meta: dict,
-                       norms, eps, attacks: str, overrides: dict | None, seed: int,
-                       batch_size: int, example_ids, identity: dict, save_adv: bool,
-                       allow_large_eps: bool, progress: bool, stop_after_batches: int | None,
-                       model_name: str, dataset: str, architecture: str) -> dict | None:
+def evaluate_and_write(apply_fn, params, images, labels, *, stem: pathlib.Path, meta: dict, norms,
+                       eps, attacks: str, overrides: dict | None, seed: int, batch_size: int,
+                       example_ids, identity: dict, save_adv: bool, allow_large_eps: bool,
+                       progress: bool, stop_after_batches: int | None, model_name: str,
+                       dataset: str, architecture: str) -> dict | None:
   """The command-line paths' evaluation (a run's checkpoint, an external one):
   `evaluate`, resumable from <stem>.state.npz, then `write_outputs` to <stem>.*.
 
@@ -352,9 +353,9 @@ def evaluate_and_write(apply_fn, params, images, labels, *, stem: pathlib.Path, 
   x_adv = clean_floats(images) if save_adv else None
   state_path = stem.parent / f'{stem.name}.state.npz'
   done = evaluate(apply_fn, params, images, labels, norms=norms, eps=eps, attacks=attacks,
-                  overrides=overrides, seed=seed, batch_size=batch_size,
-                  example_ids=example_ids, state_path=state_path, identity=identity,
-                  x_adv=x_adv, allow_large_eps=allow_large_eps, progress=progress,
+                  overrides=overrides, seed=seed, batch_size=batch_size, example_ids=example_ids,
+                  state_path=state_path, identity=identity, x_adv=x_adv,
+                  allow_large_eps=allow_large_eps, progress=progress,
                   stop_after_batches=stop_after_batches, model_name=model_name)
   if done is None:
     if parallel.is_main_process():

@@ -99,18 +99,20 @@ def attack_columns(report: dict) -> list[str]:
   a norm by decreasing 'robust accuracy after', which can only fall along the sequence
   (equal values: the order among them does not change any number).
   """
+
   def key(column):
     norm = column.split('/')[0]
     rank = NORM_ORDER.index(norm) if norm in NORM_ORDER else len(NORM_ORDER)
     return rank, norm, -report['attacks'][column]['robust_acc_after']
+
   return sorted(report['attacks'], key=key)
 
 
 def worst_columns(report: dict) -> list[str]:
   """Per-norm worst-case keys of an evaluate report's 'worst_case', as NORM_ORDER,
   'union' last."""
-  norms = sorted((k for k in report['worst_case'] if k != 'union'),
-                 key=lambda n: (NORM_ORDER.index(n) if n in NORM_ORDER else 9, n))
+  norms = sorted((k for k in report['worst_case'] if k != 'union'), key=lambda n:
+                 (NORM_ORDER.index(n) if n in NORM_ORDER else 9, n))
   return norms + (['union'] if 'union' in report['worst_case'] else [])
 
 
@@ -154,10 +156,10 @@ def tradeoff_plot(series: dict, path, title: str, attack_label: str) -> pathlib.
                  ls='-' if name == 'global' else '--', zorder=3 if name == 'global' else 2)
     ax.plot(s['clean'], s['robust'], marker='o', ms=3.5, label=name, **style)
     # First and last epoch as marker shapes, not text labels (those collide).
-    ax.plot(s['clean'][:1], s['robust'][:1], marker='s', ms=8, mfc='white',
-            color=colors[name], ls='none', zorder=4)
-    ax.plot(s['clean'][-1:], s['robust'][-1:], marker='*', ms=13, color=colors[name],
+    ax.plot(s['clean'][:1], s['robust'][:1], marker='s', ms=8, mfc='white', color=colors[name],
             ls='none', zorder=4)
+    ax.plot(s['clean'][-1:], s['robust'][-1:], marker='*', ms=13, color=colors[name], ls='none',
+            zorder=4)
   epochs = next(iter(series.values()))['epoch']
   xs = [v for s in series.values() for v in s['clean']]
   ys = [v for s in series.values() for v in s['robust']]
@@ -169,8 +171,8 @@ def tradeoff_plot(series: dict, path, title: str, attack_label: str) -> pathlib.
   ax.set_ylabel(f'validation robust accuracy (%)\n({attack_label})')
   ax.set_title(title, fontsize=10)
   ax.grid(alpha=0.3)
-  ax.legend(title=f'learner (o: each epoch; square: epoch {epochs[0]:g},\n'
-                  f'star: epoch {epochs[-1]:g})', fontsize=8, title_fontsize=8, loc='best')
+  legend = f'learner (o: each epoch; square: epoch {epochs[0]:g},\nstar: epoch {epochs[-1]:g})'
+  ax.legend(title=legend, fontsize=8, title_fontsize=8, loc='best')
   return _save(fig, path)
 
 
@@ -222,14 +224,14 @@ def training_plots(workdir) -> list[pathlib.Path]:
   out = []
   series = validation_series(records)
   if series:
-    out.append(tradeoff_plot(series, workdir / 'plots' / 'tradeoff.png',
-                             f'Trade-off path on validation: {workdir.name}', label))
-  path = schedules_plot(records, workdir / 'plots' / 'schedules.png',
-                        f'Schedules: {workdir.name}')
+    out.append(
+        tradeoff_plot(series, workdir / 'plots' / 'tradeoff.png',
+                      f'Trade-off path on validation: {workdir.name}', label))
+  path = schedules_plot(records, workdir / 'plots' / 'schedules.png', f'Schedules: {workdir.name}')
   return out + ([path] if path else [])
 
 
-_LAST_DRAWN = {}   # workdir -> time.monotonic() of its last training_plots
+_LAST_DRAWN = {}  # workdir -> time.monotonic() of its last training_plots
 
 
 def training_plots_every(workdir, *, final: bool, min_seconds: float = 60.0):
@@ -287,8 +289,9 @@ def attack_bars_plot(report: dict, path) -> pathlib.Path:
     colors.append(palette[norms.index(norm) % len(palette)])
   fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.9 * len(values)), 4.2), dpi=110)
   _bars(ax, labels, values, colors, 'test accuracy (%)')
-  ax.set_title(_eval_title(report) + '\nbar: accuracy after this attack and the ones left '
-               'of it (same norm)', fontsize=8)
+  ax.set_title(
+      _eval_title(report) + '\nbar: accuracy after this attack and the ones left '
+      'of it (same norm)', fontsize=8)
   return _save(fig, path)
 
 
@@ -301,15 +304,15 @@ def norm_bars_plot(report: dict, path) -> pathlib.Path | None:
   plt = _pyplot()
   eps = {c.split('/')[0]: a['settings'].get('eps') for c, a in report['attacks'].items()}
   norms = [n for n in worst_columns(report) if n != 'union']
-  labels = ['clean'] + [f'{n}\neps={eps.get(n, float("nan")):.3g}' for n in norms] + [
-      'union\n(all norms)']
-  values = [100 * report['clean_acc']] + [100 * worst[n] for n in norms] + [
-      100 * worst['union']]
+  labels = ['clean'] + [f'{n}\neps={eps.get(n, float("nan")):.3g}' for n in norms
+                       ] + ['union\n(all norms)']
+  values = [100 * report['clean_acc']] + [100 * worst[n] for n in norms] + [100 * worst['union']]
   colors = ['0.6'] + ['#1f77b4'] * (len(values) - 2) + ['black']
   fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(values)), 4.2), dpi=110)
   _bars(ax, labels, values, colors, 'robust test accuracy, worst case (%)')
-  ax.set_title(_eval_title(report) + '\nper-norm worst case over its attacks; union: robust '
-               'to every norm at once', fontsize=8)
+  ax.set_title(
+      _eval_title(report) + '\nper-norm worst case over its attacks; union: robust '
+      'to every norm at once', fontsize=8)
   return _save(fig, path)
 
 
@@ -317,8 +320,8 @@ def eval_plots(report: dict, plot_dir, name: str) -> list[pathlib.Path]:
   """Writes <plot_dir>/eval_<name>_attacks.png (and _norms.png with several norms)
   of an evaluate `report`; returns the paths written."""
   plot_dir = pathlib.Path(plot_dir)
-  paths = [attack_bars_plot(report, plot_dir / f'eval_{name}_attacks.png'),
-           norm_bars_plot(report, plot_dir / f'eval_{name}_norms.png')]
+  attacks_png = attack_bars_plot(report, plot_dir / f'eval_{name}_attacks.png')
+  paths = [attacks_png, norm_bars_plot(report, plot_dir / f'eval_{name}_norms.png')]
   return [p for p in paths if p is not None]
 
 
@@ -338,16 +341,18 @@ def comparison_plot(reports: dict, path) -> pathlib.Path:
   fig, ax = plt.subplots(figsize=(max(5.5, 2.2 * len(reports)), 4.2), dpi=110)
   cmap = plt.get_cmap('tab10')
   for k, column in enumerate(columns):
-    values = [100 * (r['clean_acc'] if column == 'clean' else r['worst_case'][column])
-              for r in reports.values()]
+    values = [
+        100 * (r['clean_acc'] if column == 'clean' else r['worst_case'][column])
+        for r in reports.values()
+    ]
     xs = np.arange(len(reports)) + (k - (len(columns) - 1) / 2) * width
     label = {'clean': 'clean', 'union': 'union (all norms)'}.get(column, f'worst {column}')
     bars = ax.bar(xs, values, width, label=label, color='0.6' if column == 'clean' else cmap(k))
     for b, v in zip(bars, values):
       ax.annotate(f'{v:.1f}', (b.get_x() + b.get_width() / 2, v), textcoords='offset points',
                   xytext=(0, 2), ha='center', fontsize=6.5)
-  ax.set_xticks(range(len(reports)),
-                [f"{n}\n({r['learner']})" for n, r in reports.items()], fontsize=9)
+  ax.set_xticks(range(len(reports)), [f"{n}\n({r['learner']})" for n, r in reports.items()],
+                fontsize=9)
   ax.set_ylim(0, 109)
   ax.set_ylabel('test accuracy (%)')
   ax.legend(fontsize=8, ncol=len(columns), loc='upper center')
@@ -355,9 +360,9 @@ def comparison_plot(reports: dict, path) -> pathlib.Path:
   columns = attack_columns(first)
   eps = {c.split('/')[0]: first['attacks'][c]['settings'].get('eps') for c in columns}
   names = ', '.join(dict.fromkeys(c.split('/')[1] for c in columns))
-  ax.set_title(f"{first['n_ex']} test images, checkpoint {first['checkpoint']}; worst case "
-               f'over {names}; ' + ', '.join(f'{n} eps={e:.3g}' for n, e in eps.items()),
-               fontsize=9)
+  ax.set_title(
+      f"{first['n_ex']} test images, checkpoint {first['checkpoint']}; worst case "
+      f'over {names}; ' + ', '.join(f'{n} eps={e:.3g}' for n, e in eps.items()), fontsize=9)
   return _save(fig, path)
 
 
@@ -377,8 +382,9 @@ def interpolation_plot(result: dict, path) -> pathlib.Path:
           label=_attack_label(result.get('attack')))
   ax.set_xlabel(f"alpha: (1 - alpha) {result['a']} + alpha {result['b']}")
   ax.set_ylabel(f"{result['split']} accuracy (%), {result['n']} images")
-  ax.set_title(f"{pathlib.Path(result['workdir']).name}, checkpoint {result['checkpoint']} "
-               f"(step {result['step']})", fontsize=9)
+  ax.set_title(
+      f"{pathlib.Path(result['workdir']).name}, checkpoint {result['checkpoint']} "
+      f"(step {result['step']})", fontsize=9)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   return _save(fig, path)

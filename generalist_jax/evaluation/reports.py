@@ -24,12 +24,13 @@ def library_versions() -> dict:
   import flax
   import optax
   import orbax.checkpoint
-  return {'python': platform.python_version(), 'jax': jax.__version__,
-          'jaxlib': importlib.metadata.version('jaxlib'),
-          'flax': flax.__version__, 'optax': optax.__version__,
-          'orbax_checkpoint': orbax.checkpoint.__version__, 'numpy': np.__version__,
-          'backend': jax.default_backend(), 'devices': jax.device_count(),
-          'processes': jax.process_count()}
+  return {
+      'python': platform.python_version(), 'jax': jax.__version__,
+      'jaxlib': importlib.metadata.version('jaxlib'), 'flax': flax.__version__,
+      'optax': optax.__version__, 'orbax_checkpoint': orbax.checkpoint.__version__,
+      'numpy': np.__version__, 'backend': jax.default_backend(), 'devices': jax.device_count(),
+      'processes': jax.process_count()
+  }
 
 
 def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:
@@ -60,23 +61,22 @@ def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:
   stem.with_suffix('.csv').write_text('\n'.join(lines) + '\n')
 
   header = ['clean'] + [s.column for s in plan] + [f'worst {n}' for n in worst]
-  values = [summary['clean_acc']] + [summary['attacks'][s.column]['robust_acc_after']
-                                     for s in plan] + list(summary['worst_case'][n]
-                                                           for n in worst)
+  values = [summary['clean_acc']] + [
+      summary['attacks'][s.column]['robust_acc_after'] for s in plan
+  ] + list(summary['worst_case'][n] for n in worst)
   if len(worst) > 1:
     header.append('worst (union)')
     values.append(summary['robust_acc'])
   chosen = 'the first ones' if meta.get('subset') == 'first' else 'a fixed random subset'
-  md = [f"# {meta['name']}: {meta['workdir']}",
-        '',
-        f"Checkpoint `{meta['checkpoint']}` (step {meta['step']}), learner "
-        f"`{meta['learner']}`, {summary['n_ex']} of the {meta.get('test_split_size', '?')} "
-        f"TEST examples ({chosen}), seed {meta['seed']}.",
-        'Attack columns: robust accuracy after that attack (attacks run in order, each on '
-        'the examples all earlier ones of its norm missed); worst = per-example AND.',
-        '',
-        *tables.markdown_table(header, [values], fmt=tables.percent), '',
-        '## Attacks', '']
+  md = [
+      f"# {meta['name']}: {meta['workdir']}", '',
+      f"Checkpoint `{meta['checkpoint']}` (step {meta['step']}), learner "
+      f"`{meta['learner']}`, {summary['n_ex']} of the {meta.get('test_split_size', '?')} "
+      f"TEST examples ({chosen}), seed {meta['seed']}.",
+      'Attack columns: robust accuracy after that attack (attacks run in order, each on '
+      'the examples all earlier ones of its norm missed); worst = per-example AND.', '',
+      *tables.markdown_table(header, [values], fmt=tables.percent), '', '## Attacks', ''
+  ]
   for s in plan:
     md.append(f'- `{s.column}`: ' + ', '.join(f'{k}={v}' for k, v in s.settings().items()))
   if meta.get('missing_components'):
@@ -84,8 +84,7 @@ def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:
   md += ['', '## Sanity checks', '']
   md += [f'- {k}: {v}' for k, v in meta['sanity'].items() if k != 'warnings']
   md += [f'- WARNING: {w}' for w in meta['sanity']['warnings']]
-  md += ['', '## Versions', '', '- ' + ', '.join(f'{k} {v}' for k, v in
-                                                meta['versions'].items())]
+  md += ['', '## Versions', '', '- ' + ', '.join(f'{k} {v}' for k, v in meta['versions'].items())]
   stem.with_suffix('.md').write_text('\n'.join(md) + '\n')
   return report
 
@@ -93,6 +92,7 @@ def write_reports(stem: pathlib.Path, state, plan, labels, meta: dict) -> dict:
 # ----------------------------------------------------------------------------
 # Resumable state on disk.
 # ----------------------------------------------------------------------------
+
 
 def save_state(path: pathlib.Path, state: dict, settings: dict) -> None:
   """Saves the flag state and the settings it belongs to as one .npz, atomically.
@@ -105,7 +105,7 @@ def save_state(path: pathlib.Path, state: dict, settings: dict) -> None:
   tmp = path.with_name(path.name + '.tmp.npz')
   arrays = {k.replace('/', '__'): v for k, v in state.items()}
   np.savez(tmp, settings=np.array(json.dumps(settings, sort_keys=True)), **arrays)
-  os.replace(tmp, path)      # atomic: a kill leaves the old or the new state
+  os.replace(tmp, path)  # atomic: a kill leaves the old or the new state
 
 
 def load_state(path: pathlib.Path, settings: dict) -> dict | None:

@@ -30,7 +30,7 @@ class AttackSpec:
   norm: str
   name: str
   eps: float
-  overrides: tuple = ()      # (key, value) pairs changing the standard budget
+  overrides: tuple = ()  # (key, value) pairs changing the standard budget
 
   @property
   def column(self) -> str:
@@ -73,7 +73,7 @@ def make_plan(norms, eps, attack_list: str, overrides: dict | None = None) -> li
     else:
       attacks = tuple((a.strip(), {}) for a in attack_list.split(',') if a.strip())
     for name, version_settings in attacks:
-      registry.check_available(name, norm)   # fails before any work
+      registry.check_available(name, norm)  # fails before any work
       merged = dict(version_settings, **user)
       plan.append(AttackSpec(norm, name, float(e), tuple(sorted(merged.items()))))
   return plan
@@ -152,7 +152,7 @@ def bucket_sizes(batch_size: int, n_devices: int = 1) -> tuple[int, ...]:
   top = max(-(-batch_size // n_devices), MIN_ROWS_PER_DEVICE)
   ladder = [MIN_ROWS_PER_DEVICE]
   while ladder[-1] < top:
-    octave = 1 << (ladder[-1].bit_length() - 1)     # the power of two at or below
+    octave = 1 << (ladder[-1].bit_length() - 1)  # the power of two at or below
     ladder.append(ladder[-1] + max(MIN_ROWS_PER_DEVICE, octave // 4))
   return tuple(n_devices * s for s in ladder if s < top) + (n_devices * top,)
 
@@ -171,9 +171,11 @@ def _chunks(indices, batch_size):
 def _put(tree, sharding):
   """Host values, the same on every process -> global arrays laid out by `sharding`
   (each process fills its own devices' rows)."""
+
   def put(value):
     value = np.asarray(value)
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
   return jax.tree.map(put, tree)
 
 
@@ -190,14 +192,14 @@ def _attack_chunk(fn: jitted.StageFn, params, x_of, y, ids, key, sizes, mesh) ->
       break
     rows = _padded(active, sizes)
     x, y_rows, id_rows = x_of(rows), y[rows], ids[rows]
-    if carry is None:        # stage 0 ignores its input carry: zeros of its shapes
+    if carry is None:  # stage 0 ignores its input carry: zeros of its shapes
       carry_in = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
                               jax.eval_shape(fn.start, params, x, y_rows, key, id_rows))
     else:
       carry_in = jax.tree.map(lambda a: a[rows], carry)
-    new_carry, out = parallel.gather(fn.run(
-        params, _put(x, batch), _put(y_rows, batch), key, _put(id_rows, batch),
-        _put(carry_in, batch), _put(np.int32(j), parallel.replicated(mesh))))
+    new_carry, out = parallel.gather(
+        fn.run(params, _put(x, batch), _put(y_rows, batch), key, _put(id_rows, batch),
+               _put(carry_in, batch), _put(np.int32(j), parallel.replicated(mesh))))
     k = len(active)
     if carry is None:
       carry = jax.tree.map(lambda a: np.zeros((m,) + a.shape[1:], a.dtype), new_carry)
@@ -213,6 +215,7 @@ def _attack_chunk(fn: jitted.StageFn, params, x_of, y, ids, key, sizes, mesh) ->
 # The resumable loop over (attack, batch of still-robust examples).
 # ----------------------------------------------------------------------------
 
+
 def new_state(n: int, plan: list[AttackSpec]) -> dict:
   """The flag state of an evaluation before anything ran.
 
@@ -224,9 +227,10 @@ def new_state(n: int, plan: list[AttackSpec]) -> dict:
     {'clean' and each column of `plan`: int8 [n], all PENDING; 'grad_zero',
     'grad_nonfinite', 'outside_ball': bool [n], all False}.
   """
-  state = {'clean': np.full(n, aa.PENDING, np.int8),
-           'grad_zero': np.zeros(n, bool), 'grad_nonfinite': np.zeros(n, bool),
-           'outside_ball': np.zeros(n, bool)}
+  state = {
+      'clean': np.full(n, aa.PENDING, np.int8), 'grad_zero': np.zeros(n, bool),
+      'grad_nonfinite': np.zeros(n, bool), 'outside_ball': np.zeros(n, bool)
+  }
   for spec in plan:
     state[spec.column] = np.full(n, aa.PENDING, np.int8)
   return state
@@ -237,13 +241,13 @@ class _Run:
   """What every pass of `run_evaluation` reads and fills: the model, the data, the
   batch layout, the flag state and the progress (bar, save, early stop)."""
   apply_fn: Callable
-  params: object             # replicated over the mesh
-  images: object             # [N, H, W, C] uint8 or float in [0, 1]
-  labels: np.ndarray         # int32 [N]
-  example_ids: np.ndarray    # int32 [N]
+  params: object  # replicated over the mesh
+  images: object  # [N, H, W, C] uint8 or float in [0, 1]
+  labels: np.ndarray  # int32 [N]
+  example_ids: np.ndarray  # int32 [N]
   state: dict
   batch_size: int
-  sizes: tuple               # `bucket_sizes`
+  sizes: tuple  # `bucket_sizes`
   mesh: object
   bar: tqdm.tqdm
   save: Callable | None
@@ -252,8 +256,8 @@ class _Run:
 
   def as_float(self, idx) -> np.ndarray:
     """The images of rows `idx` as float32 in [0, 1]."""
-    return data_lib.to_float(self.images[idx]) if self.images.dtype == np.uint8 else (
-        np.asarray(self.images[idx], np.float32))
+    return data_lib.to_float(self.images[idx]) if self.images.dtype == np.uint8 else (np.asarray(
+        self.images[idx], np.float32))
 
   def step_done(self, count: int) -> bool:
     """Counts a finished batch of `count` examples and saves the state; True to stop."""
@@ -275,8 +279,8 @@ def _clean_pass(run: _Run) -> bool:
       run.bar.update(len(chunk))
       continue
     idx = _padded(chunk, run.sizes)
-    out = parallel.gather(clean(run.params, _put(run.as_float(idx), batch),
-                                _put(run.labels[idx], batch)))
+    out = parallel.gather(
+        clean(run.params, _put(run.as_float(idx), batch), _put(run.labels[idx], batch)))
     m = len(chunk)
     state['clean'][chunk] = out['correct'][:m]
     state['grad_zero'][chunk] = out['grad_zero'][:m]
@@ -286,8 +290,8 @@ def _clean_pass(run: _Run) -> bool:
   return False
 
 
-def _attack_pass(run: _Run, spec: AttackSpec, earlier: list, *, seed: int,
-                 query_block: int | None, x_adv: np.ndarray | None) -> bool:
+def _attack_pass(run: _Run, spec: AttackSpec, earlier: list, *, seed: int, query_block: int | None,
+                 x_adv: np.ndarray | None) -> bool:
   """Fills column `spec`: SKIPPED where the clean input or an `earlier` column of its
   norm broke the example, else the attack's flag, batch by batch (a fooled example's
   point goes into `x_adv`); True when stopped early."""
@@ -316,11 +320,11 @@ def _attack_pass(run: _Run, spec: AttackSpec, earlier: list, *, seed: int,
   return False
 
 
-def run_evaluation(apply_fn, params, images, labels, plan: list[AttackSpec], *,
-                   batch_size: int, seed: int, example_ids=None, state: dict | None = None,
-                   save=None, progress: bool = True, stop_after_batches: int | None = None,
-                   x_adv: np.ndarray | None = None, model_name: str = 'apply_fn',
-                   mesh=None, query_block: int | None = None) -> dict:
+def run_evaluation(apply_fn, params, images, labels, plan: list[AttackSpec], *, batch_size: int,
+                   seed: int, example_ids=None, state: dict | None = None, save=None,
+                   progress: bool = True, stop_after_batches: int | None = None,
+                   x_adv: np.ndarray | None = None, model_name: str = 'apply_fn', mesh=None,
+                   query_block: int | None = None) -> dict:
   """Fills `state`, the per-example int8 flags per column, and returns it.
 
   Each column's attack runs on the examples still robust to the clean input and to
@@ -362,12 +366,12 @@ def run_evaluation(apply_fn, params, images, labels, plan: list[AttackSpec], *,
   example_ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
   state = state if state is not None else new_state(n, plan)
   mesh = parallel.make_mesh() if mesh is None else mesh
-  # Params placed anywhere: replicated from host copies.
-  run = _Run(apply_fn, parallel.replicate(parallel.to_host(params), mesh), images, np.asarray(labels).astype(np.int32), example_ids.astype(np.int32), state,
-             batch_size, bucket_sizes(batch_size, mesh.size), mesh,
-             tqdm.tqdm(total=n * (1 + len(plan)), unit='ex',
-                       disable=not (progress and parallel.is_main_process()),
-                       dynamic_ncols=True, mininterval=1.0), save, stop_after_batches)
+  bar = tqdm.tqdm(total=n * (1 + len(plan)), unit='ex', dynamic_ncols=True, mininterval=1.0,
+                  disable=not (progress and parallel.is_main_process()))
+  params = parallel.replicate(parallel.to_host(params), mesh)  # from any placement
+  run = _Run(apply_fn, params, images,
+             np.asarray(labels).astype(np.int32), example_ids.astype(np.int32), state, batch_size,
+             bucket_sizes(batch_size, mesh.size), mesh, bar, save, stop_after_batches)
   if not _clean_pass(run):
     for column_index, spec in enumerate(plan):
       earlier = [state[s.column] for s in plan[:column_index] if s.norm == spec.norm]

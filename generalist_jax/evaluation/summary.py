@@ -51,19 +51,18 @@ def summarize(state: dict, plan: list) -> tuple[dict, dict[str, np.ndarray], np.
   """
   clean = state['clean'] == 1
   norms = list(dict.fromkeys(s.norm for s in plan))
-  out = {'n_ex': int(len(clean)), 'clean_acc': float(clean.mean()), 'attacks': {},
-         'worst_case': {}}
+  out = {'n_ex': int(len(clean)), 'clean_acc': float(clean.mean()), 'attacks': {}, 'worst_case': {}}
   worst = {}
   for norm in norms:
     specs = [s for s in plan if s.norm == norm]
     for k, spec in enumerate(specs):
       col = state[spec.column]
       out['attacks'][spec.column] = {
-          'robust_acc_after': float(aa.worst_case(clean, [state[s.column]
-                                                           for s in specs[:k + 1]]).mean()),
-          'newly_fooled': int((col == aa.FOOLED).sum()),
-          'attacked': int((col != aa.SKIPPED).sum()),
-          'settings': spec.settings()}
+          'robust_acc_after': float(
+              aa.worst_case(clean, [state[s.column] for s in specs[:k + 1]]).mean()),
+          'newly_fooled': int((col == aa.FOOLED).sum()), 'attacked': int(
+              (col != aa.SKIPPED).sum()), 'settings': spec.settings()
+      }
     worst[norm] = aa.worst_case(clean, [state[s.column] for s in specs])
     out['worst_case'][norm] = float(worst[norm].mean())
   union = aa.union_over_norms(worst) if worst else clean
@@ -80,10 +79,14 @@ def _black_box_beats_white_box(state: dict, plan) -> int:
   for spec in plan:
     if registry.ATTACKS[spec.name].box != 'black':
       continue
-    white = [state[s.column] for s in plan
-             if s.norm == spec.norm and registry.ATTACKS[s.name].box == 'white']
-    beaten = (state[spec.column] == aa.FOOLED) & np.logical_and.reduce(
-        [w != aa.FOOLED for w in white] + [np.ones(len(state['clean']), bool)])
+    white = [
+        state[s.column]
+        for s in plan
+        if s.norm == spec.norm and registry.ATTACKS[s.name].box == 'white'
+    ]
+    beaten = (state[spec.column]
+              == aa.FOOLED) & np.logical_and.reduce([w != aa.FOOLED for w in white] +
+                                                    [np.ones(len(state['clean']), bool)])
     count += int(beaten.sum())
   return count
 
@@ -120,11 +123,13 @@ def sanity_checks(state: dict, plan, determinism_gap: float) -> dict:
     counts; 'output_changes_between_identical_calls': the gap; 'warnings': the
     sentences}.
   """
-  checks = {'zero_input_gradient': int(state['grad_zero'].sum()),
-            'nonfinite_input_gradient': int(state['grad_nonfinite'].sum()),
-            'adversarial_outside_ball_or_box': int(state['outside_ball'].sum()),
-            'output_changes_between_identical_calls': float(determinism_gap),
-            'black_box_beats_white_box': _black_box_beats_white_box(state, plan)}
+  checks = {
+      'zero_input_gradient': int(state['grad_zero'].sum()),
+      'nonfinite_input_gradient': int(state['grad_nonfinite'].sum()),
+      'adversarial_outside_ball_or_box': int(state['outside_ball'].sum()),
+      'output_changes_between_identical_calls': float(determinism_gap),
+      'black_box_beats_white_box': _black_box_beats_white_box(state, plan)
+  }
   checks['warnings'] = _warnings(checks, determinism_gap)
   return checks
 

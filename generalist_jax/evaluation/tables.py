@@ -41,5 +41,5 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence],
   Returns:
     The header line, the separator, then one line per row.
   """
-  return (['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-          + ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in rows])
+  return (['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] +
+          ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in rows])

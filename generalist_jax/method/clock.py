@@ -35,12 +35,12 @@ class RunClock:
     >>> float(run_clock.mix_weights(0)[1]), bool(run_clock.is_sync(28934))
     (1.0, True)
   """
-  timeline: timescale.Timeline   # steps -> schedule time (epochs)
-  lr_schedules: tuple            # per expert, in config.experts order: step -> lr
-  mix_schedule: Callable         # step -> [N] mixing weights
-  sync_schedule: Callable        # step -> bool
-  ema_max_decay: float           # the EMA decay cap (`timescale.ema_cap`)
-  sync_windows: tuple = ()       # ((first, last) 0-based steps of every sync window)
+  timeline: timescale.Timeline  # steps -> schedule time (epochs)
+  lr_schedules: tuple  # per expert, in config.experts order: step -> lr
+  mix_schedule: Callable  # step -> [N] mixing weights
+  sync_schedule: Callable  # step -> bool
+  ema_max_decay: float  # the EMA decay cap (`timescale.ema_cap`)
+  sync_windows: tuple = ()  # ((first, last) 0-based steps of every sync window)
 
   @property
   def total_steps(self) -> int:
@@ -115,20 +115,18 @@ def make_clock(config, steps_per_epoch: int) -> RunClock:
     ValueError: an unknown optimizer.schedule or meta.sync.kind.
   """
   meta_config, num_epochs = config.meta, config.num_epochs
-  experts = [config.experts[n] for n in config.experts.keys()]   # sorted, as Setup's
+  experts = [config.experts[n] for n in config.experts.keys()]  # sorted, as Setup's
   timeline = timescale.make_timeline(meta_config, num_epochs, steps_per_epoch)
   sync_fn = schedules.make_sync_schedule(meta_config.sync, timeline)
   windows = tuple(timescale.sync_windows(sync_fn, timeline.total_steps))
   first_sync = windows[0][0] if windows else timeline.total_steps
   drift_scale = float(meta_config.get('drift_lr_scale', 1.0))
-  lr_fns = tuple(schedules.scaled_after(
-      schedules.make_lr_schedule(e.optimizer, num_epochs, timeline.epoch), first_sync,
-      drift_scale) for e in experts)
+  lr_fns = tuple(
+      schedules.scaled_after(schedules.make_lr_schedule(e.optimizer, num_epochs, timeline.epoch),
+                             first_sync, drift_scale) for e in experts)
   return RunClock(
-      timeline=timeline,
-      lr_schedules=lr_fns,
-      mix_schedule=schedules.make_mix_schedule(
-          meta_config.mix_epochs, [e.mix_values for e in experts], timeline.epoch),
-      sync_schedule=sync_fn,
-      ema_max_decay=timescale.ema_cap(meta_config, timeline.total_steps),
-      sync_windows=windows)
+      timeline=timeline, lr_schedules=lr_fns,
+      mix_schedule=schedules.make_mix_schedule(meta_config.mix_epochs,
+                                               [e.mix_values for e in experts],
+                                               timeline.epoch), sync_schedule=sync_fn,
+      ema_max_decay=timescale.ema_cap(meta_config, timeline.total_steps), sync_windows=windows)

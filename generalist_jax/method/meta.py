@@ -36,8 +36,7 @@ def weighted_mix(trees: Sequence, weights: jnp.ndarray):
   Returns:
     sum_i weights[i] * trees[i].
   """
-  return jax.tree.map(lambda *leaves: sum(w * l for w, l in zip(weights, leaves)),
-                      *trees)
+  return jax.tree.map(lambda *leaves: sum(w * l for w, l in zip(weights, leaves)), *trees)
 
 
 def select(pred, on_true, on_false):
@@ -53,8 +52,7 @@ def select(pred, on_true, on_false):
   return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
-def meta_update(experts: Sequence, emas: Sequence, global_learner, *,
-                decay, weights, sync):
+def meta_update(experts: Sequence, emas: Sequence, global_learner, *, decay, weights, sync):
   """One step of the reference meta-update, after the experts' own updates.
 
   ema_i   <- ema(ema_i, expert_i)

@@ -26,11 +26,10 @@ def piecewise_linear(t, knots: Sequence[float], values: Sequence[float]):
   Returns:
     float32 array of `t`'s shape.
   """
-  return jnp.interp(t, jnp.asarray(knots, jnp.float32),
-                    jnp.asarray(values, jnp.float32))
+  return jnp.interp(t, jnp.asarray(knots, jnp.float32), jnp.asarray(values, jnp.float32))
 
 
-Clock = Callable[[jnp.ndarray], jnp.ndarray]   # step -> schedule time in epochs
+Clock = Callable[[jnp.ndarray], jnp.ndarray]  # step -> schedule time in epochs
 
 
 def _piecewise_linear_lr(opt_config, num_epochs: int, clock: Clock) -> Schedule:
@@ -53,8 +52,9 @@ def _constant_lr(opt_config, num_epochs: int, clock: Clock) -> Schedule:
 
 
 # optimizer.schedule -> (optimizer config, num_epochs, clock) -> Schedule.
-LR_SCHEDULES = {'piecewise_linear': _piecewise_linear_lr, 'cosine': _cosine_lr,
-                'constant': _constant_lr}
+LR_SCHEDULES = {
+    'piecewise_linear': _piecewise_linear_lr, 'cosine': _cosine_lr, 'constant': _constant_lr
+}
 
 
 def make_lr_schedule(opt_config, num_epochs: int, clock: Clock) -> Schedule:
@@ -147,8 +147,9 @@ def _reference_sync(sync_config, timeline) -> Schedule:
 
   def sync(step):
     epoch = timeline.integer_epoch(step)
-    window_end = ((epoch - 1) // every + 1) * every   # the period's last epoch
+    window_end = ((epoch - 1) // every + 1) * every  # the period's last epoch
     return (window_end >= start) & ((epoch - 1) % every >= every - window)
+
   return sync
 
 
@@ -158,6 +159,7 @@ def _every_steps_sync(sync_config, timeline) -> Schedule:
 
   def sync(step):
     return (step >= start * timeline.steps_per_epoch) & ((step + 1) % every == 0)
+
   return sync
 
 
@@ -167,8 +169,9 @@ def _never_sync(sync_config, timeline) -> Schedule:
 
 
 # meta.sync.kind -> (sync config, timescale.Timeline) -> Schedule of bools.
-SYNC_SCHEDULES = {'reference': _reference_sync, 'every_steps': _every_steps_sync,
-                  'never': _never_sync}
+SYNC_SCHEDULES = {
+    'reference': _reference_sync, 'every_steps': _every_steps_sync, 'never': _never_sync
+}
 
 
 def make_sync_schedule(sync_config, timeline) -> Schedule:

@@ -24,10 +24,10 @@ import numpy as np
 class StackSpec:
   """What the vmapped update of stacked experts needs, per expert as arrays over
   the expert axis (`stack_spec` builds it; `step.py` reads it)."""
-  norms: tuple             # the distinct threat models, branch order
-  norm_index: np.ndarray   # [N] int32, per expert
-  eps: np.ndarray          # [N] float32 (0 for natural experts)
-  step_size: np.ndarray    # [N] float32
+  norms: tuple  # the distinct threat models, branch order
+  norm_index: np.ndarray  # [N] int32, per expert
+  eps: np.ndarray  # [N] float32 (0 for natural experts)
+  step_size: np.ndarray  # [N] float32
   steps: int
   random_start: bool
   unroll: object
@@ -61,11 +61,11 @@ def stack_spec(expert_configs, optimizers, params) -> tuple[StackSpec | None, st
   index = [norms.index(e.attack.norm) if e.task == 'pgd' else 0 for e in expert_configs]
   eps = [float(e.attack.eps) if e.task == 'pgd' else 0.0 for e in expert_configs]
   step = [float(e.attack.step_size) if e.task == 'pgd' else 0.0 for e in expert_configs]
-  return StackSpec(
-      norms=norms, norm_index=np.asarray(index, np.int32), eps=np.asarray(eps, np.float32),
-      step_size=np.asarray(step, np.float32), steps=int(attacks_[0].steps) if attacks_ else 1,
-      random_start=bool(attacks_[0].random_start) if attacks_ else False,
-      unroll=attacks_[0].unroll if attacks_ else 'auto'), ''
+  return StackSpec(norms=norms, norm_index=np.asarray(index, np.int32),
+                   eps=np.asarray(eps, np.float32), step_size=np.asarray(step, np.float32),
+                   steps=int(attacks_[0].steps) if attacks_ else 1,
+                   random_start=bool(attacks_[0].random_start) if attacks_ else False,
+                   unroll=attacks_[0].unroll if attacks_ else 'auto'), ''
 
 
 def stack(trees):

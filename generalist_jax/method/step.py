@@ -51,12 +51,12 @@ class TrainState:
     >>> int(state.step), len(state.experts), sorted(state.global_learner)
     (0, 2, ['batch_stats', 'params'])
   """
-  step: jax.Array            # updates done so far; also the data position
-  experts: tuple             # variables {'params', 'batch_stats'} per expert
-  opt_states: tuple          # optax state per expert
-  emas: tuple                # EMA variables per expert
-  global_learner: Any        # variables of the global learner
-  key: jax.Array             # raw uint32 PRNG key for attacks
+  step: jax.Array  # updates done so far; also the data position
+  experts: tuple  # variables {'params', 'batch_stats'} per expert
+  opt_states: tuple  # optax state per expert
+  emas: tuple  # EMA variables per expert
+  global_learner: Any  # variables of the global learner
+  key: jax.Array  # raw uint32 PRNG key for attacks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +66,10 @@ class Setup:
   expert_names: tuple
   tasks: tuple
   optimizers: tuple
-  clock: clock_lib.RunClock   # length, sync windows; lr, mixing, sync, EMA decay of a step
-  stack: Any = None           # stacked.StackSpec: experts as one vmapped update
-  mesh: Any = None            # jax.sharding.Mesh with a 'data' axis
-  compute_dtype: Any = None   # None (float32) or jnp.bfloat16
+  clock: clock_lib.RunClock  # length, sync windows; lr, mixing, sync, EMA decay of a step
+  stack: Any = None  # stacked.StackSpec: experts as one vmapped update
+  mesh: Any = None  # jax.sharding.Mesh with a 'data' axis
+  compute_dtype: Any = None  # None (float32) or jnp.bfloat16
 
 
 EMA_SUFFIX = '_ema'
@@ -130,8 +130,7 @@ def make_optimizer(opt_config, lr_schedule) -> optax.GradientTransformation:
   """
   return optax.chain(
       optax.add_decayed_weights(opt_config.weight_decay),
-      optax.sgd(lr_schedule, momentum=opt_config.momentum or None,
-                nesterov=opt_config.nesterov))
+      optax.sgd(lr_schedule, momentum=opt_config.momentum or None, nesterov=opt_config.nesterov))
 
 
 def make_setup(config, info, steps_per_epoch: int) -> Setup:
@@ -148,11 +147,11 @@ def make_setup(config, info, steps_per_epoch: int) -> Setup:
   Raises:
     ValueError: an unknown schedule, sync kind, task or model in `config`.
   """
-  names = tuple(config.experts.keys())   # ConfigDict keys come sorted
+  names = tuple(config.experts.keys())  # ConfigDict keys come sorted
   expert_cfgs = [config.experts[n] for n in names]
   run_clock = clock_lib.make_clock(config, steps_per_epoch)
-  optimizers = tuple(make_optimizer(e.optimizer, fn)
-                     for e, fn in zip(expert_cfgs, run_clock.lr_schedules))
+  optimizers = tuple(
+      make_optimizer(e.optimizer, fn) for e, fn in zip(expert_cfgs, run_clock.lr_schedules))
   model = models.create_model(config.model, info.num_classes, info.mean, info.std)
   return Setup(
       model=model,
@@ -171,8 +170,8 @@ def _stack_spec(config, model, info, expert_cfgs, optimizers):
   when it is off, there is one expert, or they cannot be stacked (logged)."""
   if not config.meta.get('stack_experts', False) or len(expert_cfgs) < 2:
     return None
-  params = jax.eval_shape(lambda: models.init_variables(
-      model, jax.random.PRNGKey(0), info.image_shape))['params']
+  params = jax.eval_shape(
+      lambda: models.init_variables(model, jax.random.PRNGKey(0), info.image_shape))['params']
   spec, why_not = stacked.stack_spec(expert_cfgs, optimizers, params)
   if spec is None:
     logging.info('meta.stack_experts: %s; the experts update in a loop.', why_not)
@@ -196,21 +195,18 @@ def create_train_state(setup: Setup, image_shape: tuple, seed: int) -> TrainStat
   """
   init_key, attack_key = jax.random.split(jax.random.PRNGKey(seed))
   variables = models.init_variables(setup.model, init_key, image_shape)
-  copy = lambda: jax.tree.map(jnp.array, variables)   # distinct buffers (donation)
+  copy = lambda: jax.tree.map(jnp.array, variables)  # distinct buffers (donation)
   experts = tuple(copy() for _ in setup.expert_names)
   return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      experts=experts,
+      step=jnp.zeros((), jnp.int32), experts=experts,
       opt_states=tuple(tx.init(e['params']) for tx, e in zip(setup.optimizers, experts)),
-      emas=tuple(copy() for _ in setup.expert_names),
-      global_learner=copy(),
-      key=attack_key)
+      emas=tuple(copy() for _ in setup.expert_names), global_learner=copy(), key=attack_key)
 
 
 def _expert_update(setup: Setup, i: int, variables, opt_state, x, y, key):
   task = setup.tasks[i]
-  return _update(setup, task.inputs, task.loss, setup.optimizers[i].update,
-                 variables, opt_state, x, y, key)
+  return _update(setup, task.inputs, task.loss, setup.optimizers[i].update, variables, opt_state, x,
+                 y, key)
 
 
 def _update(setup: Setup, inputs_fn, loss, tx_update, variables, opt_state, x, y, key):
@@ -218,7 +214,7 @@ def _update(setup: Setup, inputs_fn, loss, tx_update, variables, opt_state, x, y
   optimizer update. Shared by the loop and the stacked (vmapped) path."""
   model = setup.model
 
-  def logits_eval(inputs):   # BN in eval mode: the attack never moves statistics
+  def logits_eval(inputs):  # BN in eval mode: the attack never moves statistics
     return models.apply_model(model, variables, inputs, train=False,
                               compute_dtype=setup.compute_dtype)[0]
 
@@ -234,20 +230,22 @@ def _update(setup: Setup, inputs_fn, loss, tx_update, variables, opt_state, x, y
       logits, batch_stats = forward(params, batch_stats, x_task)
       return loss(logits, y), (logits, batch_stats)
     logits = []
-    for inputs in x_task:   # in order, statistics threaded (see tasks.py)
+    for inputs in x_task:  # in order, statistics threaded (see tasks.py)
       out, batch_stats = forward(params, batch_stats, inputs)
       logits.append(out)
     return loss(tuple(logits), y), (logits[-1], batch_stats)
 
-  (value, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      variables['params'])
+  (value, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn,
+                                                             has_aux=True)(variables['params'])
   updates, opt_state = tx_update(grads, opt_state, variables['params'])
   params = optax.apply_updates(variables['params'], updates)
-  metrics = {'loss': value,
-             # of the last batch for multi-batch tasks (TRADES / MART: adversarial)
-             'train_acc': jnp.mean(jnp.argmax(logits, -1) == y),
-             'grad_norm': optax.tree.norm(grads),
-             'param_norm': optax.tree.norm(params)}   # non-finite params stop the run
+  metrics = {
+      'loss': value,
+      # of the last batch for multi-batch tasks (TRADES / MART: adversarial)
+      'train_acc': jnp.mean(jnp.argmax(logits, -1) == y),
+      'grad_norm': optax.tree.norm(grads),
+      'param_norm': optax.tree.norm(params)
+  }  # non-finite params stop the run
   return {'params': params, 'batch_stats': batch_stats}, opt_state, metrics
 
 
@@ -294,9 +292,9 @@ def train_step(setup: Setup, state: TrainState, batch: dict):
 
   weights = clock.mix_weights(t)
   sync = clock.is_sync(t)
-  experts, emas, global_learner = meta.meta_update(
-      experts, state.emas, state.global_learner,
-      decay=clock.ema_decay(t), weights=weights, sync=sync)
+  experts, emas, global_learner = meta.meta_update(experts, state.emas, state.global_learner,
+                                                   decay=clock.ema_decay(t), weights=weights,
+                                                   sync=sync)
   for i, name in enumerate(setup.expert_names):
     metrics[f'schedule/{name}/mix_weight'] = weights[i]
   metrics['schedule/sync'] = sync.astype(jnp.float32)
@@ -314,8 +312,8 @@ def _expert_updates(setup: Setup, state: TrainState, x, y, step_key):
     return _stacked_updates(setup, state, x, y, step_key)
   experts, opt_states, per_expert = [], [], []
   for i in range(len(setup.expert_names)):
-    variables, opt_state, m = _expert_update(
-        setup, i, state.experts[i], state.opt_states[i], x, y, jax.random.fold_in(step_key, i))
+    variables, opt_state, m = _expert_update(setup, i, state.experts[i], state.opt_states[i], x, y,
+                                             jax.random.fold_in(step_key, i))
     experts.append(variables)
     opt_states.append(opt_state)
     per_expert.append(m)
@@ -330,19 +328,17 @@ def _stacked_updates(setup: Setup, state: TrainState, x, y, step_key):
   updates = [tx.update for tx in setup.optimizers]
 
   def one(i, variables, opt_state, key, norm_index, eps, step_size):
-    inputs_fn = functools.partial(
-        training_attacks.pgd_norm_indexed, norm_index=norm_index, norms=spec.norms, eps=eps,
-        step_size=step_size, steps=spec.steps, random_start=spec.random_start,
-        unroll=spec.unroll)
+    inputs_fn = functools.partial(training_attacks.pgd_norm_indexed, norm_index=norm_index,
+                                  norms=spec.norms, eps=eps, step_size=step_size, steps=spec.steps,
+                                  random_start=spec.random_start, unroll=spec.unroll)
     tx_update = lambda *args: jax.lax.switch(i, updates, *args)
-    return _update(setup, inputs_fn, tasks_lib.mean_cross_entropy, tx_update, variables,
-                   opt_state, x, y, key)
+    return _update(setup, inputs_fn, tasks_lib.mean_cross_entropy, tx_update, variables, opt_state,
+                   x, y, key)
 
-  experts, opt_states, metrics = jax.vmap(one)(
-      jnp.arange(n), stacked.stack(state.experts), stacked.stack(state.opt_states), keys,
-      spec.norm_index, spec.eps, spec.step_size)
-  return (stacked.unstack(experts, n), stacked.unstack(opt_states, n),
-          stacked.unstack(metrics, n))
+  experts, opt_states, metrics = jax.vmap(one)(jnp.arange(n), stacked.stack(state.experts),
+                                               stacked.stack(state.opt_states), keys,
+                                               spec.norm_index, spec.eps, spec.step_size)
+  return (stacked.unstack(experts, n), stacked.unstack(opt_states, n), stacked.unstack(metrics, n))
 
 
 def jit_train_step(setup: Setup) -> Callable:

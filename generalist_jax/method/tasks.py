@@ -93,11 +93,11 @@ def pgd_task(expert_config) -> Task:
   Returns:
     The expert's `Task`.
   """
-  return Task(inputs=attacks.make_attack(expert_config.attack),
-              loss=mean_cross_entropy)
+  return Task(inputs=attacks.make_attack(expert_config.attack), loss=mean_cross_entropy)
 
 
 # --- TRADES / MART: losses on (clean, adversarial) logits ---------------------
+
 
 def trades_loss(logits, labels, beta):
   """TRADES (Zhang et al. 2019, yaodongyu/TRADES trades.py `trades_loss`):
@@ -112,8 +112,8 @@ def trades_loss(logits, labels, beta):
     Scalar loss.
   """
   clean, adv = logits
-  return (mean_cross_entropy(clean, labels)
-          + beta * training_attacks.kl_divergence(clean, adv).mean())
+  return (mean_cross_entropy(clean, labels) +
+          beta * training_attacks.kl_divergence(clean, adv).mean())
 
 
 def mart_loss(logits, labels, beta):
@@ -147,8 +147,7 @@ def mart_loss(logits, labels, beta):
 
 def _attack_kwargs(attack_config) -> dict:
   return dict(eps=float(attack_config.eps), step_size=float(attack_config.step_size),
-              steps=int(attack_config.steps), norm=attack_config.norm,
-              unroll=attack_config.unroll)
+              steps=int(attack_config.steps), norm=attack_config.norm, unroll=attack_config.unroll)
 
 
 def _clean_and(attack):
@@ -166,8 +165,8 @@ def trades_task(expert_config) -> Task:
     The expert's `Task`.
   """
   attack = functools.partial(training_attacks.trades_attack, **_attack_kwargs(expert_config.attack))
-  return Task(inputs=_clean_and(attack),
-              loss=functools.partial(trades_loss, beta=float(expert_config.beta)))
+  return Task(inputs=_clean_and(attack), loss=functools.partial(trades_loss,
+                                                                beta=float(expert_config.beta)))
 
 
 def mart_task(expert_config) -> Task:
@@ -182,11 +181,12 @@ def mart_task(expert_config) -> Task:
   """
   attack = functools.partial(training_attacks.ce_attack_small_start,
                              **_attack_kwargs(expert_config.attack))
-  return Task(inputs=_clean_and(attack),
-              loss=functools.partial(mart_loss, beta=float(expert_config.beta)))
+  return Task(inputs=_clean_and(attack), loss=functools.partial(mart_loss,
+                                                                beta=float(expert_config.beta)))
 
 
 # --- several threat models (config: `norms` and `norm_attacks`) --------------
+
 
 def _per_norm_attacks(expert_config) -> list:
   return [attacks.make_attack(expert_config.norm_attacks[n]) for n in expert_config.norms]
@@ -217,9 +217,10 @@ def avg_task(expert_config) -> Task:
     The expert's `Task`.
   """
   per_norm = _per_norm_attacks(expert_config)
-  return Task(inputs=lambda logits_fn, x, y, key: tuple(
-      training_attacks.per_norm_examples(per_norm, logits_fn, x, y, key)),
-              loss=mean_over_batches_loss)
+  return Task(
+      inputs=lambda logits_fn, x, y, key: tuple(
+          training_attacks.per_norm_examples(per_norm, logits_fn, x, y, key)),
+      loss=mean_over_batches_loss)
 
 
 def max_task(expert_config) -> Task:
@@ -254,10 +255,10 @@ def msd_task(expert_config) -> Task:
     The expert's `Task`.
   """
   cfgs = [expert_config.norm_attacks[n] for n in expert_config.norms]
-  attack = functools.partial(
-      training_attacks.msd, norms=tuple(expert_config.norms), eps=[float(c.eps) for c in cfgs],
-      step_sizes=[float(c.step_size) for c in cfgs], steps=int(cfgs[0].steps),
-      unroll=cfgs[0].unroll)
+  attack = functools.partial(training_attacks.msd, norms=tuple(expert_config.norms),
+                             eps=[float(c.eps) for c in cfgs],
+                             step_sizes=[float(c.step_size) for c in cfgs],
+                             steps=int(cfgs[0].steps), unroll=cfgs[0].unroll)
   return Task(inputs=attack, loss=mean_cross_entropy)
 
 
@@ -283,9 +284,9 @@ def eat_task(expert_config) -> Task:
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
   """A registry row: the factory and the expert-config fields it reads."""
-  build: Callable[..., Task]             # expert config -> Task
-  reads: tuple[str, ...] = ()            # 'attack', 'beta', 'norms' (+ 'norm_attacks')
-  check: Callable[..., str | None] | None = None   # expert config -> what is wrong, or None
+  build: Callable[..., Task]  # expert config -> Task
+  reads: tuple[str, ...] = ()  # 'attack', 'beta', 'norms' (+ 'norm_attacks')
+  check: Callable[..., str | None] | None = None  # expert config -> what is wrong, or None
 
 
 def _msd_check(expert_config) -> str | None:

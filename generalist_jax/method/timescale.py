@@ -27,11 +27,11 @@ import dataclasses
 
 import numpy as np
 
-REFERENCE_STEPS = 120 * 391            # T of the reference run
-REFERENCE_EMA_HORIZON = 1000 / REFERENCE_STEPS   # 1 / (1 - 0.999) steps, as a share of T
+REFERENCE_STEPS = 120 * 391  # T of the reference run
+REFERENCE_EMA_HORIZON = 1000 / REFERENCE_STEPS  # 1 / (1 - 0.999) steps, as a share of T
 TIMESCALES = ('epochs', 'relative')
 CLOCKS = ('fractional', 'integer')
-MIN_HORIZON_STEPS = 8      # below this an EMA is hardly an average: refuse
+MIN_HORIZON_STEPS = 8  # below this an EMA is hardly an average: refuse
 FAITHFUL_HORIZON_STEPS = 50  # below this, warn: the EMA still averages, but over few steps
 
 
@@ -95,10 +95,10 @@ def make_timeline(meta_config, num_epochs: int, steps_per_epoch: int) -> Timelin
     The run's `Timeline`.
   """
   relative = meta_config.get('timescale', 'epochs') == 'relative'
-  return Timeline(steps_per_epoch=steps_per_epoch, num_epochs=num_epochs,
-                  clock=meta_config.get('clock', 'fractional'),
-                  virtual_epochs=int(meta_config.sync.get('virtual_epochs', 120))
-                  if relative else None)
+  return Timeline(
+      steps_per_epoch=steps_per_epoch, num_epochs=num_epochs,
+      clock=meta_config.get('clock', 'fractional'),
+      virtual_epochs=int(meta_config.sync.get('virtual_epochs', 120)) if relative else None)
 
 
 def ema_cap(meta_config, total_steps: int) -> float:

@@ -46,7 +46,7 @@ def _wide_resnet(model_config, common: dict) -> nn.Module:
 
 
 def _without_ops(common: dict) -> dict:
-  return {k: v for k, v in common.items() if k != 'ops'}   # no convolutions or pools
+  return {k: v for k, v in common.items() if k != 'ops'}  # no convolutions or pools
 
 
 # name -> (model config, common fields) -> flax module. Common fields: num_classes,
@@ -55,10 +55,10 @@ MODELS = {
     'preact_resnet18': lambda c, common: resnets.PreActResNet18(**common),
     'resnet18': lambda c, common: resnets.ResNet18(**common),
     'wide_resnet': _wide_resnet,
-    'small_cnn': lambda c, common: small.SmallCNN(
-        batch_norm=bool(c.get('batch_norm', False)), **common),
-    'mlp': lambda c, common: small.MLP(
-        batch_norm=bool(c.get('batch_norm', True)), **_without_ops(common)),
+    'small_cnn': lambda c, common: small.SmallCNN(batch_norm=bool(c.get('batch_norm', False)), **
+                                                  common),
+    'mlp': lambda c, common: small.MLP(batch_norm=bool(c.get('batch_norm', True)),
+                                       **_without_ops(common)),
 }
 MODEL_NAMES = tuple(MODELS)
 
@@ -94,8 +94,7 @@ def create_model(model_config, num_classes: int, mean: tuple, std: tuple) -> nn.
   return MODELS[name](model_config, common)
 
 
-def init_variables(model: nn.Module, key: jax.Array,
-                   image_shape: tuple) -> dict:
+def init_variables(model: nn.Module, key: jax.Array, image_shape: tuple) -> dict:
   """{'params', 'batch_stats'} from a (1, *image_shape) dummy batch, eval mode.
 
   'batch_stats' is {} for models without BatchNorm, so every model's variables
@@ -123,12 +122,11 @@ def init_variables(model: nn.Module, key: jax.Array,
     options = ({'xla_backend_optimization_level': 0, **(compiler_options() or {})}
                if jax.default_backend() == 'cpu' else None)
     variables = jax.jit(init).lower(key, dummy).compile(options)(key, dummy)
-  return {'params': variables['params'],
-          'batch_stats': variables.get('batch_stats', {})}
+  return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
 
 
-def apply_model(model: nn.Module, variables: dict, images: jax.Array, *,
-                train: bool, compute_dtype=None):
+def apply_model(model: nn.Module, variables: dict, images: jax.Array, *, train: bool,
+                compute_dtype=None):
   """Pure forward pass: (logits, batch_stats).
 
   train=True normalises with batch statistics and returns the updated running
@@ -159,7 +157,6 @@ def apply_model(model: nn.Module, variables: dict, images: jax.Array, *,
     images = images.astype(compute_dtype)
   to_f32 = lambda tree: jax.tree.map(lambda v: v.astype(jnp.float32), tree)
   if train:
-    logits, mutated = model.apply(inputs, images, train=True,
-                                  mutable=['batch_stats'])
+    logits, mutated = model.apply(inputs, images, train=True, mutable=['batch_stats'])
     return logits.astype(jnp.float32), to_f32(mutated.get('batch_stats', {}))
   return model.apply(inputs, images, train=False).astype(jnp.float32), batch_stats

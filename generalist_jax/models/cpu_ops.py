@@ -67,8 +67,9 @@ def resolve_ops(ops: str) -> str:
 # formulations below follow the engine.
 ENGINES = ('ynnpack', 'eigen')
 ENGINE_ENV = 'GENERALIST_JAX_CPU_CONV'
-_EIGEN_YNN_FUSION_TYPES = ('LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'   # XLA's default
-                           'LIBRARY_FUSION_TYPE_REDUCE')           # minus convolutions
+_EIGEN_YNN_FUSION_TYPES = (
+    'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'  # XLA's default
+    'LIBRARY_FUSION_TYPE_REDUCE')  # minus convolutions
 
 
 @functools.cache
@@ -122,8 +123,8 @@ def _explicit_pads(x_shape, w_shape, strides, padding) -> tuple:
 
 def _conv(x, w, strides: tuple, pads: tuple):
   kh, kw = w.shape[:2]
-  if (conv_engine() == 'ynnpack' and strides == (1, 1) and pads == ((0, 0), (0, 0))
-      and (kh, kw) != (1, 1)):
+  if (conv_engine() == 'ynnpack' and strides == (1, 1) and pads == ((0, 0), (0, 0)) and
+      (kh, kw) != (1, 1)):
     top, left = (kh - 1) // 2, (kw - 1) // 2
     y = lax.conv_general_dilated(x, w, strides, ((top, kh - 1 - top), (left, kw - 1 - left)),
                                  dimension_numbers=_NHWC)
@@ -139,7 +140,7 @@ def _conv(x, w, strides: tuple, pads: tuple):
 # used; nor when the whole input is at most 4 groups (measured:
 # experiments/benchmarks/README.md).
 _GROUP_BYTES = 512 * 1024
-_IM2COL_MAX_COLS = 32    # RGB input layers: 27 columns, one dot beats 9 thin ones
+_IM2COL_MAX_COLS = 32  # RGB input layers: 27 columns, one dot beats 9 thin ones
 _LOOP_MAX_CO = 128 * 128
 
 
@@ -169,13 +170,16 @@ def _weight_grad(x, dy, w_shape, strides: tuple, pads: tuple, engine: str | None
   (sh, sw), (n, oh, ow, _) = strides, dy.shape
   x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
   m = images_per_group or _images_per_group(n, x[0].size * x.dtype.itemsize, c, o)
-  dot = lambda a, b: lax.dot_general(a, b, (((0,), (0,)), ((), ())),
-                                     preferred_element_type=jnp.float32)
+  dot = lambda a, b: lax.dot_general(a, b, (((0,), (0,)), ((),
+                                                           ())), preferred_element_type=jnp.float32)
 
-  def group_grad(xg, dg):            # (m, H, W, c), (m, oh, ow, o) -> (kh*kw*c, o)
+  def group_grad(xg, dg):  # (m, H, W, c), (m, oh, ow, o) -> (kh*kw*c, o)
     dg = dg.reshape(-1, o)
-    taps = [xg[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw].reshape(-1, c)
-            for i in range(kh) for j in range(kw)]
+    taps = [
+        xg[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw].reshape(-1, c)
+        for i in range(kh)
+        for j in range(kw)
+    ]
     if c * kh * kw <= _IM2COL_MAX_COLS:
       return dot(jnp.concatenate(taps, -1), dg)
     return jnp.concatenate([dot(t, dg) for t in taps])
@@ -226,19 +230,19 @@ def _input_grad_phases(dy, x_shape, w, strides: tuple, pads: tuple):
   assert min(min(p) for p in pads) >= 0, pads
   kh, kw, c, _ = w.shape
   (sh, sw), (n, oh, ow, _) = strides, dy.shape
-  mh = -(-(x_shape[1] + sum(pads[0])) // sh)   # rows per phase of the padded input
+  mh = -(-(x_shape[1] + sum(pads[0])) // sh)  # rows per phase of the padded input
   mw = -(-(x_shape[2] + sum(pads[1])) // sw)
 
-  def phase(rh, rw):                           # (n, mh, mw, c)
+  def phase(rh, rw):  # (n, mh, mw, c)
     sub = w[rh::sh, rw::sw]
     th, tw = sub.shape[:2]
-    if not (th and tw):                        # a kernel smaller than the stride
+    if not (th and tw):  # a kernel smaller than the stride
       return jnp.zeros((n, mh, mw, c), dy.dtype)
     flipped = jnp.flip(sub, (0, 1)).transpose(0, 1, 3, 2)
     return _conv(dy, flipped, (1, 1), ((th - 1, mh - oh), (tw - 1, mw - ow)))
 
-  phases = jnp.stack([jnp.stack([phase(rh, rw) for rw in range(sw)], 3)
-                      for rh in range(sh)], 2)  # (n, mh, sh, mw, sw, c)
+  phases = jnp.stack([jnp.stack([phase(rh, rw) for rw in range(sw)], 3) for rh in range(sh)],
+                     2)  # (n, mh, sh, mw, sw, c)
   full = phases.reshape(n, mh * sh, mw * sw, c)
   return full[:, pads[0][0]:pads[0][0] + x_shape[1], pads[1][0]:pads[1][0] + x_shape[2]]
 
@@ -252,25 +256,26 @@ def _input_grad_col2im(dy, x_shape, w, pads: tuple):
   n, oh, ow, _ = dy.shape
   cols = lax.dot_general(dy, w.reshape(kh * kw * c, o), (((3,), (1,)), ((), ())),
                          preferred_element_type=jnp.float32).reshape(n, oh, ow, kh, kw, c)
-  h, wd = x_shape[1] + sum(pads[0]), x_shape[2] + sum(pads[1])   # the padded input
-  dx = sum(jnp.pad(cols[:, :, :, i, j], ((0, 0), (i, h - oh - i), (j, wd - ow - j), (0, 0)))
-           for i in range(kh) for j in range(kw))
+  h, wd = x_shape[1] + sum(pads[0]), x_shape[2] + sum(pads[1])  # the padded input
+  dx = sum(
+      jnp.pad(cols[:, :, :, i, j], ((0, 0), (i, h - oh - i), (j, wd - ow - j), (0, 0)))
+      for i in range(kh)
+      for j in range(kw))
   return dx[:, pads[0][0]:pads[0][0] + x_shape[1],
             pads[1][0]:pads[1][0] + x_shape[2]].astype(dy.dtype)
 
 
 def _fast_conv_bwd(strides, pads, residuals, dy):
   x, w = residuals
-  return (_input_grad(dy, x, w, strides, pads),
-          _weight_grad(x, dy, w.shape, strides, pads).astype(w.dtype))
+  return (_input_grad(dy, x, w, strides, pads), _weight_grad(x, dy, w.shape, strides,
+                                                             pads).astype(w.dtype))
 
 
 _fast_conv.defvjp(_fast_conv_fwd, _fast_conv_bwd)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                         precision=None, **kwargs):
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
   """Drop-in for `lax.conv_general_dilated` (flax's `nn.Conv(conv_general_dilated=)`).
 
   Plain NHWC/HWIO convolutions take the fast path; anything else (dilation,
@@ -290,13 +295,13 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
           feature_group_count == 1 and precision is None and not kwargs and \
           lhs.ndim == 4 and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape)
   if not plain:
-    return lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count, precision=precision, **kwargs)
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                                    rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                                    feature_group_count=feature_group_count, precision=precision,
+                                    **kwargs)
   strides = tuple(int(s) for s in window_strides)
   pads = _explicit_pads(lhs.shape, rhs.shape, strides, padding)
-  if min(min(p) for p in pads) < 0:   # cropping pads: lax's own (models never use them)
+  if min(min(p) for p in pads) < 0:  # cropping pads: lax's own (models never use them)
     return lax.conv_general_dilated(lhs, rhs, window_strides, pads,
                                     dimension_numbers=dimension_numbers)
   return _fast_conv(lhs, rhs, strides, pads)
@@ -304,7 +309,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 
 def _is_nhwc(dimension_numbers, lhs_shape, rhs_shape) -> bool:
   if dimension_numbers is None:
-    return False   # lax's default is NCHW
+    return False  # lax's default is NCHW
   expected = lax.conv_dimension_numbers(lhs_shape, rhs_shape, _NHWC)
   return lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers) == expected
 

@@ -52,8 +52,7 @@ def batch_norm(train: bool, name: str, ops: str = 'xla') -> nn.BatchNorm:
     An unbound BatchNorm module, to call on [..., C] inputs.
   """
   cls = ClosedFormBatchNorm if ops == 'cpu' else nn.BatchNorm
-  return cls(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-             name=name)
+  return cls(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
 class ClosedFormBatchNorm(nn.BatchNorm):
@@ -77,15 +76,14 @@ class ClosedFormBatchNorm(nn.BatchNorm):
     return y
 
   def _closed_form_applies(self, x, use_running_average, mask) -> bool:
-    running = nn.merge_param('use_running_average', self.use_running_average,
-                             use_running_average)
+    running = nn.merge_param('use_running_average', self.use_running_average, use_running_average)
     if running or self.is_initializing() or mask is not None or x.dtype != jnp.float32:
       return False
     params = [nn.unbox(self.get_variable('params', n)) for n in ('scale', 'bias')]
-    return (self.axis in (-1, x.ndim - 1) and self.axis_name is None
-            and self.use_scale and self.use_bias and self.use_fast_variance
-            and self.force_float32_reductions and self.dtype in (None, jnp.float32)
-            and all(p is not None and p.dtype == jnp.float32 for p in params))
+    return (self.axis in (-1, x.ndim - 1) and self.axis_name is None and self.use_scale and
+            self.use_bias and self.use_fast_variance and self.force_float32_reductions and
+            self.dtype in (None, jnp.float32) and
+            all(p is not None and p.dtype == jnp.float32 for p in params))
 
 
 def conv_fn(ops: str):
@@ -115,8 +113,7 @@ def max_pool_2x2(x: jax.Array, ops: str) -> jax.Array:
   return nn.max_pool(x, (2, 2), strides=(2, 2))  # Floors, like MaxPool2d.
 
 
-def conv3x3(features: int, strides: int = 1, name: str | None = None,
-             ops: str = 'xla'):
+def conv3x3(features: int, strides: int = 1, name: str | None = None, ops: str = 'xla'):
   """A bias-free 3x3 `nn.Conv` with torch's padding=1 and `conv_init`.
 
   Args:
@@ -130,13 +127,12 @@ def conv3x3(features: int, strides: int = 1, name: str | None = None,
   """
   # Explicit (1, 1) padding, not 'SAME': for stride 2 on even sizes flax's
   # SAME pads (0, 1) while PyTorch's padding=1 pads (1, 1).
-  return nn.Conv(features, (3, 3), strides=(strides, strides),
-                 padding=((1, 1), (1, 1)), use_bias=False,
-                 kernel_init=conv_init, conv_general_dilated=conv_fn(ops), name=name)
+  return nn.Conv(features, (3, 3), strides=(strides, strides), padding=((1, 1), (1, 1)),
+                 use_bias=False, kernel_init=conv_init, conv_general_dilated=conv_fn(ops),
+                 name=name)
 
 
-def conv1x1(features: int, strides: int = 1, name: str | None = None,
-             ops: str = 'xla'):
+def conv1x1(features: int, strides: int = 1, name: str | None = None, ops: str = 'xla'):
   """A bias-free 1x1 `nn.Conv` (shortcut projections) with `conv_init`, no padding.
 
   Args:
@@ -145,13 +141,11 @@ def conv1x1(features: int, strides: int = 1, name: str | None = None,
   Returns:
     An unbound `nn.Conv`, to call on [B, H, W, C].
   """
-  return nn.Conv(features, (1, 1), strides=(strides, strides),
-                 padding='VALID', use_bias=False, kernel_init=conv_init,
-                 conv_general_dilated=conv_fn(ops), name=name)
+  return nn.Conv(features, (1, 1), strides=(strides, strides), padding='VALID', use_bias=False,
+                 kernel_init=conv_init, conv_general_dilated=conv_fn(ops), name=name)
 
 
-def normalize(x: jax.Array, mean: Sequence[float],
-               std: Sequence[float]) -> jax.Array:
+def normalize(x: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
   """(x - mean) / std per channel: the first op of every model.
 
   Args:
@@ -179,7 +173,7 @@ def normalize(x: jax.Array, mean: Sequence[float],
 class Classifier(nn.Module):
   """The fields every image classifier here takes (see `models.create_model`)."""
   num_classes: int
-  width: float = 1.0        # multiplier on every channel count
-  mean: tuple = (0.0,)      # per-channel input normalisation, [0, 1] units
+  width: float = 1.0  # multiplier on every channel count
+  mean: tuple = (0.0,)  # per-channel input normalisation, [0, 1] units
   std: tuple = (1.0,)
-  ops: str = 'xla'          # 'xla' or 'cpu' (cpu_ops formulations); see create_model
+  ops: str = 'xla'  # 'xla' or 'cpu' (cpu_ops formulations); see create_model

@@ -143,10 +143,9 @@ def wrn_blocks_per_stage(depth: int) -> int:
   for offset in (4, 2):
     if depth > offset and (depth - offset) % 6 == 0:
       return (depth - offset) // 6
-  raise ValueError(
-      f'WideResNet depth={depth} is invalid: need (depth - 4) % 6 == 0 '
-      '(TRADES convention, e.g. 28, 34) or (depth - 2) % 6 == 0 (Madry '
-      'convention, e.g. 32), with depth > 4.')
+  raise ValueError(f'WideResNet depth={depth} is invalid: need (depth - 4) % 6 == 0 '
+                   '(TRADES convention, e.g. 28, 34) or (depth - 2) % 6 == 0 (Madry '
+                   'convention, e.g. 32), with depth > 4.')
 
 
 def wrn_stages(widen_factor: int) -> tuple:

@@ -12,6 +12,7 @@ import jax
 
 from generalist_jax.models import layers
 
+
 class SmallCNN(layers.Classifier):
   """TRADES MNIST SmallCNN: 4 VALID 3x3 convs, 2 max-pools, 3 dense layers.
 
@@ -24,6 +25,7 @@ class SmallCNN(layers.Classifier):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+
     def act(y, name):
       if self.batch_norm:
         y = layers.batch_norm(train, f'{name}_bn', self.ops)(y)
@@ -36,8 +38,7 @@ class SmallCNN(layers.Classifier):
       return act(y, name)
 
     def dense(y, features, name):
-      y = nn.Dense(layers.scale(features, self.width), use_bias=not self.batch_norm,
-                   name=name)(y)
+      y = nn.Dense(layers.scale(features, self.width), use_bias=not self.batch_norm, name=name)(y)
       return act(y, name)
 
     x = layers.normalize(x, self.mean, self.std)
@@ -74,4 +75,3 @@ class MLP(nn.Module):
         x = layers.batch_norm(train, f'fc{i + 1}_bn')(x)
       x = nn.relu(x)
     return nn.Dense(self.num_classes, name='logits')(x)
-

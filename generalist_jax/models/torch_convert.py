@@ -32,9 +32,9 @@ _STAT_NAMES = {'mean': 'running_mean', 'var': 'running_var'}
 def _torch_param(name: str, value: np.ndarray) -> np.ndarray:
   if name != 'kernel':
     return value
-  if value.ndim == 4:            # HWIO -> OIHW
+  if value.ndim == 4:  # HWIO -> OIHW
     return value.transpose(3, 2, 0, 1)
-  if value.ndim == 2:            # (in, out) -> (out, in)
+  if value.ndim == 2:  # (in, out) -> (out, in)
     return value.T
   raise ValueError(f'unexpected kernel rank {value.ndim}')
 
@@ -60,11 +60,11 @@ def state_dict(variables: dict, torch_model: torch.nn.Module) -> dict:
     ValueError: naming the keys or shapes when the two models do not match
       (other width, depth...).
   """
-  params = {k: np.asarray(v) for k, v in
-            flax.traverse_util.flatten_dict(variables['params']).items()}
+  params = {
+      k: np.asarray(v) for k, v in flax.traverse_util.flatten_dict(variables['params']).items()
+  }
   if isinstance(torch_model, torch_models.SmallCNN) and ('fc1', 'kernel') in params:
-    params[('fc1', 'kernel')] = _hwc_to_chw_rows(params[('fc1', 'kernel')],
-                                                 torch_model.flat_shape)
+    params[('fc1', 'kernel')] = _hwc_to_chw_rows(params[('fc1', 'kernel')], torch_model.flat_shape)
   out = {}
   for path, value in params.items():
     out['.'.join(path[:-1] + (_PARAM_NAMES[path[-1]],))] = _torch_param(path[-1], value)
@@ -84,7 +84,7 @@ def state_dict(variables: dict, torch_model: torch.nn.Module) -> dict:
     if tuple(value.shape) != tuple(expected[key].shape):
       raise ValueError(f'{key}: flax gives shape {value.shape}, the PyTorch twin wants '
                        f'{tuple(expected[key].shape)} (same width / image shape?)')
-    result[key] = torch.from_numpy(np.array(value)).to(expected[key].dtype)   # a writable copy
+    result[key] = torch.from_numpy(np.array(value)).to(expected[key].dtype)  # a writable copy
   return result
 
 
@@ -101,7 +101,7 @@ def _flax_param(name: str, value: np.ndarray) -> np.ndarray:
   return value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
 
 
-_BLOCKS = (r'^(layer\d)\.(\d+)\.', r'\1_\2.')      # nn.Sequential blocks -> named blocks
+_BLOCKS = (r'^(layer\d)\.(\d+)\.', r'\1_\2.')  # nn.Sequential blocks -> named blocks
 _RENAMES = {   # twin class -> (pattern, replacement): RobustBench / kuangliu names -> ours
     'WideResNet': ((r'^(block\d)\.layer\.(\d+)\.', r'\1_\2.'), (r'\.convShortcut\.', '.shortcut.'),
                    (r'^bn1\.', 'bn.')),
@@ -152,8 +152,10 @@ def flax_variables(torch_state: dict, twin: torch.nn.Module, template: dict) -> 
   Raises:
     ValueError: naming the keys and shapes that do not match.
   """
-  state = {k: v.detach().cpu().numpy() if hasattr(v, 'detach') else np.asarray(v)
-           for k, v in robustbench_keys(torch_state, twin).items()}
+  state = {
+      k: v.detach().cpu().numpy() if hasattr(v, 'detach') else np.asarray(v)
+      for k, v in robustbench_keys(torch_state, twin).items()
+  }
   expected = twin.state_dict()
   missing = sorted(k for k in expected if k not in state and not k.endswith('num_batches_tracked'))
   if missing:
@@ -175,8 +177,10 @@ def flax_variables(torch_state: dict, twin: torch.nn.Module, template: dict) -> 
   for path, leaf in flax.traverse_util.flatten_dict(template.get('batch_stats') or {}).items():
     stats[path] = np.asarray(state[f"{'.'.join(path[:-1])}.{_STAT_NAMES[path[-1]]}"],
                              np.float32).reshape(leaf.shape)
-  return {'params': flax.traverse_util.unflatten_dict(out_params),
-          'batch_stats': flax.traverse_util.unflatten_dict(stats) if stats else {}}
+  return {
+      'params': flax.traverse_util.unflatten_dict(out_params),
+      'batch_stats': flax.traverse_util.unflatten_dict(stats) if stats else {}
+  }
 
 
 def torch_twin(model_config, num_classes: int, mean, std, image_shape,
@@ -210,7 +214,7 @@ def load(path: str | pathlib.Path) -> torch.nn.Module:
   """
   path = pathlib.Path(path)
   spec = json.loads(pathlib.Path(f'{path}.json').read_text())
-  model = torch_models.create_model(spec['model'], spec['num_classes'], spec['mean'],
-                                    spec['std'], tuple(spec['image_shape']))
+  model = torch_models.create_model(spec['model'], spec['num_classes'], spec['mean'], spec['std'],
+                                    tuple(spec['image_shape']))
   model.load_state_dict(torch.load(path, map_location='cpu', weights_only=True), strict=True)
   return model.eval()

@@ -44,10 +44,11 @@ class _Normalize(nn.Module):
 
   def __init__(self, mean: Sequence[float], std: Sequence[float]):
     super().__init__()
-    self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
+    self.register_buffer('mean',
+                         torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
                          persistent=False)
-    self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
-                         persistent=False)
+    self.register_buffer('std',
+                         torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
   def forward(self, x):
     return (x - self.mean) / self.std
@@ -63,8 +64,7 @@ class PreActBlock(nn.Module):
     self.conv1 = _conv3x3(cin, features, stride)
     self.bn2 = _bn(features)
     self.conv2 = _conv3x3(features, features)
-    self.shortcut = (_conv1x1(cin, features, stride)
-                     if stride != 1 or cin != features else None)
+    self.shortcut = (_conv1x1(cin, features, stride) if stride != 1 or cin != features else None)
 
   def forward(self, x):
     """The block's output.
@@ -191,8 +191,8 @@ class WideResNet(_ResNetBase):
   """Twin of `resnets.WideResNet` (same `depth` rule); `in_channels` is the
   images' C."""
 
-  def __init__(self, num_classes: int, depth: int = 34, widen_factor: int = 10,
-               width: float = 1.0, mean=(0.0,), std=(1.0,), in_channels: int = 3):
+  def __init__(self, num_classes: int, depth: int = 34, widen_factor: int = 10, width: float = 1.0,
+               mean=(0.0,), std=(1.0,), in_channels: int = 3):
     super().__init__(mean, std, in_channels, layers.scale(16, width))
     cin = self._add_blocks(PreActBlock, 'block', layers.scale(16, width),
                            _scaled(resnets.wrn_stages(widen_factor), width),
@@ -216,8 +216,8 @@ class WideResNet(_ResNetBase):
 class SmallCNN(nn.Module):
   """TRADES SmallCNN (without dropout), optionally with BatchNorm; CHW flatten."""
 
-  def __init__(self, num_classes: int, batch_norm: bool = False, width: float = 1.0,
-               mean=(0.0,), std=(1.0,), image_shape=(32, 32, 3)):
+  def __init__(self, num_classes: int, batch_norm: bool = False, width: float = 1.0, mean=(0.0,),
+               std=(1.0,), image_shape=(32, 32, 3)):
     super().__init__()
     s = lambda c: layers.scale(c, width)
     self.batch_norm = batch_norm
@@ -228,15 +228,15 @@ class SmallCNN(nn.Module):
       if batch_norm:
         self.add_module(f'{name}_bn', _bn(s(cout)))
       cin = s(cout)
-    for _ in range(2):   # two VALID convs, then a floor 2x2 pool
+    for _ in range(2):  # two VALID convs, then a floor 2x2 pool
       h, w = (h - 4) // 2, (w - 4) // 2
-    self.flat_shape = (cin, h, w)   # CHW before fc1
+    self.flat_shape = (cin, h, w)  # CHW before fc1
     fin = cin * h * w
     for name in ('fc1', 'fc2'):
       self.add_module(name, nn.Linear(fin, s(200), bias=not batch_norm))
       if batch_norm:
-        self.add_module(f'{name}_bn', nn.BatchNorm1d(
-            s(200), eps=layers.BN_EPSILON, momentum=_BN_MOMENTUM))
+        self.add_module(f'{name}_bn',
+                        nn.BatchNorm1d(s(200), eps=layers.BN_EPSILON, momentum=_BN_MOMENTUM))
       fin = s(200)
     self.fc3 = nn.Linear(fin, num_classes)
 
@@ -269,8 +269,8 @@ class MLP(nn.Module):
   """The flax MLP's twin: two hidden layers (BatchNorm optional). Flattens HWC, as
   flax does, so the dense kernels need no reordering."""
 
-  def __init__(self, num_classes: int, batch_norm: bool = True, width: float = 1.0,
-               mean=(0.0,), std=(1.0,), image_shape=(8, 8, 1)):
+  def __init__(self, num_classes: int, batch_norm: bool = True, width: float = 1.0, mean=(0.0,),
+               std=(1.0,), image_shape=(8, 8, 1)):
     super().__init__()
     self.batch_norm = batch_norm
     self.normalize = _Normalize(mean, std)
@@ -278,8 +278,8 @@ class MLP(nn.Module):
     for name in ('fc1', 'fc2'):
       self.add_module(name, nn.Linear(fin, hidden, bias=not batch_norm))
       if batch_norm:
-        self.add_module(f'{name}_bn', nn.BatchNorm1d(hidden, eps=layers.BN_EPSILON,
-                                                     momentum=_BN_MOMENTUM))
+        self.add_module(f'{name}_bn',
+                        nn.BatchNorm1d(hidden, eps=layers.BN_EPSILON, momentum=_BN_MOMENTUM))
       fin = hidden
     self.logits = nn.Linear(fin, num_classes)
 
@@ -292,7 +292,7 @@ class MLP(nn.Module):
     Returns:
       [B, num_classes] logits.
     """
-    x = self.normalize(x).permute(0, 2, 3, 1).flatten(1)   # NCHW -> HWC rows
+    x = self.normalize(x).permute(0, 2, 3, 1).flatten(1)  # NCHW -> HWC rows
     for name in ('fc1', 'fc2'):
       x = getattr(self, name)(x)
       if self.batch_norm:
@@ -310,12 +310,12 @@ TWINS = {
     'preact_resnet18': _resnet(PreActResNet18),
     'resnet18': _resnet(ResNet18),
     'wide_resnet': lambda c, common, image_shape: WideResNet(
-        depth=int(c.get('depth', 34)), widen_factor=int(c.get('widen_factor', 10)),
-        in_channels=int(image_shape[-1]), **common),
+        depth=int(c.get('depth', 34)), widen_factor=int(c.get('widen_factor', 10)), in_channels=int(
+            image_shape[-1]), **common),
     'small_cnn': lambda c, common, image_shape: SmallCNN(
         batch_norm=bool(c.get('batch_norm', False)), image_shape=tuple(image_shape), **common),
-    'mlp': lambda c, common, image_shape: MLP(
-        batch_norm=bool(c.get('batch_norm', True)), image_shape=tuple(image_shape), **common),
+    'mlp': lambda c, common, image_shape: MLP(batch_norm=bool(c.get('batch_norm', True)),
+                                              image_shape=tuple(image_shape), **common),
 }
 
 

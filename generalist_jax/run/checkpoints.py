@@ -25,11 +25,11 @@ def _manager(directory: pathlib.Path, keep: int, read_only: bool) -> ocp.Checkpo
   # and deletes old steps only after the new one is finalised. Temporary folders
   # left by a kill never held a complete checkpoint: they are cleaned at start.
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                         cleanup_tmp_directories=not read_only,
-                                         read_only=read_only)
+                                         cleanup_tmp_directories=not read_only, read_only=read_only)
   # Handlers named up front, so a fresh manager can read a checkpoint's metadata.
-  return ocp.CheckpointManager(directory, options=options, item_handlers={
-      'state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()})
+  return ocp.CheckpointManager(
+      directory, options=options,
+      item_handlers={'state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()})
 
 
 class RunCheckpoints:
@@ -64,9 +64,10 @@ class RunCheckpoints:
     """
     manager = self.best if best else self.last
     if step in manager.all_steps():
-      return   # a resumed run redoing a step: same state (determinism), keep the first
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               meta=ocp.args.JsonSave(meta)))
+      return  # a resumed run redoing a step: same state (determinism), keep the first
+    manager.save(
+        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                      meta=ocp.args.JsonSave(meta)))
 
   def steps(self, which: str = 'last') -> list[int]:
     """Saved steps of one of the two managers.
@@ -104,20 +105,22 @@ class RunCheckpoints:
     for s in candidates:
       self._check_matches(manager, which, s, template)
       try:
-        restored = manager.restore(s, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()))
+        restored = manager.restore(
+            s, args=ocp.args.Composite(state=ocp.args.StandardRestore(template),
+                                       meta=ocp.args.JsonRestore()))
       except Exception as err:  # orbax raises many types for a damaged step
         if step is not None:
           raise ValueError(f'checkpoint {which}/{s} in {manager.directory} cannot be '
                            f'read: {err}') from err
         if self.read_only:
-          logging.error('checkpoint %s/%d cannot be read (%s); trying the one before it.',
-                        which, s, err)
+          logging.error('checkpoint %s/%d cannot be read (%s); trying the one before it.', which, s,
+                        err)
           continue
         moved = self._quarantine(manager, which, s)
-        logging.error('checkpoint %s/%d cannot be read (%s: %s); moved it to %s and '
-                      'fell back to the one before it.', which, s, type(err).__name__,
-                      err, moved)
+        logging.error(
+            'checkpoint %s/%d cannot be read (%s: %s); moved it to %s and '
+            'fell back to the one before it.', which, s,
+            type(err).__name__, err, moved)
         print(f'WARNING: checkpoint {which}/{s} is unreadable ({type(err).__name__}); '
               f'moved to {moved}, falling back to the previous one.')
         continue
@@ -132,8 +135,9 @@ class RunCheckpoints:
       saved = manager.item_metadata(step)['state'].tree
     except Exception:  # pylint: disable=broad-except  (damaged: the restore reports it)
       return
-    shapes = lambda tree: sorted((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(
-        tree, is_leaf=lambda x: hasattr(x, 'shape')))
+    shapes = lambda tree: sorted(
+        (tuple(x.shape), str(x.dtype))
+        for x in jax.tree.leaves(tree, is_leaf=lambda x: hasattr(x, 'shape')))
     if shapes(saved) != shapes(template):
       raise CheckpointMismatchError(
           f'checkpoint {which}/{step} in {manager.directory} holds a state of other shapes '

@@ -20,8 +20,8 @@ from generalist_jax.method import step as step_lib
 from generalist_jax.run import restore
 
 
-def default_name(attacks: str, norms: Sequence[str], checkpoint: str, learner: str,
-                 n_ex: int, subset: str = 'random') -> str:
+def default_name(attacks: str, norms: Sequence[str], checkpoint: str, learner: str, n_ex: int,
+                 subset: str = 'random') -> str:
   """The evaluation's file name.
 
   Args:
@@ -52,8 +52,8 @@ def dataset_name(data_config) -> str:
   return name if k == 1 else f'{name} (downsampled x{k})'
 
 
-def _checked_settings(norms, eps, attacks: str, overrides: dict | None, n_ex: int,
-                      batch_size: int, *, save_adv: bool, subset: str):
+def _checked_settings(norms, eps, attacks: str, overrides: dict | None, n_ex: int, batch_size: int,
+                      *, save_adv: bool, subset: str):
   """(norms, eps, overrides) with eps defaulted per norm and None overrides dropped,
   once they pass every check that needs no data (ValueError otherwise)."""
   registry.check_positive({'n_ex': n_ex, 'batch_size': batch_size})
@@ -71,20 +71,22 @@ def _restore_learner(workdir: pathlib.Path, checkpoint: str, learner: str):
   whole test split, whatever subset the run tested on while training. Raises
   ValueError for a learner the run does not have."""
   config, dataset, setup, train_state, step = restore.restore_run(workdir, checkpoint,
-                                                                   full_test=True)
+                                                                  full_test=True)
   learners = step_lib.learners(train_state, setup)
   if learner not in learners:
     raise ValueError(f'--learner={learner!r}; this run has {sorted(learners)}')
   return config, dataset, setup, learners[learner], step
 
 
-def _identity(checkpoint: str, step, learner: str, *, n_ex: int, split_size: int,
-              batch_size: int, subset: str) -> dict:
+def _identity(checkpoint: str, step, learner: str, *, n_ex: int, split_size: int, batch_size: int,
+              subset: str) -> dict:
   """What defines the evaluation beyond seed, n_ex and the plan: a resume must match
   it. A random subset is the default and left out, so older state files still resume."""
-  return {'checkpoint': checkpoint, 'step': step, 'learner': learner,
-          'n_ex_requested': int(n_ex), 'test_split_size': int(split_size),
-          'batch_size': batch_size, **({'subset': subset} if subset != 'random' else {})}
+  return {
+      'checkpoint': checkpoint, 'step': step, 'learner': learner, 'n_ex_requested': int(n_ex),
+      'test_split_size': int(split_size), 'batch_size': batch_size,
+      **({'subset': subset} if subset != 'random' else {})
+  }
 
 
 def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
@@ -123,8 +125,8 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
       save_adv with several norms; an unknown learner or checkpoint; before any attack
       runs, attacks the model's classes cannot take (`evaluation.checks`).
   """
-  norms, eps, overrides = _checked_settings(
-      norms, eps, attacks, overrides, n_ex, batch_size, save_adv=save_adv, subset=subset)
+  norms, eps, overrides = _checked_settings(norms, eps, attacks, overrides, n_ex, batch_size,
+                                            save_adv=save_adv, subset=subset)
   workdir = pathlib.Path(workdir)
   config, dataset, setup, variables, step = _restore_learner(workdir, checkpoint, learner)
   images, labels, example_ids = pipeline.choose_subset(*dataset.test, n_ex, subset)
@@ -137,13 +139,12 @@ def evaluate_run(workdir, *, checkpoint: str = 'best', learner: str = 'global',
   eval_dir.mkdir(parents=True, exist_ok=True)
   report = pipeline.evaluate_and_write(
       jitted.model_apply_fn(setup.model), variables, images, labels, stem=eval_dir / name,
-      meta={'name': name, 'workdir': str(workdir), 'command': command, 'subset': subset},
-      norms=norms, eps=eps, attacks=attacks, overrides=overrides, seed=seed,
+      meta={'name': name, 'workdir': str(workdir), 'command': command, 'subset': subset
+           }, norms=norms, eps=eps, attacks=attacks, overrides=overrides, seed=seed,
       batch_size=batch_size, example_ids=example_ids, identity=identity, save_adv=save_adv,
-      allow_large_eps=allow_large_eps, progress=progress,
-      stop_after_batches=stop_after_batches, model_name=f'the {learner!r} learner of {workdir}',
-      dataset=dataset_name(config.data),
+      allow_large_eps=allow_large_eps, progress=progress, stop_after_batches=stop_after_batches,
+      model_name=f'the {learner!r} learner of {workdir}', dataset=dataset_name(config.data),
       architecture=leaderboard.architecture_name(config.model.to_dict()))
   if report is not None and parallel.is_main_process():
-    plots.safely(plots.eval_plots, report, workdir / 'plots', name)   # warns, never raises
+    plots.safely(plots.eval_plots, report, workdir / 'plots', name)  # warns, never raises
   return report

@@ -40,10 +40,12 @@ def export(workdir: str, checkpoint: str, learner: str, out: str) -> dict:
   out = pathlib.Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   torch.save(sd, out)
-  spec = {'model': config.model.to_dict(), 'num_classes': int(info.num_classes),
-          'mean': [float(m) for m in info.mean], 'std': [float(s) for s in info.std],
-          'image_shape': [int(d) for d in info.image_shape], 'input': 'NCHW float in [0, 1]',
-          'workdir': str(pathlib.Path(workdir).absolute()), 'checkpoint': checkpoint,
-          'step': step, 'learner': learner, 'torch_class': type(model).__name__}
+  spec = {
+      'model': config.model.to_dict(), 'num_classes': int(info.num_classes),
+      'mean': [float(m) for m in info.mean], 'std': [float(s) for s in info.std],
+      'image_shape': [int(d) for d in info.image_shape], 'input': 'NCHW float in [0, 1]',
+      'workdir': str(pathlib.Path(workdir).absolute()), 'checkpoint': checkpoint, 'step': step,
+      'learner': learner, 'torch_class': type(model).__name__
+  }
   pathlib.Path(f'{out}.json').write_text(json.dumps(spec, indent=2))
   return spec

@@ -33,11 +33,10 @@ from generalist_jax.run import run_config
 # difference changes the state's structure, the data or its order, and is refused.
 FORKABLE = run_config.OPERATIONAL + (
     'num_epochs', 'init_from.*', 'eval.*', 'checkpoint.*', 'meta.sync.*', 'meta.mix_epochs',
-    'meta.drift_lr_scale', 'meta.ema_max_decay', 'meta.ema_horizon', 'meta.timescale',
-    'meta.clock', 'experts.*.mix_values', 'experts.*.optimizer.lr_epochs',
-    'experts.*.optimizer.lr_values', 'experts.*.optimizer.lr', 'experts.*.optimizer.schedule',
-    'experts.*.optimizer.weight_decay', 'experts.*.attack.*', 'experts.*.norm_attacks.*',
-    'experts.*.beta')
+    'meta.drift_lr_scale', 'meta.ema_max_decay', 'meta.ema_horizon', 'meta.timescale', 'meta.clock',
+    'experts.*.mix_values', 'experts.*.optimizer.lr_epochs', 'experts.*.optimizer.lr_values',
+    'experts.*.optimizer.lr', 'experts.*.optimizer.schedule', 'experts.*.optimizer.weight_decay',
+    'experts.*.attack.*', 'experts.*.norm_attacks.*', 'experts.*.beta')
 
 
 class ForkError(ValueError):
@@ -80,8 +79,9 @@ def refused_differences(source_config: dict, config) -> dict:
   """
   current = json.loads(config.to_json_best_effort(sort_keys=True))
   differences = run_config.config_differences(source_config, current)
-  return {k: v for k, v in differences.items()
-          if not any(fnmatch.fnmatchcase(k, p) for p in FORKABLE)}
+  return {
+      k: v for k, v in differences.items() if not any(fnmatch.fnmatchcase(k, p) for p in FORKABLE)
+  }
 
 
 def check_source(config, source: pathlib.Path, total_steps: int) -> None:
@@ -142,8 +142,8 @@ def data_info(source: pathlib.Path, workdir: pathlib.Path, info, *, write: bool)
   """
   info = restore.run_data_info(source, info, write=False)
   if write:
-    files.write_text_atomic(pathlib.Path(workdir) / restore.DATA_INFO,
-                            json.dumps(restore.info_dict(info), indent=2))
+    files.write_text_atomic(
+        pathlib.Path(workdir) / restore.DATA_INFO, json.dumps(restore.info_dict(info), indent=2))
   return info
 
 
@@ -151,10 +151,12 @@ def _copy_metrics(source: pathlib.Path, workdir: pathlib.Path, step: int) -> Non
   path = source / 'metrics.jsonl'
   if not path.exists():
     return
-  kept = [line for line in path.read_text().splitlines()
-          if line.strip() and json.loads(line).get('step', 0) <= step]
-  files.write_text_atomic(pathlib.Path(workdir) / 'metrics.jsonl',
-                          ''.join(line + '\n' for line in kept))
+  kept = [
+      line for line in path.read_text().splitlines()
+      if line.strip() and json.loads(line).get('step', 0) <= step
+  ]
+  files.write_text_atomic(
+      pathlib.Path(workdir) / 'metrics.jsonl', ''.join(line + '\n' for line in kept))
 
 
 def start(config, source: pathlib.Path, workdir: pathlib.Path, template,
@@ -183,8 +185,9 @@ def start(config, source: pathlib.Path, workdir: pathlib.Path, template,
       best = saved.restore(template, 'best', meta['best_step'])
   finally:
     saved.close()
-  run_meta = {'best_value': meta.get('best_value', -math.inf),
-              'best_step': meta.get('best_step', -1)}
+  run_meta = {
+      'best_value': meta.get('best_value', -math.inf), 'best_step': meta.get('best_step', -1)
+  }
   if best is not None:
     ckpts.save(run_meta['best_step'], best[0], best[1], best=True)
   elif run_meta['best_step'] >= 0:

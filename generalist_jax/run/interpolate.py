@@ -87,16 +87,21 @@ def interpolate(workdir, a: str, b: str, *, checkpoint: str = 'last', points: in
   attack = config.eval.val_attack if split == 'val' else config.eval.test_attack
   eval_fn = learner_eval.make_eval_fn(setup.model, attack, setup.mesh, setup.compute_dtype)
   alphas = np.linspace(0.0, 1.0, points)
-  rows = [learner_eval.summarize(learner_eval.evaluate_flags(
-      eval_fn, mix(learners[a], learners[b], float(alpha)), images, labels,
-      batch_size or config.eval.batch_size, seed)) for alpha in alphas]
-  result = {'workdir': str(workdir), 'checkpoint': checkpoint, 'step': step, 'a': a, 'b': b,
-            'split': split, 'n': int(len(labels)), 'attack': attack.to_dict(),
-            'alpha': [float(x) for x in alphas],
-            'clean_acc': [r['clean_acc'] for r in rows],
-            'robust_acc': [r['robust_acc'] for r in rows]}
-  result['barrier'] = {'clean_acc': barrier(result['clean_acc']),
-                       'robust_acc': barrier(result['robust_acc'])}
+  rows = [
+      learner_eval.summarize(
+          learner_eval.evaluate_flags(eval_fn, mix(learners[a], learners[b], float(alpha)), images,
+                                      labels, batch_size or config.eval.batch_size, seed))
+      for alpha in alphas
+  ]
+  result = {
+      'workdir': str(workdir), 'checkpoint': checkpoint, 'step': step, 'a': a, 'b': b,
+      'split': split, 'n': int(len(labels)), 'attack': attack.to_dict(),
+      'alpha': [float(x) for x in alphas], 'clean_acc': [r['clean_acc'] for r in rows],
+      'robust_acc': [r['robust_acc'] for r in rows]
+  }
+  result['barrier'] = {
+      'clean_acc': barrier(result['clean_acc']), 'robust_acc': barrier(result['robust_acc'])
+  }
   stem = pathlib.Path(workdir) / 'interpolation' / f'{a}_to_{b}_{checkpoint}'
   stem.parent.mkdir(parents=True, exist_ok=True)
   stem.with_suffix('.json').write_text(json.dumps(result, indent=2))

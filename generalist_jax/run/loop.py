@@ -38,7 +38,7 @@ class NonFiniteError(FloatingPointError):
 
 
 def _mean_metrics(pending: list) -> dict:
-  stacked = parallel.to_host(pending)   # the one host sync per log interval
+  stacked = parallel.to_host(pending)  # the one host sync per log interval
   return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
 
 
@@ -87,7 +87,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   config_validation.validate_config(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  with workdir_lock.hold(workdir):   # one writer, from before config.json on
+  with workdir_lock.hold(workdir):  # one writer, from before config.json on
     return _train_and_evaluate(config, workdir, stop_after_steps, stop_at_step, start_over)
 
 
@@ -100,8 +100,8 @@ def _train_and_evaluate(config, workdir: pathlib.Path, stop_after_steps, stop_at
   dataset, setup = _set_up(config, workdir, fork_source)
   restored = _restore(config, workdir, setup, dataset, fork_source)
   state, ckpts = restored.state, restored.ckpts
-  loop = _Loop.start(config, workdir, setup, dataset, ckpts, restored.run_meta,
-                     restored.start_step, stop_after_steps, stop_at_step)
+  loop = _Loop.start(config, workdir, setup, dataset, ckpts, restored.run_meta, restored.start_step,
+                     stop_after_steps, stop_at_step)
   with contextlib.ExitStack() as cleanup:
     # On any error too: finish saves already under way (all checked finite),
     # then release orbax's threads and the log files.
@@ -125,16 +125,16 @@ def _set_up(config, workdir: pathlib.Path, fork_source):
   if fork_source is None:
     info = restore.run_data_info(workdir, dataset.info, write=parallel.is_main_process())
   else:
-    info = fork.data_info(fork_source, workdir, dataset.info,
-                          write=parallel.is_main_process())
+    info = fork.data_info(fork_source, workdir, dataset.info, write=parallel.is_main_process())
   dataset = dataclasses.replace(dataset, info=info)
   setup = step_lib.make_setup(config, dataset.info,
                               data_lib.steps_per_epoch(dataset, config.batch_size))
-  fidelity_warnings = config_validation.validate_for_data(
-      config, setup.clock, dataset.info.image_shape, dataset.info.num_classes)
+  fidelity_warnings = config_validation.validate_for_data(config, setup.clock,
+                                                          dataset.info.image_shape,
+                                                          dataset.info.num_classes)
   if fork_source is not None:
     fork.check_source(config, fork_source, setup.clock.total_steps)
-  if parallel.is_main_process():   # logs and tables: process 0 only
+  if parallel.is_main_process():  # logs and tables: process 0 only
     for warning in fidelity_warnings:
       print(f'WARNING (miniature below the faithful floors): {warning}')
   return dataset, setup
@@ -143,19 +143,18 @@ def _set_up(config, workdir: pathlib.Path, fork_source):
 @dataclasses.dataclass(frozen=True)
 class _Restored:
   """Where this invocation starts: the state, its checkpoints and run meta."""
-  state: object        # the TrainState, replicated over the mesh
-  template: object     # its abstract shape, for later restores (survives donation)
+  state: object  # the TrainState, replicated over the mesh
+  template: object  # its abstract shape, for later restores (survives donation)
   ckpts: checkpoints.RunCheckpoints
-  run_meta: dict       # {'best_value', 'best_step'}
+  run_meta: dict  # {'best_value', 'best_step'}
   start_step: int
 
 
 def _restore(config, workdir: pathlib.Path, setup, dataset, fork_source) -> _Restored:
   """The newest readable checkpoint decides where this run continues: its own, else
   the fork source's step (`init_from`), else step 0."""
-  state = parallel.replicate(step_lib.create_train_state(setup, dataset.info.image_shape,
-                                                         config.seed),
-                             setup.mesh)
+  state = parallel.replicate(
+      step_lib.create_train_state(setup, dataset.info.image_shape, config.seed), setup.mesh)
   template = restore.state_template(state)  # survives donation
   ckpts = checkpoints.RunCheckpoints(workdir / 'checkpoints', config.checkpoint.keep)
   run_meta = {'best_value': -math.inf, 'best_step': -1}
@@ -170,14 +169,12 @@ def _restore(config, workdir: pathlib.Path, setup, dataset, fork_source) -> _Res
   return _Restored(state, template, ckpts, run_meta, start_step)
 
 
-def _final_test(config, setup, dataset, workdir: pathlib.Path, state,
-                restored: _Restored) -> dict:
+def _final_test(config, setup, dataset, workdir: pathlib.Path, state, restored: _Restored) -> dict:
   """Test of the last and the best-on-validation checkpoints, once the run is
   complete (and `eval.final_test`); {} otherwise."""
   if int(parallel.to_host(state.step)) != setup.clock.total_steps or not config.eval.final_test:
     return {}
-  return validation.final_test(config, setup, restored.ckpts, restored.template, dataset,
-                               workdir)
+  return validation.final_test(config, setup, restored.ckpts, restored.template, dataset, workdir)
 
 
 def _around_sync(config, setup) -> dict:
@@ -201,38 +198,39 @@ class _Loop:
   setup: object
   dataset: object
   ckpts: checkpoints.RunCheckpoints
-  writer: object          # metric_writer.MetricWriter (process 0) or NullWriter
-  step_fn: object         # step_lib.jit_train_step
+  writer: object  # metric_writer.MetricWriter (process 0) or NullWriter
+  step_fn: object  # step_lib.jit_train_step
   val_eval_fn: object
-  batches: object         # global batches from start_step on
-  bar: object             # tqdm progress bar, in images
-  around_sync: dict       # step -> 'presync' / 'postsync'
+  batches: object  # global batches from start_step on
+  bar: object  # tqdm progress bar, in images
+  around_sync: dict  # step -> 'presync' / 'postsync'
   start_step: int
-  end_step: int           # the global step this invocation stops at
+  end_step: int  # the global step this invocation stops at
   stop_at_step: int | None
   run_meta: dict
-  pending: list = dataclasses.field(default_factory=list)   # metrics since the last log
+  pending: list = dataclasses.field(default_factory=list)  # metrics since the last log
   interval_start: float = 0.0
   last_log: float = 0.0
 
   @classmethod
-  def start(cls, config, workdir, setup, dataset, ckpts, run_meta, start_step,
-            stop_after_steps, stop_at_step) -> _Loop:
+  def start(cls, config, workdir, setup, dataset, ckpts, run_meta, start_step, stop_after_steps,
+            stop_at_step) -> _Loop:
     """The loop from `start_step`: writer, jitted step, validation and the batches."""
     clock, main_process = setup.clock, parallel.is_main_process()
-    writer = (metric_writer.MetricWriter(workdir, start_step) if main_process
-              else metric_writer.NullWriter())
+    writer = (metric_writer.MetricWriter(workdir, start_step)
+              if main_process else metric_writer.NullWriter())
     step_fn = step_lib.jit_train_step(setup)
     val_eval_fn = learner_eval.make_eval_fn(setup.model, config.eval.val_attack, setup.mesh,
                                             setup.compute_dtype)
-    local_batches = data_lib.train_batches(
-        dataset, config.batch_size, seed=config.seed, start_step=start_step,
-        augment=config.data.augment, num_threads=config.data.num_threads,
-        prefetch=config.data.prefetch, process_index=jax.process_index(),
-        process_count=jax.process_count())
+    local_batches = data_lib.train_batches(dataset, config.batch_size, seed=config.seed,
+                                           start_step=start_step, augment=config.data.augment,
+                                           num_threads=config.data.num_threads,
+                                           prefetch=config.data.prefetch,
+                                           process_index=jax.process_index(),
+                                           process_count=jax.process_count())
     batches = (parallel.global_batch(b, setup.mesh) for b in local_batches)
-    end_step = clock.total_steps if stop_after_steps is None else min(
-        clock.total_steps, start_step + stop_after_steps)
+    end_step = clock.total_steps if stop_after_steps is None else min(clock.total_steps,
+                                                                      start_step + stop_after_steps)
     if stop_at_step is not None:
       end_step = min(end_step, max(int(stop_at_step), start_step))
     bar = tqdm.tqdm(total=clock.total_steps * config.batch_size,
@@ -240,8 +238,8 @@ class _Loop:
                     disable=not (config.progress_bar and main_process), mininterval=2.0,
                     dynamic_ncols=True)
     now = time.perf_counter()
-    return cls(config, workdir, setup, dataset, ckpts, writer, step_fn, val_eval_fn, batches,
-               bar, _around_sync(config, setup), start_step, end_step, stop_at_step, run_meta,
+    return cls(config, workdir, setup, dataset, ckpts, writer, step_fn, val_eval_fn, batches, bar,
+               _around_sync(config, setup), start_step, end_step, stop_at_step, run_meta,
                interval_start=now, last_log=now)
 
   def run(self, state, preemption):
@@ -263,15 +261,15 @@ class _Loop:
     # stops all of them there, at the same step.
     stop = preemption.stop_requested(
         sync_point=done % config.log_every_steps == 0 or epoch_end or done == self.end_step)
-    save = (done % (config.checkpoint.every_steps or clock.steps_per_epoch) == 0
-            or done == clock.total_steps or stop or done == self.stop_at_step)
+    save = (done % (config.checkpoint.every_steps or clock.steps_per_epoch) == 0 or
+            done == clock.total_steps or stop or done == self.stop_at_step)
     if done % config.log_every_steps == 0 or epoch_end or save or done == self.end_step:
       self._log(done)
     self._validate(done, state, epoch_end)
     if save:
-      self.ckpts.save(done, state, dict(self.run_meta, epoch=done / clock.steps_per_epoch,
-                                        data_position=done))
-    if not self.pending:   # interval timing excludes validation and checkpoint time
+      self.ckpts.save(done, state,
+                      dict(self.run_meta, epoch=done / clock.steps_per_epoch, data_position=done))
+    if not self.pending:  # interval timing excludes validation and checkpoint time
       self.interval_start = time.perf_counter()
     if stop:
       self.ckpts.wait()
@@ -283,8 +281,8 @@ class _Loop:
     """The interval's mean metrics (the one host sync), checked finite, and timings."""
     scalars = _mean_metrics(self.pending)
     _check_finite(scalars, done, self.setup.expert_names)
-    scalars['perf/img_per_sec'] = (len(self.pending) * self.config.batch_size
-                                   / (time.perf_counter() - self.interval_start))
+    scalars['perf/img_per_sec'] = (len(self.pending) * self.config.batch_size /
+                                   (time.perf_counter() - self.interval_start))
     scalars['epoch'] = done / self.setup.clock.steps_per_epoch
     # Wall time since the last log point, validation and checkpoints included:
     # with perf/img_per_sec it says what the loop adds to the steps.
@@ -299,14 +297,13 @@ class _Loop:
     the run's end) the one that keeps the best checkpoint, then the plots."""
     config, clock = self.config, self.setup.clock
     if done in self.around_sync:
-      validation.validate(config, self.setup, self.dataset, state, self.val_eval_fn,
-                          self.writer, self.bar, done, prefix=self.around_sync[done])
+      validation.validate(config, self.setup, self.dataset, state, self.val_eval_fn, self.writer,
+                          self.bar, done, prefix=self.around_sync[done])
     epoch = done // clock.steps_per_epoch
-    if not (epoch_end and (epoch % config.eval.every_epochs == 0
-                           or done == clock.total_steps)):
+    if not (epoch_end and (epoch % config.eval.every_epochs == 0 or done == clock.total_steps)):
       return
-    self.run_meta = validation.validate_and_keep_best(
-        config, self.setup, self.dataset, state, self.run_meta, self.val_eval_fn, self.ckpts,
-        self.writer, self.bar, done)
-    if parallel.is_main_process():   # PNGs in workdir/plots; a plotting error only logs a warning
+    self.run_meta = validation.validate_and_keep_best(config, self.setup, self.dataset, state,
+                                                      self.run_meta, self.val_eval_fn, self.ckpts,
+                                                      self.writer, self.bar, done)
+    if parallel.is_main_process():  # PNGs in workdir/plots; a plotting error only logs a warning
       plots.safely(plots.training_plots_every, self.workdir, final=done == clock.total_steps)

@@ -15,8 +15,10 @@ def _truncate_after(path: pathlib.Path, step: int) -> None:
   """On resume, drop records from steps the restored checkpoint never saw."""
   if not path.exists():
     return
-  kept = [line for line in path.read_text().splitlines()
-          if line.strip() and json.loads(line).get('step', 0) <= step]
+  kept = [
+      line for line in path.read_text().splitlines()
+      if line.strip() and json.loads(line).get('step', 0) <= step
+  ]
   files.write_text_atomic(path, ''.join(line + '\n' for line in kept))
 
 
@@ -34,8 +36,8 @@ class MetricWriter:
     self.jsonl_path = workdir / 'metrics.jsonl'
     _truncate_after(self.jsonl_path, start_step)
     # purge_step hides TensorBoard events the resumed run will write again.
-    self.tb = tensorboardX.SummaryWriter(str(workdir / 'tensorboard'),
-                                         purge_step=start_step or None)
+    self.tb = tensorboardX.SummaryWriter(str(workdir / 'tensorboard'), purge_step=start_step or
+                                         None)
 
   def write(self, step: int, scalars: dict) -> None:
     """Appends one JSON line {'step', **scalars} and the TensorBoard scalars.
@@ -49,8 +51,11 @@ class MetricWriter:
     record.update({k: float(v) for k, v in scalars.items()})
     with self.jsonl_path.open('a') as f:
       # NaN/inf are written as null so the file stays valid JSON.
-      f.write(json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-                          for k, v in record.items()}) + '\n')
+      f.write(
+          json.dumps({
+              k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+              for k, v in record.items()
+          }) + '\n')
     for k, v in scalars.items():
       self.tb.add_scalar(k, float(v), int(step))
     self.tb.flush()

@@ -24,7 +24,7 @@ class RestoredRun(NamedTuple):
   config: ml_collections.ConfigDict
   dataset: data_lib.Dataset
   setup: step_lib.Setup
-  state: Any          # step_lib.TrainState
+  state: Any  # step_lib.TrainState
   step: int
 
 
@@ -70,8 +70,10 @@ def info_dict(info: data_lib.DatasetInfo) -> dict:
   Returns:
     The dict of data_info.json (lists, ints and floats).
   """
-  return {'num_classes': int(info.num_classes), 'image_shape': list(info.image_shape),
-          'mean': [float(m) for m in info.mean], 'std': [float(s) for s in info.std]}
+  return {
+      'num_classes': int(info.num_classes), 'image_shape': list(info.image_shape),
+      'mean': [float(m) for m in info.mean], 'std': [float(s) for s in info.std]
+  }
 
 
 def run_data_info(workdir, info: data_lib.DatasetInfo, *, write: bool) -> data_lib.DatasetInfo:
@@ -100,7 +102,7 @@ def run_data_info(workdir, info: data_lib.DatasetInfo, *, write: bool) -> data_l
   # Decided alike on every process of a job (the file alone could be old or just
   # rewritten by process 0): before the first checkpoint the data's own constants hold.
   if not path.exists() or not run_config.has_checkpoints(pathlib.Path(workdir)):
-    if write:   # first start (or nothing trained yet): these constants define the run
+    if write:  # first start (or nothing trained yet): these constants define the run
       files.write_text_atomic(path, json.dumps(info_dict(info), indent=2))
     return info
   saved = json.loads(path.read_text())
@@ -114,8 +116,8 @@ def run_data_info(workdir, info: data_lib.DatasetInfo, *, write: bool) -> data_l
           f'(mean {now["mean"]} vs {saved["mean"]}, std {now["std"]} vs {saved["std"]}); '
           f'using the run\'s saved ones ({path}).')
   return data_lib.DatasetInfo(num_classes=saved['num_classes'],
-                              image_shape=tuple(saved['image_shape']),
-                              mean=tuple(saved['mean']), std=tuple(saved['std']))
+                              image_shape=tuple(saved['image_shape']), mean=tuple(saved['mean']),
+                              std=tuple(saved['std']))
 
 
 def restore_run(workdir, checkpoint: str = 'last', *, full_test: bool = False) -> RestoredRun:
@@ -142,13 +144,13 @@ def restore_run(workdir, checkpoint: str = 'last', *, full_test: bool = False) -
   dataset = dataclasses.replace(dataset, info=run_data_info(workdir, dataset.info, write=False))
   setup = step_lib.make_setup(config, dataset.info,
                               data_lib.steps_per_epoch(dataset, config.batch_size))
-  template = state_template(step_lib.create_train_state(setup, dataset.info.image_shape,
-                                                        config.seed))
+  template = state_template(
+      step_lib.create_train_state(setup, dataset.info.image_shape, config.seed))
   ckpts = checkpoints.RunCheckpoints(workdir / 'checkpoints', config.checkpoint.keep,
                                      read_only=True)
   try:
-    which, step = (checkpoint, None) if checkpoint in ('last', 'best') else (
-        'last', int(checkpoint))
+    which, step = (checkpoint, None) if checkpoint in ('last', 'best') else ('last',
+                                                                             int(checkpoint))
     restored = ckpts.restore(template, which, step)
   finally:
     ckpts.close()

@@ -44,8 +44,11 @@ def config_differences(saved: dict, current: dict) -> dict:
   a, b = compare.flatten(saved), compare.flatten(current)
   defaults = compare.flatten(json.loads(builders.base_config().to_json_best_effort()))
   a.update({k: defaults[k] for k in b if k not in a and k in defaults})
-  return {k: (a.get(k, '(absent)'), b.get(k, '(absent)')) for k in sorted(set(a) | set(b))
-          if a.get(k, '(absent)') != b.get(k, '(absent)')}
+  return {
+      k: (a.get(k, '(absent)'), b.get(k, '(absent)'))
+      for k in sorted(set(a) | set(b))
+      if a.get(k, '(absent)') != b.get(k, '(absent)')
+  }
 
 
 def _run_defining(differences: dict) -> dict:
@@ -63,7 +66,7 @@ def start_over(workdir: pathlib.Path) -> pathlib.Path | None:
     Where it went; None for an empty workdir, and on processes other than 0.
   """
   target = None
-  keep = (SUPERSEDED, workdir_lock.LOCK_NAME)   # the lock stays: this run holds it
+  keep = (SUPERSEDED, workdir_lock.LOCK_NAME)  # the lock stays: this run holds it
   entries = [p for p in workdir.iterdir() if p.name not in keep] if workdir.exists() else []
   if entries and parallel.is_main_process():
     target = workdir / SUPERSEDED / time.strftime('%Y%m%d-%H%M%S')
@@ -85,7 +88,8 @@ def has_checkpoints(workdir: pathlib.Path) -> bool:
   Returns:
     Whether <workdir>/checkpoints/last or best holds a numbered step.
   """
-  return any(p.name.isdigit() for which in ('last', 'best')
+  return any(p.name.isdigit()
+             for which in ('last', 'best')
              for p in (workdir / 'checkpoints' / which).glob('*'))
 
 
@@ -108,7 +112,7 @@ def check_and_write(config, workdir: pathlib.Path, *, start_over_allowed: bool =
   saved_text = path.read_text() if path.exists() else None
   saved = None if saved_text is None else json.loads(saved_text)
   trained = has_checkpoints(workdir)
-  if jax.process_count() > 1:   # all processes have read before process 0 moves or writes
+  if jax.process_count() > 1:  # all processes have read before process 0 moves or writes
     multihost_utils.sync_global_devices('config_read')
   if saved is not None:
     differences = config_differences(saved, current)

@@ -74,8 +74,8 @@ def run_names(config) -> list[str]:
     Run names: `compare.order` first, then any other run in sorted order.
   """
   names = list(config.runs.keys())
-  return [n for n in config.compare.order if n in names] + [
-      n for n in names if n not in config.compare.order]
+  return [n for n in config.compare.order if n in names
+         ] + [n for n in names if n not in config.compare.order]
 
 
 def _check(config) -> None:
@@ -85,7 +85,7 @@ def _check(config) -> None:
   unknown = [n for n in c.order if n not in config.runs]
   if unknown:
     raise ConfigError(f'config.compare.order: {unknown} are not in config.runs '
-                                 f'{sorted(config.runs.keys())}.')
+                      f'{sorted(config.runs.keys())}.')
   if len(c.norms) != len(c.eps):
     raise ConfigError(
         f'config.compare.eps: needs one eps per norm {tuple(c.norms)}, got {tuple(c.eps)}.')
@@ -94,23 +94,21 @@ def _check(config) -> None:
     if problem:
       raise ConfigError(f'config.compare.eps: {problem}')
   if c.checkpoint not in ('best', 'last'):
-    raise ConfigError(
-        f"config.compare.checkpoint: {c.checkpoint!r}; use 'best' or 'last'.")
-  for field in ('n_ex', 'batch_size', 'steps'):   # now, not after every run has trained
+    raise ConfigError(f"config.compare.checkpoint: {c.checkpoint!r}; use 'best' or 'last'.")
+  for field in ('n_ex', 'batch_size', 'steps'):  # now, not after every run has trained
     try:
       registry.check_positive({field: c[field]})
     except ValueError as e:
       raise ConfigError(f'config.compare.{e}') from None
-  try:   # an unknown attack must fail now, not after every run has trained
+  try:  # an unknown attack must fail now, not after every run has trained
     runner.make_plan(list(c.norms), list(c.eps), c.attacks, {'steps': c.steps})
   except ValueError as e:
     raise ConfigError(f'config.compare.attacks / norms: {e}') from None
-  for name in config.runs.keys():   # every run is checked before any trains
+  for name in config.runs.keys():  # every run is checked before any trains
     try:
       config_validation.validate_config(config.runs[name])
     except ConfigError as e:
-      raise ConfigError(
-          str(e).replace('config.', f'config.runs.{name}.', 1)) from None
+      raise ConfigError(str(e).replace('config.', f'config.runs.{name}.', 1)) from None
 
 
 def _share_compiles(cache_dir: pathlib.Path) -> None:
@@ -145,12 +143,12 @@ def evaluate(run_dir: pathlib.Path, run_config, compare) -> dict:
     `evaluate_run.evaluate_run`'s return value; the report is also written to
     <run_dir>/eval/<compare.name>.json, which the suite reads back.
   """
-  return evaluate_run.evaluate_run(
-      run_dir, checkpoint=compare.checkpoint, learner=evaluated_learner(run_config),
-      attacks=compare.attacks, norms=tuple(compare.norms), eps=tuple(compare.eps),
-      n_ex=compare.n_ex, batch_size=compare.batch_size, name=compare.name,
-      overrides={'steps': compare.steps}, progress=False,
-      command=f'suite compare {compare.name}')
+  return evaluate_run.evaluate_run(run_dir, checkpoint=compare.checkpoint,
+                                   learner=evaluated_learner(run_config), attacks=compare.attacks,
+                                   norms=tuple(compare.norms), eps=tuple(compare.eps),
+                                   n_ex=compare.n_ex, batch_size=compare.batch_size,
+                                   name=compare.name, overrides={'steps': compare.steps},
+                                   progress=False, command=f'suite compare {compare.name}')
 
 
 def table_rows(reports: dict, seconds: dict) -> tuple[list[str], list[list]]:
@@ -167,13 +165,13 @@ def table_rows(reports: dict, seconds: dict) -> tuple[list[str], list[list]]:
   first = next(iter(reports.values()))
   attack_cols = plots.attack_columns(first)
   worst_cols = plots.worst_columns(first)
-  header = (['run', 'learner', 'step', 'clean'] + [f'after {c}' for c in attack_cols]
-            + [f'worst {c}' for c in worst_cols] + ['run s'])
+  header = (['run', 'learner', 'step', 'clean'] + [f'after {c}' for c in attack_cols] +
+            [f'worst {c}' for c in worst_cols] + ['run s'])
   rows = []
   for name, r in reports.items():
-    rows.append([name, r['learner'], r['step'], 100 * r['clean_acc']]
-                + [100 * r['attacks'][c]['robust_acc_after'] for c in attack_cols]
-                + [100 * r['worst_case'][c] for c in worst_cols] + [seconds.get(name)])
+    rows.append([name, r['learner'], r['step'], 100 * r['clean_acc']] +
+                [100 * r['attacks'][c]['robust_acc_after'] for c in attack_cols] +
+                [100 * r['worst_case'][c] for c in worst_cols] + [seconds.get(name)])
   return header, rows
 
 
@@ -247,7 +245,7 @@ def _run_suite(config, workdir: pathlib.Path, start_over: bool) -> dict:
     loop.train_and_evaluate(config.runs[name], str(run_dir), start_over=start_over)
     seconds[name] = time.perf_counter() - started
     if not eval_json.exists():
-      with _quiet_absl():   # orbax warns at length about read-only restores
+      with _quiet_absl():  # orbax warns at length about read-only restores
         evaluate(run_dir, config.runs[name], compare)
     reports[name] = json.loads(eval_json.read_text())
   header, rows = table_rows(reports, seconds)
@@ -255,9 +253,9 @@ def _run_suite(config, workdir: pathlib.Path, start_over: bool) -> dict:
   text = description + '\n\n' + format_table(header, rows) + '\n'
   stem = workdir / f'{compare.name}_table'
   stem.with_suffix('.md').write_text(text)
-  stem.with_suffix('.json').write_text(json.dumps(
-      {'description': description, 'header': header, 'rows': rows, 'reports': reports},
-      indent=2, sort_keys=True))
+  stem.with_suffix('.json').write_text(
+      json.dumps({'description': description, 'header': header, 'rows': rows, 'reports': reports},
+                 indent=2, sort_keys=True))
   plots.safely(plots.comparison_plot, reports, workdir / 'plots' / f'{compare.name}_comparison.png')
   compare_runs.write_report([workdir / n for n in run_names(config)], workdir / 'report.md')
   print('\n' + text + f'\n-> {stem}.md, {workdir / "report.md"}')

@@ -21,8 +21,8 @@ def write_table(path_stem: pathlib.Path, results: dict, description: str) -> Non
   """
   path_stem.parent.mkdir(parents=True, exist_ok=True)
   path_stem.with_suffix('.json').write_text(json.dumps(results, indent=2, sort_keys=True))
-  rows = [[name, tables.percent(m['clean_acc']), tables.percent(m['robust_acc'])]
-          for name, m in results['learners'].items()]
+  rows = [[name, tables.percent(m['clean_acc']),
+           tables.percent(m['robust_acc'])] for name, m in results['learners'].items()]
   table = tables.markdown_table(['learner', 'clean acc', 'robust acc'], rows)
   path_stem.with_suffix('.md').write_text(f'{description}\n\n' + '\n'.join(table) + '\n')
 
@@ -54,18 +54,22 @@ def final_test(config, setup, ckpts, template, dataset, workdir: pathlib.Path) -
     state, ckpt_meta = restored
     per_learner = {}
     for name, variables in step_lib.learners(state, setup).items():
-      per_learner[name] = learner_eval.summarize(learner_eval.evaluate_flags(
-          eval_fn, variables, *dataset.test, config.eval.batch_size, config.seed + 1))
+      per_learner[name] = learner_eval.summarize(
+          learner_eval.evaluate_flags(eval_fn, variables, *dataset.test, config.eval.batch_size,
+                                      config.seed + 1))
     step = int(parallel.to_host(state.step))
-    results[which] = {'step': step, 'meta': ckpt_meta, 'learners': per_learner,
-                      'n_test': int(len(dataset.test[1])), 'attack': attack.to_dict()}
+    results[which] = {
+        'step': step, 'meta': ckpt_meta, 'learners': per_learner,
+        'n_test': int(len(dataset.test[1])), 'attack': attack.to_dict()
+    }
     if not parallel.is_main_process():
       continue
-    write_table(workdir / 'eval' / f'test_{which}', results[which],
-                f"Test set ({len(dataset.test[1])} images), checkpoint '{which}' at step "
-                f"{step}: {attack.norm} {attack.kind.upper()}-{attack.steps}, "
-                f'eps={attack.eps:.5f}, step={attack.step_size:.5f}, '
-                f'restarts={attack.restarts}.')
+    write_table(
+        workdir / 'eval' / f'test_{which}', results[which],
+        f"Test set ({len(dataset.test[1])} images), checkpoint '{which}' at step "
+        f"{step}: {attack.norm} {attack.kind.upper()}-{attack.steps}, "
+        f'eps={attack.eps:.5f}, step={attack.step_size:.5f}, '
+        f'restarts={attack.restarts}.')
   return results
 
 
@@ -93,15 +97,14 @@ def validate(config, setup, dataset, state, eval_fn, writer, bar, step: int,
   if parallel.is_main_process():
     when = (f'epoch {step // setup.clock.steps_per_epoch}' if prefix == 'val' else
             f'{prefix} at step {step} (epoch {step / setup.clock.steps_per_epoch:.2f})')
-    bar.write(f'{when}: ' + ', '.join(
-        f'{n} {100 * val[f"{prefix}/{n}/clean_acc"]:.1f}/'
-        f'{100 * val[f"{prefix}/{n}/robust_acc"]:.1f}'
-        for n in step_lib.learner_names(setup)) + ' (clean/robust %)')
+    bar.write(f'{when}: ' + ', '.join(f'{n} {100 * val[f"{prefix}/{n}/clean_acc"]:.1f}/'
+                                      f'{100 * val[f"{prefix}/{n}/robust_acc"]:.1f}'
+                                      for n in step_lib.learner_names(setup)) + ' (clean/robust %)')
   return val
 
 
-def validate_and_keep_best(config, setup, dataset, state, run_meta, eval_fn, ckpts,
-                           writer, bar, step: int) -> dict:
+def validate_and_keep_best(config, setup, dataset, state, run_meta, eval_fn, ckpts, writer, bar,
+                           step: int) -> dict:
   """Validation of every learner; saves `checkpoints/best` when `eval.best_metric`
   improves among validations whose clean accuracy is >= `eval.clean_floor`.
 
@@ -118,6 +121,7 @@ def validate_and_keep_best(config, setup, dataset, state, run_meta, eval_fn, ckp
                                        config.eval.get('clean_floor', 0.0))
   if value is not None and value > run_meta['best_value']:
     run_meta = {'best_value': value, 'best_step': step}
-    ckpts.save(step, state, dict(run_meta, epoch=step / setup.clock.steps_per_epoch,
-                                 data_position=step), best=True)
+    ckpts.save(step, state,
+               dict(run_meta, epoch=step / setup.clock.steps_per_epoch, data_position=step),
+               best=True)
   return run_meta

@@ -54,7 +54,7 @@ def _pid_alive(pid: int) -> bool:
     os.kill(pid, 0)
   except ProcessLookupError:
     return False
-  except PermissionError:   # alive, another user's
+  except PermissionError:  # alive, another user's
     return True
   return True
 
@@ -80,24 +80,27 @@ def _acquire(path: pathlib.Path) -> int:
             f'in {path.parent}. Nothing was written. If that run is over (its host gone '
             f'or the run killed), remove {path} and start again.')
       pid = previous.get('pid')
-      state = ('no longer running' if isinstance(pid, int) and not _pid_alive(pid)
-               else 'not holding it')
-      print(f'{path}: taking over the lock of {_who(previous)}, {state} (it ended '
-            'without releasing it: killed?).', flush=True)
-    record = {'pid': os.getpid(), 'host': socket.gethostname(),
-              'started': time.strftime('%Y-%m-%d %H:%M:%S %z')}
+      state = ('no longer running'
+               if isinstance(pid, int) and not _pid_alive(pid) else 'not holding it')
+      print(
+          f'{path}: taking over the lock of {_who(previous)}, {state} (it ended '
+          'without releasing it: killed?).', flush=True)
+    record = {
+        'pid': os.getpid(), 'host': socket.gethostname(),
+        'started': time.strftime('%Y-%m-%d %H:%M:%S %z')
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(record) + '\n').encode(), 0)
     os.fsync(fd)
     return fd
   except BaseException:
-    os.close(fd)   # drops the flock if we had it; the file is left as it was
+    os.close(fd)  # drops the flock if we had it; the file is left as it was
     raise
 
 
 def _release(fd: int) -> None:
-  os.ftruncate(fd, 0)   # an empty file: released (the file stays: no unlink races)
-  os.close(fd)          # drops the flock
+  os.ftruncate(fd, 0)  # an empty file: released (the file stays: no unlink races)
+  os.close(fd)  # drops the flock
 
 
 @contextlib.contextmanager
