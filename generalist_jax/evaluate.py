@@ -56,11 +56,11 @@ from absl import app
 from absl import flags
 
 from generalist_jax import config
-from generalist_jax import host_memory
 from generalist_jax.attacks import autoattack
 from generalist_jax.evaluation import compile_cache
 from generalist_jax.evaluation import external
 from generalist_jax.evaluation import pipeline
+from generalist_jax.run import cli
 from generalist_jax.run import evaluate_run
 from generalist_jax.run import process_flags
 
@@ -106,19 +106,8 @@ _STD = flags.DEFINE_string('std', '1', 'per-channel std inside the model, comma 
 _OUT = flags.DEFINE_string('out', 'eval_torch', 'with --torch_checkpoint: output folder')
 
 
-def main(argv):
-  """Evaluates one learner of one run (flags above).
-
-  Args:
-    argv: absl's positional arguments: the program name only (flags carry the
-      rest).
-
-  Raises:
-    app.UsageError: any other positional argument.
-  """
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  host_memory.keep_cpu_buffers_resident()  # before any jit takes compiler_options
+def evaluate():
+  """Evaluates one learner of one run (flags above)."""
   process_flags.initialize_distributed()
   compile_cache.enable()
   norms = [n.strip() for n in _NORM.value.split(',')]
@@ -151,4 +140,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(cli.flags_only(evaluate))

@@ -14,6 +14,7 @@ AutoAttack or RobustBench:
 from absl import app
 from absl import flags
 
+from generalist_jax.run import cli
 from generalist_jax.run import export
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.')
@@ -23,22 +24,12 @@ _OUT = flags.DEFINE_string('out', None, 'state_dict path, e.g. model.pt')
 flags.mark_flags_as_required(['workdir', 'out'])
 
 
-def main(argv):
-  """Exports one learner of one run (`run.export.export`).
-
-  Args:
-    argv: absl's positional arguments: the program name only (flags carry the
-      rest).
-
-  Raises:
-    app.UsageError: any other positional argument.
-  """
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def export_learner():
+  """Exports one learner of one run (`run.export.export`)."""
   spec = export.export(_WORKDIR.value, _CHECKPOINT.value, _LEARNER.value, _OUT.value)
   print(f"exported {spec['learner']} of {_WORKDIR.value} ({spec['checkpoint']}, step "
         f"{spec['step']}) as {spec['torch_class']} -> {_OUT.value} (+ .json)")
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(cli.flags_only(export_learner, resident_cpu_buffers=False))

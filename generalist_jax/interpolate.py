@@ -10,7 +10,7 @@ accuracy, the barrier: how far the path dips below its worse end) and a PNG.
 from absl import app
 from absl import flags
 
-from generalist_jax import host_memory
+from generalist_jax.run import cli
 from generalist_jax.run import interpolate
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.')
@@ -23,19 +23,8 @@ _N_EX = flags.DEFINE_integer('n_ex', 1000, 'test examples (a fixed random subset
 flags.mark_flag_as_required('workdir')
 
 
-def main(argv):
-  """Measures the path and prints it (`run.interpolate.interpolate`).
-
-  Args:
-    argv: absl's positional arguments: the program name only (flags carry the
-      rest).
-
-  Raises:
-    app.UsageError: any other positional argument.
-  """
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  host_memory.keep_cpu_buffers_resident()  # before any jit takes compiler_options
+def measure_path():
+  """Measures the path and prints it (`run.interpolate.interpolate`)."""
   r = interpolate.interpolate(_WORKDIR.value, _A.value, _B.value, checkpoint=_CHECKPOINT.value,
                               points=_POINTS.value, split=_SPLIT.value, n_ex=_N_EX.value)
   for alpha, clean, robust in zip(r['alpha'], r['clean_acc'], r['robust_acc']):
@@ -45,4 +34,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(cli.flags_only(measure_path))

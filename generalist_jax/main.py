@@ -13,8 +13,8 @@ from absl import logging
 from ml_collections import config_flags
 
 from generalist_jax import config
-from generalist_jax import host_memory
 from generalist_jax import parallel
+from generalist_jax.run import cli
 from generalist_jax.run import loop
 from generalist_jax.run import process_flags
 from generalist_jax.run import suite
@@ -33,19 +33,8 @@ _STOP_AT_STEP = flags.DEFINE_integer(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def main(argv):
-  """Trains one run, or every run of a suite config, in --workdir.
-
-  Args:
-    argv: absl's positional arguments: the program name only (flags carry the
-      rest).
-
-  Raises:
-    app.UsageError: any other positional argument.
-  """
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  host_memory.keep_cpu_buffers_resident()  # before any jit takes compiler_options
+def train():
+  """Trains one run, or every run of a suite config, in --workdir."""
   # orbax logs every save at INFO; our own progress goes to the bar and stdout.
   logging.set_verbosity(logging.WARNING)
   process_flags.initialize_distributed()
@@ -61,4 +50,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(cli.flags_only(train))

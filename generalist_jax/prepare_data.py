@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 
 from generalist_jax.data import tfds_source
+from generalist_jax.run import cli
 
 _DATASET = flags.DEFINE_enum(
     'dataset',
@@ -27,21 +28,12 @@ _DATA_DIR = flags.DEFINE_string('data_dir', None,
 flags.mark_flag_as_required('dataset')
 
 
-def main(argv):
+def prepare():
   """Prepares --dataset in array_record format (needs TensorFlow and internet once).
-
-  Args:
-    argv: absl's positional arguments: the program name only (flags carry the
-      rest).
 
   Returns:
     0, the exit status.
-
-  Raises:
-    app.UsageError: any other positional argument.
   """
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   path = tfds_source.prepare(_DATASET.value, _DATA_DIR.value)
   print(f'Prepared {_DATASET.value} (array_record) in {path}')
   data_dir = _DATA_DIR.value
@@ -51,4 +43,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  sys.exit(app.run(main))
+  sys.exit(app.run(cli.flags_only(prepare, resident_cpu_buffers=False)))

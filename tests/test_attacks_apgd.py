@@ -106,7 +106,7 @@ def test_apgd_t_moves_towards_its_target_and_more_targets_never_help_the_model()
 
 
 def test_square_more_queries_never_weaker_and_stays_in_ball_and_box():
-  run = lambda n: jax.jit(lambda x, y, k: square.square_linf(logits_fn, x, y, k, eps=EPS[
+  run = lambda n: jax.jit(lambda x, y, k: square.square(logits_fn, x, y, k, norm='linf', eps=EPS[
       'linf'], n_queries=n))(X, Y, jax.random.PRNGKey(6))
   few, many = run(20), run(60)
   for x_adv in (few, many):

@@ -387,8 +387,8 @@ def test_square_l2_stays_on_ball_and_box_and_more_queries_never_weaker():
   logits_fn = lambda v: 3.0 * jnp.tanh(v.reshape(v.shape[0], -1) @ w)
   x = jax.random.uniform(jax.random.PRNGKey(4), (16, *shape))
   y = jnp.argmax(logits_fn(x), -1)
-  run = jax.jit(lambda n: square.square_l2(  # n traced: one compile
-      logits_fn, x, y, jax.random.PRNGKey(2), eps=EPS['l2'], n_queries=n))
+  run = jax.jit(lambda n: square.square(  # n traced: one compile
+      logits_fn, x, y, jax.random.PRNGKey(2), norm='l2', eps=EPS['l2'], n_queries=n))
   few, many = run(15), run(60)
   for x_adv in (few, many):
     assert bool(jnp.all(attacks.lp_norm(x_adv - x, 'l2') <= EPS['l2'] * (1 + 1e-5)))
@@ -406,8 +406,8 @@ def test_square_l1_stays_in_ball_and_box_and_more_queries_never_weaker():
   x = jax.random.uniform(jax.random.PRNGKey(4), (16, *shape))
   y = jnp.argmax(logits_fn(x), -1)
   eps = 2.0
-  run = jax.jit(
-      lambda n: square.square_l1(logits_fn, x, y, jax.random.PRNGKey(2), eps=eps, n_queries=n))
+  run = jax.jit(lambda n: square.square(logits_fn, x, y, jax.random.PRNGKey(2), norm='l1', eps=eps,
+                                        n_queries=n))
   few, many = run(15), run(80)
   for x_adv in (few, many):
     assert bool(jnp.all(attacks.lp_norm(x_adv - x, 'l1') <= eps * (1 + 1e-5)))

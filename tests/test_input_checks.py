@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from absl import app
 
 from generalist_jax import AutoAttack
 from generalist_jax import attacks
@@ -19,6 +20,7 @@ from generalist_jax.config import validation
 from generalist_jax.evaluation import external
 from generalist_jax.evaluation import runner
 from generalist_jax.method import clock
+from generalist_jax.run import cli
 from generalist_jax.run import evaluate_run
 from generalist_jax.run import suite
 from tests.test_api import X, Y, logits_fn
@@ -192,3 +194,16 @@ def test_the_evaluate_cli_refuses_a_negative_n_ex(tmp_path):
   ], cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0
   assert 'n_ex=-5: must be an integer >= 1' in out.stderr, out.stderr[-2000:]
+
+
+def test_a_flags_only_command_refuses_positional_arguments_and_returns_its_status(monkeypatch):
+  calls = []
+  monkeypatch.setattr(cli.host_memory, 'keep_cpu_buffers_resident', lambda: calls.append('mem'))
+  main = cli.flags_only(lambda: calls.append('ran') or 0)
+  with pytest.raises(app.UsageError, match=r"\['--n_ex', '5'\].*flags only"):
+    main(['evaluate', '--n_ex', '5'])  # a flag without '=' leaves its value positional
+  assert calls == []  # refused before any work
+  assert main(['evaluate']) == 0 and calls == ['mem', 'ran']
+  quiet = cli.flags_only(lambda: calls.append('export'), resident_cpu_buffers=False)
+  quiet(['export_torch'])
+  assert calls[-1] == 'export' and calls.count('mem') == 1

@@ -215,10 +215,10 @@ def mim(logits_fn: LogitsFn, x: jax.Array, y: jax.Array, key: jax.Array, *, eps:
     random_start: start from a random point of the ball ∩ box, else from x.
 
   Returns:
-    x_adv [B, H, W, C], in the eps-ball around x and [0, 1].
+    x_adv [B, H, W, C] after `steps` momentum steps (one run, no restarts).
 
   Raises:
-    KeyError: an unknown norm or loss.
+    KeyError: an unknown norm or loss (as `pgd`).
   """
   threat_model = threat.NORMS[norm]
   loss_fn = losses.LOSSES[loss]

@@ -24,6 +24,8 @@ ones, suspect gradient masking.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,7 +103,7 @@ def _linf_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedul
 
 
 # ----------------------------------------------------------------------------
-# l2.
+# l2 and l1: windows of mass moved.
 # ----------------------------------------------------------------------------
 
 # _INV_POW_CUMSUM[p][n] = sum_{k < n} 1 / (k + 1)^p: the weight a cell gets from the
@@ -125,11 +127,16 @@ def _concentric(r, q, rows, cols, power: int = 2):
   return jnp.where((r >= 0) & (r < rows) & (q >= 0) & (q < cols), value, 0.0)
 
 
+def _mass(v, axes, norm: str):
+  """v's l2 norm (or l1 mass) over `axes`, kept as size-1 axes."""
+  if norm == 'l2':
+    return jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True))
+  return jnp.sum(jnp.abs(v), axis=axes, keepdims=True)
+
+
 def _unit(v, axes, norm: str = 'l2'):
   """v scaled to unit l2 norm (or unit l1 mass) over `axes`."""
-  size = (jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True)) if norm == 'l2' else jnp.sum(
-      jnp.abs(v), axis=axes, keepdims=True))
-  return v / (size + 1e-12)
+  return v / (_mass(v, axes, norm) + 1e-12)
 
 
 def eta_tile(r, q, s, transpose, norm: str = 'l2'):
@@ -189,18 +196,37 @@ def _odd_side(p, h, w, minimum):
   return jnp.minimum(s, min(h, w))
 
 
-def _l2_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule):
-  """(init, body) of Square l2 (as `_linf_parts`)."""
+def _window_budget(eps, mass_image, mass_windows, channels: int, norm: str):
+  """What a proposal may spend in its window per channel: the radius left over,
+  shared by the channels, plus what both windows held (the reference's l2 / l1)."""
+  if norm == 'l2':
+    return jnp.sqrt(jnp.maximum(eps**2 - mass_image**2, 0.0) / channels + mass_windows**2)
+  return (jnp.maximum(eps - mass_image, 0.0) / channels + mass_windows) * channels
+
+
+def _onto_threat_model(x, delta, eps, norm: str):
+  """x + delta brought into the threat model: l2 onto the eps-sphere, then clipped to
+  [0, 1]; l1 projected onto the ball of radius eps (1 - 1e-6) ∩ [0, 1]."""
+  if norm == 'l2':
+    return jnp.clip(x + _unit(delta, (1, 2, 3)) * eps, 0.0, 1.0)
+  return x + threat.l1_project(x, delta, eps * (1.0 - 1e-6))
+
+
+def _window_parts(logits_fn, x, y, key, *, eps, norm, n_queries, p_init, rescale_schedule):
+  """(init, body) of Square l2 / l1 (fra31/auto-attack `square.py`, L2 and L1
+  branches): each proposal moves the mass of two random windows into the first, as
+  a fresh `eta_tile` plus the first window's old content, within the budget of
+  `_window_budget`."""
   b, h, w, c = x.shape
   pe = lambda v: threat.per_example(v, x)
+  onto = lambda delta: _onto_threat_model(x, delta, eps, norm)
   init_key, loop_key = rng.split(key)
-  sphere = lambda delta: jnp.clip(x + _unit(delta, (1, 2, 3)) * eps, 0.0, 1.0)
   rows = jnp.arange(h)[None, :, None]
   cols = jnp.arange(w)[None, None, :]
-  l2 = lambda v, axes: jnp.sqrt(jnp.sum(v * v, axis=axes, keepdims=True))
+  mass = lambda v, axes: _mass(v, axes, norm)
 
   def init():
-    x_best = sphere(_tile_start(init_key, x))
+    x_best = onto(_tile_start(init_key, x, norm))
     return x_best, _margin(logits_fn(x_best), y)
 
   def body(i, carry):
@@ -212,66 +238,16 @@ def _l2_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule)
     in1 = ((rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s))[..., None]
     in2 = ((rows >= vh2) & (rows < vh2 + s) & (cols >= vw2) & (cols < vw2 + s))[..., None]
     delta = x_best - x
-    norm_window1 = l2(delta * in1, (1, 2))  # per channel
-    norm_image = l2(delta, (1, 2, 3))
-    norm_windows = l2(delta * (in1 | in2), (1, 2))  # per channel, as the reference
+    mass_window1 = mass(delta * in1, (1, 2))  # per channel
+    mass_windows = mass(delta * (in1 | in2), (1, 2))  # per channel, as the reference
+    budget = _window_budget(eps, mass(delta, (1, 2, 3)), mass_windows, c, norm)
     transpose = rng.bernoulli(kt, 0.5, (b, 1, 1))
     signs = rng.rademacher(ks, (b, 1, 1, c), x.dtype)
-    fresh = eta_tile(rows - vh, cols - vw, s, transpose)[..., None] * signs
-    moved = fresh + delta * in1 / (1e-12 + norm_window1)
-    budget = jnp.sqrt(jnp.maximum(eps**2 - norm_image**2, 0.0) / c + norm_windows**2)
-    moved = _unit(moved, (1, 2)) * budget
-    delta = jnp.where(in1, moved, jnp.where(in2, 0.0, delta))
-    x_new = sphere(delta)
-    margin_new = _margin(logits_fn(x_new), y)
-    accept = (margin_min > 0) & (margin_new < margin_min)
-    return jnp.where(pe(accept), x_new, x_best), jnp.where(accept, margin_new, margin_min)
-
-  return init, body
-
-
-# ----------------------------------------------------------------------------
-# l1.
-# ----------------------------------------------------------------------------
-
-
-def _l1_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule):
-  """(init, body) of Square l1 (fra31/auto-attack `square.py`, L1 branch): moves of l1
-  mass between two windows, each point projected onto the l1 ball of radius
-  eps (1 - 1e-6) intersected with [0, 1]."""
-  b, h, w, c = x.shape
-  pe = lambda v: threat.per_example(v, x)
-  radius = eps * (1.0 - 1e-6)
-  onto_ball = lambda delta: x + threat.l1_project(x, delta, radius)
-  init_key, loop_key = rng.split(key)
-  rows = jnp.arange(h)[None, :, None]
-  cols = jnp.arange(w)[None, None, :]
-  l1 = lambda v, axes: jnp.sum(jnp.abs(v), axis=axes, keepdims=True)
-
-  def init():
-    x_best = onto_ball(_tile_start(init_key, x, 'l1'))
-    return x_best, _margin(logits_fn(x_best), y)
-
-  def body(i, carry):
-    x_best, margin_min = carry
-    k1, k2, kt, ks = rng.split(rng.fold_in(loop_key, i), 4)
-    s = _odd_side(p_schedule(i, p_init, n_queries, rescale_schedule), h, w, 3)
-    corner = lambda k: (_corner(k, (b, 1, 1), h, s), _corner(rng.fold_in(k, 1), (b, 1, 1), w, s))
-    (vh, vw), (vh2, vw2) = corner(k1), corner(k2)
-    in1 = ((rows >= vh) & (rows < vh + s) & (cols >= vw) & (cols < vw + s))[..., None]
-    in2 = ((rows >= vh2) & (rows < vh2 + s) & (cols >= vw2) & (cols < vw2 + s))[..., None]
-    delta = x_best - x
-    mass_window1 = l1(delta * in1, (1, 2))  # per channel
-    mass_image = l1(delta, (1, 2, 3))
-    mass_windows = l1(delta * (in1 | in2), (1, 2))  # per channel
-    transpose = rng.bernoulli(kt, 0.5, (b, 1, 1))
-    signs = rng.rademacher(ks, (b, 1, 1, c), x.dtype)
-    fresh = eta_tile(rows - vh, cols - vw, s, transpose, 'l1')[..., None] * signs
+    fresh = eta_tile(rows - vh, cols - vw, s, transpose, norm)[..., None] * signs
     moved = fresh + delta * in1 / (1e-12 + mass_window1)
-    budget = (jnp.maximum(eps - mass_image, 0.0) / c + mass_windows) * c
-    moved = moved / (1e-12 + l1(moved, (1, 2))) * budget
+    moved = _unit(moved, (1, 2), norm) * budget
     delta = jnp.where(in1, moved, jnp.where(in2, 0.0, delta))
-    x_new = onto_ball(delta)
+    x_new = onto(delta)
     margin_new = _margin(logits_fn(x_new), y)
     accept = (margin_min > 0) & (margin_new < margin_min)
     return jnp.where(pe(accept), x_new, x_best), jnp.where(accept, margin_new, margin_min)
@@ -279,7 +255,10 @@ def _l1_parts(logits_fn, x, y, key, *, eps, n_queries, p_init, rescale_schedule)
   return init, body
 
 
-_PARTS = {'linf': _linf_parts, 'l2': _l2_parts, 'l1': _l1_parts}
+_PARTS = {
+    'linf': _linf_parts, 'l2': functools.partial(_window_parts, norm='l2'),
+    'l1': functools.partial(_window_parts, norm='l1')
+}
 SQUARE = tuple(_PARTS)
 
 # Queries per stage of `square_staged`: an evaluation drops the broken examples
@@ -321,48 +300,6 @@ def square(logits_fn, x, y, key, *, eps, norm: str, n_queries: int = 5000, p_ini
                       rescale_schedule=rescale_schedule)
   x_best, _ = jax.lax.fori_loop(0, n_queries - 1, body, init())
   return x_best
-
-
-def square_linf(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
-                rescale_schedule: bool = False) -> jax.Array:
-  """`square` in l-inf: each proposal sets a window to x +- eps (a sign per channel).
-
-  Args:
-    logits_fn, x, y, key, eps, n_queries, p_init, rescale_schedule: as `square`.
-
-  Returns:
-    x_adv [B, H, W, C].
-  """
-  return square(logits_fn, x, y, key, norm='linf', eps=eps, n_queries=n_queries, p_init=p_init,
-                rescale_schedule=rescale_schedule)
-
-
-def square_l2(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
-              rescale_schedule: bool = False) -> jax.Array:
-  """`square` in l2: l2 mass moved between two windows, on the eps-sphere.
-
-  Args:
-    logits_fn, x, y, key, eps, n_queries, p_init, rescale_schedule: as `square`.
-
-  Returns:
-    x_adv [B, H, W, C].
-  """
-  return square(logits_fn, x, y, key, norm='l2', eps=eps, n_queries=n_queries, p_init=p_init,
-                rescale_schedule=rescale_schedule)
-
-
-def square_l1(logits_fn, x, y, key, *, eps, n_queries: int = 5000, p_init: float = 0.8,
-              rescale_schedule: bool = False) -> jax.Array:
-  """`square` in l1: l1 mass moved between two windows, in the l1 ball ∩ box.
-
-  Args:
-    logits_fn, x, y, key, eps, n_queries, p_init, rescale_schedule: as `square`.
-
-  Returns:
-    x_adv [B, H, W, C].
-  """
-  return square(logits_fn, x, y, key, norm='l1', eps=eps, n_queries=n_queries, p_init=p_init,
-                rescale_schedule=rescale_schedule)
 
 
 def square_staged(*, eps, norm: str, n_queries: int = 5000, p_init: float = 0.8,

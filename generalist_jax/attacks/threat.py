@@ -319,12 +319,11 @@ def l1_project(x: jax.Array, delta: jax.Array, eps) -> jax.Array:
   XLA:CPU: experiments/benchmarks/README.md, History).
 
   Args:
-    x: the clean batch [B, ...] in [0, 1].
-    delta: a perturbation of x's shape.
-    eps: a scalar or [B].
+    x, delta, eps: as `l2_project` (x [B, ...] in [0, 1], delta of its shape, eps
+      a scalar or [B], the l1 radius).
 
   Returns:
-    The projected delta (scaled into the ball against float rounding).
+    The projected delta, within the l1 ball (scaled in against float rounding).
   """
   shape, v, xf = delta.shape, flat(delta), flat(x)
   eps_b = jnp.broadcast_to(jnp.asarray(eps, v.dtype), v.shape[:1])

@@ -150,8 +150,11 @@ def _attack_kwargs(attack_config) -> dict:
               steps=int(attack_config.steps), norm=attack_config.norm, unroll=attack_config.unroll)
 
 
-def _clean_and(attack):
-  return lambda logits_fn, x, y, key: (x, attack(logits_fn, x, y, key))
+def _pair_task(attack, loss, expert_config) -> Task:
+  """A Task whose inputs are (clean, attacked) and whose loss takes the config's `beta`."""
+  bound = functools.partial(attack, **_attack_kwargs(expert_config.attack))
+  return Task(inputs=lambda logits_fn, x, y, key: (x, bound(logits_fn, x, y, key)),
+              loss=functools.partial(loss, beta=float(expert_config.beta)))
 
 
 def trades_task(expert_config) -> Task:
@@ -164,25 +167,19 @@ def trades_task(expert_config) -> Task:
   Returns:
     The expert's `Task`.
   """
-  attack = functools.partial(training_attacks.trades_attack, **_attack_kwargs(expert_config.attack))
-  return Task(inputs=_clean_and(attack), loss=functools.partial(trades_loss,
-                                                                beta=float(expert_config.beta)))
+  return _pair_task(training_attacks.trades_attack, trades_loss, expert_config)
 
 
 def mart_task(expert_config) -> Task:
   """MART: CE-PGD from x + 0.001 N(0, 1); loss `mart_loss`.
 
   Args:
-    expert_config: the expert's config (`config.experts[name]`); reads `attack` (eps,
-      step_size, steps, norm, unroll) and `beta`.
+    expert_config: as `trades_task` (its `attack` and `beta`).
 
   Returns:
     The expert's `Task`.
   """
-  attack = functools.partial(training_attacks.ce_attack_small_start,
-                             **_attack_kwargs(expert_config.attack))
-  return Task(inputs=_clean_and(attack), loss=functools.partial(mart_loss,
-                                                                beta=float(expert_config.beta)))
+  return _pair_task(training_attacks.ce_attack_small_start, mart_loss, expert_config)
 
 
 # --- several threat models (config: `norms` and `norm_attacks`) --------------
@@ -228,8 +225,7 @@ def max_task(expert_config) -> Task:
   example trains on the norm where its CE (BN eval mode) is highest.
 
   Args:
-    expert_config: the expert's config (`config.experts[name]`); reads `norms` and
-      `norm_attacks[norm]` for each.
+    expert_config: as `avg_task` (its `norms` and `norm_attacks`).
 
   Returns:
     The expert's `Task`.
@@ -270,8 +266,7 @@ def eat_task(expert_config) -> Task:
   robust accuracy per norm needs state outside TrainState and is left out.
 
   Args:
-    expert_config: the expert's config (`config.experts[name]`); reads `norms` and
-      `norm_attacks[norm]` for each.
+    expert_config: as `avg_task` (its `norms` and `norm_attacks`).
 
   Returns:
     The expert's `Task`.

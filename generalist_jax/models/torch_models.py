@@ -54,6 +54,28 @@ class _Normalize(nn.Module):
     return (x - self.mean) / self.std
 
 
+class _Twin(nn.Module):
+  """A flax model's twin: inputs NCHW in [0, 1], normalised inside, then `_logits`."""
+
+  def __init__(self, mean: Sequence[float], std: Sequence[float]):
+    super().__init__()
+    self.normalize = _Normalize(mean, std)
+
+  def forward(self, x):
+    """The logits.
+
+    Args:
+      x: [B, C, H, W] float images in [0, 1].
+
+    Returns:
+      [B, num_classes] logits.
+    """
+    return self._logits(self.normalize(x))
+
+  def _logits(self, x):
+    raise NotImplementedError
+
+
 class PreActBlock(nn.Module):
   """Twin of `resnets.PreActBlock`: the projection shortcut, where there is one,
   takes relu(bn1(x))."""
@@ -111,12 +133,11 @@ class BasicBlock(nn.Module):
     return F.relu(out + shortcut)
 
 
-class _ResNetBase(nn.Module):
+class _ResNetBase(_Twin):
   """Normalisation, stem conv, named blocks; subclasses add the head."""
 
   def __init__(self, mean, std, in_channels: int, stem_channels: int):
-    super().__init__()
-    self.normalize = _Normalize(mean, std)
+    super().__init__(mean, std)
     self.conv1 = _conv3x3(in_channels, stem_channels)
 
   def _add_blocks(self, block, prefix: str, cin: int, stages, blocks_per_stage: int) -> int:
@@ -139,28 +160,31 @@ def _scaled(stages, width: float) -> list:
   return [(layers.scale(c, width), stride) for c, stride in stages]
 
 
-class PreActResNet18(_ResNetBase):
+class _PreActNet(_ResNetBase):
+  """Stem conv, pre-activation blocks, then BN-ReLU, global average pool and the dense
+  head (`head_name`: the flax twin's name for it)."""
+
+  def __init__(self, num_classes: int, mean, std, in_channels: int, stem_channels: int,
+               blocks: tuple, head_name: str):
+    super().__init__(mean, std, in_channels, stem_channels)
+    prefix, stages, blocks_per_stage = blocks
+    cin = self._add_blocks(PreActBlock, prefix, stem_channels, stages, blocks_per_stage)
+    self.bn = _bn(cin)
+    self.head_name = head_name
+    self.add_module(head_name, nn.Linear(cin, num_classes))
+
+  def _logits(self, x):
+    x = F.relu(self.bn(self._blocks(self.conv1(x))))
+    return getattr(self, self.head_name)(x.mean(dim=(2, 3)))
+
+
+class PreActResNet18(_PreActNet):
   """Twin of `resnets.PreActResNet18`; `in_channels` is the images' C."""
 
   def __init__(self, num_classes: int, width: float = 1.0, mean=(0.0,), std=(1.0,),
                in_channels: int = 3):
-    super().__init__(mean, std, in_channels, layers.scale(64, width))
-    cin = self._add_blocks(PreActBlock, 'layer', layers.scale(64, width),
-                           _scaled(resnets.RESNET18_STAGES, width), 2)
-    self.bn = _bn(cin)
-    self.linear = nn.Linear(cin, num_classes)
-
-  def forward(self, x):
-    """The logits.
-
-    Args:
-      x: [B, C, H, W] float images in [0, 1].
-
-    Returns:
-      [B, num_classes] logits.
-    """
-    x = self._blocks(self.conv1(self.normalize(x)))
-    return self.linear(F.relu(self.bn(x)).mean(dim=(2, 3)))
+    super().__init__(num_classes, mean, std, in_channels, layers.scale(64, width),
+                     ('layer', _scaled(resnets.RESNET18_STAGES, width), 2), 'linear')
 
 
 class ResNet18(_ResNetBase):
@@ -174,54 +198,30 @@ class ResNet18(_ResNetBase):
                            _scaled(resnets.RESNET18_STAGES, width), 2)
     self.linear = nn.Linear(cin, num_classes)
 
-  def forward(self, x):
-    """The logits.
-
-    Args:
-      x: [B, C, H, W] float images in [0, 1].
-
-    Returns:
-      [B, num_classes] logits.
-    """
-    x = F.relu(self.bn1(self.conv1(self.normalize(x))))
+  def _logits(self, x):
+    x = F.relu(self.bn1(self.conv1(x)))
     return self.linear(self._blocks(x).mean(dim=(2, 3)))
 
 
-class WideResNet(_ResNetBase):
+class WideResNet(_PreActNet):
   """Twin of `resnets.WideResNet` (same `depth` rule); `in_channels` is the
   images' C."""
 
   def __init__(self, num_classes: int, depth: int = 34, widen_factor: int = 10, width: float = 1.0,
                mean=(0.0,), std=(1.0,), in_channels: int = 3):
-    super().__init__(mean, std, in_channels, layers.scale(16, width))
-    cin = self._add_blocks(PreActBlock, 'block', layers.scale(16, width),
-                           _scaled(resnets.wrn_stages(widen_factor), width),
-                           resnets.wrn_blocks_per_stage(depth))
-    self.bn = _bn(cin)
-    self.fc = nn.Linear(cin, num_classes)
-
-  def forward(self, x):
-    """The logits.
-
-    Args:
-      x: [B, C, H, W] float images in [0, 1].
-
-    Returns:
-      [B, num_classes] logits.
-    """
-    x = self._blocks(self.conv1(self.normalize(x)))
-    return self.fc(F.relu(self.bn(x)).mean(dim=(2, 3)))
+    super().__init__(num_classes, mean, std, in_channels, layers.scale(16, width),
+                     ('block', _scaled(resnets.wrn_stages(widen_factor),
+                                       width), resnets.wrn_blocks_per_stage(depth)), 'fc')
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(_Twin):
   """TRADES SmallCNN (without dropout), optionally with BatchNorm; CHW flatten."""
 
   def __init__(self, num_classes: int, batch_norm: bool = False, width: float = 1.0, mean=(0.0,),
                std=(1.0,), image_shape=(32, 32, 3)):
-    super().__init__()
+    super().__init__(mean, std)
     s = lambda c: layers.scale(c, width)
     self.batch_norm = batch_norm
-    self.normalize = _Normalize(mean, std)
     h, w, cin = image_shape
     for name, cout in (('conv1', 32), ('conv2', 32), ('conv3', 64), ('conv4', 64)):
       self.add_module(name, nn.Conv2d(cin, s(cout), 3, bias=not batch_norm))
@@ -245,16 +245,7 @@ class SmallCNN(nn.Module):
       x = getattr(self, f'{name}_bn')(x)
     return F.relu(x)
 
-  def forward(self, x):
-    """The logits.
-
-    Args:
-      x: [B, C, H, W] float images in [0, 1].
-
-    Returns:
-      [B, num_classes] logits.
-    """
-    x = self.normalize(x)
+  def _logits(self, x):
     for i, name in enumerate(('conv1', 'conv2', 'conv3', 'conv4')):
       x = self._act(getattr(self, name)(x), name)
       if i % 2 == 1:
@@ -265,15 +256,14 @@ class SmallCNN(nn.Module):
     return self.fc3(x)
 
 
-class MLP(nn.Module):
+class MLP(_Twin):
   """The flax MLP's twin: two hidden layers (BatchNorm optional). Flattens HWC, as
   flax does, so the dense kernels need no reordering."""
 
   def __init__(self, num_classes: int, batch_norm: bool = True, width: float = 1.0, mean=(0.0,),
                std=(1.0,), image_shape=(8, 8, 1)):
-    super().__init__()
+    super().__init__(mean, std)
     self.batch_norm = batch_norm
-    self.normalize = _Normalize(mean, std)
     fin, hidden = int(np.prod(image_shape)), layers.scale(256, width)
     for name in ('fc1', 'fc2'):
       self.add_module(name, nn.Linear(fin, hidden, bias=not batch_norm))
@@ -283,16 +273,8 @@ class MLP(nn.Module):
       fin = hidden
     self.logits = nn.Linear(fin, num_classes)
 
-  def forward(self, x):
-    """The logits.
-
-    Args:
-      x: [B, C, H, W] float images in [0, 1].
-
-    Returns:
-      [B, num_classes] logits.
-    """
-    x = self.normalize(x).permute(0, 2, 3, 1).flatten(1)  # NCHW -> HWC rows
+  def _logits(self, x):
+    x = x.permute(0, 2, 3, 1).flatten(1)  # NCHW -> HWC rows
     for name in ('fc1', 'fc2'):
       x = getattr(self, name)(x)
       if self.batch_norm:
