@@ -73,7 +73,7 @@ def lr_config(**kw):
 
 
 def test_piecewise_linear_lr_at_the_epoch_after_the_step():
-  lr = schedules.make_lr_schedule(lr_config(), num_epochs=120, clock=clock(10, 120))
+  lr = schedules.make_lr_schedule(lr_config(), num_epochs=120, epoch_of=clock(10, 120))
   np.testing.assert_allclose(lr(9), 0.01, rtol=1e-6)  # epoch 1.0
   # step 409 ends at epoch 41: 0.01 - (1/40) * 0.009
   np.testing.assert_allclose(lr(409), 0.009775, rtol=1e-5)
@@ -81,7 +81,8 @@ def test_piecewise_linear_lr_at_the_epoch_after_the_step():
 
 
 def test_cosine_and_constant_lr():
-  cos = schedules.make_lr_schedule(lr_config(schedule='cosine'), num_epochs=10, clock=clock(10, 10))
+  cos = schedules.make_lr_schedule(lr_config(schedule='cosine'), num_epochs=10,
+                                   epoch_of=clock(10, 10))
   np.testing.assert_allclose(cos(49), 0.05, rtol=1e-5)  # half way
   np.testing.assert_allclose(cos(99), 0.0, atol=1e-7)
   const = schedules.make_lr_schedule(lr_config(schedule='constant'), 10, clock(10, 10))
@@ -92,7 +93,7 @@ def test_cosine_and_constant_lr():
 
 def test_mixing_weights_follow_the_reference_beta_and_sum_to_one():
   weights = schedules.make_mix_schedule(
-      (0, 40, 80, 120), [(0.0, 0.0, 0.0, 0.6), (1.0, 1.0, 1.0, 0.4)], clock=clock(10, 120))
+      (0, 40, 80, 120), [(0.0, 0.0, 0.0, 0.6), (1.0, 1.0, 1.0, 0.4)], epoch_of=clock(10, 120))
   np.testing.assert_allclose(weights(999), [0.3, 0.7], rtol=1e-5)  # epoch 100: beta .7
   np.testing.assert_allclose(weights(1199), [0.6, 0.4], rtol=1e-5)
   all_steps = jax.vmap(weights)(jnp.arange(1200))

@@ -40,7 +40,7 @@ def test_architecture_examples_run_as_written():
     assert 'noise' in registry.implemented('l1')
     assert type(namespace['model']).__name__ == 'Linear'
     lr = schedules.make_lr_schedule(ml_collections.ConfigDict(dict(schedule='step', lr=0.1)),
-                                    num_epochs=4, clock=lambda step: (step + 1) / 10)
+                                    num_epochs=4, epoch_of=lambda step: (step + 1) / 10)
     assert [round(float(lr(s)), 6) for s in (0, 19, 20, 29, 30)] == [0.1, 0.01, 0.01, 0.001, 0.001]
     assert jnp.isfinite(namespace['x_adv']).all()
   finally:

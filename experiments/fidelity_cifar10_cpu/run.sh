@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Faithful-miniature protocol (issue 15), one protocol for every row:
+# Run-relative-miniature protocol (issue 15; every time constant a share of the run,
+# not the reference's clock: see results.md), one protocol for every row:
 #   BN SmallCNN width 0.5, 10,000 CIFAR-10 training images + 1,000 held out for validation
 #   (split seed 0, the same for every row and seed), batch 128, 20 epochs (T = 1,560 steps),
 #   every training attack l-inf PGD-5 at 8/255 (step 4/255, `attack_steps=5`), the

@@ -1,7 +1,7 @@
 """Schedules: pure functions of the (0-based) global step, so they jit and resume
 without state of their own.
 
-Epoch-based schedules read the step's schedule time from a clock, `clock(step)
+Epoch-based schedules read the step's schedule time from `epoch_of(step)
 -> epoch` (`timescale.Timeline.epoch`: the fractional epoch after the step by
 default, or the integer epoch counted from 1 as the authors' `main.py`).
 """
@@ -29,35 +29,35 @@ def piecewise_linear(t, knots: Sequence[float], values: Sequence[float]):
   return jnp.interp(t, jnp.asarray(knots, jnp.float32), jnp.asarray(values, jnp.float32))
 
 
-Clock = Callable[[jnp.ndarray], jnp.ndarray]  # step -> schedule time in epochs
+EpochOf = Callable[[jnp.ndarray], jnp.ndarray]  # step -> schedule time in epochs
 
 
-def _piecewise_linear_lr(opt_config, num_epochs: int, clock: Clock) -> Schedule:
+def _piecewise_linear_lr(opt_config, num_epochs: int, epoch_of: EpochOf) -> Schedule:
   """Knots `lr_epochs`, values `lr_values`, as the reference."""
   del num_epochs
   knots, values = tuple(opt_config.lr_epochs), tuple(opt_config.lr_values)
-  return lambda step: piecewise_linear(clock(step), knots, values)
+  return lambda step: piecewise_linear(epoch_of(step), knots, values)
 
 
-def _cosine_lr(opt_config, num_epochs: int, clock: Clock) -> Schedule:
+def _cosine_lr(opt_config, num_epochs: int, epoch_of: EpochOf) -> Schedule:
   """Peak `lr`, to 0 at `num_epochs`."""
   peak = float(opt_config.lr)
-  return lambda step: peak * 0.5 * (1 + jnp.cos(math.pi * clock(step) / num_epochs))
+  return lambda step: peak * 0.5 * (1 + jnp.cos(math.pi * epoch_of(step) / num_epochs))
 
 
-def _constant_lr(opt_config, num_epochs: int, clock: Clock) -> Schedule:
+def _constant_lr(opt_config, num_epochs: int, epoch_of: EpochOf) -> Schedule:
   """`lr` throughout."""
-  del num_epochs, clock
+  del num_epochs, epoch_of
   return lambda step: jnp.full((), float(opt_config.lr), jnp.float32)
 
 
-# optimizer.schedule -> (optimizer config, num_epochs, clock) -> Schedule.
+# optimizer.schedule -> (optimizer config, num_epochs, epoch_of) -> Schedule.
 LR_SCHEDULES = {
     'piecewise_linear': _piecewise_linear_lr, 'cosine': _cosine_lr, 'constant': _constant_lr
 }
 
 
-def make_lr_schedule(opt_config, num_epochs: int, clock: Clock) -> Schedule:
+def make_lr_schedule(opt_config, num_epochs: int, epoch_of: EpochOf) -> Schedule:
   """lr as a function of optax's update count (= 0-based global step).
 
   Args:
@@ -65,7 +65,7 @@ def make_lr_schedule(opt_config, num_epochs: int, clock: Clock) -> Schedule:
       LR_SCHEDULES, and the kind reads its own fields (lr_epochs / lr_values,
       or lr).
     num_epochs: the run's epochs (the cosine schedule reaches 0 there).
-    clock: step -> schedule time in epochs (`timescale.Timeline.epoch`).
+    epoch_of: step -> schedule time in epochs (`timescale.Timeline.epoch`).
 
   Returns:
     step -> lr, jittable.
@@ -76,7 +76,7 @@ def make_lr_schedule(opt_config, num_epochs: int, clock: Clock) -> Schedule:
   kind = opt_config.schedule
   if kind not in LR_SCHEDULES:
     raise ValueError(f'optimizer.schedule={kind!r}: use one of {tuple(LR_SCHEDULES)}.')
-  return LR_SCHEDULES[kind](opt_config, num_epochs, clock)
+  return LR_SCHEDULES[kind](opt_config, num_epochs, epoch_of)
 
 
 def scaled_after(schedule: Schedule, first_step: int, scale: float) -> Schedule:
@@ -113,7 +113,7 @@ def ema_decay(step, max_decay: float = 0.999):
 
 
 def make_mix_schedule(knots: Sequence[float], values_per_expert: Sequence[Sequence[float]],
-                      clock: Clock) -> Schedule:
+                      epoch_of: EpochOf) -> Schedule:
   """Mixing weights (one per expert, summing to one) at the schedule time of `step`.
 
   All experts share the knots (in epochs); since the values sum to one at each
@@ -123,7 +123,7 @@ def make_mix_schedule(knots: Sequence[float], values_per_expert: Sequence[Sequen
   Args:
     knots: increasing knots in epochs (`meta.mix_epochs`).
     values_per_expert: per expert, its weight at each knot (`mix_values`).
-    clock: step -> schedule time in epochs.
+    epoch_of: step -> schedule time in epochs.
 
   Returns:
     step -> [N] float32 weights, in the experts' order.
@@ -132,7 +132,7 @@ def make_mix_schedule(knots: Sequence[float], values_per_expert: Sequence[Sequen
   table = tuple(tuple(v) for v in values_per_expert)
 
   def weights(step):
-    t = clock(step)
+    t = epoch_of(step)
     return jnp.stack([piecewise_linear(t, knots, v) for v in table])
 
   return weights

@@ -98,14 +98,15 @@ def _train_and_evaluate(config, workdir: pathlib.Path, stop_after_steps, stop_at
   run_config.check_and_write(config, workdir, start_over_allowed=start_over)
   fork_source = fork.source_workdir(config, workdir)
   dataset, setup = _set_up(config, workdir, fork_source)
-  restored = _restore(config, workdir, setup, dataset, fork_source)
-  state, ckpts = restored.state, restored.ckpts
-  loop = _Loop.start(config, workdir, setup, dataset, ckpts, restored.run_meta, restored.start_step,
-                     stop_after_steps, stop_at_step)
   with contextlib.ExitStack() as cleanup:
-    # On any error too: finish saves already under way (all checked finite),
-    # then release orbax's threads and the log files.
+    # On any error too (a restore that fails included): finish saves already under
+    # way (all checked finite), then release orbax's threads and the log files.
+    ckpts = checkpoints.RunCheckpoints(workdir / 'checkpoints', config.checkpoint.keep)
     cleanup.callback(ckpts.close)
+    restored = _restore(config, workdir, setup, dataset, fork_source, ckpts)
+    state = restored.state
+    loop = _Loop.start(config, workdir, setup, dataset, ckpts, restored.run_meta,
+                       restored.start_step, stop_after_steps, stop_at_step)
     cleanup.callback(loop.writer.close)
     cleanup.callback(ckpts.wait)
     preemption = cleanup.enter_context(preemption_lib.PreemptionGuard())
@@ -150,13 +151,13 @@ class _Restored:
   start_step: int
 
 
-def _restore(config, workdir: pathlib.Path, setup, dataset, fork_source) -> _Restored:
-  """The newest readable checkpoint decides where this run continues: its own, else
-  the fork source's step (`init_from`), else step 0."""
+def _restore(config, workdir: pathlib.Path, setup, dataset, fork_source,
+             ckpts: checkpoints.RunCheckpoints) -> _Restored:
+  """The newest readable checkpoint in `ckpts` decides where this run continues: its
+  own, else the fork source's step (`init_from`), else step 0."""
   state = parallel.replicate(
       step_lib.create_train_state(setup, dataset.info.image_shape, config.seed), setup.mesh)
   template = restore.state_template(state)  # survives donation
-  ckpts = checkpoints.RunCheckpoints(workdir / 'checkpoints', config.checkpoint.keep)
   run_meta = {'best_value': -math.inf, 'best_step': -1}
   restored = ckpts.restore(template)
   if restored is None and fork_source is not None:
