@@ -10,7 +10,7 @@ Sources (``config.data.source``, one row each in `SOURCES`):
 ``data.downsample=k`` turns any of them into k x k block means (`downsample.py`).
 
 `load_dataset(config.data)` returns a `Dataset` (train source, in-memory val and
-test, `DatasetInfo`); `pipeline.py` turns it into batches. Adding a source is a
+test, `DatasetInfo`: `splits.py`); `pipeline.py` turns it into batches. Adding a source is a
 function `(data_config, SplitSpec) -> Dataset` and one row in `SOURCES`.
 """
 from __future__ import annotations

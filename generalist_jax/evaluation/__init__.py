@@ -14,4 +14,6 @@ Nothing here knows about run directories except reading their files.
   compare.py   a Markdown report comparing runs
   leaderboard.py   a RobustBench model_info entry of a 'standard' evaluation
   compile_cache.py XLA's persistent compile cache for evaluations (on by default)
+  api.py       AutoAttack for any JAX model, called as the official one is
+  parity.py    our AutoAttack against the official one on the same model and points
 """

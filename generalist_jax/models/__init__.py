@@ -17,6 +17,11 @@ CPU in tests. Deliberate differences from the PyTorch originals:
   zero logits weights give exactly zero input gradients at init, which turns
   attacks on a fresh model into no-ops.
 
+Also here: `layers.py` (what the models share: channel scaling, BatchNorm with
+PyTorch's defaults, torch's inits), `cpu_ops.py` (convolution, pooling and
+BatchNorm written the way XLA:CPU runs them fast), `torch_models.py` (the PyTorch
+twins) and `torch_convert.py` (flax variables <-> their state_dicts).
+
 Adding a model is a flax module and one row in `MODELS` (and, for export to
 PyTorch, its twin and a row in `torch_models.TWINS` under the same key).
 """
