@@ -179,6 +179,8 @@ def main(argv):
   if per_window:
     st.window_plot(per_window, out / 'windows.png', robust_label='PGD-10')
   for run in st.runs_of(study, runs_dir, 'generalist'):
+    if not st.finished(study, run.path):  # a seed still training gets its plot when done
+      continue
     st.trajectory_plot(
         plots.read_metrics(run.path), out / f'trajectory_s{run.seed}.png',
         f'Generalist row, seed {run.seed}: validation of every learner '
