@@ -201,7 +201,7 @@ def test_a_flags_only_command_refuses_positional_arguments_and_returns_its_statu
   monkeypatch.setattr(cli.host_memory, 'keep_cpu_buffers_resident', lambda: calls.append('mem'))
   main = cli.flags_only(lambda: calls.append('ran') or 0)
   with pytest.raises(app.UsageError, match=r"\['--n_ex', '5'\].*flags only"):
-    main(['evaluate', '--n_ex', '5'])  # a flag without '=' leaves its value positional
+    main(['evaluate', '--n_ex', '5'])  # what absl leaves over after parsing the flags
   assert calls == []  # refused before any work
   assert main(['evaluate']) == 0 and calls == ['mem', 'ran']
   quiet = cli.flags_only(lambda: calls.append('export'), resident_cpu_buffers=False)

@@ -15,6 +15,6 @@ preemption, evaluating and exporting a run's checkpoint, and suites of runs.
   export.py        a run's learner as a PyTorch state_dict
   interpolate.py   accuracy along the line between two learners of a run
   suite.py         several runs trained, evaluated alike and compared
-  cli.py           flags_only: what every command-line entry point does first
+  cli.py           flags_only: what the flags-only entry points do first
   process_flags.py the flags that make a command one process of a multi-host job
 """

@@ -1,4 +1,5 @@
-"""What every command-line entry point does before its own work."""
+"""What every flags-only command-line entry point (main, evaluate, interpolate,
+export_torch, prepare_data; not report, which takes run directories) does first."""
 from typing import Callable
 
 from absl import app
